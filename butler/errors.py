@@ -1,0 +1,130 @@
+"""The exceptions of the butler package.
+
+Every error subclasses :class:`ButlerError` and, where the Gen2 contract names a
+built-in type, that type too, so code written against ``lsst.daf.persistence``
+that catches ``RuntimeError`` or ``OSError`` keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+__all__ = [
+    "ButlerError",
+    "NoResults",
+    "ParentsMismatch",
+    "RepositoryError",
+    "RepositoryModeError",
+    "MapperError",
+    "TemplateError",
+    "AliasError",
+    "UnsafePathError",
+    "UnsafeYamlError",
+    "DatasetNotFoundError",
+    "UnknownStorageError",
+    "FileContentMismatch",
+    "RegistryError",
+    "DuplicatePolicyError",
+    "IngestError",
+]
+
+
+class ButlerError(Exception):
+    """Base class of every error raised by the butler package."""
+
+
+class NoResults(ButlerError, RuntimeError):
+    """A lookup found no dataset (or not exactly one registry row).
+
+    Parameters
+    ----------
+    message : `str`
+        What went wrong.
+    datasetType : `str`, optional
+        The dataset type asked for.
+    dataId : mapping, optional
+        The data ID asked for.
+    repositories : iterable of `str`, optional
+        The repositories searched, in search order.
+    """
+
+    def __init__(self, message: str, datasetType: str | None = None, dataId: Any = None,
+                 repositories: Iterable[str] | None = None):
+        self.datasetType = datasetType
+        self.dataId = dataId
+        self.repositories = list(repositories) if repositories is not None else []
+        parts = [message]
+        if datasetType is not None:
+            parts.append(f"datasetType: {datasetType}")
+        if dataId is not None:
+            parts.append(f"dataId: {describe_data_id(dataId)}")
+        if self.repositories:
+            parts.append("searched: " + ", ".join(self.repositories))
+        super().__init__("; ".join(parts))
+
+
+class ParentsMismatch(ButlerError, RuntimeError):
+    """A repository's recorded parents do not match the parents it is opened with."""
+
+
+class RepositoryError(ButlerError, RuntimeError):
+    """A repository cannot be opened or used as asked."""
+
+
+class RepositoryModeError(RepositoryError):
+    """A repository was used against its mode ('r', 'w' or 'rw')."""
+
+
+class MapperError(ButlerError, RuntimeError):
+    """A mapper cannot be found, inferred, constructed or asked for a location."""
+
+
+class TemplateError(MapperError):
+    """A filename template is missing or cannot be filled from a data ID."""
+
+
+class AliasError(ButlerError, RuntimeError):
+    """A dataset-type alias is malformed, conflicts with another, or is undefined."""
+
+
+class UnsafePathError(ButlerError, ValueError):
+    """A path would resolve outside its repository root, or a data-ID value would make it so."""
+
+
+class UnsafeYamlError(ButlerError, ValueError):
+    """A YAML file holds a tag that the safe loader refuses to construct."""
+
+
+class DatasetNotFoundError(ButlerError, FileNotFoundError):
+    """A location's file does not exist."""
+
+
+class UnknownStorageError(ButlerError, LookupError):
+    """No formatter or storage is registered for a storage name or URI scheme."""
+
+
+class FileContentMismatch(ButlerError, RuntimeError):
+    """A write-once file already exists with different content."""
+
+
+class RegistryError(ButlerError, RuntimeError):
+    """A registry cannot be opened or queried."""
+
+
+class DuplicatePolicyError(ButlerError, ValueError):
+    """A dataset type is defined in more than one section of a mapper policy."""
+
+
+class IngestError(ButlerError, RuntimeError):
+    """A file cannot be ingested into a repository."""
+
+
+def describe_data_id(dataId: Any) -> str:
+    """Render a data ID (with its tags, if any) for an error message."""
+    if dataId is None:
+        return "{}"
+    items = ", ".join(f"{k!r}: {v!r}" for k, v in sorted(dict(dataId).items(), key=lambda kv: str(kv[0])))
+    tags = getattr(dataId, "tag", None)
+    if tags:
+        return "{" + items + "} tags=" + repr(sorted(map(str, tags)))
+    return "{" + items + "}"

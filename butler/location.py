@@ -1,0 +1,190 @@
+"""Where a dataset lives: `ButlerLocation`, `ButlerComposite` and HDU-suffix parsing.
+
+A mapper answers "where is dataset X for data ID Y" with one of these value
+objects; the storage and the formatters act on them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Callable
+
+import attrs
+
+__all__ = ["ButlerLocation", "ButlerComposite", "ComponentInfo", "split_hdu"]
+
+_HDU_SUFFIX = re.compile(r"^(?P<path>.*?)\[(?P<hdu>\d+)\]$")
+
+
+def split_hdu(path: str) -> tuple[str, int | None]:
+    """Split a trailing ``[N]`` HDU selector off a location.
+
+    Parameters
+    ----------
+    path : `str`
+        A location, e.g. ``"raw/a.fits[3]"``.
+
+    Returns
+    -------
+    path, hdu : `str`, `int` or `None`
+        The file path and the HDU index (None when there is no selector).
+    """
+    match = _HDU_SUFFIX.match(path)
+    if match is None:
+        return path, None
+    return match.group("path"), int(match.group("hdu"))
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+@attrs.define(eq=False)
+class ButlerLocation:
+    """The answer of a mapper: the type, format and relative path(s) of a dataset.
+
+    Parameters
+    ----------
+    pythonType : `type` or `str`
+        The Python type of the object (a legacy type-name string is kept as is).
+    cppType : `str` or `None`
+        The legacy persistable type name.
+    storageName : `str`
+        Name of the formatter (``"FitsStorage"``, ``"PickleStorage"``, ...).
+    locationList : `str` or `list` of `str`
+        Path(s) relative to the storage root, optionally ending in ``[N]``.
+    dataId : mapping
+        The full data ID used.
+    mapper : `Mapper`
+        The mapper that made this location.
+    storage : `Storage`
+        The storage of the repository the paths are relative to.
+    usedDataId : mapping, optional
+        The data-ID keys the template used.
+    datasetType : `str`, optional
+        The dataset type.
+    additionalData : mapping, optional
+        Extra values for the formatter (sub-image boxes, write recipes, ...).
+    """
+
+    pythonType: Any
+    cppType: Any
+    storageName: str
+    locationList: list[str] = attrs.field(converter=_as_list)
+    dataId: Any
+    mapper: Any
+    storage: Any
+    usedDataId: Any = None
+    datasetType: str | None = None
+    additionalData: dict = attrs.field(default=None, converter=lambda v: dict(v) if v else {})
+    repository: Any = None
+
+    def __repr__(self) -> str:
+        return (f"ButlerLocation(datasetType={self.datasetType!r}, storageName={self.storageName!r}, "
+                f"locationList={self.locationList!r}, dataId={self.dataId!r})")
+
+    def getPythonType(self) -> Any:
+        """Return the Python type (or type name) given at construction."""
+        return self.pythonType
+
+    def getCppType(self) -> Any:
+        """Return the legacy persistable type name."""
+        return self.cppType
+
+    def getStorageName(self) -> str:
+        """Return the storage (formatter) name."""
+        return self.storageName
+
+    def getLocations(self) -> list[str]:
+        """Return the paths, relative to the storage root, as a list."""
+        return self.locationList
+
+    def getLocationsWithRoot(self) -> list[str]:
+        """Return the paths joined to the storage root."""
+        root = getattr(self.storage, "root", None)
+        if root is None:
+            return list(self.locationList)
+        return [os.path.join(root, loc) for loc in self.locationList]
+
+    def getAdditionalData(self) -> dict:
+        """Return the extra values for the formatter."""
+        return self.additionalData
+
+    def getStorage(self) -> Any:
+        """Return the storage the paths are relative to."""
+        return self.storage
+
+    def setRepository(self, repository: Any) -> None:
+        """Record the repository this location was found in."""
+        self.repository = repository
+
+
+@attrs.define
+class ComponentInfo:
+    """One component of a composite dataset.
+
+    Parameters
+    ----------
+    datasetType : `str`
+        The component's own dataset type.
+    obj : `object`
+        The component object, once read or disassembled.
+    setter, getter : `str`, optional
+        Names of the composite object's methods that set / get this component.
+    subset : `bool`
+        The component is a list of objects from a subset of data IDs.
+    inputOnly : `bool`
+        The component is read but never written.
+    """
+
+    datasetType: str
+    obj: Any = None
+    setter: str | None = None
+    getter: str | None = None
+    subset: bool = False
+    inputOnly: bool = False
+
+
+@attrs.define(eq=False)
+class ButlerComposite:
+    """A dataset assembled from component datasets.
+
+    Parameters
+    ----------
+    assembler, disassembler : callable or `None`
+        ``assembler(dataId, componentInfo, cls)`` builds the object;
+        ``disassembler(obj, dataId, componentInfo)`` fills ``componentInfo[...].obj``.
+    python : `type` or `str`
+        The composite's Python type.
+    dataId : mapping
+        The data ID.
+    mapper : `Mapper`
+        The mapper that made it.
+    """
+
+    assembler: Callable | None
+    disassembler: Callable | None
+    python: Any
+    dataId: Any
+    mapper: Any
+    componentInfo: dict[str, ComponentInfo] = attrs.field(factory=dict)
+    repository: Any = None
+    datasetType: str | None = None
+
+    def add(self, id: str, datasetType: str, setter: str | None = None, getter: str | None = None,
+            subset: bool = False, inputOnly: bool = False) -> None:
+        """Declare a component, reached through ``datasetType``."""
+        self.componentInfo[id] = ComponentInfo(datasetType, None, setter, getter, subset, inputOnly)
+
+    def setRepository(self, repository: Any) -> None:
+        """Record the repository this composite was found in."""
+        self.repository = repository
+
+    def getPythonType(self) -> Any:
+        """Return the composite's Python type."""
+        return self.python
