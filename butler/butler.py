@@ -1,0 +1,568 @@
+"""`Butler`: reads and writes datasets by dataset type and data ID over many repositories.
+
+The Butler only orchestrates: it resolves aliases, turns arguments into a
+`DataId`, asks the repository graph for the repositories a read may search,
+and hands each one's location to that repository's storage.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+from typing import Any, Callable, Iterable, Iterator
+
+import attrs
+
+from . import deprecation
+from .cfg import RepositoryArgs, RepositoryCfg, as_repository_args
+from .dataId import DataId, merge_data_id
+from .errors import AliasError, MapperError, NoResults, RepositoryError
+from .graph import RepositoryGraph, RepositoryNode, build_graph, mapper_identity
+from .location import ButlerComposite, ButlerLocation
+from .mapper import Mapper
+from .readProxy import ReadProxy
+from .repository import Repository, describe_repository
+from .storage import Storage
+from .utils import doImport, sequencify
+
+__all__ = ["Butler"]
+
+_log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=256)
+def _python_type(pythonType: str) -> Any:
+    """The class a type-name string names, or the string itself when it cannot be imported."""
+    try:
+        return doImport(pythonType)
+    except (ImportError, TypeError):
+        return pythonType
+
+
+@attrs.frozen
+class _Found:
+    """Where a read found its dataset: the repository, the location, and a bypass result."""
+
+    repository: Repository
+    location: Any
+    bypass: Callable[[], Any] | None = None
+
+
+@attrs.frozen
+class RepoData:
+    """One repository as Gen2 introspection code sees it (``butler._repos``)."""
+
+    repo: Repository
+
+    @property
+    def cfg(self) -> RepositoryCfg:
+        """The repository's configuration."""
+        return self.repo.cfg
+
+    @property
+    def parentRegistry(self) -> Any:
+        """The registry of the nearest ancestor that has one."""
+        return self.repo.parentRegistry
+
+    @property
+    def tags(self) -> frozenset:
+        """The repository's tags."""
+        return self.repo.tags
+
+    @property
+    def mode(self) -> str:
+        """The repository's mode."""
+        return self.repo.mode
+
+
+@attrs.frozen
+class RepositoriesView:
+    """A read-only view of a Butler's repositories: ``inputs()`` and ``outputs()``."""
+
+    _butler: "Butler"
+
+    def inputs(self) -> list[RepoData]:
+        """The repositories reads search, in search order."""
+        return [RepoData(r) for r in self._butler._read_order(())]
+
+    def outputs(self) -> list[RepoData]:
+        """The output repositories."""
+        return [RepoData(r) for r in self._butler._outputs]
+
+    def all(self) -> list[RepoData]:
+        """Every repository: outputs, then the read order."""
+        return [RepoData(r) for r in self._butler._all_repositories()]
+
+
+class Butler:
+    """Reads and writes datasets by dataset type and data ID.
+
+    Parameters
+    ----------
+    root : `str`, optional
+        Old form: the root of one 'rw' repository.
+    mapper : `str`, `type` or `Mapper`, optional
+        Old form: the mapper of that repository.
+    inputs : repository arguments or sequence of them, optional
+        New form: the repositories to read, in search order. Each may be a
+        `RepositoryArgs`, a `RepositoryCfg`, a dict of the same keys, a path or a
+        ``file://`` URI.
+    outputs : repository arguments or sequence of them, optional
+        New form: the repositories to write (and, in mode 'rw', to read).
+    **mapperArgs
+        Old form: keyword arguments for the mapper (e.g. ``calibRoot``).
+
+    Raises
+    ------
+    RepositoryError
+        The old and new forms are mixed, or an input is not a repository.
+    RepositoryModeError
+        A repository is used against its mode.
+    ParentsMismatch
+        An existing output is reopened with other parents.
+    MapperError
+        An output's mapper cannot be inferred.
+    """
+
+    def __init__(self, root: Any = None, mapper: Any = None, inputs: Any = None, outputs: Any = None,
+                 **mapperArgs: Any):
+        self._init_args = (root, mapper, inputs, outputs, dict(mapperArgs))
+        if deprecation.always_warn:
+            warnings.warn("Butler is deprecated", FutureWarning, stacklevel=2)
+        input_args, output_args = _normalise_arguments(root, mapper, inputs, outputs, mapperArgs)
+        self._graph: RepositoryGraph = build_graph(input_args, output_args, describe_repository)
+        self._repositories: dict[int, Repository] = {}
+        for node in self._graph.all_nodes():
+            self._repository(node)
+        self._outputs = [self._repositories[id(n)] for n in self._graph.outputs]
+        for node in self._graph.outputs:
+            if node.mustWriteCfg:
+                Storage.putRepositoryCfg(node.cfg, node.root)
+        self.datasetTypeAliasDict: dict[str, str] = {}
+        self._orders: dict[frozenset, list[Repository]] = {}
+        self._repos = RepositoriesView(self)
+
+    def _repository(self, node: RepositoryNode) -> Repository:
+        repo = self._repositories.get(id(node))
+        if repo is None:
+            parents = [self._repository(p) for p in node.parents]
+            repo = self._repositories[id(node)] = Repository(node, parents)
+        return repo
+
+    def __repr__(self) -> str:
+        inputs = [r.root for r in self._read_order(())]
+        outputs = [r.root for r in self._outputs]
+        return f"Butler(inputs={inputs!r}, outputs={outputs!r})"
+
+    # -- pickling: re-create from the original arguments -------------------------------------
+
+    def __reduce__(self) -> tuple:
+        return _unpickle_butler, (self._init_args, dict(self.datasetTypeAliasDict))
+
+    # -- repositories --------------------------------------------------------------------
+
+    def _read_order(self, tags: Iterable) -> list[Repository]:
+        key = frozenset(tags)
+        order = self._orders.get(key)
+        if order is None:
+            order = self._orders[key] = [self._repositories[id(n)] for n in self._graph.search_order(key)]
+        return order
+
+    def _all_repositories(self) -> list[Repository]:
+        return [self._repositories[id(n)] for n in self._graph.all_nodes()]
+
+    def _getDefaultMapper(self) -> Any:
+        """The mapper class every repository uses, or None when they differ or have none."""
+        mappers = {}
+        for repo in self._all_repositories():
+            if repo.cfg.mapper is not None:
+                mappers.setdefault(mapper_identity(repo.cfg.mapper), repo.cfg.mapper)
+        if len(mappers) != 1:
+            return None
+        mapper = next(iter(mappers.values()))
+        if isinstance(mapper, str):
+            return doImport(mapper)
+        return mapper if isinstance(mapper, type) else type(mapper)
+
+    @staticmethod
+    def getMapperClass(root: str) -> Any:
+        """Return the mapper class of the repository at ``root``, or None."""
+        spec = describe_repository(os.path.abspath(root))
+        mapper = spec.cfg.mapper if spec.cfg is not None else spec.legacyMapper
+        return doImport(mapper) if isinstance(mapper, str) else mapper
+
+    # -- aliases -------------------------------------------------------------------------
+
+    def defineAlias(self, alias: str, datasetType: str) -> None:
+        """Define ``@alias`` (the ``@`` is optional here) as a name for ``datasetType``.
+
+        Raises
+        ------
+        AliasError
+            When the alias has ``@`` other than first, the dataset type has an
+            ``@``, or the alias is a prefix of an existing one or has one as prefix.
+        """
+        at = alias.rfind("@")
+        if at > 0:
+            raise AliasError(f"badly formatted alias {alias!r}: '@' may only come first")
+        if at == -1:
+            alias = "@" + alias
+        if "@" in datasetType:
+            raise AliasError(f"an alias cannot name another alias: {datasetType!r}")
+        for existing in self.datasetTypeAliasDict:
+            if existing.startswith(alias) or alias.startswith(existing):
+                raise AliasError(f"alias {alias!r} overlaps with existing alias {existing!r}")
+        self.datasetTypeAliasDict[alias] = datasetType
+
+    def _resolve(self, datasetType: str) -> str:
+        if "@" not in datasetType:
+            return datasetType
+        for alias, target in self.datasetTypeAliasDict.items():
+            datasetType = datasetType.replace(alias, target)
+        if "@" in datasetType:
+            raise AliasError(f"undefined alias in dataset type {datasetType!r}")
+        return datasetType
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _locate(self, datasetType: str, dataId: DataId, write: bool) -> _Found:
+        """Find the first repository holding the dataset, in search order."""
+        repositories = self._outputs if write else self._read_order(dataId.tag)
+        searched: list[str] = []
+        failures: list[str] = []
+        for repo in repositories:
+            if repo.cfg.mapper is None:
+                continue
+            searched.append(repo.root)
+            try:
+                location = repo.map(datasetType, dataId, write=write)
+            except NoResults as exc:
+                failures.append(str(exc))
+                continue
+            found = self._check_location(repo, location, datasetType, dataId)
+            if found is not None:
+                return found
+        reason = "no dataset found" if not failures else f"no dataset found ({failures[0]})"
+        if not searched:
+            reason = "no repository to search" + (" carries those tags" if dataId.tag else "")
+        raise NoResults(reason, datasetType, dataId, searched)
+
+    def _check_location(self, repo: Repository, location: Any, datasetType: str,
+                        dataId: DataId) -> _Found | None:
+        if location is None:
+            return None
+        if isinstance(location, ButlerComposite):
+            return _Found(repo, location)
+        locations = location if isinstance(location, list) else [location]
+        bypass = getattr(repo.mapper, "bypass_" + datasetType, None)
+        if bypass is not None:
+            first = locations[0]
+            pythonType = first.pythonType
+            if isinstance(pythonType, str):
+                pythonType = _python_type(pythonType)
+            try:
+                value = bypass(datasetType, pythonType, first, dataId)
+            except (NoResults, OSError) as exc:
+                _log.debug("bypass_%s failed in %s: %s", datasetType, repo.root, exc)
+                return None
+            return _Found(repo, location, lambda: value)
+        if all(repo.exists(loc) for loc in locations):
+            return _Found(repo, location)
+        return None
+
+    def _read(self, found: _Found, datasetType: str, dataId: DataId) -> Any:
+        if found.bypass is not None:
+            item = found.bypass()
+        elif isinstance(found.location, ButlerComposite):
+            item = self._assemble(found.location, dataId)
+        elif isinstance(found.location, list):
+            item = [found.repository.read(loc) for loc in found.location]
+        else:
+            item = found.repository.read(found.location)
+        mapper = found.repository.mapper
+        if mapper.canStandardize(datasetType):
+            item = mapper.standardize(datasetType, item, dataId)
+        return item
+
+    def get(self, datasetType: str, dataId: Any = None, immediate: bool = True, **rest: Any) -> Any:
+        """Read a dataset.
+
+        Parameters
+        ----------
+        datasetType : `str`
+            The dataset type (aliases allowed).
+        dataId : `dict` or `DataId`, optional
+            The data ID; a tagged `DataId` searches only repositories with one of its tags.
+        immediate : `bool`
+            When False, return a `ReadProxy` that reads on first use.
+        **rest
+            More data-ID keys.
+
+        Raises
+        ------
+        NoResults
+            No repository searched holds the dataset; the message names the
+            dataset type, the data ID, its tags and every repository searched.
+        """
+        datasetType = self._resolve(datasetType)
+        dataId = merge_data_id(dataId, rest)
+        found = self._locate(datasetType, dataId, write=False)
+        if immediate:
+            return self._read(found, datasetType, dataId)
+        return ReadProxy(functools.partial(self._read, found, datasetType, dataId))
+
+    def datasetExists(self, datasetType: str, dataId: Any = None, write: bool = False, **rest: Any) -> bool:
+        """Return whether a dataset exists: in the inputs, or with ``write=True`` in the outputs.
+
+        Never raises for a data ID that matches no registry row: that is False.
+        """
+        datasetType = self._resolve(datasetType)
+        dataId = merge_data_id(dataId, rest)
+        try:
+            found = self._locate(datasetType, dataId, write=write)
+        except NoResults:
+            return False
+        if isinstance(found.location, ButlerComposite):
+            return all(self.datasetExists(info.datasetType, dataId, write=write)
+                       for info in found.location.componentInfo.values() if not info.subset)
+        return True
+
+    def getUri(self, datasetType: str, dataId: Any = None, write: bool = False, **rest: Any) -> str:
+        """Return the absolute path get would read, or with ``write=True`` where put would write."""
+        datasetType = self._resolve(datasetType)
+        dataId = merge_data_id(dataId, rest)
+        if write:
+            if not self._outputs:
+                raise RepositoryError(f"no output repository to write {datasetType!r} to")
+            location = self._outputs[0].map(datasetType, dataId, write=True)
+            if location is None:
+                raise MapperError(f"the mapper of {self._outputs[0].root!r} gives no location "
+                                  f"to write {datasetType!r} for {dataId!r}")
+        else:
+            location = self._locate(datasetType, dataId, write=False).location
+        if isinstance(location, list):
+            location = location[0]
+        if isinstance(location, ButlerComposite):
+            raise MapperError(f"{datasetType!r} is a composite dataset: it has no single URI")
+        return location.getLocationsWithRoot()[0]
+
+    def _assemble(self, composite: ButlerComposite, dataId: DataId) -> Any:
+        for info in composite.componentInfo.values():
+            if info.subset:
+                refs = self.subset(info.datasetType, dataId=dataId)
+                info.obj = [ref.get() for ref in refs]
+            else:
+                info.obj = self.get(info.datasetType, dataId)
+        cls = composite.python
+        if isinstance(cls, str):
+            cls = _python_type(cls)
+        if composite.assembler is not None:
+            return composite.assembler(dataId, composite.componentInfo, cls)
+        obj = cls()
+        for name, info in composite.componentInfo.items():
+            setter = info.setter or "set" + name[:1].upper() + name[1:]
+            if hasattr(obj, setter):
+                getattr(obj, setter)(info.obj)
+            else:
+                setattr(obj, name, info.obj)
+        return obj
+
+    # -- writing -------------------------------------------------------------------------
+
+    def put(self, obj: Any, datasetType: str, dataId: Any = None, doBackup: bool = False,
+            **rest: Any) -> None:
+        """Write a dataset to every output repository.
+
+        Parameters
+        ----------
+        obj : `object`
+            The object to write.
+        datasetType : `str`
+            The dataset type (aliases allowed).
+        dataId : `dict` or `DataId`, optional
+            The data ID.
+        doBackup : `bool`
+            Rename an existing file to ``<name>~N`` before writing.
+        **rest
+            More data-ID keys.
+
+        Raises
+        ------
+        RepositoryError
+            The Butler has no output.
+        MapperError
+            An output's mapper gives no location to write to.
+        """
+        datasetType = self._resolve(datasetType)
+        dataId = merge_data_id(dataId, rest)
+        if not self._outputs:
+            raise RepositoryError(f"cannot put {datasetType!r} {dataId!r}: this Butler has no output "
+                                  f"repository")
+        for repo in self._outputs:
+            self._put_into(repo, obj, datasetType, dataId, doBackup)
+
+    def _put_into(self, repo: Repository, obj: Any, datasetType: str, dataId: DataId,
+                  doBackup: bool) -> None:
+        location = repo.map(datasetType, dataId, write=True)
+        if location is None:
+            raise MapperError(f"the mapper of {repo.root!r} gives no location to write {datasetType!r} "
+                              f"for {dataId!r}")
+        if isinstance(location, ButlerComposite):
+            self._disassemble(repo, obj, location, dataId, doBackup)
+            return
+        locations = location if isinstance(location, list) else [location]
+        for loc in locations:
+            if doBackup:
+                self._backup(repo, loc, datasetType, dataId)
+            repo.write(loc, obj)
+
+    @staticmethod
+    def _backup(repo: Repository, location: ButlerLocation, datasetType: str, dataId: DataId) -> None:
+        mapper = repo.mapper
+        if type(mapper).backup is not Mapper.backup:
+            mapper.backup(datasetType, dataId)
+        else:
+            repo.backup(location)
+
+    def _disassemble(self, repo: Repository, obj: Any, composite: ButlerComposite, dataId: DataId,
+                     doBackup: bool) -> None:
+        if composite.disassembler is not None:
+            composite.disassembler(obj, dataId, composite.componentInfo)
+        else:
+            for name, info in composite.componentInfo.items():
+                getter = info.getter or "get" + name[:1].upper() + name[1:]
+                info.obj = getattr(obj, getter)() if hasattr(obj, getter) else getattr(obj, name)
+        for info in composite.componentInfo.values():
+            if not info.inputOnly:
+                self._put_into(repo, info.obj, info.datasetType, dataId, doBackup)
+
+    # -- registry queries ------------------------------------------------------------------
+
+    def queryMetadata(self, datasetType: str, format: Any, dataId: Any = None, **rest: Any) -> list:
+        """Return the values of the ``format`` keys for every data ID that matches.
+
+        A list of scalars for one key, of tuples for several; ``[]`` when
+        nothing matches. The first repository (in search order) whose mapper
+        answers with something is used.
+        """
+        datasetType = self._resolve(datasetType)
+        dataId = merge_data_id(dataId, rest)
+        keys = sequencify(format)
+        rows = None
+        for repo in self._read_order(dataId.tag):
+            if repo.cfg.mapper is None:
+                continue
+            rows = repo.mapper.queryMetadata(datasetType, keys, dataId)
+            if rows:
+                break
+        if not rows:
+            return []
+        if len(keys) == 1:
+            return [row[0] if isinstance(row, (tuple, list)) else row for row in rows]
+        return [tuple(row) for row in rows]
+
+    def getKeys(self, datasetType: str | None = None, level: str | None = None, tag: Any = None) -> dict | None:
+        """Return ``{key: type}`` of a dataset type's data-ID keys at a level.
+
+        Returns None when no repository carrying the tag answers.
+        """
+        if datasetType is not None:
+            datasetType = self._resolve(datasetType)
+        for repo in self._read_order(DataId(tag=tag).tag):
+            if repo.cfg.mapper is None:
+                continue
+            keys = repo.mapper.getKeys(datasetType, level)
+            if keys is not None:
+                return keys
+        return None
+
+    def getDatasetTypes(self, tag: Any = None) -> set[str]:
+        """Return the dataset types known to the repositories (with ``tag``, to those carrying it)."""
+        types: set[str] = set()
+        for repo in self._read_order(DataId(tag=tag).tag):
+            if repo.cfg.mapper is not None:
+                types.update(repo.mapper.getDatasetTypes())
+        return types
+
+    def subset(self, datasetType: str, level: str | None = None, dataId: Any = None, **rest: Any) -> Any:
+        """Return the `ButlerSubset` of data references matching a partial data ID."""
+        from .subset import ButlerSubset
+
+        datasetType = self._resolve(datasetType)
+        dataId = merge_data_id(dataId, rest)
+        if level is None:
+            level = self._default_level(dataId)
+        return ButlerSubset(self, datasetType, level, dataId)
+
+    def dataRef(self, datasetType: str, level: str | None = None, dataId: Any = None, **rest: Any) -> Any:
+        """Return the one `ButlerDataRef` a data ID selects.
+
+        Raises
+        ------
+        NoResults
+            When the data ID selects no reference or several.
+        """
+        refs = self.subset(datasetType, level, dataId, **rest)
+        if len(refs) != 1:
+            raise NoResults(f"dataRef needs exactly one match, found {len(refs)}", datasetType,
+                            merge_data_id(dataId, rest), [r.root for r in self._read_order(())])
+        return next(iter(refs))
+
+    def _default_level(self, dataId: DataId) -> str | None:
+        for repo in self._read_order(dataId.tag):
+            if repo.cfg.mapper is not None:
+                return repo.mapper.getDefaultLevel()
+        return None
+
+    def _default_sub_level(self, level: str | None) -> str | None:
+        for repo in self._read_order(()):
+            if repo.cfg.mapper is not None:
+                return repo.mapper.getDefaultSubLevel(level)
+        return None
+
+
+
+def _unpickle_butler(init_args: tuple, aliases: dict) -> Butler:
+    root, mapper, inputs, outputs, mapperArgs = init_args
+    butler = Butler(root=root, mapper=mapper, inputs=inputs, outputs=outputs, **mapperArgs)
+    butler.datasetTypeAliasDict.update(aliases)
+    return butler
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _absolute(args: RepositoryArgs) -> RepositoryArgs:
+    root = args.root if args.root is not None else args.cfgRoot
+    if root is None:
+        raise RepositoryError(f"repository arguments {args!r} name no root")
+    return attrs.evolve(args, root=os.path.abspath(os.path.expanduser(str(root))))
+
+
+def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
+                         mapperArgs: dict) -> tuple[list, list[RepositoryArgs]]:
+    """Turn either form of the Butler arguments into lists of input and output arguments."""
+    new_form = inputs is not None or outputs is not None
+    old_form = root is not None or mapper is not None or bool(mapperArgs)
+    if new_form and old_form:
+        raise RepositoryError("the old Butler form (root, mapper, mapper keywords) and the new form "
+                              "(inputs, outputs) cannot be mixed")
+    if not new_form:
+        if root is None:
+            root = getattr(mapper, "root", None) or "."
+        return [], [_absolute(RepositoryArgs(root=root, mapper=mapper, mapperArgs=mapperArgs, mode="rw"))]
+    input_args = []
+    for item in _as_list(inputs):
+        if isinstance(item, RepositoryCfg):
+            input_args.append(attrs.evolve(item, root=os.path.abspath(item.root)))
+        else:
+            input_args.append(_absolute(as_repository_args(item)))
+    output_args = [_absolute(as_repository_args(item)) for item in _as_list(outputs)]
+    return input_args, output_args

@@ -1,0 +1,223 @@
+"""`Repository`: one live repository = its configuration, its storage and its mapper.
+
+The repository asks its mapper for locations and hands them to its storage;
+it enforces its mode. The mapper is built on first use, so opening a Butler
+over many repositories costs only the reading of their cfgs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from typing import Any
+
+from .cfg import RepositoryCfg, read_mapper_file
+from .errors import MapperError, RepositoryModeError
+from .graph import RepoSpec, RepositoryNode
+from .location import ButlerComposite, ButlerLocation, split_hdu
+from .safeio import ensure_within
+from .storage import PosixStorage, Storage
+from .utils import doImport
+
+__all__ = ["Repository", "describe_repository"]
+
+_log = logging.getLogger(__name__)
+
+MAPPER_KEYWORDS = ("root", "parentRegistry", "repositoryCfg")
+
+
+def describe_repository(root: str) -> RepoSpec:
+    """Read what is at a repository root: its cfg, or its old-style (V1) markers."""
+    present = os.path.isdir(root)
+    if not present:
+        return RepoSpec(root=root, present=False)
+    cfg = RepositoryCfg.read(root)
+    parent_link = os.path.join(root, "_parent")
+    legacy_parent = os.path.realpath(parent_link) if os.path.exists(parent_link) else None
+    legacy_mapper = None
+    if cfg is None:
+        legacy_mapper = _legacy_mapper_name(root)
+    return RepoSpec(root=root, cfg=cfg, legacyMapper=legacy_mapper, legacyParent=legacy_parent,
+                    hasRegistry=os.path.exists(os.path.join(root, "registry.sqlite3")), present=True)
+
+
+def _legacy_mapper_name(root: str) -> str | None:
+    """The class named by the ``_mapper`` file at ``root`` or up its ``_parent`` links."""
+    seen = set()
+    while root and root not in seen:
+        seen.add(root)
+        name = read_mapper_file(root)
+        if name is not None:
+            return name
+        parent = os.path.join(root, "_parent")
+        if not os.path.exists(parent):
+            return None
+        root = os.path.realpath(parent)
+    return None
+
+
+def _mapper_class(mapper: Any) -> Any:
+    if isinstance(mapper, str):
+        return doImport(mapper)
+    return mapper
+
+
+def construct_mapper(mapper: Any, root: str, parentRegistry: Any, cfg: RepositoryCfg) -> Any:
+    """Construct a mapper class with keywords only, passing only those its ``__init__`` accepts.
+
+    A mapper given as an instance is used as it is (with a warning).
+    """
+    mapper = _mapper_class(mapper)
+    if mapper is None:
+        return None
+    if not isinstance(mapper, type):
+        _log.warning("mapper %r was given as an instance; it is used as is for %s", mapper, root)
+        return mapper
+    offered = {"root": root, "parentRegistry": parentRegistry, "repositoryCfg": cfg}
+    mapper_args = dict(cfg.mapperArgs or {})
+    if "root" in mapper_args:
+        del offered["root"]
+    offered.update(mapper_args)
+    try:
+        params = inspect.signature(mapper.__init__).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if not takes_any:
+        offered = {k: v for k, v in offered.items() if k in params}
+    try:
+        return mapper(**offered)
+    except TypeError as exc:
+        raise MapperError(f"cannot construct mapper {mapper.__name__} for repository {root!r} "
+                          f"with {sorted(offered)}: {exc}") from exc
+
+
+class Repository:
+    """A repository opened by a Butler.
+
+    Parameters
+    ----------
+    node : `RepositoryNode`
+        The repository's place in the graph (cfg, mode, tags, parents).
+    parents : `list` of `Repository`
+        The parent repositories, for the mapper's ``parentRegistry``.
+    """
+
+    def __init__(self, node: RepositoryNode, parents: list["Repository"]):
+        self.node = node
+        self.cfg = node.cfg
+        self.parents = parents
+        self.storage: Storage = PosixStorage(node.root, create=node.writable)
+        self._mapper_instance: Any = None
+
+    def __repr__(self) -> str:
+        return f"Repository({self.root!r}, mode={self.mode!r})"
+
+    @property
+    def root(self) -> str:
+        """Absolute root of the repository."""
+        return self.node.root
+
+    @property
+    def mode(self) -> str:
+        """``'r'``, ``'w'`` or ``'rw'``."""
+        return self.node.mode
+
+    @property
+    def tags(self) -> frozenset:
+        """Tags of the repository (own and inherited)."""
+        return self.node.tags
+
+    @property
+    def _mapper(self) -> Any:
+        """The mapper, constructed on first use."""
+        if self._mapper_instance is None and self.cfg.mapper is not None:
+            self._mapper_instance = construct_mapper(self.cfg.mapper, self.root, self.parentRegistry,
+                                                     self.cfg)
+        return self._mapper_instance
+
+    @property
+    def mapper(self) -> Any:
+        """The mapper; a `MapperError` when the repository has none."""
+        mapper = self._mapper
+        if mapper is None:
+            raise MapperError(f"repository {self.root!r} has no mapper")
+        return mapper
+
+    @property
+    def parentRegistry(self) -> Any:
+        """The registry of the nearest ancestor that has a ``registry.sqlite3``, or None."""
+        for parent in self.parents:
+            if parent.node.hasRegistry:
+                registry = parent._mapper.getRegistry() if parent._mapper is not None else None
+                if registry is not None:
+                    return registry
+            registry = parent.parentRegistry
+            if registry is not None:
+                return registry
+        return None
+
+    # -- mapping ---------------------------------------------------------------------------
+
+    def map(self, datasetType: str, dataId: Any, write: bool = False) -> Any:
+        """Ask the mapper for the location(s) of a dataset; stamp them with this repository."""
+        self._check_mode(write)
+        location = self.mapper.map(datasetType, dataId, write=write)
+        for loc in _iter_locations(location):
+            loc.setRepository(self)
+            if isinstance(loc, ButlerLocation) and loc.datasetType is None:
+                loc.datasetType = datasetType
+        return location
+
+    def exists(self, location: ButlerLocation) -> bool:
+        """Whether every file of a location exists in its storage."""
+        storage = location.storage or self.storage
+        return all(storage.exists(split_hdu(path)[0]) for path in location.locationList)
+
+    def read(self, location: ButlerLocation) -> Any:
+        """Read the object at a location."""
+        self._check_mode(write=False)
+        storage = location.storage or self.storage
+        return storage.read(location)
+
+    def write(self, location: ButlerLocation, obj: Any) -> None:
+        """Write an object to a location (atomically, inside the repository root)."""
+        self._check_mode(write=True)
+        storage = location.storage or self.storage
+        storage.write(location, obj)
+
+    def backup(self, location: ButlerLocation) -> list[str]:
+        """Rename the existing files of a location to ``<name>~N`` (N one past the highest).
+
+        Returns the new names; renames stay inside the repository root.
+        """
+        self._check_mode(write=True)
+        renamed = []
+        for path in location.locationList:
+            target = ensure_within(self.root, os.path.join(self.root, split_hdu(path)[0]))
+            if not os.path.exists(target):
+                continue
+            n = 1
+            while os.path.exists(f"{target}~{n}"):
+                n += 1
+            os.rename(target, f"{target}~{n}")
+            renamed.append(f"{target}~{n}")
+        return renamed
+
+    def _check_mode(self, write: bool) -> None:
+        if write and not self.node.writable:
+            raise RepositoryModeError(f"repository {self.root!r} is read-only (mode {self.mode!r})")
+        if not write and not self.node.readable:
+            raise RepositoryModeError(f"repository {self.root!r} is write-only (mode {self.mode!r})")
+
+
+def _iter_locations(location: Any) -> list:
+    if location is None:
+        return []
+    if isinstance(location, (list, tuple)):
+        return list(location)
+    if isinstance(location, (ButlerLocation, ButlerComposite)):
+        return [location]
+    return []
+

@@ -1,0 +1,58 @@
+"""Helpers that Gen2 test code imports: `TestObject`, `EmptyTestMapper`, `MapperForTestWriting`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .location import ButlerLocation
+from .mapper import Mapper
+
+__all__ = ["TestObject", "EmptyTestMapper", "MapperForTestWriting"]
+
+
+class TestObject:
+    """A picklable object that holds ``data`` and compares equal by it."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, data: Any):
+        self.data = data
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TestObject) and self.data == other.data
+
+    def __hash__(self) -> int:
+        return hash(repr(self.data))
+
+    def __repr__(self) -> str:
+        return f"TestObject({self.data!r})"
+
+
+class EmptyTestMapper(Mapper):
+    """A mapper that only records its root and keyword arguments."""
+
+    def __init__(self, root: Any = None, parentRegistry: Any = None, repositoryCfg: Any = None,
+                 **kwargs: Any):
+        self.root = root
+        self.kwargs = kwargs
+
+
+class MapperForTestWriting(Mapper):
+    """A mapper of one dataset type, ``foo``, pickled at ``filename_<k1><v1>_<k2><v2>....txt``.
+
+    Keys are sorted; reading a file that does not exist maps to None.
+    """
+
+    def __init__(self, root: str, **kwargs: Any):
+        from .storage import Storage
+
+        self.root = root
+        self.storage = Storage.makeFromURI(root)
+
+    def map_foo(self, dataId: Any, write: bool) -> ButlerLocation | None:
+        """Map ``foo``: a `TestObject` in a pickle file named after the data ID."""
+        name = "filename" + "".join(f"_{key}{value}" for key, value in sorted(dataId.items())) + ".txt"
+        if not write and not os.path.exists(os.path.join(self.root, name)):
+            return None
+        return ButlerLocation(TestObject, None, "PickleStorage", name, dataId, self, self.storage)
