@@ -25,6 +25,7 @@ __all__ = [
     "FileContentMismatch",
     "RegistryError",
     "DuplicatePolicyError",
+    "PolicyError",
     "IngestError",
 ]
 
@@ -113,6 +114,10 @@ class RegistryError(ButlerError, RuntimeError):
 
 class DuplicatePolicyError(ButlerError, ValueError):
     """A dataset type is defined in more than one section of a mapper policy."""
+
+
+class PolicyError(ButlerError, RuntimeError):
+    """A policy cannot be made from what it was given (wrong file type, not a mapping)."""
 
 
 class IngestError(ButlerError, RuntimeError):

@@ -1,0 +1,482 @@
+"""Repository configuration: `RepositoryArgs`, `RepositoryCfg` and their safe YAML form.
+
+A new-style repository holds ``repositoryCfg.yaml``: a mapping tagged
+``!RepositoryCfg_v1`` with the keys ``_root`` (null when the file sits in its
+repository), ``_mapper`` (an import string), ``_mapperArgs``, ``_parents``
+(paths relative to the repository's real, symlink-resolved location, or nested
+``!RepositoryCfg_v1`` mappings) and ``_policy`` (a plain mapping or null).
+
+Files written by Gen2 are read too, without an unsafe loader: ``!!python/name:X``
+becomes the string ``"X"`` (nothing is imported), an embedded
+``!!python/object:...Policy`` becomes a `Policy`, and every other Python or
+unknown tag raises `UnsafeYamlError`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, Iterable
+
+import attrs
+import yaml
+
+from .dataId import _as_tag_set
+from .errors import ParentsMismatch, RepositoryError, RepositoryModeError, UnsafeYamlError
+from .policy import Policy
+from .utils import doImport
+
+__all__ = [
+    "CFG_FILENAME",
+    "RepositoryArgs",
+    "RepositoryCfg",
+    "as_repository_args",
+    "load_yaml",
+    "read_mapper_file",
+    "resolve_mapper_name",
+]
+
+_log = logging.getLogger(__name__)
+
+#: name of the configuration file in a new-style repository
+CFG_FILENAME = "repositoryCfg.yaml"
+#: name of the file holding the mapper class of an old-style repository
+MAPPER_FILENAME = "_mapper"
+CFG_TAG = "!RepositoryCfg_v1"
+
+_MODES = ("r", "w", "rw", None)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: class paths under which a `Policy` may be embedded in a legacy YAML file
+_POLICY_CLASSES = ("lsst.daf.persistence.policy.Policy", "butler.policy.Policy")
+
+
+# -- locations ---------------------------------------------------------------------------------
+
+def _as_location(location: Any, absolute: bool) -> str | None:
+    """Normalise a repository location.
+
+    ``file://`` URIs become paths; other URIs are kept; with ``absolute`` a
+    relative path is made absolute against the current directory.
+    """
+    if location is None:
+        return None
+    location = os.fspath(location)
+    if location.startswith("file://"):
+        location = location[len("file://"):]
+    elif _SCHEME.match(location):
+        return location.rstrip("/")
+    if absolute:
+        return os.path.abspath(location)
+    return os.path.normpath(location)
+
+
+def _is_local(location: str) -> bool:
+    return not _SCHEME.match(location)
+
+
+# -- mappers -----------------------------------------------------------------------------------
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _mapper_import_string(mapper: Any) -> str | None:
+    """The string that names ``mapper`` in a cfg file (nothing is imported)."""
+    if mapper is None or isinstance(mapper, str):
+        return mapper
+    return _class_name(mapper if isinstance(mapper, type) else type(mapper))
+
+
+@functools.lru_cache(maxsize=128)
+def _resolve_mapper_string(name: str) -> str:
+    try:
+        obj = doImport(name)
+    except ImportError:
+        return name
+    return _class_name(obj) if isinstance(obj, type) else name
+
+
+def resolve_mapper_name(mapper: Any) -> str | None:
+    """Return the fully-qualified class name a mapper stands for.
+
+    A class, an instance and an import string (legacy Gen2 names included,
+    resolved through `butler.utils.doImport`) of the same mapper give the same
+    answer; a string that cannot be imported is returned as is.
+
+    Parameters
+    ----------
+    mapper : `type`, `str`, mapper instance or `None`
+        The mapper.
+    """
+    if mapper is None:
+        return None
+    if isinstance(mapper, str):
+        return _resolve_mapper_string(mapper.strip())
+    return _class_name(mapper if isinstance(mapper, type) else type(mapper))
+
+
+# -- value objects -----------------------------------------------------------------------------
+
+def _validate_mode(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value not in _MODES:
+        raise RepositoryModeError(f"repository mode must be one of 'r', 'w', 'rw' or None, not {value!r}")
+
+
+def _as_policy(value: Any) -> Policy | None:
+    return None if value is None else Policy(value)
+
+
+@attrs.define
+class RepositoryArgs:
+    """How the user asked for a repository (Butler ``inputs``/``outputs`` items).
+
+    Parameters
+    ----------
+    cfgRoot : `str`, optional
+        Where the repository's cfg lives, when not in ``root``.
+    root : `str` or `os.PathLike`, optional
+        The repository location; a relative path is made absolute, a
+        ``file://`` URI becomes a path.
+    mapper : `type`, `str` or mapper instance, optional
+        The mapper.
+    mapperArgs : `dict`, optional
+        Keyword arguments for the mapper; `None` means "not given".
+    tags : `str`, iterable or object, optional
+        Tags for the repository (a set, with the rules of `DataId` tags).
+    mode : ``'r'``, ``'w'``, ``'rw'`` or `None`
+        The access mode; anything else raises `RepositoryModeError`.
+    policy : `dict` or `Policy`, optional
+        Policy overrides.
+    """
+
+    _cfgRoot: str | None = attrs.field(default=None, converter=lambda x: _as_location(x, True))
+    root: str | None = attrs.field(default=None, converter=lambda x: _as_location(x, True))
+    mapper: Any = None
+    mapperArgs: dict | None = None
+    tags: set = attrs.field(default=None, converter=_as_tag_set)
+    mode: str | None = attrs.field(default=None, validator=_validate_mode)
+    policy: Policy | None = attrs.field(default=None, converter=_as_policy)
+
+    @property
+    def cfgRoot(self) -> str | None:
+        """Where the cfg lives: ``cfgRoot`` when given, else ``root``."""
+        return self._cfgRoot if self._cfgRoot is not None else self.root
+
+
+def as_repository_args(value: Any) -> RepositoryArgs:
+    """Return ``value`` as `RepositoryArgs`.
+
+    Parameters
+    ----------
+    value : `RepositoryArgs`, `RepositoryCfg`, `dict`, `str` or `os.PathLike`
+        Args (returned as is), a cfg (its root, mapper, mapperArgs and policy),
+        a dict of `RepositoryArgs` keywords, or a location (path, relative
+        path or ``file://`` URI), which becomes the root.
+
+    Raises
+    ------
+    TypeError
+        When ``value`` is none of these, or a dict has unknown keys.
+    """
+    if isinstance(value, RepositoryArgs):
+        return value
+    if isinstance(value, RepositoryCfg):
+        return RepositoryArgs(root=value.root, mapper=value.mapper, mapperArgs=dict(value.mapperArgs),
+                              policy=value.policy)
+    if isinstance(value, Mapping):
+        return RepositoryArgs(**value)
+    if isinstance(value, (str, os.PathLike)):
+        return RepositoryArgs(root=value)
+    raise TypeError(f"cannot make RepositoryArgs from {type(value).__name__}: {value!r}")
+
+
+def _as_parents(parents: Any) -> list:
+    if parents is None:
+        return []
+    if isinstance(parents, (str, os.PathLike, RepositoryCfg)):
+        parents = [parents]
+    return [p if isinstance(p, RepositoryCfg) else _as_location(p, False) for p in parents]
+
+
+@attrs.define(eq=False)
+class RepositoryCfg:
+    """The persisted configuration of a repository.
+
+    Parameters
+    ----------
+    root : `str`, optional
+        The repository location (`None` in a file that sits in its root).
+    mapper : `type`, `str` or mapper instance, optional
+        The mapper; written to files as an import string.
+    mapperArgs : `dict`, optional
+        Keyword arguments for the mapper (`None` becomes ``{}``).
+    parents : `list` of `str` or `RepositoryCfg`, optional
+        Parent repositories, in order: absolute locations, or nested cfgs for
+        old-style parents and for parents opened with other arguments than
+        their own cfg.
+    policy : `dict` or `Policy`, optional
+        Policy overrides of the repository.
+    dirty : `bool`
+        True when the cfg differs from what is on disk.
+
+    Notes
+    -----
+    Equality compares root, mapper (class, instance and import string of one
+    mapper are equal), mapperArgs, parents and policy.
+    """
+
+    root: str | None = attrs.field(default=None, converter=lambda x: _as_location(x, False))
+    mapper: Any = None
+    mapperArgs: dict = attrs.field(default=None, converter=lambda x: {} if x is None else dict(x))
+    parents: list = attrs.field(default=None, converter=_as_parents)
+    policy: Policy | None = attrs.field(default=None, converter=_as_policy)
+    dirty: bool = attrs.field(default=True, kw_only=True)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RepositoryCfg):
+            return NotImplemented
+        return (self.root == other.root
+                and self.mapperArgs == other.mapperArgs
+                and self.parents == other.parents
+                and self.policy == other.policy
+                and resolve_mapper_name(self.mapper) == resolve_mapper_name(other.mapper))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def makeFromArgs(cls, args: Any, parents: Iterable | None = None) -> "RepositoryCfg":
+        """Make the cfg of a new repository from the arguments it was asked for with.
+
+        Parameters
+        ----------
+        args : `RepositoryArgs` or anything `as_repository_args` accepts
+            The arguments.
+        parents : iterable of `str` or `RepositoryCfg`, optional
+            The parents of the new repository.
+        """
+        args = as_repository_args(args)
+        return cls(root=args.root, mapper=args.mapper, mapperArgs=args.mapperArgs, parents=parents,
+                   policy=args.policy)
+
+    def matchesArgs(self, args: Any) -> bool:
+        """Tell whether arguments given for this repository agree with its cfg.
+
+        Unspecified arguments agree; mapperArgs must agree on the keys both have.
+        """
+        args = as_repository_args(args)
+        if args.root is not None and self.root is not None and args.root != self.root:
+            return False
+        if args.mapper is not None and resolve_mapper_name(args.mapper) != resolve_mapper_name(self.mapper):
+            return False
+        if args.mapperArgs:
+            if any(self.mapperArgs[k] != v for k, v in args.mapperArgs.items() if k in self.mapperArgs):
+                return False
+        return not args.policy or args.policy == self.policy
+
+    def extendParents(self, newParents: Iterable) -> None:
+        """Set the parents to ``newParents``, which must start with the current parents.
+
+        Raises
+        ------
+        butler.errors.ParentsMismatch
+            When ``newParents`` does not begin with the current parents, in order.
+        """
+        newParents = _as_parents(newParents)
+        count = len(self.parents)
+        if newParents[:count] != self.parents:
+            raise ParentsMismatch(f"parents {newParents!r} do not extend the recorded parents "
+                                  f"{self.parents!r} of repository {self.root!r}")
+        if len(newParents) > count:
+            self.parents.extend(newParents[count:])
+            self.dirty = True
+
+    # -- files -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _cfg_path(location: str | os.PathLike) -> str:
+        location = _as_location(location, True)
+        if os.path.basename(location) == CFG_FILENAME:
+            return location
+        return os.path.join(location, CFG_FILENAME)
+
+    @classmethod
+    def read(cls, location: str | os.PathLike) -> "RepositoryCfg | None":
+        """Read the cfg of a repository.
+
+        Parameters
+        ----------
+        location : `str` or `os.PathLike`
+            The repository root, or the path of its ``repositoryCfg.yaml``.
+
+        Returns
+        -------
+        cfg : `RepositoryCfg` or `None`
+            The cfg with absolute parent paths (relative ones are resolved
+            against the file's real directory) and ``root`` set to the
+            directory when the file records none; `None` when there is no file.
+
+        Raises
+        ------
+        butler.errors.UnsafeYamlError
+            When the file holds a tag the safe loader refuses.
+        butler.errors.RepositoryError
+            When the file does not hold a ``!RepositoryCfg_v1`` document.
+        """
+        path = cls._cfg_path(location)
+        if not os.path.exists(path):
+            return None
+        cfg = load_yaml(path)
+        if not isinstance(cfg, RepositoryCfg):
+            raise RepositoryError(f"{path} does not hold a {CFG_TAG} document")
+        directory = os.path.dirname(path)
+        cfg._resolve(os.path.realpath(directory))
+        if cfg.root is None:
+            cfg.root = directory
+        cfg.dirty = False
+        return cfg
+
+    def _resolve(self, base: str) -> None:
+        """Make relative locations recorded in a file absolute against ``base``."""
+        if self.root is not None and _is_local(self.root) and not os.path.isabs(self.root):
+            self.root = os.path.normpath(os.path.join(base, self.root))
+        for i, parent in enumerate(self.parents):
+            if isinstance(parent, RepositoryCfg):
+                parent._resolve(base)
+            elif _is_local(parent) and not os.path.isabs(parent):
+                self.parents[i] = os.path.normpath(os.path.join(base, parent))
+
+    def _to_yaml_mapping(self, base: str, root: str | None) -> "_TaggedCfgMapping":
+        """The ``!RepositoryCfg_v1`` mapping, local locations made relative to ``base``."""
+        def relative(location: str) -> str:
+            return os.path.relpath(location, base) if _is_local(location) and os.path.isabs(location) \
+                else location
+
+        return _TaggedCfgMapping({
+            "_root": None if root is None else relative(root),
+            "_mapper": _mapper_import_string(self.mapper),
+            "_mapperArgs": dict(self.mapperArgs),
+            "_parents": [p._to_yaml_mapping(base, p.root) if isinstance(p, RepositoryCfg) else relative(p)
+                         for p in self.parents],
+            "_policy": None if self.policy is None else self.policy.toDict(),
+        })
+
+    def write(self, location: str | os.PathLike) -> str:
+        """Write the cfg to ``<location>/repositoryCfg.yaml``, atomically.
+
+        ``_root`` is written as null when ``location`` is this cfg's root, and
+        parents are written relative to the real location.  Several processes
+        may write the same cfg at once: each replaces the file whole.
+
+        Returns
+        -------
+        path : `str`
+            The path of the file written.
+        """
+        from .safeio import atomic_write
+
+        path = self._cfg_path(location)
+        real = os.path.realpath(os.path.dirname(path))
+        in_root = self.root is None or (_is_local(self.root) and os.path.realpath(self.root) == real)
+        text = yaml.dump(self._to_yaml_mapping(real, None if in_root else self.root), Dumper=_CfgDumper,
+                         default_flow_style=False, sort_keys=False)
+        with atomic_write(path) as tmp, open(tmp, "w") as stream:
+            stream.write(text)
+        self.dirty = False
+        _log.debug("wrote %s", path)
+        return path
+
+
+def read_mapper_file(root: str | os.PathLike) -> str | None:
+    """Return the mapper class string of an old-style repository (first line of ``_mapper``).
+
+    Returns `None` when ``root`` has no ``_mapper`` file.
+    """
+    path = os.path.join(os.fspath(root), MAPPER_FILENAME)
+    try:
+        with open(path) as stream:
+            line = stream.readline().strip()
+    except FileNotFoundError:
+        return None
+    return line or None
+
+
+# -- safe YAML ---------------------------------------------------------------------------------
+
+_LoaderBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DumperBase = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _SafeCfgLoader(_LoaderBase):  # type: ignore[misc, valid-type]
+    """Safe loader that also understands the tags of Gen2 repository cfg files."""
+
+    source: str = "<stream>"
+
+
+def _construct_cfg(loader: _SafeCfgLoader, node: yaml.MappingNode) -> RepositoryCfg:
+    data = loader.construct_mapping(node, deep=True)
+    return RepositoryCfg(root=data.get("_root"), mapper=data.get("_mapper"),
+                         mapperArgs=data.get("_mapperArgs"), parents=data.get("_parents"),
+                         policy=data.get("_policy"), dirty=False)
+
+
+def _construct_python_name(loader: _SafeCfgLoader, suffix: str, node: yaml.Node) -> str:
+    return suffix
+
+
+def _construct_python_object(loader: _SafeCfgLoader, suffix: str, node: yaml.Node) -> Policy:
+    if suffix not in _POLICY_CLASSES or not isinstance(node, yaml.MappingNode):
+        _refuse(loader, node)
+    state = loader.construct_mapping(node, deep=True)
+    return Policy(state.get("data"))
+
+
+def _refuse(loader: _SafeCfgLoader, node: yaml.Node) -> Any:
+    raise UnsafeYamlError(f"{loader.source}: refusing YAML tag {node.tag!r} "
+                          f"(line {node.start_mark.line + 1}); only plain YAML, {CFG_TAG}, "
+                          "!!python/name and embedded Policy objects are read")
+
+
+_SafeCfgLoader.add_constructor(CFG_TAG, _construct_cfg)
+_SafeCfgLoader.add_multi_constructor("tag:yaml.org,2002:python/name:", _construct_python_name)
+_SafeCfgLoader.add_multi_constructor("tag:yaml.org,2002:python/object:", _construct_python_object)
+_SafeCfgLoader.add_constructor(None, _refuse)
+
+
+def load_yaml(path: str | os.PathLike) -> Any:
+    """Load a YAML file with the safe repository-cfg loader.
+
+    Plain YAML (anchors and aliases included), ``!RepositoryCfg_v1`` (to
+    `RepositoryCfg`), ``!!python/name:X`` (to the string ``"X"``, not imported)
+    and ``!!python/object:`` of a Gen2 or butler `Policy` (to `Policy`) are
+    understood; legacy keys such as ``_isLegacyRepository`` are ignored.
+
+    Raises
+    ------
+    butler.errors.UnsafeYamlError
+        On any other tag, naming the file and the tag; nothing is constructed.
+    OSError
+        When the file cannot be read.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as stream:
+        loader = _SafeCfgLoader(stream)
+        loader.source = path
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+
+
+class _CfgDumper(_DumperBase):  # type: ignore[misc, valid-type]
+    """Safe dumper writing cfg mappings under their version tag."""
+
+
+class _TaggedCfgMapping(dict):
+    """The mapping of one cfg, to be written under `CFG_TAG`."""
+
+
+_CfgDumper.add_representer(_TaggedCfgMapping,
+                           lambda dumper, data: dumper.represent_mapping(CFG_TAG, data))
