@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import logging
 import os
 from collections.abc import Iterator, KeysView, Mapping
 from typing import Any
@@ -18,8 +17,6 @@ from typing import Any
 from .errors import PolicyError
 
 __all__ = ["Policy"]
-
-_log = logging.getLogger(__name__)
 
 #: product names whose policy files live in this project's own tree (``<root>/policy``)
 _OWN_PRODUCTS = ("butler", "daf_persistence")

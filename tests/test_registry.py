@@ -152,7 +152,8 @@ def test_calib_range_lookup(registry):
                                  ("?", "validStart", "validEnd"), ["i", taiObs]) == \
         [("05Am03", "05Am03.flat.i.36.01.fits")]
     # a bare string field, bare where columns and a (start, end) range
-    assert registry.executeQuery("id", "flat", ["filter"], ("validStart", "validEnd"), ["i", taiObs]) == [(118,)]
+    assert registry.executeQuery("id", "flat", ["filter"], ("validStart", "validEnd"),
+                                 ["i", taiObs]) == [(118,)]
     # no i flat covers late April 2005
     assert registry.executeQuery("id", "flat", ["filter"], ("validStart", "validEnd"),
                                  ["i", "2005-04-25T00:00:00"]) == []
@@ -213,7 +214,8 @@ def test_fsscanner(tmp_path):
     assert FsScanner("raw_v%(visit)d_f%(filter)1s.fits.gz").processPath(str(tmp_path)) == \
         {"raw_v1_fg.fits.gz": {"visit": 1, "filter": "g"}}
     assert FsScanner("raw_v%(visit)d_f%(filter)s.fits.gz").processPath(tmp_path) == \
-        {"raw_v1_fg.fits.gz": {"visit": 1, "filter": "g"}, "raw_v12_fgr.fits.gz": {"visit": 12, "filter": "gr"}}
+        {"raw_v1_fg.fits.gz": {"visit": 1, "filter": "g"},
+         "raw_v12_fgr.fits.gz": {"visit": 12, "filter": "gr"}}
     assert FsScanner("d/v%(visit)d/e%(e)g/%(name)s.fits").processPath(tmp_path) == {
         "d/v3/e0.5/x.fits": {"visit": 3, "e": 0.5, "name": "x"},
         "d/v3/e0.5/y.fits": {"visit": 3, "e": 0.5, "name": "y"}}
