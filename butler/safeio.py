@@ -1,0 +1,342 @@
+"""Safe file I/O: the one atomic write, the one containment check, and file locks.
+
+Every file the butler writes goes through :func:`atomic_write`: the content is
+written to a temporary file beside the target and renamed over it only once it
+is complete, so a reader sees the old file or the new one, never a part.
+:func:`ensure_within` keeps writes inside a repository root.
+
+The Gen2 names (`FileForWriteOnceCompareSame`, `SafeLockedFileForWrite`,
+`SafeLockedFileForRead`, `safeMakeDir`) are built on the same two pieces and
+re-exported by :mod:`butler.safeFileIo`.
+
+Locking. The locked files are replaced by rename, so a lock held on an open
+file could end up on an inode that is no longer the one at the path. Each lock
+is therefore taken on the file currently at the path, then checked: if the path
+now names another inode, the lock is dropped and taken again on the new one.
+Readers and writers of the same path thus always exclude each other, across
+processes and threads, without any extra lock file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import filecmp
+import logging
+import os
+import secrets
+import tempfile
+import threading
+from typing import IO, Iterator
+
+from .errors import FileContentMismatch, UnsafePathError
+
+__all__ = [
+    "atomic_write",
+    "ensure_within",
+    "makedirs",
+    "FileForWriteOnceCompareSame",
+    "SafeLockedFileForRead",
+    "SafeLockedFileForWrite",
+    "safeMakeDir",
+]
+
+_log = logging.getLogger(__name__)
+
+_umask_lock = threading.Lock()
+
+
+def _current_umask() -> int:
+    """Return the process umask without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    with _umask_lock:  # no /proc: read it by setting and restoring it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """Return the mode a plain ``open(path, "w")`` would give a new file (``0o666 & ~umask``)."""
+    return 0o666 & ~_current_umask()
+
+
+def makedirs(path: str) -> None:
+    """Create a directory and its parents; safe when other processes create them too.
+
+    Parameters
+    ----------
+    path : `str`
+        The directory. Nothing happens when it exists already.
+    """
+    os.makedirs(path, exist_ok=True)
+
+
+def safeMakeDir(directory: str) -> None:
+    """Gen2 name of :func:`makedirs`."""
+    makedirs(directory)
+
+
+def _is_within(root: str, path: str) -> bool:
+    return path == root or os.path.commonpath([root, path]) == root
+
+
+def ensure_within(root: str, path: str) -> str:
+    """Check that a path, symlinks and ``..`` resolved, lies inside a root.
+
+    Parameters
+    ----------
+    root : `str`
+        The directory that must contain ``path``; it may itself be a symlink.
+    path : `str`
+        The path to check, absolute or relative to ``root``. Its tail need not
+        exist yet; the existing part is resolved.
+
+    Returns
+    -------
+    resolved : `str`
+        The absolute, symlink-free form of ``path``.
+
+    Raises
+    ------
+    UnsafePathError
+        When ``path`` resolves outside ``root``.
+    """
+    real_root = os.path.realpath(root)
+    resolved = os.path.realpath(os.path.join(real_root, path))
+    if not _is_within(real_root, resolved):
+        raise UnsafePathError(
+            f"path {path!r} resolves to {resolved!r}, outside the repository root {root!r} ({real_root!r})")
+    return resolved
+
+
+@contextlib.contextmanager
+def _temporary_beside(target: str) -> Iterator[str]:
+    """Yield a new empty temporary file in ``target``'s directory; always removed on exit.
+
+    The file has the mode a plain ``open(target, "w")`` would give it.
+    """
+    directory, name = os.path.split(target)
+    makedirs(directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.{secrets.token_hex(4)}.", suffix=".tmp",
+                               dir=directory)
+    try:
+        os.fchmod(fd, default_file_mode())
+        os.close(fd)
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, root: str | None = None) -> Iterator[str]:
+    """Write a file atomically: yield a temporary path, move it onto ``path`` on success.
+
+    Parameters
+    ----------
+    path : `str`
+        The destination. Missing directories are created.
+    root : `str`, optional
+        When given, ``path`` must resolve inside ``root`` (checked by
+        :func:`ensure_within` before anything is created); a relative ``path``
+        is then taken relative to ``root``.
+
+    Yields
+    ------
+    tmp : `str`
+        A temporary file (existing and empty) in the destination directory, to
+        be overwritten by the caller.
+
+    Raises
+    ------
+    UnsafePathError
+        When ``root`` is given and ``path`` resolves outside it.
+
+    Notes
+    -----
+    On success the temporary file is fsynced and renamed onto ``path`` with
+    `os.replace`. If the block raises, the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    target = ensure_within(root, path) if root is not None else os.path.abspath(path)
+    with _temporary_beside(target) as tmp:
+        yield tmp
+        _fsync_path(tmp)
+        os.replace(tmp, target)
+    _log.debug("wrote %s", target)
+
+
+@contextlib.contextmanager
+def FileForWriteOnceCompareSame(path: str) -> Iterator[IO[str]]:
+    """Write a file that, once written, may only be rewritten with the same content.
+
+    Parameters
+    ----------
+    path : `str`
+        The destination file.
+
+    Yields
+    ------
+    file : text file object
+        Open for writing; the content is published when the block ends.
+
+    Raises
+    ------
+    FileContentMismatch
+        When ``path`` already exists with different content.
+
+    Notes
+    -----
+    The content goes to a temporary file that is hard-linked to ``path``, which
+    fails if ``path`` exists, so the first writer wins and no writer ever
+    replaces an existing file. No temporary file is left behind.
+    """
+    target = os.path.abspath(path)
+    with _temporary_beside(target) as tmp:
+        with open(tmp, "w", encoding="utf-8") as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            if not filecmp.cmp(tmp, target, shallow=False):
+                raise FileContentMismatch(f"{target} exists already with different content") from None
+            _log.debug("%s exists already with the same content", target)
+
+
+class _LockedFile:
+    """A path held under an ``flock`` lock for the duration of a ``with`` block.
+
+    Parameters
+    ----------
+    path : `str`
+        The file.
+    """
+
+    _exclusive = False
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self._fd: int | None = None
+        self._created = False
+
+    def _open_current(self) -> int:
+        """Open the file now at the path (subclasses may create it and set ``_created``)."""
+        return os.open(self.path, os.O_RDONLY)
+
+    def __enter__(self) -> "_LockedFile":
+        operation = fcntl.LOCK_EX if self._exclusive else fcntl.LOCK_SH
+        while True:
+            fd = self._open_current()
+            fcntl.flock(fd, operation)
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(current, os.fstat(fd)):
+                self._fd = fd
+                return self
+            # The file was replaced or removed while we waited: lock the new one.
+            os.close(fd)
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._fd is not None
+        os.close(self._fd)  # closing releases the lock
+        self._fd = None
+
+    def read(self) -> str:
+        """Return the content of the file, as it is on disk."""
+        assert self._fd is not None, "use inside a with block"
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(self._fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8")
+
+
+class SafeLockedFileForRead(_LockedFile):
+    """Read a file under a shared lock; waits while a writer (any process) holds it.
+
+    Parameters
+    ----------
+    path : `str`
+        The file; it must exist (else `FileNotFoundError`).
+
+    Examples
+    --------
+    >>> with SafeLockedFileForRead(path) as f:  # doctest: +SKIP
+    ...     text = f.read()
+    """
+
+
+class SafeLockedFileForWrite(_LockedFile):
+    """Read and rewrite a file under an exclusive lock.
+
+    Parameters
+    ----------
+    path : `str`
+        The file; created empty if missing (and removed again if nothing is
+        written).
+
+    Notes
+    -----
+    ``write(s)`` collects text; when the block ends without an error and
+    something was written, the collected text replaces the file atomically
+    (keeping its mode). If nothing was written the file is unchanged. The lock
+    is held until the new content is in place.
+    """
+
+    _exclusive = True
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self._pending: list[str] = []
+
+    def _open_current(self) -> int:
+        makedirs(os.path.dirname(self.path))
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            self._created = False
+            with contextlib.suppress(FileNotFoundError):
+                return os.open(self.path, os.O_RDONLY)
+            return self._open_current()  # removed in between: try again
+        self._created = True
+        return fd
+
+    def write(self, text: str) -> None:
+        """Add text to the new content of the file."""
+        self._pending.append(text)
+
+    def __exit__(self, exc_type: type | None, *exc_info: object) -> None:
+        try:
+            if exc_type is None and self._pending:
+                self._publish("".join(self._pending))
+            elif self._created:
+                os.unlink(self.path)  # made only to hold the lock; leave no trace
+        finally:
+            self._pending = []
+            self._created = False
+            super().__exit__(exc_type, *exc_info)
+
+    def _publish(self, text: str) -> None:
+        mode = os.fstat(self._fd).st_mode & 0o7777
+        with atomic_write(self.path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as stream:
+                stream.write(text)
+            os.chmod(tmp, mode)
