@@ -1,0 +1,173 @@
+"""Astropy helpers of the camera mappers: headers, boxes, WCS, amplifier assembly, CCDData.
+
+Everything here reads FITS through `astropy.io.fits` (which recognises gzip
+streams by their magic bytes, whatever the file name says).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from astropy.io.fits import Header
+    from astropy.nddata import CCDData
+    from astropy.wcs import WCS
+
+__all__ = ["read_header", "image_bbox", "header_wcs", "assemble_amplifiers", "read_amplifier",
+           "to_ccddata", "catalog_length", "catalog_schema"]
+
+_SECTION = re.compile(r"\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]")
+
+
+def read_header(path: str, hdu: int | None = None) -> "Header":
+    """Return the header of an HDU; without ``hdu`` the primary, merged with HDU 1 when it holds no data.
+
+    In the merged header the keys of HDU 1 win.
+
+    Parameters
+    ----------
+    path : `str`
+        The FITS file (gzip-compressed or not).
+    hdu : `int`, optional
+        The HDU to read.
+    """
+    from astropy.io import fits
+
+    with fits.open(path) as hdus:
+        if hdu is not None:
+            return hdus[hdu].header.copy()
+        primary = hdus[0].header.copy()
+        if primary.get("NAXIS", 0) == 0 and len(hdus) > 1:
+            primary.strip()
+            primary.update(_image_header(hdus[1]))
+        return primary
+
+
+def _image_header(hdu: Any) -> "Header":
+    """The header of an HDU as it describes the image (tile compression unwrapped)."""
+    header = hdu.header.copy()
+    header.strip()
+    return header
+
+
+def image_bbox(header: "Header") -> tuple[int, int, int, int]:
+    """Return ``(x0, y0, width, height)`` of an image: origin ``-LTV1, -LTV2``, size ``NAXIS1/2``."""
+    x0 = -int(round(header.get("LTV1", 0)))
+    y0 = -int(round(header.get("LTV2", 0)))
+    return x0, y0, int(header.get("NAXIS1", 0)), int(header.get("NAXIS2", 0))
+
+
+def header_wcs(header: "Header") -> "WCS":
+    """Return the `astropy.wcs.WCS` a header describes (celestial part)."""
+    import warnings
+
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(header, naxis=2) if "CTYPE1" in header else WCS(naxis=2)
+
+
+def catalog_length(path: str) -> int:
+    """Return the number of rows (``NAXIS2`` of HDU 1) of a FITS catalog."""
+    return int(read_header(path, 1).get("NAXIS2", 0))
+
+
+def catalog_schema(path: str) -> Any:
+    """Return a zero-row `astropy.table.Table` with the columns of a FITS catalog."""
+    from astropy.table import Table
+
+    return Table.read(path, hdu=1)[:0]
+
+
+def _section(text: str) -> tuple[int, int, int, int]:
+    match = _SECTION.match(text or "")
+    if match is None:
+        raise ValueError(f"not a FITS section: {text!r}")
+    x1, x2, y1, y2 = (int(v) for v in match.groups())
+    return x1, x2, y1, y2
+
+
+def assemble_amplifiers(path: str) -> "CCDData":
+    """Return a raw file as one untrimmed `CCDData`, its amplifiers tiled by ``DETSEC``.
+
+    Every image HDU with a ``DETSEC`` is one amplifier. Amplifiers are placed on
+    a grid ordered by the lower corner of their ``DETSEC``, each flipped along
+    an axis where its ``DETSEC`` runs backwards; overscan is kept. ``meta`` is
+    the primary header. A file whose amplifiers hold no pixels gives a 0×0 image.
+    """
+    import numpy as np
+    from astropy.io import fits
+
+    with fits.open(path) as hdus:
+        primary = hdus[0].header.copy()
+        amps = [(_section(hdu.header["DETSEC"]), hdu.data) for hdu in hdus[1:]
+                if hdu.is_image and "DETSEC" in hdu.header]
+        amps = [(sec, np.asarray(data)) for sec, data in amps if data is not None and data.size]
+    if not amps:
+        return to_ccddata(np.zeros((0, 0), dtype=np.float32), primary)
+    shapes = {data.shape for _, data in amps}
+    if len(shapes) != 1:
+        raise ValueError(f"{path}: amplifiers of different shapes {sorted(shapes)} cannot be tiled")
+    height, width = shapes.pop()
+    columns = sorted({min(x1, x2) for (x1, x2, _, _), _ in amps})
+    rows = sorted({min(y1, y2) for (_, _, y1, y2), _ in amps})
+    image = np.zeros((len(rows) * height, len(columns) * width), dtype=amps[0][1].dtype)
+    for (x1, x2, y1, y2), data in amps:
+        tile = data[:, ::-1] if x1 > x2 else data
+        tile = tile[::-1, :] if y1 > y2 else tile
+        row, col = rows.index(min(y1, y2)), columns.index(min(x1, x2))
+        image[row * height:(row + 1) * height, col * width:(col + 1) * width] = tile
+    return to_ccddata(image, primary)
+
+
+def read_amplifier(path: str, hdu: int) -> "CCDData":
+    """Return one amplifier HDU as a `CCDData` (a 0×0 image when it holds no pixels)."""
+    import numpy as np
+    from astropy.io import fits
+
+    with fits.open(path) as hdus:
+        data = hdus[hdu].data
+        header = hdus[hdu].header.copy()
+        data = np.zeros((0, 0), dtype=np.float32) if data is None else np.array(data)
+    return to_ccddata(data, header)
+
+
+def to_ccddata(item: Any, header: "Header | None" = None) -> "CCDData":
+    """Return ``item`` as a `CCDData` whose ``meta`` is ``header`` (image keys winning).
+
+    Parameters
+    ----------
+    item : `CCDData`, `numpy.ndarray` or an object with ``.data``
+        What a formatter read.
+    header : `astropy.io.fits.Header`, optional
+        The header as the ``_md`` dataset gives it.
+
+    Notes
+    -----
+    The unit is ``BUNIT`` or ``adu``; the WCS comes from the header when it has ``CTYPE1``.
+    """
+    import numpy as np
+    from astropy import units
+    from astropy.io.fits import Header
+    from astropy.nddata import CCDData
+
+    meta = Header(header) if header is not None else Header()
+    if isinstance(item, CCDData):
+        for key, value in dict(item.meta).items():
+            if key not in ("", "COMMENT", "HISTORY"):
+                meta[key] = value
+        data, mask, uncertainty, wcs, unit = item.data, item.mask, item.uncertainty, item.wcs, item.unit
+    else:
+        data = np.asarray(getattr(item, "data", item))
+        mask = uncertainty = wcs = unit = None
+    if unit is None:
+        try:
+            unit = units.Unit(meta.get("BUNIT", "adu"))
+        except ValueError:
+            unit = units.adu
+    if wcs is None and "CTYPE1" in meta:
+        wcs = header_wcs(meta)
+    return CCDData(data, unit=unit, mask=mask, uncertainty=uncertainty, meta=meta, wcs=wcs)

@@ -1,0 +1,662 @@
+"""`CameraMapper`: a policy-driven mapper, one `Mapping` per dataset type.
+
+The policy is composed once per mapper (camera files, repository policy,
+central defaults). From it the mapper builds its mappings and a table of
+generated methods (``map_X``, ``query_X``, ``std_X``, ``add_X`` and the
+derived types ``X_filename``, ``X_md``, ``X_sub``, ...). A generated method is
+made on first access and cached on the instance; a method the class defines
+itself always wins.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import shutil
+import zlib
+from typing import Any, Callable, ClassVar, Iterable, Iterator
+
+from butler.formatters.fits import python_kind
+from butler.errors import DuplicatePolicyError, NoResults, TemplateError
+from butler.location import ButlerLocation, split_hdu
+from butler.mapper import Mapper
+from butler.policy import Policy
+
+from . import astro
+from .camera import Camera, ExposureIdInfo, FilterDefinition, FilterLabel, best_filter
+from .mapping import CalibrationMapping, DatasetMapping, ExposureMapping, ImageMapping, Mapping
+
+__all__ = ["CameraMapper", "POLICY_DIR", "compose_policy"]
+
+_log = logging.getLogger(__name__)
+
+#: directory of the project's YAML policies
+POLICY_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "policy")
+
+#: policy sections, in the order they are read, and the mapping class of each
+SECTIONS: tuple[tuple[str, type[Mapping]], ...] = (
+    ("images", ImageMapping),
+    ("exposures", ExposureMapping),
+    ("calibrations", CalibrationMapping),
+    ("datasets", DatasetMapping),
+)
+_PLANES = ("image", "mask", "variance")
+_RECIPE_GROUPS = ("compression", "scaling")
+
+
+def _policy_path(name: str) -> str:
+    return name if os.path.isabs(name) else os.path.join(POLICY_DIR, name)
+
+
+def compose_policy(files: Iterable[str | Policy], repositoryPolicy: Any = None) -> Policy:
+    """Compose a camera policy.
+
+    Parameters
+    ----------
+    files : iterable of `str` or `Policy`
+        Camera policy files (relative to ``policy/`` unless absolute) or policies;
+        they are merged and the **first** wins.
+    repositoryPolicy : mapping or `Policy`, optional
+        The repository's own policy, updated in: it wins.
+
+    Returns
+    -------
+    policy : `Policy`
+        The composed policy; each section present is completed from the central
+        defaults (``policy/<section>.yaml``), the camera winning.
+
+    Raises
+    ------
+    butler.errors.DuplicatePolicyError
+        A `ValueError`: the same dataset type is in two sections.
+    """
+    policy = Policy()
+    for item in files:
+        policy.merge(item if isinstance(item, Policy) else Policy(_policy_path(item)))
+    if repositoryPolicy:
+        policy.update(repositoryPolicy)
+    for section, _ in SECTIONS:
+        defaults = os.path.join(POLICY_DIR, section + ".yaml")
+        if policy.get(section) is not None and os.path.exists(defaults):
+            policy[section].merge(Policy(defaults)[section])
+    seen: dict[str, str] = {}
+    for section, _ in SECTIONS:
+        for datasetType in policy.get(section) or ():
+            if datasetType in seen:
+                raise DuplicatePolicyError(f"Duplicate mapping policy for dataset type {datasetType}")
+            seen[datasetType] = section
+    return policy
+
+
+def _flatten_recipe(recipe: Any, defaults: Any) -> dict[str, Any]:
+    flat = {}
+    for plane in _PLANES:
+        for group in _RECIPE_GROUPS:
+            values = dict(defaults[group])
+            values.update((recipe.get(f"{plane}.{group}") or Policy()).toDict())
+            flat.update((f"{plane}.{group}.{key}", value) for key, value in values.items())
+    return flat
+
+
+@functools.lru_cache(maxsize=1)
+def _base_write_recipes() -> tuple[dict[str, dict], Any]:
+    policy = Policy(os.path.join(POLICY_DIR, "writeRecipes.yaml"))
+    defaults = policy["defaults"]
+    return {name: _flatten_recipe(policy["recipes"][name], defaults) for name in policy["recipes"]}, defaults
+
+
+def _location_file(location: ButlerLocation) -> tuple[str, int | None]:
+    """The file (with root) and HDU of a location's first path."""
+    return split_hdu(location.getLocationsWithRoot()[0])
+
+
+# -- generated methods ----------------------------------------------------------------------------
+# Each generator takes (mapper, datasetType) first; the instance binds both.
+
+
+def _gen_map(self: "CameraMapper", datasetType: str, dataId: Any, write: bool = False) -> ButlerLocation:
+    return self.mappings[datasetType].map(self, dataId, write)
+
+
+def _gen_query(self: "CameraMapper", datasetType: str, format: Any, dataId: Any) -> list[tuple]:
+    return self.mappings[datasetType].lookup([format] if isinstance(format, str) else format, dataId)
+
+
+def _gen_std(self: "CameraMapper", datasetType: str, item: Any, dataId: Any) -> Any:
+    return self.mappings[datasetType].standardize(self, item, dataId)
+
+
+def _gen_add(self: "CameraMapper", datasetType: str, _datasetType: str, dataId: Any) -> dict[str, Any]:
+    return self._writeRecipe(self.mappings[datasetType], dataId)
+
+
+def _derived_map(self: "CameraMapper", datasetType: str, dataId: Any, write: bool = False) -> Any:
+    return getattr(self, "map_" + datasetType)(dataId, write)
+
+
+def _derived_query(self: "CameraMapper", datasetType: str, format: Any, dataId: Any) -> Any:
+    return getattr(self, "query_" + datasetType)(format, dataId)
+
+
+def _map_sub(self: "CameraMapper", datasetType: str, dataId: Any, write: bool = False) -> ButlerLocation:
+    subId = dict(dataId)
+    bbox = subId.pop("bbox")
+    location = getattr(self, "map_" + datasetType)(subId, write)
+    if isinstance(bbox, (tuple, list)):
+        x0, y0, width, height = bbox
+    else:
+        x0, y0, width, height = bbox.minX, bbox.minY, bbox.width, bbox.height
+    location.additionalData.update(llcX=int(x0), llcY=int(y0), width=int(width), height=int(height))
+    if "imageOrigin" in dataId:
+        location.additionalData["imageOrigin"] = dataId["imageOrigin"]
+    return location
+
+
+def _map_detector(self: "CameraMapper", datasetType: str, dataId: Any, write: bool = False) -> ButlerLocation:
+    return ButlerLocation("mappers.camera.Detector", None, "Internal", "ignored", dict(dataId or {}), self, None,
+                          datasetType=datasetType + "_detector")
+
+
+def _bypass_filename(self, datasetType, _t, _pythonType, location, dataId):
+    return location.getLocationsWithRoot()
+
+
+def _bypass_md(self, datasetType, _t, _pythonType, location, dataId):
+    path, hdu = _location_file(location)
+    if hdu is None and self.mappings[datasetType].storage == "FitsCatalogStorage":
+        hdu = 1
+    return astro.read_header(path, hdu)
+
+
+def _bypass_bbox(self, datasetType, _t, _pythonType, location, dataId):
+    return astro.image_bbox(astro.read_header(*_location_file(location)))
+
+
+def _bypass_wcs(self, datasetType, _t, _pythonType, location, dataId):
+    return astro.header_wcs(astro.read_header(*_location_file(location)))
+
+
+def _bypass_header_wcs(self, datasetType, _t, _pythonType, location, dataId):
+    if not datasetType.startswith("raw"):
+        raise NoResults("Can only get header WCS for raw exposures.", datasetType, dataId)
+    path, _ = _location_file(location)
+    return astro.header_wcs(astro.read_header(path, 0))
+
+
+def _bypass_filter(self, datasetType, _t, _pythonType, location, dataId):
+    stored = astro.read_header(*_location_file(location)).get("FILTER")
+    label = FilterLabel(physical=str(stored).strip()) if stored else None
+    return self._getBestFilter(label, (dataId or {}).get("filter"))
+
+
+def _bypass_detector(self, datasetType, _t, _pythonType, location, dataId):
+    camera = self.camera
+    if camera is None:
+        raise RuntimeError("No camera dataset available.")
+    return camera[self._extractDetectorName(dataId)]
+
+
+def _bypass_len(self, datasetType, _t, _pythonType, location, dataId):
+    return astro.catalog_length(_location_file(location)[0])
+
+
+def _bypass_schema(self, datasetType, _t, _pythonType, location, dataId):
+    return astro.catalog_schema(_location_file(location)[0])
+
+
+def _is_fits(mapping: Mapping, section: str, declared: set) -> bool:
+    return mapping.storage == "FitsStorage"
+
+
+def _is_fits_image(mapping: Mapping, section: str, declared: set) -> bool:
+    return mapping.storage == "FitsStorage" and section in ("images", "exposures")
+
+
+def _is_exposure(mapping: Mapping, section: str, declared: set) -> bool:
+    return section == "exposures"
+
+
+def _is_catalog(mapping: Mapping, section: str, declared: set) -> bool:
+    return mapping.storage == "FitsCatalogStorage"
+
+
+def _has_schema(mapping: Mapping, section: str, declared: set) -> bool:
+    return (_is_catalog(mapping, section, declared) and not mapping.datasetType.endswith("_schema")
+            and mapping.datasetType + "_schema" not in declared)
+
+
+#: derived dataset types: (suffix, applies to, map, bypass); map None = reuse ``map_X``
+DERIVED: tuple[tuple[str, Callable[..., bool], Callable | None, Callable], ...] = (
+    ("filename", lambda *args: True, None, _bypass_filename),
+    ("md", lambda m, s, d: m.storage in ("FitsStorage", "FitsCatalogStorage"), None, _bypass_md),
+    ("sub", _is_fits, _map_sub, None),
+    ("bbox", _is_fits_image, None, _bypass_bbox),
+    ("wcs", _is_exposure, None, _bypass_wcs),
+    ("header_wcs", _is_exposure, None, _bypass_header_wcs),
+    ("filter", _is_exposure, None, _bypass_filter),
+    ("detector", _is_exposure, _map_detector, _bypass_detector),
+    ("len", _is_catalog, None, _bypass_len),
+    ("schema", _has_schema, None, _bypass_schema),
+)
+
+
+class CameraMapper(Mapper):
+    """A mapper driven by a camera policy.
+
+    Parameters
+    ----------
+    policy : `Policy`, `str` or `None`
+        The camera policy (or a file of it); None composes the class's `policyFiles`.
+    repositoryDir : `str`, optional
+        The camera package's policy directory (kept for the Gen2 signature).
+    root : `str`, optional
+        The repository root; else ``repositoryCfg.root``.
+    registry : `str` or registry, optional
+        The registry (a path relative to ``root`` or an open registry).
+    calibRoot : `str`, optional
+        The calibration root, relative to ``root``.
+    calibRegistry : `str` or registry, optional
+        The calibration registry.
+    provided : iterable of `str`, optional
+        Data-ID keys removed from every mapping.
+    parentRegistry : registry, optional
+        The nearest ancestor repository's registry, used when this root has none.
+    repositoryCfg : `butler.cfg.RepositoryCfg`, optional
+        The repository configuration (its ``policy`` is updated into the camera policy).
+
+    Raises
+    ------
+    ValueError
+        When the class sets no `packageName`.
+    """
+
+    #: name of the camera's package (required)
+    packageName: ClassVar[str | None] = None
+    #: camera policy files, relative to ``policy/``, merged first-file-wins
+    policyFiles: ClassVar[tuple[str, ...]] = ()
+    #: filters of the camera, for `_getBestFilter`
+    filterDefinitions: ClassVar[tuple[FilterDefinition, ...]] = ()
+    #: header translator used by raw ingest (set by `mappers.translators`)
+    translator: ClassVar[Any] = None
+
+    def __init__(self, policy: Any = None, repositoryDir: str | None = None, root: str | None = None,
+                 registry: Any = None, calibRoot: str | None = None, calibRegistry: Any = None,
+                 provided: Iterable[str] | None = None, parentRegistry: Any = None,
+                 repositoryCfg: Any = None, **kwargs: Any):
+        self.getPackageName()
+        if root is None and repositoryCfg is not None:
+            root = getattr(repositoryCfg, "root", None)
+        self.root = os.fspath(root) if root is not None else "."
+        self.repositoryCfg = repositoryCfg
+        files = self.policyFiles if policy is None else [policy if isinstance(policy, Policy)
+                                                         else Policy(policy)]
+        self.policy = compose_policy(files, getattr(repositoryCfg, "policy", None))
+        self.repositoryDir = repositoryDir
+        self.levels = {level: set(self.policy["levels"].asArray(level)) for level in self.policy.get("levels") or ()}
+        self.defaultLevel = self.policy.get("defaultLevel")
+        self.defaultSubLevels = (self.policy.get("defaultSubLevels") or Policy()).toDict()
+
+        from butler.storage import Storage
+
+        self.rootStorage = Storage.makeFromURI(self.root, create=False)
+        self.calibRoot = self._findCalibRoot(calibRoot, repositoryCfg)
+        self.calibStorage = (self.rootStorage if os.path.abspath(self.calibRoot) == os.path.abspath(self.root)
+                             else Storage.makeFromURI(self.calibRoot, create=False))
+        self.registry = self._openRegistry(registry, parentRegistry)
+        self.calibRegistry = (self._openCalibRegistry(calibRegistry)
+                              if self.policy.get("needCalibRegistry") else None)
+        self._writeRecipes = self._initWriteRecipes()
+        self._initMappings(provided)
+        self.camera = self._makeCamera()
+
+    # -- construction -----------------------------------------------------------------------------
+
+    def _findCalibRoot(self, calibRoot: str | None, repositoryCfg: Any) -> str:
+        """The calibration root: the argument (relative to root), ``policy.calibRoot``, else root."""
+        for candidate in (calibRoot, self.policy.get("calibRoot")):
+            if candidate:
+                return os.path.join(self.root, candidate)
+        return self.root
+
+    def _registryPath(self, argument: Any, policyKey: str, directory: str, filename: str) -> Any:
+        """Return an open registry given as argument, or the path of the registry to open, or None."""
+        if argument is not None and not isinstance(argument, (str, os.PathLike)):
+            return argument
+        if argument is not None:
+            path = os.fspath(argument)
+            prefix = self.root.rstrip(os.sep) + os.sep
+            if path.startswith(prefix):
+                path = path[len(prefix):]
+            return os.path.join(self.root, path)
+        configured = self.policy.get(policyKey)
+        if configured:
+            if os.path.isabs(configured):
+                raise RuntimeError(f"{policyKey} must be relative to the repository root: {configured}")
+            path = os.path.join(directory, configured)
+            if os.path.exists(path):
+                return path
+        path = os.path.join(directory, filename)
+        return path if os.path.exists(path) else None
+
+    def _openRegistry(self, argument: Any, parentRegistry: Any) -> Any:
+        from butler.registry import PosixRegistry, Registry
+
+        found = self._registryPath(argument, "registryPath", self.root, "registry.sqlite3")
+        if found is None:
+            if parentRegistry is not None:
+                _log.debug("%s: using the parent registry", self.root)
+                return parentRegistry
+            return PosixRegistry(self.root)
+        return Registry.create(found) if isinstance(found, str) else found
+
+    def _openCalibRegistry(self, argument: Any) -> Any:
+        from butler.registry import Registry
+
+        found = self._registryPath(argument, "calibRegistryPath", self.calibRoot, "calibRegistry.sqlite3")
+        if found is None:
+            _log.debug("%s: no calibration registry", self.calibRoot)
+            return None
+        return Registry.create(found) if isinstance(found, str) else found
+
+    def _initWriteRecipes(self) -> dict[str, dict]:
+        recipes, defaults = _base_write_recipes()
+        extra = self.policy.get("writeRecipes")
+        if not extra:
+            return recipes
+        recipes = dict(recipes)
+        for name in extra:
+            if name in recipes:
+                raise RuntimeError(f"Write recipe {name!r} is already defined and cannot be redefined")
+            recipes[name] = _flatten_recipe(extra[name], defaults)
+        return recipes
+
+    def _initMappings(self, provided: Iterable[str] | None) -> None:
+        """Build the mappings and the table of generated methods."""
+        self.mappings: dict[str, Mapping] = {}
+        self.keyDict: dict[str, type] = {}
+        self._generated: dict[str, tuple[Callable, str]] = {}
+        sections: dict[str, dict[str, Mapping]] = {}
+        for section, cls in SECTIONS:
+            sections[section] = {}
+            entries = self.policy.get(section)
+            if entries is None:
+                continue
+            defaults = Policy(os.path.join(POLICY_DIR, "mappingDefaults.yaml")).get(section)
+            for datasetType in entries:
+                entry = entries[datasetType]
+                if entry.get("composite") is not None:
+                    self._generated["map_" + datasetType] = (type(self)._mapComposite, datasetType)
+                    continue
+                entry.merge(defaults)
+                if cls is CalibrationMapping:
+                    mapping: Mapping = cls(datasetType, entry, self.registry, self.calibRegistry,
+                                           self.calibStorage, provided=provided, dataRoot=self.rootStorage)
+                else:
+                    mapping = cls(datasetType, entry, self.registry, self.rootStorage, provided=provided)
+                sections[section][datasetType] = mapping
+                self.mappings[datasetType] = mapping
+                self.keyDict.update(mapping.keys())
+        declared = set(self.mappings)
+        for section, _ in SECTIONS:
+            for datasetType, mapping in sections[section].items():
+                self._addGenerated(datasetType, mapping, section, declared)
+        self.images, self.exposures = sections["images"], sections["exposures"]
+        self.calibrations, self.datasets = sections["calibrations"], sections["datasets"]
+
+    def _addGenerated(self, datasetType: str, mapping: Mapping, section: str, declared: set) -> None:
+        table = self._generated
+        table["map_" + datasetType] = (_gen_map, datasetType)
+        table["query_" + datasetType] = (_gen_query, datasetType)
+        if section == "exposures" or (section == "calibrations"
+                                      and python_kind(mapping.python) == "image"):
+            table["std_" + datasetType] = (_gen_std, datasetType)
+        if mapping.storage == "FitsStorage":
+            table["add_" + datasetType] = (_gen_add, datasetType)
+        for suffix, applies, mapImpl, bypassImpl in DERIVED:
+            if not applies(mapping, section, declared):
+                continue
+            name = f"{datasetType}_{suffix}"
+            table["map_" + name] = (mapImpl or _derived_map, datasetType)
+            table["query_" + name] = (_derived_query, datasetType)
+            if bypassImpl is not None:
+                table["bypass_" + name] = (bypassImpl, datasetType)
+
+    def __getattr__(self, name: str) -> Any:
+        generated = self.__dict__.get("_generated")
+        if generated is None or name not in generated:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        func, datasetType = generated[name]
+        method = functools.partial(func, self, datasetType)
+        self.__dict__[name] = method
+        return method
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self.__dict__.get("_generated", ())))
+
+    def __getstate__(self) -> dict:
+        generated = self.__dict__.get("_generated", {})
+        return {key: value for key, value in self.__dict__.items() if key not in generated}
+
+    # -- names ------------------------------------------------------------------------------------
+
+    @classmethod
+    def getPackageName(cls) -> str:
+        """Return the camera package name.
+
+        Raises
+        ------
+        ValueError
+            When the class sets none.
+        """
+        if cls.packageName is None:
+            raise ValueError("class variable packageName must not be None")
+        return cls.packageName
+
+    @classmethod
+    def getCameraName(cls) -> str:
+        """Return the camera name: ``(\\w+)Mapper`` of the class name, first letter lowered."""
+        match = re.search(r"(\w+)Mapper", cls.__name__)
+        name = match.group(1) if match else cls.__name__
+        return name[:1].lower() + name[1:]
+
+    @staticmethod
+    def getShortCcdName(ccdName: str) -> str:
+        """Return a detector name usable in a file name (spaces become underscores)."""
+        return ccdName.replace(" ", "_")
+
+    # -- protocol ---------------------------------------------------------------------------------
+
+    def keys(self) -> Iterator[str]:
+        """Iterate over every data-ID key of every mapping."""
+        return iter(self.keyDict)
+
+    def getKeys(self, datasetType: str | None, level: str | None) -> dict[str, type]:
+        """Return ``{key: type}`` of a dataset type (all types when None) minus the keys not at ``level``.
+
+        ``level == ''`` means the default level.
+        """
+        if level == "":
+            level = self.getDefaultLevel()
+        keyDict = dict(self.keyDict if datasetType is None else self.mappings[datasetType].keys())
+        for key in self.levels.get(level, ()) if level is not None else ():
+            keyDict.pop(key, None)
+        return keyDict
+
+    def getDefaultLevel(self) -> str | None:
+        """Return the policy's ``defaultLevel``."""
+        return self.defaultLevel
+
+    def getDefaultSubLevel(self, level: str) -> str | None:
+        """Return the policy's ``defaultSubLevels[level]``, or None."""
+        return self.defaultSubLevels.get(level)
+
+    def canStandardize(self, datasetType: str) -> bool:
+        """Return whether this mapper maps ``datasetType`` and has ``std_<datasetType>``."""
+        return datasetType in self.mappings and hasattr(self, "std_" + datasetType)
+
+    def backup(self, datasetType: str, dataId: Any) -> None:
+        """Copy existing ``p``, ``p~1``, ... (root or its ``_parent`` chain) to ``p~1``, ``p~2``, ... in the root.
+
+        The highest version is copied first, so nothing is overwritten before it is copied.
+        """
+        location = self.map(datasetType, dataId, write=True)
+        relpath, _ = split_hdu(location.getLocations()[0])
+        root = location.storage.root if location.storage is not None else self.root
+        versions = []
+        while True:
+            candidate = relpath + (f"~{len(versions)}" if versions else "")
+            found = _search_parents(root, candidate)
+            if found is None:
+                break
+            versions.append(found)
+        for number in range(len(versions), 0, -1):
+            destination = os.path.join(root, f"{relpath}~{number}")
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
+            shutil.copy2(versions[number - 1], destination)
+            _log.debug("backed up %s to %s", versions[number - 1], destination)
+
+    def _mapActualToPath(self, template: str, actualId: Any) -> str:
+        """Fill a template from a data ID (after `_transformId`)."""
+        transformedId = self._transformId(actualId)
+        try:
+            return template % transformedId
+        except Exception as exc:
+            raise TemplateError(f"Failed to format {template!r} with data {transformedId!r}: {exc}") from exc
+
+    def _transformId(self, dataId: Any) -> dict:
+        """Return the data ID used to fill templates (a copy; cameras may rename keys)."""
+        return dict(dataId)
+
+    def _mapComposite(self, datasetType: str, dataId: Any, write: bool = False) -> Any:
+        from butler.location import ButlerComposite
+
+        entry = self.policy[f"{self._sectionOf(datasetType)}.{datasetType}"]
+        composite = ButlerComposite(entry.get("assembler"), entry.get("disassembler"), entry.get("python"),
+                                    dict(dataId or {}), self, datasetType=datasetType)
+        for name in entry["composite"]:
+            part = entry["composite"][name]
+            composite.add(name, part["datasetType"], setter=part.get("setter"), getter=part.get("getter"),
+                          subset=bool(part.get("subset")), inputOnly=bool(part.get("inputOnly")))
+        return composite
+
+    def _sectionOf(self, datasetType: str) -> str:
+        return next(section for section, _ in SECTIONS if datasetType in (self.policy.get(section) or ()))
+
+    def _writeRecipe(self, mapping: Mapping, dataId: Any) -> dict[str, Any]:
+        """The flattened write recipe of a FitsStorage mapping, with zero seeds made non-zero."""
+        try:
+            recipe = dict(self._writeRecipes[mapping.recipe])
+        except KeyError:
+            raise RuntimeError(f"Unrecognized write recipe {mapping.recipe!r} for dataset type "
+                               f"{mapping.datasetType}; known: {sorted(self._writeRecipes)}") from None
+        seed = zlib.crc32(repr(sorted((str(k), str(v)) for k, v in dict(dataId).items())).encode()) % 2**31 or 1
+        for plane in _PLANES:
+            if recipe.get(f"{plane}.scaling.seed") == 0:
+                recipe[f"{plane}.scaling.seed"] = seed
+        return recipe
+
+    # -- fixed dataset types ----------------------------------------------------------------------
+
+    def map_camera(self, dataId: Any, write: bool = False) -> ButlerLocation:
+        """Map the camera (served from memory by `bypass_camera`)."""
+        return ButlerLocation("mappers.camera.Camera", None, "Internal", "ignored", dict(dataId or {}), self,
+                              self.rootStorage, datasetType="camera")
+
+    def bypass_camera(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> Camera:
+        """Return the camera.
+
+        Raises
+        ------
+        RuntimeError
+            When the mapper has no camera.
+        """
+        if self.camera is None:
+            raise RuntimeError("No camera dataset available.")
+        return self.camera
+
+    def map_expIdInfo(self, dataId: Any, write: bool = False) -> ButlerLocation:
+        """Map the exposure-ID information (served by `bypass_expIdInfo`)."""
+        return ButlerLocation("mappers.camera.ExposureIdInfo", None, "Internal", "ignored", dict(dataId or {}),
+                              self, self.rootStorage, datasetType="expIdInfo")
+
+    def bypass_expIdInfo(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> ExposureIdInfo:
+        """Return the exposure id and its bit count for a data ID."""
+        return ExposureIdInfo(self._computeCcdExposureId(dataId), self._ccdExposureIdBits())
+
+    def map_skypolicy(self, dataId: Any, write: bool = False) -> ButlerLocation:
+        """Map the sky-tiling policy (served by `bypass_skypolicy`)."""
+        return ButlerLocation("butler.policy.Policy", None, "Internal", "ignored", dict(dataId or {}), self,
+                              self.rootStorage, datasetType="skypolicy")
+
+    def bypass_skypolicy(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> Policy:
+        """Return the ``skytiles`` section of the policy (empty when absent)."""
+        return self.policy.get("skytiles") or Policy()
+
+    def bypass_ccdExposureId(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> int:
+        """Return the exposure id of a data ID."""
+        return self._computeCcdExposureId(dataId)
+
+    def bypass_ccdExposureId_bits(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> int:
+        """Return the number of bits of the exposure id."""
+        return self._ccdExposureIdBits()
+
+    def std_raw(self, item: Any, dataId: Any) -> Any:
+        """Standardize a raw: untrimmed, with its exposure id."""
+        return self._standardizeExposure(self.exposures["raw"], item, dataId, trimmed=False, setExposureId=True)
+
+    def std_bfKernel(self, item: Any, dataId: Any) -> Any:
+        """Return a brighter-fatter kernel as read (it is not an image)."""
+        return item
+
+    # -- hooks for cameras ------------------------------------------------------------------------
+
+    def _computeCcdExposureId(self, dataId: Any) -> int:
+        raise NotImplementedError(f"{type(self).__name__} does not compute exposure ids")
+
+    def _ccdExposureIdBits(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} does not know its exposure-id bits")
+
+    def _extractDetectorName(self, dataId: Any) -> str:
+        raise NotImplementedError(f"{type(self).__name__} does not name detectors")
+
+    def _makeCamera(self) -> Camera | None:
+        """Return the camera, or None (the default) when the mapper has none."""
+        return None
+
+    def _getBestFilter(self, stored: FilterLabel | None, idFilter: str | None) -> FilterLabel | None:
+        """Return the filter label best matching a stored label and a data-ID filter (see `best_filter`)."""
+        return best_filter(self.filterDefinitions, stored, idFilter)
+
+    def _standardizeExposure(self, mapping: Mapping, item: Any, dataId: Any, filter: bool = True,
+                             trimmed: bool = True, setVisitInfo: bool = True,
+                             setExposureId: bool = False) -> Any:
+        """Return what was read as a `~astropy.nddata.CCDData`.
+
+        With ``filter``, the header ``FILTER`` is replaced by the best-matching
+        filter's physical name (or band). Trimming, visit info and exposure ids are
+        ISR's business: the flags are accepted for the Gen2 signature.
+        """
+        ccd = astro.to_ccddata(item)
+        if filter:
+            stored = ccd.meta.get("FILTER")
+            label = self._getBestFilter(FilterLabel(physical=str(stored).strip()) if stored else None,
+                                        (dataId or {}).get("filter"))
+            if label is not None:
+                ccd.meta["FILTER"] = label.physical or label.band
+        return ccd
+
+
+def _search_parents(root: str, relpath: str) -> str | None:
+    """Return ``root/relpath``, else the first ``.../_parent/relpath`` that exists, else None."""
+    seen = set()
+    while root and os.path.realpath(root) not in seen:
+        seen.add(os.path.realpath(root))
+        candidate = os.path.join(root, relpath)
+        if os.path.exists(candidate):
+            return candidate
+        root = os.path.join(root, "_parent")
+        if not os.path.exists(root):
+            return None
+    return None

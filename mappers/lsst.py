@@ -1,0 +1,137 @@
+"""Mappers of the obs_lsst cameras (LSSTCam, ComCam, LATISS, TS8, TS3, UCDCam, imsim, phosim).
+
+Every camera composes ``obs_lsst/lsstCamMapper.yaml`` under its own policy file
+(the first file wins). ``raw`` is the whole file: one `CCDData` tiling the
+amplifiers by ``DETSEC``, untrimmed; ``raw_amp`` is one amplifier.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from butler.location import split_hdu
+
+from . import astro
+from .camera import Camera, Detector
+from .cameraMapper import CameraMapper
+
+__all__ = ["LsstCamMapper", "LsstComCamMapper", "LatissMapper", "Ts8Mapper", "Ts3Mapper", "UcdMapper",
+           "ImsimMapper", "PhosimMapper"]
+
+_log = logging.getLogger(__name__)
+
+_BASE_POLICY = "obs_lsst/lsstCamMapper.yaml"
+_DETECTOR_KEYS = ("raftName", "detectorName", "detector")
+
+
+class LsstCamMapper(CameraMapper):
+    """LSSTCam. Detector names are ``<raftName>_<detectorName>``.
+
+    Calibrations are found in ``<root>/CALIB`` (else a parent's ``CALIB`` or root)
+    when that directory holds ``calibRegistry.sqlite3`` and no calibration root is given.
+    """
+
+    packageName = "obs_lsst"
+    policyFiles: tuple[str, ...] = (_BASE_POLICY,)
+    #: multiplier of the visit in the exposure id (room for every detector)
+    detectorMax = 1000
+
+    def _findCalibRoot(self, calibRoot: str | None, repositoryCfg: Any) -> str:
+        if calibRoot or self.policy.get("calibRoot"):
+            return super()._findCalibRoot(calibRoot, repositoryCfg)
+        candidates = [os.path.join(self.root, "CALIB")]
+        for parent in getattr(repositoryCfg, "parents", None) or ():
+            parentRoot = getattr(parent, "root", parent)
+            if isinstance(parentRoot, (str, os.PathLike)):
+                parentRoot = os.path.join(self.root, parentRoot)
+                candidates += [os.path.join(parentRoot, "CALIB"), parentRoot]
+        for candidate in candidates:
+            if os.path.exists(os.path.join(candidate, "calibRegistry.sqlite3")):
+                return candidate
+        return self.root
+
+    def _detectorId(self, dataId: Any) -> dict:
+        """The data ID completed with the raft, detector name and detector number from the registry."""
+        return self.mappings["raw"].need(self._detectorColumns(), dataId)
+
+    def _detectorColumns(self) -> list[str]:
+        """The detector columns (of raftName, detectorName, detector) the raw registry has."""
+        columns = getattr(self.registry, "columns", None)
+        known = set(columns("raw")) if columns is not None else set(self.mappings["raw"].keyDict)
+        return [key for key in _DETECTOR_KEYS if key in known]
+
+    def _extractDetectorName(self, dataId: Any) -> str:
+        fullId = self._detectorId(dataId)
+        return f"{fullId.get('raftName', 'RXX')}_{fullId['detectorName']}"
+
+    def _computeCcdExposureId(self, dataId: Any) -> int:
+        fullId = self._detectorId(dataId)
+        visit = fullId.get("visit", fullId.get("expId"))
+        return int(visit) * self.detectorMax + int(fullId["detector"])
+
+    def _ccdExposureIdBits(self) -> int:
+        return 36
+
+    def _makeCamera(self) -> Camera | None:
+        try:
+            columns = self._detectorColumns()
+            rows = self.registry.lookup(columns, "raw", {})
+        except Exception as exc:  # a POSIX registry or a foreign schema: no camera
+            _log.debug("%s: no camera from the registry (%s)", self.root, exc)
+            return None
+        detectors = [dict(zip(columns, row)) for row in rows]
+        return Camera.from_detectors(self.getCameraName(), [
+            Detector(f"{det.get('raftName', 'RXX')}_{det['detectorName']}", int(det["detector"]))
+            for det in detectors])
+
+    def bypass_raw(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> Any:
+        """Return the whole raw file as one `CCDData`, amplifiers tiled by ``DETSEC`` (untrimmed)."""
+        path, _ = split_hdu(location.getLocationsWithRoot()[0])
+        return astro.assemble_amplifiers(path)
+
+    def bypass_raw_amp(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> Any:
+        """Return one amplifier as a `CCDData` (0×0 when the file keeps headers only)."""
+        path, hdu = split_hdu(location.getLocationsWithRoot()[0])
+        return astro.read_amplifier(path, hdu)
+
+
+class LsstComCamMapper(LsstCamMapper):
+    """ComCam: the LSSTCam policy unchanged."""
+
+
+class LatissMapper(LsstCamMapper):
+    """LATISS (AuxTel): one detector; calibrations looked up by ``dayObs``."""
+
+    policyFiles = ("obs_lsst/latiss/latissMapper.yaml", _BASE_POLICY)
+
+
+class Ts8Mapper(LsstCamMapper):
+    """TS8, the raft test stand."""
+
+    policyFiles = ("obs_lsst/ts8/ts8Mapper.yaml", _BASE_POLICY)
+
+
+class Ts3Mapper(LsstCamMapper):
+    """TS3, the single-sensor test stand."""
+
+    policyFiles = ("obs_lsst/ts3/ts3Mapper.yaml", _BASE_POLICY)
+
+
+class UcdMapper(LsstCamMapper):
+    """The UC Davis test stand (raw files keep headers only)."""
+
+    policyFiles = ("obs_lsst/ucd/ucdMapper.yaml", _BASE_POLICY)
+
+
+class ImsimMapper(LsstCamMapper):
+    """imsim simulations."""
+
+    policyFiles = ("obs_lsst/imsim/imsimMapper.yaml", _BASE_POLICY)
+
+
+class PhosimMapper(LsstCamMapper):
+    """phosim simulations (the imsim policy)."""
+
+    policyFiles = ("obs_lsst/imsim/imsimMapper.yaml", _BASE_POLICY)

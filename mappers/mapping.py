@@ -1,0 +1,357 @@
+"""Mappings: how one dataset type of a camera policy becomes a `ButlerLocation`.
+
+A `Mapping` is built once per dataset type from its policy entry. It knows the
+template and its keys, fills a partial data ID from the registry, checks the
+data-ID values before any path is built, and finds compressed variants of a
+file on read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from typing import TYPE_CHECKING, Any, Iterable
+
+from butler.errors import NoResults, RegistryError, TemplateError, UnsafePathError
+from butler.location import ButlerLocation, split_hdu
+from butler.registry import template_fields
+
+if TYPE_CHECKING:
+    from butler.policy import Policy
+
+__all__ = ["Mapping", "ImageMapping", "ExposureMapping", "CalibrationMapping", "DatasetMapping",
+           "check_path_values"]
+
+_log = logging.getLogger(__name__)
+
+#: data-ID keys of a sky map; never looked up in a registry
+SKYMAP_KEYS = ("tract", "patch")
+#: properties that the one-row-per-visit table ``raw_visit`` can answer
+_VISIT_PROPERTIES = frozenset(("filter", "expTime", "taiObs"))
+#: suffixes tried, in order, when reading a file that may be stored compressed
+_COMPRESSED_SUFFIXES = ("", ".gz", ".fz")
+_FORBIDDEN_IN_VALUES = ("\0", "/", "\\", "..")
+
+
+def check_path_values(datasetType: str, dataId: Any, keys: Iterable[str]) -> None:
+    """Refuse data-ID values that could make a filled template leave the repository root.
+
+    This is the one check every mapping applies before it builds a path.
+
+    Parameters
+    ----------
+    datasetType : `str`
+        The dataset type, for the message.
+    dataId : mapping
+        The data ID about to fill the template.
+    keys : iterable of `str`
+        The template keys.
+
+    Raises
+    ------
+    butler.errors.UnsafePathError
+        When a value holds a NUL byte, a path separator or ``..``.
+    """
+    for key in keys:
+        value = dataId.get(key)
+        if value is None or isinstance(value, (int, float)):
+            continue
+        text = str(value)
+        if any(bad in text for bad in _FORBIDDEN_IN_VALUES):
+            raise UnsafePathError(f"unsafe value {value!r} for data-ID key {key!r} of dataset type "
+                                  f"{datasetType!r}: it could make the path leave the repository root")
+
+
+def _as_list(value: Any) -> list | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def registry_name(registry: Any) -> str:
+    """Return a printable name (the path where known) of a registry."""
+    for attr in ("path", "root", "location"):
+        value = getattr(registry, attr, None)
+        if value:
+            return str(value)
+    return repr(registry)
+
+
+class Mapping:
+    """The mapping of one dataset type.
+
+    Parameters
+    ----------
+    datasetType : `str`
+        The dataset type.
+    policy : `butler.Policy` or mapping
+        Its policy entry.
+    registry : registry or `None`
+        The registry that fills missing data-ID keys.
+    rootStorage : `butler.storage.Storage`
+        The storage of the repository the paths are relative to.
+    provided : iterable of `str`, optional
+        Keys the caller always gives; they are removed from the key dict.
+    """
+
+    def __init__(self, datasetType: str, policy: Any, registry: Any, rootStorage: Any,
+                 provided: Iterable[str] | None = None):
+        if policy is None:
+            raise ValueError(f"No policy for dataset type {datasetType}")
+        self.datasetType = datasetType
+        self.registry = registry
+        self.rootStorage = rootStorage
+        self._template: str | None = policy.get("template")
+        self.keyDict: dict[str, type] = dict(template_fields(self._template)) if self._template else {}
+        for key in provided or ():
+            self.keyDict.pop(key, None)
+        self.python = policy.get("python")
+        self.persistable = policy.get("persistable")
+        self.storage = policy.get("storage")
+        self.level = policy.get("level")
+        self.tables = _as_list(policy.get("tables"))
+        self.columns = _as_list(policy.get("columns"))
+        self.obsTimeName = policy.get("obsTimeName")
+        self.recipe = policy.get("recipe") or "default"
+        self.range: tuple[str, str] | None = None
+        if policy.get("validRange"):
+            self.range = (policy.get("validStartName"), policy.get("validEndName"))
+        self._tableColumns: set[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.datasetType!r}, template={self._template!r})"
+
+    @property
+    def template(self) -> str:
+        """The path template.
+
+        Raises
+        ------
+        butler.errors.TemplateError
+            A `RuntimeError`: the policy declares the dataset type without a template.
+        """
+        if self._template:
+            return self._template
+        raise TemplateError(f"Template is not defined for the {self.datasetType} dataset type, "
+                            "it must be set before it can be used.")
+
+    def keys(self) -> dict[str, type]:
+        """Return ``{key: type}`` of the template keys."""
+        return self.keyDict
+
+    def map(self, mapper: Any, dataId: Any, write: bool = False) -> ButlerLocation:
+        """Return the location of the dataset for a (possibly partial) data ID.
+
+        Parameters
+        ----------
+        mapper : `mappers.cameraMapper.CameraMapper`
+            The mapper (for ``_mapActualToPath`` and ``add_<datasetType>``).
+        dataId : mapping
+            The data ID; missing template keys are looked up in the registry.
+        write : `bool`
+            Map for writing: no search for compressed variants.
+        """
+        template = self.template
+        actualId = self.need(self.keyDict, dataId)
+        usedDataId = {key: actualId[key] for key in self.keyDict}
+        check_path_values(self.datasetType, actualId, self.keyDict)
+        path = mapper._mapActualToPath(template, actualId)
+        if os.path.isabs(path):
+            raise RuntimeError("Mapped path should not be absolute.")
+        if not write:
+            path = self._findCompressed(path)
+        addFunc = getattr(mapper, "add_" + self.datasetType, None)
+        additionalData = dict(addFunc(self.datasetType, actualId)) if addFunc is not None else {}
+        additionalData.update(actualId)
+        return ButlerLocation(self.python, self.persistable, self.storage, path, dict(actualId), mapper,
+                              self.rootStorage, usedDataId=usedDataId, datasetType=self.datasetType,
+                              additionalData=additionalData)
+
+    def _findCompressed(self, path: str) -> str:
+        """Return ``path``, or its ``.gz``/``.fz`` variant that exists in this root (HDU kept)."""
+        filename, hdu = split_hdu(path)
+        suffix = "" if hdu is None else f"[{hdu}]"
+        for ext in _COMPRESSED_SUFFIXES:
+            if ext and filename.endswith(ext):
+                continue
+            if self.rootStorage.exists(filename + ext):
+                return filename + ext + suffix
+        return path
+
+    def have(self, properties: Iterable[str], dataId: Any) -> bool:
+        """Return whether every property is in the data ID."""
+        return all(prop in dataId for prop in properties)
+
+    def need(self, properties: Iterable[str], dataId: Any) -> dict:
+        """Return a copy of the data ID with the missing properties looked up.
+
+        Raises
+        ------
+        butler.errors.NoResults
+            When the lookup does not give exactly one row.
+        """
+        newId = dict(dataId) if dataId else {}
+        missing = [prop for prop in properties if prop not in newId]
+        if not missing:
+            return newId
+        rows = self.lookup(missing, newId)
+        if len(rows) != 1:
+            raise NoResults(f"No unique lookup for {missing} from {newId}: {len(rows)} matches",
+                            self.datasetType, newId, [registry_name(self.lookupRegistry)])
+        newId.update(zip(missing, rows[0]))
+        return newId
+
+    @property
+    def lookupRegistry(self) -> Any:
+        """The registry `lookup` queries."""
+        return self.registry
+
+    def lookup(self, properties: Iterable[str], dataId: Any) -> list[tuple]:
+        """Return the distinct registry rows of ``properties`` matching the data ID.
+
+        Parameters
+        ----------
+        properties : iterable of `str`
+            The columns wanted, in order.
+        dataId : mapping or `None`
+            The (partial) data ID restricting the rows.
+        """
+        registry = self.lookupRegistry
+        if registry is None:
+            raise RuntimeError("No registry for lookup")
+        dataId = dataId or {}
+        properties = list(properties)
+        skymap = {}
+        for prop in properties:
+            if prop in SKYMAP_KEYS:
+                if prop not in dataId:
+                    raise RuntimeError(f"Cannot look up skymap key '{prop}'; it must be explicitly "
+                                       "included in the data ID")
+                skymap[prop] = dataId[prop]
+        queried = [prop for prop in properties if prop not in skymap]
+        if (queried and _VISIT_PROPERTIES.issuperset(queried) and "visit" in dataId
+                and self.tables is not None and "raw" in self.tables):
+            rows = registry.lookup(queried, "raw_visit", {"visit": dataId["visit"]}, template=self._template)
+        else:
+            rows = self._lookupWhere(registry, queried, dataId)
+        if not skymap:
+            return rows
+        result = []
+        for row in rows:
+            values = iter(row)
+            result.append(tuple(skymap[prop] if prop in skymap else next(values) for prop in properties))
+        return result
+
+    def _lookupWhere(self, registry: Any, properties: list[str], dataId: Any) -> list[tuple]:
+        where = {key: value for key, value in dataId.items()
+                 if (self.columns is None or key in self.columns)
+                 and key != self.obsTimeName and key not in SKYMAP_KEYS}
+        if self.range is not None:
+            where[self.range] = dataId[self.obsTimeName]
+        try:
+            return registry.lookup(properties, self.tables, where, template=self._template)
+        except (sqlite3.OperationalError, RegistryError):
+            known = self._registryColumns(registry)
+            if known is None:
+                raise
+            reduced = {key: value for key, value in where.items() if isinstance(key, tuple) or key in known}
+            if reduced == where:
+                raise
+            _log.debug("%s: retrying lookup without unknown keys %s", self.datasetType,
+                       sorted(set(where) - set(reduced)))
+            return registry.lookup(properties, self.tables, reduced, template=self._template)
+
+    def _registryColumns(self, registry: Any) -> set[str] | None:
+        """The columns of this mapping's tables in an SQL registry (None when it cannot say)."""
+        columns = getattr(registry, "columns", None)
+        if columns is None or not self.tables:
+            return None
+        if self._tableColumns is None:
+            self._tableColumns = {name for table in self.tables for name in columns(table)}
+        return self._tableColumns
+
+    def standardize(self, mapper: Any, item: Any, dataId: Any) -> Any:
+        """Return the object read unchanged (image and calibration mappings override this)."""
+        return item
+
+
+class ImageMapping(Mapping):
+    """Mapping of an image dataset type (``images`` section)."""
+
+
+class DatasetMapping(Mapping):
+    """Mapping of a non-image dataset type (``datasets`` section)."""
+
+
+class ExposureMapping(Mapping):
+    """Mapping of an exposure dataset type (``exposures`` section): standardized on read."""
+
+    def standardize(self, mapper: Any, item: Any, dataId: Any) -> Any:
+        """Return the item as an astropy `~astropy.nddata.CCDData` (see `CameraMapper._standardizeExposure`)."""
+        return mapper._standardizeExposure(self, item, dataId)
+
+
+class CalibrationMapping(Mapping):
+    """Mapping of a calibration dataset type, looked up by validity range in the calib registry.
+
+    Parameters
+    ----------
+    datasetType, policy, provided
+        As for `Mapping`.
+    registry : registry or `None`
+        The exposure registry (``reference`` tables are queried there).
+    calibRegistry : registry or `None`
+        The calibration registry.
+    calibStorage : `butler.storage.Storage`
+        The storage of the calibration root (read locations are relative to it).
+    dataRoot : `butler.storage.Storage`, optional
+        The output storage: written calibrations go there.
+    """
+
+    def __init__(self, datasetType: str, policy: Any, registry: Any, calibRegistry: Any, calibStorage: Any,
+                 provided: Iterable[str] | None = None, dataRoot: Any = None):
+        super().__init__(datasetType, policy, calibRegistry, calibStorage, provided=provided)
+        self.refRegistry = registry
+        self.reference = _as_list(policy.get("reference"))
+        self.refCols = _as_list(policy.get("refCols"))
+        self.setFilter = bool(policy.get("filter"))
+        self.dataRoot = dataRoot
+
+    def map(self, mapper: Any, dataId: Any, write: bool = False) -> ButlerLocation:
+        """As `Mapping.map`; a location for writing is relative to the output root."""
+        location = super().map(mapper, dataId, write=write)
+        if write and self.dataRoot is not None:
+            location.storage = self.dataRoot
+        return location
+
+    def lookup(self, properties: Iterable[str], dataId: Any) -> list[tuple]:
+        """Look up calibration keys: the reference (exposure) registry first, then the calib registry."""
+        properties = list(properties)
+        dataId = dataId or {}
+        if self.reference is None:
+            return super().lookup(properties, dataId)
+        where = {key: value for key, value in dataId.items() if not self.refCols or key in self.refCols}
+        if self.columns is not None:
+            columns = [col for col in self.columns if col not in dataId]
+        else:
+            columns = properties
+        if not columns:
+            return super().lookup(properties, dataId)
+        if self.refRegistry is None:
+            raise RuntimeError("No registry for lookup")
+        rows = self.refRegistry.lookup(columns, self.reference, where)
+        if len(rows) != 1:
+            raise NoResults(f"No unique lookup for {columns} from {dict(dataId)}: {len(rows)} matches",
+                            self.datasetType, dataId, [registry_name(self.refRegistry)])
+        if set(columns) == set(properties):
+            return [tuple(rows[0][columns.index(prop)] for prop in properties)]
+        newId = dict(dataId)
+        newId.update(zip(columns, rows[0]))
+        return super().lookup(properties, newId)
+
+    def standardize(self, mapper: Any, item: Any, dataId: Any) -> Any:
+        """Standardize a calibration image (its filter only when the policy says ``filter: true``)."""
+        return mapper._standardizeExposure(self, item, dataId, filter=self.setFilter)
