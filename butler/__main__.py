@@ -1,0 +1,5 @@
+"""``python -m butler``: the ``butler`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,468 @@
+"""The ``butler`` command: a thin click layer over the library.
+
+Subcommands: ``demo``, ``show``, ``query``, ``get``, ``compare`` and ``ingest``.
+Repositories given to ``show``, ``query``, ``get`` and ``compare`` are opened
+as read-only Butler inputs, whatever their kind (new-style cfg, or legacy
+``_mapper``/``_parent``), and are never written.
+
+Mistakes in the input (a missing root, an unknown dataset type, a malformed
+``KEY=VALUE``, a path that is no repository, no dataset found) give one line on
+standard error and exit code 2; ``compare`` exits with 1 when the versions
+differ. ``--log-level DEBUG`` also logs the traceback behind an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import click
+
+from .errors import ButlerError, NoResults
+
+__all__ = ["cli", "main", "parse_data_id", "UserError"]
+
+_log = logging.getLogger(__name__)
+
+#: exceptions that mean "the input was wrong", reported in one line
+USER_ERRORS = (ButlerError, OSError, ValueError, LookupError, RuntimeError, ImportError)
+
+#: click's own control-flow exceptions (some subclass RuntimeError)
+_CLICK_FLOW = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+
+
+class UserError(click.ClickException):
+    """A mistake in the command's input: ``Error: <message>`` on one line, exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+def _user_errors(func: Callable) -> Callable:
+    """Turn the package's and the relevant built-in exceptions into a `UserError`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except _CLICK_FLOW:
+            raise
+        except USER_ERRORS as exc:
+            _log.debug("%s failed", func.__name__, exc_info=True)
+            raise UserError(str(exc) or type(exc).__name__) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              default="WARNING", show_default=True, help="Logging level (messages go to standard error).")
+@click.version_option(package_name="butler")
+def cli(log_level: str) -> None:
+    """Work with Gen2 data repositories: show them, query and get datasets, compare versions."""
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def command(*args: Any, **kwargs: Any) -> Callable:
+    """Register a subcommand of `cli` whose user errors exit with code 2."""
+
+    def decorate(func: Callable) -> click.Command:
+        return cli.command(*args, **kwargs)(_user_errors(func))
+
+    return decorate
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the ``butler`` command (the console-script entry point)."""
+    cli.main(args=argv, prog_name="butler")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _check_root(root: str) -> str:
+    if not os.path.exists(root):
+        raise UserError(f"no such repository root: {root}")
+    if not os.path.isdir(root):
+        raise UserError(f"not a directory: {root}")
+    return os.path.abspath(root)
+
+
+def open_butler(roots: Sequence[str], tags: Sequence[str] | None = None) -> Any:
+    """Open a Butler whose inputs are ``roots``, read-only, each tagged with its item of ``tags``."""
+    roots = [_check_root(root) for root in roots]
+    from .butler import Butler
+    from .cfg import RepositoryArgs
+
+    tags = tags or [None] * len(roots)
+    return Butler(inputs=[RepositoryArgs(root=root, mode="r", tags=tag) for root, tag in zip(roots, tags)])
+
+
+def dataset_keys(butler: Any, datasetType: str) -> dict:
+    """Return ``{key: type}`` of a dataset type; a `UserError` when no input knows the type."""
+    known = butler.getDatasetTypes()
+    if datasetType not in known:
+        near = sorted(t for t in known if datasetType.lower() in t.lower())[:5]
+        hint = f"; did you mean {', '.join(near)}?" if near else f" ({len(known)} dataset types known)"
+        raise UserError(f"unknown dataset type {datasetType!r}{hint}")
+    return dict(butler.getKeys(datasetType) or {})
+
+
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "int": int, "integer": int, "float": float, "double": float, "real": float, "str": str, "text": str,
+}
+
+
+def _guess(text: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_data_id(items: Sequence[str], keyTypes: Mapping[str, Any] | None = None) -> dict:
+    """Parse ``KEY=VALUE`` words into a data ID.
+
+    Parameters
+    ----------
+    items : sequence of `str`
+        The words.
+    keyTypes : mapping, optional
+        ``{key: type}`` as `Butler.getKeys` reports it (types or SQL type
+        names); a value is converted with its key's type. A key without a
+        type becomes an int or a float when it reads as one, else a string.
+
+    Raises
+    ------
+    UserError
+        A word that is not ``KEY=VALUE``, a repeated key, or a value its key's type refuses.
+    """
+    keyTypes = keyTypes or {}
+    dataId: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UserError(f"malformed data ID item {item!r}: expected KEY=VALUE, e.g. visit=1")
+        if key in dataId:
+            raise UserError(f"data ID key {key!r} given twice")
+        kind = keyTypes.get(key)
+        if kind is None:
+            dataId[key] = _guess(text)
+            continue
+        name = kind.__name__ if isinstance(kind, type) else str(kind)
+        convert = _CONVERTERS.get(name.lower(), kind if callable(kind) else str)
+        try:
+            dataId[key] = convert(text)
+        except ValueError:
+            raise UserError(f"{key}={text}: {key} takes a value of type {name}") from None
+    return dataId
+
+
+def render_rows(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+    """Render rows of values as a text table, JSON (a list of objects) or CSV."""
+    from .compare import text_table
+
+    if fmt == "json":
+        return json.dumps([dict(zip(names, row)) for row in rows], indent=2, default=str)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(rows)
+        return buffer.getvalue().rstrip("\n")
+    return text_table(names, rows) + f"\n({len(rows)} row{'' if len(rows) == 1 else 's'})"
+
+
+def describe_object(obj: Any) -> str:
+    """Return a one-line description of a dataset read by the butler."""
+    kind = type(obj).__name__
+    if hasattr(obj, "colnames"):
+        return f"{kind}: {len(obj)} rows; columns {', '.join(obj.colnames)}"
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        unit = getattr(obj, "unit", None)
+        return f"{kind}: shape {tuple(obj.shape)}, dtype {obj.dtype}" + (f", unit {unit}" if unit else "")
+    if hasattr(obj, "cards"):
+        return f"{kind}: {len(obj)} cards"
+    if isinstance(obj, Mapping):
+        return f"{kind}: {len(obj)} keys: {', '.join(map(str, list(obj)[:10]))}"
+    if isinstance(obj, (list, tuple)):
+        return f"{kind} of {len(obj)}: " + "; ".join(describe_object(o) for o in obj[:5])
+    text = repr(obj)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _split_hdu(uri: str) -> str:
+    from .location import split_hdu
+
+    return split_hdu(uri)[0]
+
+
+# -- show ------------------------------------------------------------------------------------
+
+#: registry files looked for in each repository, relative to its root
+REGISTRY_FILES = ("registry.sqlite3", "calibRegistry.sqlite3", os.path.join("CALIB", "calibRegistry.sqlite3"))
+
+
+def _repository_kind(repo: Any) -> str:
+    from .cfg import CFG_FILENAME
+
+    if not repo.node.legacy:
+        return CFG_FILENAME
+    markers = [m for m in ("_mapper", "_parent", "registry.sqlite3") if os.path.exists(os.path.join(repo.root, m))]
+    return "legacy (" + ", ".join(markers) + ")"
+
+
+def _mapper_text(mapper: Any) -> str:
+    from .cfg import resolve_mapper_name
+
+    if mapper is None:
+        return "none"
+    given = mapper if isinstance(mapper, str) else resolve_mapper_name(mapper)
+    resolved = resolve_mapper_name(mapper)
+    return given if resolved == given else f"{given} -> {resolved}"
+
+
+def _parent_tree(repo: Any, prefix: str = "", seen: set | None = None) -> list[str]:
+    """Lines of the parent tree below ``repo`` (each repository expanded once)."""
+    seen = set() if seen is None else seen
+    seen.add(repo.root)
+    lines = []
+    link = os.path.join(repo.root, "_parent")
+    for i, parent in enumerate(repo.parents):
+        last = i == len(repo.parents) - 1
+        notes = [_repository_kind(parent)]
+        if os.path.exists(link) and os.path.realpath(link) == os.path.realpath(parent.root):
+            notes.append("via _parent link")
+        if parent.root in seen:
+            notes.append("shown above")
+        lines.append(f"{prefix}{'`-- ' if last else '|-- '}{parent.root}  [{'; '.join(notes)}]")
+        if parent.root not in seen:
+            lines += _parent_tree(parent, prefix + ("    " if last else "|   "), seen)
+    return lines
+
+
+def _registry_lines(root: str) -> list[str]:
+    from .registry import SqliteRegistry
+
+    lines = []
+    for name in REGISTRY_FILES:
+        path = os.path.join(root, name)
+        if not os.path.isfile(path):
+            continue
+        registry = SqliteRegistry(path)
+        try:
+            counts = ", ".join(f"{t} {registry.rowCount(t)}" for t in registry.getTables())
+        finally:
+            registry.close()
+        lines.append(f"  {path}: {counts or 'no tables'}")
+    return lines
+
+
+def _files_under(root: str) -> list[str]:
+    """Relative paths of the files under ``root`` (symlinked directories such as ``_parent`` not followed)."""
+    files = []
+    for directory, _, names in os.walk(root):
+        relative = os.path.relpath(directory, root)
+        files += [os.path.normpath(os.path.join(relative, name)) for name in names]
+    return files
+
+
+def _datasets_on_disk(repo: Any) -> str:
+    """``type count, ...`` for the dataset types of a repository's mapper whose files are in its root."""
+    from .registry import FsScanner
+
+    mappings = getattr(repo._mapper, "mappings", None) or {}
+    files = _files_under(repo.root)
+    # a file may be stored compressed under the template's name plus .gz or .fz
+    files += [f[:-3] for f in files if f.endswith((".gz", ".fz"))]
+    counts = []
+    for datasetType in sorted(mappings):
+        try:
+            template = mappings[datasetType].template
+        except USER_ERRORS:
+            continue
+        if template:
+            scanner = FsScanner(template)
+            count = sum(1 for f in files if scanner.match(f) is not None)
+            if count:
+                counts.append(f"{datasetType} {count}")
+    return ", ".join(counts) or "none"
+
+
+def describe_repository(butler: Any, listTypes: bool = False) -> str:
+    """Describe the first input of a Butler and its parents, as ``butler show`` prints it."""
+    import textwrap
+
+    repos = [data.repo for data in butler._repos.inputs()]
+    top = repos[0]
+    cfg = top.cfg
+    lines = [
+        f"repository: {top.root}",
+        f"cfg:        {_repository_kind(top)}",
+        f"mapper:     {_mapper_text(cfg.mapper)}",
+    ]
+    if cfg.mapperArgs:
+        lines.append(f"mapperArgs: {dict(cfg.mapperArgs)}")
+    if cfg.policy:
+        lines.append(f"policy:     {', '.join(sorted(map(str, cfg.policy.names(topLevelOnly=True))))}")
+    lines += [f"mode:       {top.mode} (opened read-only)",
+              f"tags:       {', '.join(sorted(map(str, top.tags))) or 'none'}",
+              "parents:", f"  {top.root}"]
+    lines += ["  " + line for line in _parent_tree(top)]
+    registries = [line for repo in repos for line in _registry_lines(repo.root)]
+    lines += ["registries (rows per table):"] + (registries or ["  none"])
+    lines.append("datasets on disk (files per dataset type):")
+    for repo in repos:
+        try:
+            found = _datasets_on_disk(repo)
+        except USER_ERRORS as exc:
+            found = f"unknown ({' '.join(str(exc).split())})"
+        lines.append(f"  {repo.root}: {found}")
+    try:
+        types = sorted(butler.getDatasetTypes())
+    except USER_ERRORS as exc:
+        lines.append(f"dataset types: unavailable ({' '.join(str(exc).split())})")
+    else:
+        if not listTypes:
+            lines.append(f"dataset types: {len(types)} known to the mapper (--types lists them)")
+        else:
+            lines.append(f"dataset types ({len(types)}):")
+            lines += textwrap.wrap(", ".join(types), width=100, initial_indent="  ", subsequent_indent="  ")
+    return "\n".join(lines)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+_DATA_ID = click.argument("data_id", nargs=-1, metavar="[KEY=VALUE]...")
+
+
+@command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def demo(directory: str | None) -> None:
+    """Make a demo camera repository, process it twice (v1, v2) and compare the versions.
+
+    DIRECTORY must not exist yet or be empty; by default a fresh folder is made
+    in the current directory.
+    """
+    from .demo import run_demo
+
+    run_demo(directory, echo=click.echo)
+
+
+@command()
+@click.argument("root")
+@click.option("--types", "listTypes", is_flag=True, help="List every dataset type the mapper knows.")
+def show(root: str, listTypes: bool) -> None:
+    """Describe the repository at ROOT: cfg, mapper, parents, registries, datasets, dataset types."""
+    click.echo(describe_repository(open_butler([root]), listTypes))
+
+
+@command()
+@click.argument("root")
+@click.argument("dataset")
+@_DATA_ID
+@click.option("--keys", help="Comma-separated keys to list (queryMetadata); "
+                             "by default the data IDs of the dataset's level (subset).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)
+def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, fmt: str) -> None:
+    """List the data IDs of DATASET in ROOT that match KEY=VALUE items."""
+    butler = open_butler([root])
+    dataId = parse_data_id(data_id, dataset_keys(butler, dataset))
+    if keys:
+        names = [k.strip() for k in keys.split(",") if k.strip()]
+        values = butler.queryMetadata(dataset, names, dataId)
+        rows = [v if isinstance(v, tuple) else (v,) for v in values]
+    else:
+        ids = [dict(ref.dataId) for ref in butler.subset(dataset, dataId=dataId)]
+        names = list(dict.fromkeys(k for d in ids for k in d))
+        rows = [tuple(d.get(k, "") for k in names) for d in ids]
+    click.echo(render_rows(names, rows, fmt))
+
+
+@command()
+@click.argument("root")
+@click.argument("dataset")
+@_DATA_ID
+@click.option("--uri", is_flag=True, help="Print only the path of the dataset.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Copy the dataset's file to OUT.")
+def get(root: str, dataset: str, data_id: tuple[str, ...], uri: bool, out: str | None) -> None:
+    """Find one dataset: print where it is and what it holds, or copy it."""
+    butler = open_butler([root])
+    dataId = parse_data_id(data_id, dataset_keys(butler, dataset))
+    if not butler.datasetExists(dataset, dataId):
+        raise NoResults("no such dataset", dataset, dataId, [os.path.abspath(root)])
+    path = butler.getUri(dataset, dataId)
+    if uri:
+        click.echo(path)
+    elif out:
+        shutil.copyfile(_split_hdu(path), out)
+        click.echo(f"copied {path} -> {out}")
+    else:
+        click.echo(path)
+        click.echo(describe_object(butler.get(dataset, dataId)))
+
+
+def version_labels(rootA: str, rootB: str) -> tuple[str, str]:
+    """Tags for two versions: their directory names when distinct, else ``A`` and ``B``."""
+    names = tuple(os.path.basename(os.path.normpath(os.path.abspath(r))) for r in (rootA, rootB))
+    return names if names[0] != names[1] and all(names) else ("A", "B")
+
+
+@command()
+@click.argument("root_a")
+@click.argument("root_b")
+@click.argument("dataset")
+@_DATA_ID
+@click.option("--rtol", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Relative tolerance for numbers.")
+@click.option("--atol", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Absolute tolerance for numbers.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id: tuple[str, ...],
+            rtol: float, atol: float, fmt: str) -> None:
+    """Compare every DATASET matching KEY=VALUE items in two versions ROOT_A and ROOT_B.
+
+    Both are opened as read-only inputs of one Butler, tagged with their
+    directory names. Exit code 0 when identical within tolerance, 1 when different.
+    """
+    from .compare import compare_versions
+
+    labels = version_labels(root_a, root_b)
+    butler = open_butler([root_a, root_b], labels)
+    dataId = parse_data_id(data_id, dataset_keys(butler, dataset))
+    report = compare_versions(butler, dataset, dataId, *labels, rtol=rtol, atol=atol,
+                              progress=sys.stderr.isatty())
+    click.echo(report.to_json() if fmt == "json" else report.to_text())
+    ctx.exit(0 if report.identical else 1)
+
+
+@command()
+@click.argument("root")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--mode", type=click.Choice(["link", "copy", "move", "skip"]), default="link", show_default=True,
+              help="How raw files reach the repository: symlink, copy, move, or left where they are.")
+def ingest(root: str, files: tuple[str, ...], mode: str) -> None:
+    """Ingest raw FILES into the repository at ROOT and record them in its registry."""
+    from .ingest import ingest_raws
+
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise UserError(f"no such file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if missing[1:] else ""))
+    report = ingest_raws(_check_root(root), list(files), mode=mode)
+    click.echo(str(report))
