@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterable, Iterator
 import attrs
 
 from . import deprecation
-from .cfg import RepositoryArgs, RepositoryCfg, as_repository_args
+from .cfg import RepositoryArgs, RepositoryCfg, as_repository_args, resolve_mapper_name
 from .dataId import DataId, merge_data_id
 from .errors import AliasError, MapperError, NoResults, RepositoryError
-from .graph import RepositoryGraph, RepositoryNode, build_graph, mapper_identity
+from .graph import RepositoryGraph, RepositoryNode, build_graph
 from .location import ButlerComposite, ButlerLocation
 from .mapper import Mapper
 from .readProxy import ReadProxy
@@ -178,7 +178,7 @@ class Butler:
         mappers = {}
         for repo in self._all_repositories():
             if repo.cfg.mapper is not None:
-                mappers.setdefault(mapper_identity(repo.cfg.mapper), repo.cfg.mapper)
+                mappers.setdefault(resolve_mapper_name(repo.cfg.mapper), repo.cfg.mapper)
         if len(mappers) != 1:
             return None
         mapper = next(iter(mappers.values()))

@@ -14,10 +14,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import attrs
 
-from .cfg import RepositoryArgs, RepositoryCfg
+from .cfg import RepositoryArgs, RepositoryCfg, resolve_mapper_name
 from .errors import MapperError, ParentsMismatch, RepositoryError, RepositoryModeError
 
-__all__ = ["RepoSpec", "RepositoryNode", "RepositoryGraph", "build_graph", "mapper_identity"]
+__all__ = ["RepoSpec", "RepositoryNode", "RepositoryGraph", "build_graph"]
 
 _log = logging.getLogger(__name__)
 
@@ -116,26 +116,6 @@ class RepositoryNode:
 
     def __repr__(self) -> str:
         return f"RepositoryNode({self.root!r}, mode={self.mode!r}, role={self.role!r}, tags={set(self.tags)!r})"
-
-
-def mapper_identity(mapper: Any) -> str | None:
-    """Return a comparable name for a mapper given as class, import string or instance.
-
-    Legacy Gen2 names resolve through `butler.utils.doImport`, so
-    ``"lsst.obs.test.testMapper.TestMapper"`` and the class it maps to compare equal.
-    """
-    if mapper is None:
-        return None
-    if isinstance(mapper, str):
-        from .utils import doImport
-
-        try:
-            mapper = doImport(mapper)
-        except ImportError:
-            return mapper
-    if not isinstance(mapper, type):
-        mapper = type(mapper)
-    return f"{mapper.__module__}.{mapper.__qualname__}"
 
 
 @attrs.define(eq=False)
@@ -338,7 +318,7 @@ class _Builder:
             raise ParentsMismatch(
                 f"output repository {cfg.root!r} has parents {recorded!r}; the inputs {entries!r} "
                 f"neither equal them nor extend them at the end") from exc
-        if args.mapper is not None and mapper_identity(args.mapper) != mapper_identity(cfg.mapper):
+        if args.mapper is not None and resolve_mapper_name(args.mapper) != resolve_mapper_name(cfg.mapper):
             raise MapperError(f"output repository {cfg.root!r} uses mapper {cfg.mapper!r}, "
                               f"not {args.mapper!r}")
         return updated, True
@@ -347,7 +327,7 @@ class _Builder:
 def infer_mapper(inputs: Sequence[RepositoryNode], root: str) -> Any:
     """The mapper an output without one takes: its inputs' mapper, when they all agree."""
     mappers = [n.cfg.mapper for n in inputs if n.cfg.mapper is not None]
-    names = {mapper_identity(m) for m in mappers}
+    names = {resolve_mapper_name(m) for m in mappers}
     if len(names) > 1:
         raise MapperError(f"cannot infer a mapper for output {root!r}: the inputs use different mappers "
                           f"{sorted(names)}; give the output a mapper")

@@ -110,6 +110,7 @@ class Repository:
         self.parents = parents
         self.storage: Storage = PosixStorage(node.root, create=node.writable)
         self._mapper_instance: Any = None
+        self._own_registry: Any = None
 
     def __repr__(self) -> str:
         return f"Repository({self.root!r}, mode={self.mode!r})"
@@ -149,14 +150,23 @@ class Repository:
     def parentRegistry(self) -> Any:
         """The registry of the nearest ancestor that has a ``registry.sqlite3``, or None."""
         for parent in self.parents:
-            if parent.node.hasRegistry:
-                registry = parent._mapper.getRegistry() if parent._mapper is not None else None
-                if registry is not None:
-                    return registry
-            registry = parent.parentRegistry
+            registry = parent.ownRegistry if parent.node.hasRegistry else parent.parentRegistry
             if registry is not None:
                 return registry
         return None
+
+    @property
+    def ownRegistry(self) -> Any:
+        """This repository's own registry: its mapper's, else its ``registry.sqlite3`` opened read-only."""
+        if self._own_registry is None and self.node.hasRegistry:
+            mapper = self._mapper
+            registry = mapper.getRegistry() if mapper is not None else None
+            if registry is None:
+                from .registry import SqliteRegistry
+
+                registry = SqliteRegistry(os.path.join(self.root, "registry.sqlite3"))
+            self._own_registry = registry
+        return self._own_registry
 
     # -- mapping ---------------------------------------------------------------------------
 

@@ -1,0 +1,147 @@
+"""Core Butler benchmark: each operation against its raw floor, in one run.
+
+    python bench/bench_core.py [--n 1000] [--repeat 5]
+
+Prints, per operation, the best time of the butler, the best time of the
+floor (plain pickle / YAML I/O of the same objects and files) and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable
+
+import yaml
+
+from butler import Butler, RepositoryArgs
+from butler.test import MapperForTestWriting, TestObject
+
+TARGETS = {"put": 2.5, "get": 2.0, "construct": 2.0, "deep get": 2.5}
+
+
+def best_of(repeat: int, func: Callable[[], object], setup: Callable[[], object] | None = None) -> float:
+    times = []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def report(name: str, butler_s: float, floor_s: float, per: int = 1) -> None:
+    ratio = butler_s / floor_s
+    target = TARGETS.get(name)
+    verdict = "" if target is None else (" ok" if ratio <= target else f" OVER target {target}x")
+    print(f"{name:<10} butler {butler_s / per * 1e6:9.1f} us  floor {floor_s / per * 1e6:9.1f} us  "
+          f"ratio {ratio:5.2f}x{verdict}")
+
+
+def bench_put_get(work: str, n: int, repeat: int) -> None:
+    root = os.path.join(work, "putget")
+    butler = Butler(outputs=RepositoryArgs(root=root, mapper=MapperForTestWriting, mode="rw"))
+    objects = [TestObject({"i": i, "values": list(range(8))}) for i in range(n)]
+    ids = [{"visit": i, "ccd": i % 9} for i in range(n)]
+    paths = [os.path.join(root, f"filename_ccd{d['ccd']}_visit{d['visit']}.txt") for d in ids]
+
+    def butler_put():
+        for obj, dataId in zip(objects, ids):
+            butler.put(obj, "foo", dataId)
+
+    def floor_put():
+        for obj, path in zip(objects, paths):
+            with open(path, "wb") as f:
+                pickle.dump(obj, f, pickle.HIGHEST_PROTOCOL)
+
+    def butler_get():
+        for dataId in ids:
+            butler.get("foo", dataId)
+
+    def floor_get():
+        for path in paths:
+            with open(path, "rb") as f:
+                pickle.load(f)
+
+    report("put", best_of(repeat, butler_put), best_of(repeat, floor_put), n)
+    report("get", best_of(repeat, butler_get), best_of(repeat, floor_get), n)
+
+
+def make_chain(work: str, depth: int) -> list[str]:
+    roots = [os.path.join(work, "chain", f"R{i}") for i in range(1, depth + 1)]
+    Butler(outputs=RepositoryArgs(root=roots[0], mapper=MapperForTestWriting)).put(
+        TestObject("deep"), "foo", {"visit": 1})
+    for parent, child in zip(roots, roots[1:]):
+        Butler(inputs=parent, outputs=child)
+    return roots
+
+
+def bench_chain(work: str, repeat: int, depth: int = 10) -> None:
+    roots = make_chain(work, depth)
+    counter = iter(range(10**9))
+    cfg_paths = [os.path.join(r, "repositoryCfg.yaml") for r in roots]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    yaml.add_constructor("!RepositoryCfg_v1", lambda l, n: l.construct_mapping(n, deep=True), Loader=loader)
+
+    def construct():
+        Butler(inputs=roots[-1], outputs=os.path.join(work, "out", str(next(counter))))
+
+    def floor_construct():
+        docs = []
+        for path in cfg_paths:
+            with open(path) as f:
+                docs.append(yaml.load(f, Loader=loader))
+        out = os.path.join(work, "floor", str(next(counter)))
+        os.makedirs(out)
+        with open(os.path.join(out, "repositoryCfg.yaml"), "w") as f:
+            f.write(yaml.safe_dump(docs[-1]))
+
+    report("construct", best_of(repeat, construct), best_of(repeat, floor_construct))
+
+    reader = Butler(inputs=roots[-1])
+    loops = 200
+    target = os.path.join(roots[0], "filename_visit1.txt")
+
+    def deep_get():
+        for _ in range(loops):
+            reader.get("foo", visit=1)
+
+    def floor_deep_get():
+        for _ in range(loops):
+            with open(target, "rb") as f:
+                pickle.load(f)
+
+    report("deep get", best_of(repeat, deep_get), best_of(repeat, floor_deep_get), loops)
+
+
+def bench_import(repeat: int) -> None:
+    def run(code: str) -> float:
+        def once():
+            subprocess.run([sys.executable, "-c", code], check=True)
+        return best_of(repeat, once)
+
+    floor = run("pass")
+    cost = run("import butler")
+    print(f"{'import':<10} butler {cost * 1e3:9.1f} ms  floor {floor * 1e3:9.1f} ms  "
+          f"over floor {(cost - floor) * 1e3:6.1f} ms (target <= 150 ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="objects to put and get")
+    parser.add_argument("--repeat", type=int, default=5, help="best of this many runs")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-core-") as work:
+        bench_put_get(work, args.n, args.repeat)
+        bench_chain(work, args.repeat)
+    bench_import(args.repeat)
+
+
+if __name__ == "__main__":
+    main()

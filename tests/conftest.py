@@ -1,0 +1,34 @@
+"""Shared fixtures: where the read-only camera data lives, and tree fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def tree_fingerprint(root: os.PathLike | str) -> dict[str, str]:
+    """{relative path: sha256 (or link target)} of every file and link under ``root``."""
+    result = {}
+    root = Path(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                result[rel] = "link:" + os.readlink(path)
+            else:
+                result[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return result
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only real camera data beside the project checkout."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared camera data not found at {SHARED_DATA}")
+    return SHARED_DATA
