@@ -156,9 +156,7 @@ def to_ccddata(item: Any, header: "Header | None" = None) -> "CCDData":
 
     meta = Header(header) if header is not None else Header()
     if isinstance(item, CCDData):
-        for key, value in dict(item.meta).items():
-            if key not in ("", "COMMENT", "HISTORY"):
-                meta[key] = value
+        meta.update(item.meta if isinstance(item.meta, Header) else Header(dict(item.meta)))
         data, mask, uncertainty, wcs, unit = item.data, item.mask, item.uncertainty, item.wcs, item.unit
     else:
         data = np.asarray(getattr(item, "data", item))
