@@ -1,0 +1,332 @@
+"""FITS formatters on astropy: `FitsStorage` (images, headers, arrays) and `FitsCatalogStorage` (tables).
+
+Files are recognised by content, not by name: astropy sniffs the gzip magic of
+files named ``.fits`` and reads tile-compressed ``CompImageHDU`` extensions.
+
+What a read returns depends on the ``pythonType`` asked for (see `python_kind`):
+
+- a header type (``PropertyList``, ``Header``, ...) gives an `astropy.io.fits.Header`;
+- a table type (``*Catalog``, ``BackgroundList``, ``Table``) gives an `astropy.table.Table`;
+- ``ndarray`` gives the pixels as a numpy array;
+- anything else gives an `astropy.nddata.CCDData`.
+
+Images are written as multi-extension FITS: a primary header holding the
+metadata, then ``IMAGE``, ``MASK`` and ``VARIANCE`` extensions (each also
+labelled with ``EXTTYPE``, as the LSST stack does, so its files read the same
+way). CCDData masks are boolean: they are stored as uint8, and an integer
+mask-plane image (the LSST stack's) reads as "any plane set".
+
+Sub-images: when ``additionalData`` holds ``llcX, llcY, width, height`` only
+that box is read from the file (``imageOrigin`` ``"PARENT"``, the default,
+counts from the image origin recorded in ``LTV1/LTV2``; ``"LOCAL"`` from the
+first pixel).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from .base import Formatter, type_name
+
+if TYPE_CHECKING:
+    from astropy.io import fits as fits_types
+    from astropy.nddata import CCDData
+
+__all__ = ["FitsStorage", "FitsCatalogStorage", "python_kind"]
+
+_log = logging.getLogger(__name__)
+
+_HEADER_TYPES = frozenset({"PropertyList", "PropertySet", "Header", "DecoratedImageMetadata"})
+_TABLE_TYPES = frozenset({"Table", "QTable", "BackgroundList", "Defects"})
+_ARRAY_TYPES = frozenset({"ndarray"})
+_IMAGE_TYPE = re.compile(r"CCDData|NDData|Exposure|Image")
+
+#: Keywords that describe an HDU's layout rather than its content.
+_STRUCTURAL = frozenset({"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "GROUPS",
+                         "BZERO", "BSCALE", "EXTNAME", "EXTVER", "EXTTYPE", "INHERIT", "CHECKSUM",
+                         "DATASUM"})
+_NAXIS_N = re.compile(r"NAXIS\d+$")
+_MEF_ROLES = ("IMAGE", "MASK", "VARIANCE")
+_BOX_KEYS = ("llcX", "llcY", "width", "height")
+
+
+def python_kind(pythonType: Any) -> str:
+    """Classify a Python type (or a legacy type-name string) for FITS reading.
+
+    Parameters
+    ----------
+    pythonType : `type`, `str` or `None`
+        E.g. ``astropy.io.fits.Header``, ``"lsst.afw.image.ExposureF"``,
+        ``"lsst.afw.table.SourceCatalog"``.
+
+    Returns
+    -------
+    kind : `str`
+        ``"header"``, ``"table"``, ``"array"``, ``"image"`` (CCDData, NDData,
+        exposures and images) or ``"other"`` (anything else, including None).
+    """
+    name = type_name(pythonType)
+    if name in _HEADER_TYPES:
+        return "header"
+    if name in _TABLE_TYPES or name.endswith("Catalog"):
+        return "table"
+    if name in _ARRAY_TYPES:
+        return "array"
+    if _IMAGE_TYPE.search(name):
+        return "image"
+    return "other"
+
+
+def _is_structural(keyword: str) -> bool:
+    return keyword in _STRUCTURAL or bool(_NAXIS_N.match(keyword))
+
+
+def _content_cards(header: fits_types.Header) -> list:
+    return [card for card in header.cards if not _is_structural(card.keyword)]
+
+
+def _has_pixels(hdu: Any) -> bool:
+    return bool(hdu.is_image and hdu.header.get("NAXIS", 0) > 0)
+
+
+def _hdu_or_none(hdul: fits_types.HDUList, index: int) -> Any:
+    """Return HDU ``index`` without loading the HDUs after it, or None if the file is shorter."""
+    try:
+        return hdul[index]
+    except IndexError:
+        return None
+
+
+def _merged_header(hdul: fits_types.HDUList, index: int) -> fits_types.Header:
+    """Return HDU ``index``'s header; an extension's is merged onto a data-less primary's (its keys win)."""
+    header = hdul[index].header
+    if index == 0 or _has_pixels(hdul[0]):
+        return header.copy()
+    merged = hdul[0].header.copy()
+    merged.extend(_content_cards(header), update=True)
+    return merged
+
+
+def _default_header_index(hdul: fits_types.HDUList) -> int:
+    """The primary, or HDU 1 when the primary has no pixels and HDU 1 is an image."""
+    first = _hdu_or_none(hdul, 1)
+    if not _has_pixels(hdul[0]) and first is not None and first.is_image:
+        return 1
+    return 0
+
+
+def _first_image_index(hdul: fits_types.HDUList, path: str) -> int:
+    for index, hdu in enumerate(hdul):
+        if _has_pixels(hdu):
+            return index
+    raise ValueError(f"{path} has no image HDU")
+
+
+def _role(hdu: Any) -> str | None:
+    for key in ("EXTTYPE", "EXTNAME"):
+        value = str(hdu.header.get(key, "")).strip().upper()
+        if value in _MEF_ROLES:
+            return value
+    return None
+
+
+def _mef_layout(hdul: fits_types.HDUList) -> dict[str, int] | None:
+    """Return {role: HDU index} for an IMAGE/MASK/VARIANCE file (IMAGE in HDU 1), else None."""
+    first = _hdu_or_none(hdul, 1)
+    if first is None or _role(first) != "IMAGE":
+        return None
+    layout = {"IMAGE": 1}
+    for index in (2, 3):
+        hdu = _hdu_or_none(hdul, index)
+        role = _role(hdu) if hdu is not None else None
+        if role in ("MASK", "VARIANCE"):
+            layout[role] = index
+    return layout
+
+
+def _box(additionalData: dict, header: fits_types.Header, shape: tuple[int, ...],
+         path: str) -> tuple[slice, slice] | None:
+    """Return the numpy slices of the requested sub-image, or None for the whole image."""
+    if not all(key in additionalData for key in _BOX_KEYS):
+        return None
+    x, y, width, height = (int(additionalData[key]) for key in _BOX_KEYS)
+    if additionalData.get("imageOrigin", "PARENT") == "PARENT":
+        x += int(header.get("LTV1", 0))
+        y += int(header.get("LTV2", 0))
+    if x < 0 or y < 0 or width <= 0 or height <= 0 or y + height > shape[0] or x + width > shape[1]:
+        raise ValueError(f"box (x={x}, y={y}, width={width}, height={height}) is not inside the "
+                         f"{shape[1]}x{shape[0]} image of {path}")
+    return slice(y, y + height), slice(x, x + width)
+
+
+def _pixels(hdu: Any, box: tuple[slice, slice] | None) -> Any:
+    """Read an HDU's (scaled) pixels, only the box when one is given."""
+    return hdu.section[box] if box is not None else hdu.data
+
+
+def _unit(header: fits_types.Header, path: str) -> Any:
+    """The unit named by ``BUNIT`` (case-insensitively, for the common ``ADU``), else adu."""
+    from astropy import units as u
+
+    text = str(header.get("BUNIT", "")).strip()
+    if not text:
+        return u.adu
+    for candidate in (text, text.lower()):
+        try:
+            return u.Unit(candidate)
+        except ValueError:
+            continue
+    _log.warning("%s: BUNIT %r is not a unit astropy knows; using adu", path, text)
+    return u.adu
+
+
+def _wcs(header: fits_types.Header, box: tuple[slice, slice] | None, path: str) -> Any:
+    if "CTYPE1" not in header:
+        return None
+    import warnings
+
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(header)
+    except (ValueError, KeyError, MemoryError) as exc:
+        _log.warning("%s: ignoring a WCS astropy cannot read: %s", path, exc)
+        return None
+    return wcs.slice(box) if box is not None else wcs
+
+
+def _read_ccd(hdul: fits_types.HDUList, path: str, hdu: int | None, additionalData: dict) -> CCDData:
+    from astropy.io import fits
+    from astropy.nddata import CCDData, VarianceUncertainty
+
+    layout = _mef_layout(hdul) if hdu is None else None
+    if layout is not None:
+        index = layout["IMAGE"]
+    else:
+        index = hdu if hdu is not None else _first_image_index(hdul, path)
+    image = hdul[index]
+    header = _merged_header(hdul, index)
+    box = _box(additionalData, header, image.shape, path)
+    mask = variance = None
+    if layout is not None and "MASK" in layout:
+        mask = _pixels(hdul[layout["MASK"]], box)
+    if layout is not None and "VARIANCE" in layout:
+        variance = VarianceUncertainty(_pixels(hdul[layout["VARIANCE"]], box))
+    meta = fits.Header(_content_cards(header))
+    return CCDData(_pixels(image, box), meta=meta, mask=mask, uncertainty=variance,
+                   wcs=_wcs(header, box, path), unit=_unit(header, path))
+
+
+def _ccd_to_hdulist(ccd: CCDData) -> fits_types.HDUList:
+    import numpy as np
+    from astropy.io import fits
+    from astropy.nddata import VarianceUncertainty
+
+    image_header = ccd.wcs.to_header(relax=True) if ccd.wcs is not None else fits.Header()
+    if ccd.unit is not None:
+        image_header["BUNIT"] = ccd.unit.to_string()
+    planes = [("IMAGE", np.asarray(ccd.data), image_header)]
+    if ccd.mask is not None:
+        planes.append(("MASK", np.asarray(ccd.mask).astype(np.uint8), None))
+    if ccd.uncertainty is not None:
+        planes.append(("VARIANCE", ccd.uncertainty.represent_as(VarianceUncertainty).array, None))
+    hdus = [fits.PrimaryHDU(header=_header_from_meta(ccd.meta))]
+    for role, data, header in planes:
+        extension = fits.ImageHDU(data, header=header, name=role)
+        extension.header["EXTTYPE"] = role
+        hdus.append(extension)
+    return fits.HDUList(hdus)
+
+
+def _header_from_meta(meta: Any) -> fits_types.Header:
+    """A header of the content cards of a `Header` or of a mapping's items."""
+    from astropy.io import fits
+
+    if isinstance(meta, fits.Header):
+        return fits.Header(_content_cards(meta))
+    header = fits.Header()
+    for keyword, value in (meta or {}).items():
+        if not _is_structural(str(keyword).upper()):
+            header[keyword] = value
+    return header
+
+
+def _read_table(path: str, hdu: int | None) -> Any:
+    from astropy.table import Table
+
+    return Table.read(path, format="fits", hdu=1 if hdu is None else hdu, character_as_bytes=False)
+
+
+def _open(path: str) -> fits_types.HDUList:
+    from astropy.io import fits
+
+    # No memmap: pixels are read into memory (only the box for sub-images) and
+    # stay valid after the file is closed.
+    return fits.open(path, memmap=False, lazy_load_hdus=True)
+
+
+class FitsStorage(Formatter):
+    """FITS images, headers and tables, by the Python type asked for (see the module notes)."""
+
+    storageName = "FitsStorage"
+    extensions = (".fits", ".fits.gz", ".fits.fz")
+
+    def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
+        kind = python_kind(pythonType)
+        if kind == "table":
+            return _read_table(path, hdu)
+        with _open(path) as hdul:
+            if kind == "header":
+                return hdul[hdu].header.copy() if hdu is not None else _merged_header(
+                    hdul, _default_header_index(hdul))
+            if kind == "array":
+                index = hdu if hdu is not None else _first_image_index(hdul, path)
+                image = hdul[index]
+                return _pixels(image, _box(additionalData, image.header, image.shape, path))
+            return _read_ccd(hdul, path, hdu, additionalData)
+
+    def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
+        import numpy as np
+        from astropy.io import fits
+        from astropy.nddata import CCDData
+        from astropy.table import Table
+
+        if hdu:
+            raise ValueError(f"cannot write HDU {hdu} alone; FitsStorage writes whole files ({path})")
+        if isinstance(obj, fits.HDUList):
+            hdul = obj
+        elif isinstance(obj, CCDData):
+            hdul = _ccd_to_hdulist(obj)
+        elif isinstance(obj, fits.Header):
+            hdul = fits.HDUList([fits.PrimaryHDU(header=_header_from_meta(obj))])
+        elif isinstance(obj, Table):
+            hdul = fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(obj)])
+        elif isinstance(obj, np.ndarray):
+            hdul = fits.HDUList([fits.PrimaryHDU(obj)])
+        else:
+            raise TypeError(f"FitsStorage cannot write a {type(obj).__name__}; it writes CCDData, "
+                            "numpy arrays, Headers, Tables and HDULists")
+        hdul.writeto(path, overwrite=True)
+
+
+class FitsCatalogStorage(Formatter):
+    """FITS binary tables as `astropy.table.Table` (HDU 1 unless an HDU is given)."""
+
+    storageName = "FitsCatalogStorage"
+    extensions = (".fits",)
+
+    def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
+        if python_kind(pythonType) == "header":
+            with _open(path) as hdul:
+                return hdul[1 if hdu is None else hdu].header.copy()
+        return _read_table(path, hdu)
+
+    def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
+        from astropy.table import Table
+
+        table = obj if isinstance(obj, Table) else Table(obj)
+        table.write(path, format="fits", overwrite=True)

@@ -1,0 +1,84 @@
+"""`YamlStorage`: plain data (mappings, lists, scalars) in safe YAML.
+
+Reading also accepts the YAML that the Gen2 stack wrote for
+``lsst.daf.base.PropertySet`` / ``PropertyList`` objects (task metadata such as
+``processCcd_metadata``): a sequence of ``[name, type, value, comment]``
+entries tagged ``!<lsst.daf.base.PropertySet>`` or
+``!<lsst.daf.base.PropertyList>``. They load as plain dicts, name -> value,
+with nested dicts for entries of type ``PropertySet``. No other tag is
+constructed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from ..errors import UnsafeYamlError
+from .base import Formatter
+
+__all__ = ["YamlStorage", "PropertySetLoader", "load_yaml_file", "dump_yaml_file"]
+
+
+class PropertySetLoader(yaml.SafeLoader):
+    """A safe loader that also reads legacy PropertySet / PropertyList YAML as dicts."""
+
+
+def _construct_property_set(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):  # an empty entry list is written as a bare tag
+        return {}
+    entries = loader.construct_sequence(node, deep=True)
+    result: dict[str, Any] = {}
+    for entry in entries:
+        if not isinstance(entry, list) or len(entry) < 3:
+            raise UnsafeYamlError(f"malformed PropertySet entry {entry!r} at {node.start_mark}")
+        name, _type, value = entry[:3]
+        result[str(name)] = value
+    return result
+
+
+for _tag in ("lsst.daf.base.PropertySet", "lsst.daf.base.PropertyList"):
+    PropertySetLoader.add_constructor(_tag, _construct_property_set)
+
+
+def load_yaml_file(path: str, loader: type[yaml.SafeLoader] = PropertySetLoader) -> Any:
+    """Load a YAML file safely.
+
+    Parameters
+    ----------
+    path : `str`
+        The file.
+    loader : `type`
+        A `yaml.SafeLoader` subclass.
+
+    Raises
+    ------
+    UnsafeYamlError
+        When the file holds a tag the loader does not construct; the message
+        names the file.
+    """
+    with open(path, encoding="utf-8") as stream:
+        try:
+            return yaml.load(stream, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.constructor.ConstructorError as exc:
+            raise UnsafeYamlError(f"{path}: {exc}") from exc
+
+
+def dump_yaml_file(obj: Any, path: str) -> None:
+    """Write plain data (mappings, lists, scalars) to a YAML file, keeping key order."""
+    with open(path, "w", encoding="utf-8") as stream:
+        yaml.safe_dump(obj, stream, default_flow_style=False, sort_keys=False)
+
+
+class YamlStorage(Formatter):
+    """YAML files of plain data."""
+
+    storageName = "YamlStorage"
+    extensions = (".yaml", ".yml")
+
+    def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
+        return load_yaml_file(path)
+
+    def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
+        dump_yaml_file(obj, path)
