@@ -219,6 +219,7 @@ class Mapping:
         dataId : mapping or `None`
             The (partial) data ID restricting the rows.
         """
+        template = self.template
         registry = self.lookupRegistry
         if registry is None:
             raise RuntimeError("No registry for lookup")
@@ -234,7 +235,7 @@ class Mapping:
         queried = [prop for prop in properties if prop not in skymap]
         if (queried and _VISIT_PROPERTIES.issuperset(queried) and "visit" in dataId
                 and self.tables is not None and "raw" in self.tables):
-            rows = registry.lookup(queried, "raw_visit", {"visit": dataId["visit"]}, template=self._template)
+            rows = registry.lookup(queried, "raw_visit", {"visit": dataId["visit"]}, template=template)
         else:
             rows = self._lookupWhere(registry, queried, dataId)
         if not skymap:
@@ -329,6 +330,7 @@ class CalibrationMapping(Mapping):
 
     def lookup(self, properties: Iterable[str], dataId: Any) -> list[tuple]:
         """Look up calibration keys: the reference (exposure) registry first, then the calib registry."""
+        self.template  # noqa: B018 - an undefined template cannot be queried
         properties = list(properties)
         dataId = dataId or {}
         if self.reference is None:
