@@ -17,6 +17,7 @@ and ``translate(header, filename) -> dict``, as in :mod:`mappers.translators`.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import fnmatch
 import functools
 import gzip
@@ -250,20 +251,30 @@ def _create_tables(connection: sqlite3.Connection, translator: Translator) -> No
 
 @contextlib.contextmanager
 def _registry_copy(root: str, create: bool, translator: Translator) -> Iterator[sqlite3.Connection]:
-    """A connection to a temporary copy of the registry that replaces it when the block succeeds."""
+    """A connection to a temporary copy of the registry that replaces it when the block succeeds.
+
+    The root directory is locked (``flock``) meanwhile, so concurrent ingests
+    into one repository take turns instead of replacing each other's registry.
+    """
     registry = os.path.join(root, REGISTRY_NAME)
-    with atomic_write(registry, root=root) as tmp:
-        if os.path.exists(registry):
-            shutil.copyfile(registry, tmp)
-        connection = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            connection.execute("BEGIN")
-            if create:
-                _create_tables(connection, translator)
-            yield connection
-            connection.execute("COMMIT")
-        finally:
-            connection.close()
+    directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(directory, fcntl.LOCK_EX)
+        with atomic_write(registry, root=root) as tmp:
+            if os.path.exists(registry):
+                shutil.copyfile(registry, tmp)
+                shutil.copymode(registry, tmp)
+            connection = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                connection.execute("BEGIN")
+                if create:
+                    _create_tables(connection, translator)
+                yield connection
+                connection.execute("COMMIT")
+            finally:
+                connection.close()
+    finally:
+        os.close(directory)  # releases the lock
 
 
 def _symlink(source: str, destination: str) -> None:
@@ -417,8 +428,11 @@ def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translat
                 _transfer(item.source, destination, mode, root)
             except (OSError, sqlite3.IntegrityError) as err:
                 connection.execute("ROLLBACK TO raw_file")
-                _log.warning("not ingesting %s: %s", item.source, err)
-                report.failed.append(IngestProblem(item.source, str(err)))
+                problem = IngestProblem(item.source, f"{err} (ingested concurrently?)"
+                                        if isinstance(err, sqlite3.IntegrityError) else str(err))
+                _log.warning("not ingesting %s: %s", item.source, problem.reason)
+                duplicate = isinstance(err, sqlite3.IntegrityError) and ignore_ingested
+                (report.skipped if duplicate else report.failed).append(problem)
             else:
                 report.ingested.append(item)
             connection.execute("RELEASE raw_file")

@@ -312,3 +312,61 @@ def test_symlinked_directory_leaving_the_root_is_refused(tmp_path):
     with pytest.raises(UnsafePathError):
         ingest(root, LSSTCAM, mode="copy")
     assert tree(outside) == [] and tree(root) == []
+
+
+MAPPER_CLASSES = {"lsstCam": "LsstCamMapper", "comCam": "LsstComCamMapper", "latiss": "LatissMapper",
+                  "ts8": "Ts8Mapper", "ts3": "Ts3Mapper", "ucd": "UcdMapper", "imsim": "ImsimMapper",
+                  "phosim": "PhosimMapper"}
+
+
+@pytest.mark.parametrize("camera", sorted(MAPPER_CLASSES))
+def test_reingest_with_camera_mapper(tmp_path, camera):
+    lsst = pytest.importorskip("mappers.lsst")
+    mapper_class = getattr(lsst, MAPPER_CLASSES[camera])
+    translator = getattr(mapper_class, "translator", None) or TRANSLATORS[camera]
+    assert translator is TRANSLATORS[camera]
+    files = [os.path.join(OBS_LSST, camera, path) for path in UPSTREAM_ORDER[camera]]
+    report = ingest_raws(str(tmp_path), files, mode="link", mapper=mapper_class(root=str(tmp_path)),
+                         translator=translator, progress=False, workers=1)
+    assert [item.destination for item in report.ingested] == UPSTREAM_ORDER[camera]
+    shipped = os.path.join(OBS_LSST, camera, "registry.sqlite3")
+    for table in ("raw", "raw_visit"):
+        assert rows(tmp_path / "registry.sqlite3", table) == rows(shipped, table)
+
+
+def _ingest_in_child(root: str, files: list[str]) -> int:
+    return len(ingest(root, files, mode="link").ingested)
+
+
+def test_concurrent_ingests_into_one_repository(tmp_path):
+    import multiprocessing
+
+    batches = [[path] for path in LSSTCAM] * 2  # every file twice: one of each pair is a duplicate
+    with multiprocessing.get_context("fork").Pool(len(batches)) as pool:
+        results = [pool.apply_async(_ingest_in_child, (str(tmp_path), batch)) for batch in batches]
+        outcomes = []
+        for result in results:
+            try:
+                outcomes.append(result.get(timeout=60))
+            except IngestError:  # the duplicate was seen before it started
+                outcomes.append(0)
+    registered = rows(tmp_path / "registry.sqlite3", "raw")
+    assert sorted(row[1:] for row in registered) == sorted(
+        row[1:] for row in rows(os.path.join(OBS_LSST, "lsstCam", "registry.sqlite3"), "raw"))
+    assert sum(outcomes) == 3
+
+
+def test_row_registered_meanwhile_is_rolled_back(tmp_path, monkeypatch):
+    import butler.ingest
+
+    ingest(tmp_path, LSSTCAM[:1], mode="link")
+    # as if another ingest registered the file after this one looked at the registry
+    monkeypatch.setattr(butler.ingest, "_existing_keys", lambda *args: set())
+    report = ingest(tmp_path, LSSTCAM[:2], mode="copy", ignore_ingested=True)
+    assert [item.source for item in report.skipped] == LSSTCAM[:1]
+    assert "UNIQUE" in report.skipped[0].reason
+    assert [item.source for item in report.ingested] == LSSTCAM[1:2]
+    report = ingest(tmp_path, LSSTCAM[:1], mode="copy")
+    assert [item.source for item in report.failed] == LSSTCAM[:1]
+    assert os.path.islink(tmp_path / UPSTREAM_ORDER["lsstCam"][0])  # still the first ingest's link
+    assert [row[0] for row in rows(tmp_path / "registry.sqlite3", "raw")] == [1, 2]
