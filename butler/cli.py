@@ -14,6 +14,7 @@ differ. ``--log-level DEBUG`` also logs the traceback behind an error.
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
 import io
 import json
@@ -34,6 +35,9 @@ _log = logging.getLogger(__name__)
 
 #: exceptions that mean "the input was wrong", reported in one line
 USER_ERRORS = (ButlerError, OSError, ValueError, LookupError, RuntimeError, ImportError)
+
+#: longest line `describe_object` returns
+MAX_LINE = 160
 
 #: click's own control-flow exceptions (some subclass RuntimeError)
 _CLICK_FLOW = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort)
@@ -113,7 +117,7 @@ def dataset_keys(butler: Any, datasetType: str) -> dict:
     """Return ``{key: type}`` of a dataset type; a `UserError` when no input knows the type."""
     known = butler.getDatasetTypes()
     if datasetType not in known:
-        near = sorted(t for t in known if datasetType.lower() in t.lower())[:5]
+        near = difflib.get_close_matches(datasetType, sorted(known), n=5)
         hint = f"; did you mean {', '.join(near)}?" if near else f" ({len(known)} dataset types known)"
         raise UserError(f"unknown dataset type {datasetType!r}{hint}")
     return dict(butler.getKeys(datasetType) or {})
@@ -189,6 +193,11 @@ def render_rows(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -
 
 def describe_object(obj: Any) -> str:
     """Return a one-line description of a dataset read by the butler."""
+    text = _describe(obj)
+    return text if len(text) <= MAX_LINE else text[:MAX_LINE - 3] + "..."
+
+
+def _describe(obj: Any) -> str:
     kind = type(obj).__name__
     if hasattr(obj, "colnames"):
         return f"{kind}: {len(obj)} rows; columns {', '.join(obj.colnames)}"
@@ -200,9 +209,8 @@ def describe_object(obj: Any) -> str:
     if isinstance(obj, Mapping):
         return f"{kind}: {len(obj)} keys: {', '.join(map(str, list(obj)[:10]))}"
     if isinstance(obj, (list, tuple)):
-        return f"{kind} of {len(obj)}: " + "; ".join(describe_object(o) for o in obj[:5])
-    text = repr(obj)
-    return text if len(text) <= 120 else text[:117] + "..."
+        return f"{kind} of {len(obj)}: " + "; ".join(_describe(o) for o in obj[:5])
+    return repr(obj)
 
 
 def _split_hdu(uri: str) -> str:
@@ -457,12 +465,26 @@ def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id:
 @click.argument("files", nargs=-1, required=True)
 @click.option("--mode", type=click.Choice(["link", "copy", "move", "skip"]), default="link", show_default=True,
               help="How raw files reach the repository: symlink, copy, move, or left where they are.")
-def ingest(root: str, files: tuple[str, ...], mode: str) -> None:
-    """Ingest raw FILES into the repository at ROOT and record them in its registry."""
+@click.option("--ignore-ingested", is_flag=True, help="Skip files already in the registry instead of failing.")
+@click.pass_context
+def ingest(ctx: click.Context, root: str, files: tuple[str, ...], mode: str, ignore_ingested: bool) -> None:
+    """Ingest raw FILES into the repository at ROOT and record them in its registry.
+
+    The repository's mapper places the files and its camera's translator reads
+    their headers. Exit code 1 when some files could not be ingested.
+    """
     from .ingest import ingest_raws
 
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
         raise UserError(f"no such file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if missing[1:] else ""))
-    report = ingest_raws(_check_root(root), list(files), mode=mode)
-    click.echo(str(report))
+    butler = open_butler([root])
+    mapper = butler._repos.inputs()[0].repo._mapper
+    report = ingest_raws(butler._repos.inputs()[0].cfg.root, list(files), mode=mode, mapper=mapper,
+                         ignore_ingested=ignore_ingested, progress=sys.stderr.isatty())
+    for item in report.ingested:
+        click.echo(f"{item.source} -> {item.destination}")
+    for problem in report.skipped + report.failed:
+        click.echo(f"{problem.source}: {problem.reason}", err=True)
+    click.echo(report.summary())
+    ctx.exit(1 if report.failed else 0)

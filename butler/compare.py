@@ -176,7 +176,9 @@ class Difference:
             return f"only in A: {_short(self.a)}"
         if self.kind == "values":
             return self.stats.describe() if self.stats else "values differ"
-        return f"{self.kind}: {self.a} vs {self.b}"
+        if self.kind == "length":
+            return f"{self.a} in A, {self.b} in B"
+        return f"{self.kind} {self.a} in A, {self.b} in B"
 
     def to_dict(self) -> dict:
         """Return the difference as plain data."""
