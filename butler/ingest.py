@@ -320,6 +320,67 @@ def _transfer(source: str, destination: str, mode: str, root: str) -> None:
         _move(source, destination, root)
 
 
+def _plan(root: str, paths: Sequence[str], translator: Translator, mapper: Any, template: str | None,
+          create: bool, ignore_ingested: bool, workers: int, progress: bool,
+          report: IngestReport) -> list[tuple[IngestedFile, str]]:
+    """Translate every file and find its contained destination; report failures and duplicates.
+
+    Returns the files to ingest, each with its absolute destination.  Raises
+    before anything is written: `UnsafePathError` for a destination outside the
+    root, `IngestError` for duplicates unless ``ignore_ingested``.
+    """
+    seen = _existing_keys(os.path.join(root, REGISTRY_NAME), translator.unique, create)
+    duplicates = []
+    planned = []
+    for path, (row, error) in zip(paths, _translate_all(translator, paths, workers, progress)):
+        if row is None:
+            _log.warning("not ingesting %s: %s", path, error)
+            report.failed.append(IngestProblem(path, error))
+            continue
+        key = tuple(row[name] for name in translator.unique)
+        if key in seen:
+            duplicates.append(IngestProblem(path, "already ingested: " + ", ".join(
+                f"{name}={value!r}" for name, value in zip(translator.unique, key))))
+            continue
+        seen.add(key)
+        relpath = _destination(row, mapper, template)
+        planned.append((IngestedFile(path, relpath, row), _contained(root, relpath)))
+    if duplicates and not ignore_ingested:
+        raise IngestError("already ingested (use ignore_ingested to skip): "
+                          + "; ".join(f"{item.source}: {item.reason}" for item in duplicates))
+    for item in duplicates:
+        _log.info("skipping %s: %s", item.source, item.reason)
+    report.skipped.extend(duplicates)
+    return planned
+
+
+def _place(connection: sqlite3.Connection, planned: Sequence[tuple[IngestedFile, str]],
+           translator: Translator, mode: str, root: str, ignore_ingested: bool, progress: bool,
+           report: IngestReport) -> None:
+    """Insert each row and put its file in place, both or neither; then fill ``raw_visit``."""
+    insert = (f"INSERT INTO raw ({_names(name for name, _ in translator.columns)}) "
+              f"VALUES ({', '.join('?' * len(translator.columns))})")
+    for item, destination in tqdm(planned, desc=f"ingesting ({mode})", unit="file", disable=not progress):
+        connection.execute("SAVEPOINT raw_file")
+        try:
+            connection.execute(insert, [item.row[name] for name, _ in translator.columns])
+            _transfer(item.source, destination, mode, root)
+        except (OSError, sqlite3.IntegrityError) as err:
+            connection.execute("ROLLBACK TO raw_file")
+            concurrent = isinstance(err, sqlite3.IntegrityError)
+            reason = f"{err} (ingested concurrently?)" if concurrent else str(err)
+            problem = IngestProblem(item.source, reason)
+            _log.warning("not ingesting %s: %s", item.source, problem.reason)
+            (report.skipped if concurrent and ignore_ingested else report.failed).append(problem)
+        else:
+            report.ingested.append(item)
+        connection.execute("RELEASE raw_file")
+    # the distinct projection of raw, in the order each was first ingested
+    visit_columns = _names(translator.visit_columns)
+    connection.execute(f"INSERT OR IGNORE INTO raw_visit ({visit_columns}) SELECT {visit_columns} "
+                       f"FROM raw GROUP BY {visit_columns} ORDER BY MIN(id)")
+
+
 def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translator: Translator | None = None,
                 mapper: Any = None, template: str | None = None, ignore_ingested: bool = False,
                 create: bool = True, workers: int | None = None, progress: bool = True,
@@ -389,57 +450,13 @@ def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translat
             report.skipped.append(IngestProblem(path, "matches a bad-file pattern"))
         else:
             candidates.append(path)
-
-    seen = _existing_keys(os.path.join(root, REGISTRY_NAME), translator.unique, create)
-    duplicates = []
-    planned: list[tuple[IngestedFile, str]] = []
-    for path, (row, error) in zip(candidates, _translate_all(translator, candidates, workers, progress)):
-        if row is None:
-            _log.warning("not ingesting %s: %s", path, error)
-            report.failed.append(IngestProblem(path, error))
-            continue
-        key = tuple(row[name] for name in translator.unique)
-        if key in seen:
-            duplicates.append(IngestProblem(path, "already ingested: " + ", ".join(
-                f"{name}={value!r}" for name, value in zip(translator.unique, key))))
-            continue
-        seen.add(key)
-        relpath = _destination(row, mapper, template)
-        planned.append((IngestedFile(path, relpath, row), _contained(root, relpath)))
-    if duplicates and not ignore_ingested:
-        raise IngestError("already ingested (use ignore_ingested to skip): "
-                          + "; ".join(f"{item.source}: {item.reason}" for item in duplicates))
-    for item in duplicates:
-        _log.info("skipping %s: %s", item.source, item.reason)
-    report.skipped.extend(duplicates)
+    planned = _plan(root, candidates, translator, mapper, template, create, ignore_ingested, workers,
+                    progress, report)
     if dry_run:
         report.ingested.extend(item for item, _ in planned)
         return report
-
     makedirs(root)
-    insert = (f"INSERT INTO raw ({_names(name for name, _ in translator.columns)}) "
-              f"VALUES ({', '.join('?' * len(translator.columns))})")
-    with _registry_copy(root, create, translator) as connection, \
-            tqdm(total=len(planned), desc=f"ingesting ({mode})", unit="file", disable=not progress) as bar:
-        for item, destination in planned:
-            connection.execute("SAVEPOINT raw_file")
-            try:
-                connection.execute(insert, [item.row[name] for name, _ in translator.columns])
-                _transfer(item.source, destination, mode, root)
-            except (OSError, sqlite3.IntegrityError) as err:
-                connection.execute("ROLLBACK TO raw_file")
-                problem = IngestProblem(item.source, f"{err} (ingested concurrently?)"
-                                        if isinstance(err, sqlite3.IntegrityError) else str(err))
-                _log.warning("not ingesting %s: %s", item.source, problem.reason)
-                duplicate = isinstance(err, sqlite3.IntegrityError) and ignore_ingested
-                (report.skipped if duplicate else report.failed).append(problem)
-            else:
-                report.ingested.append(item)
-            connection.execute("RELEASE raw_file")
-            bar.update()
-        # the distinct projection of raw, in the order each was first ingested
-        visit_columns = _names(translator.visit_columns)
-        connection.execute(f"INSERT OR IGNORE INTO raw_visit ({visit_columns}) SELECT {visit_columns} "
-                           f"FROM raw GROUP BY {visit_columns} ORDER BY MIN(id)")
+    with _registry_copy(root, create, translator) as connection:
+        _place(connection, planned, translator, mode, root, ignore_ingested, progress, report)
     _log.info("%s into %s", report.summary(), root)
     return report
