@@ -10,7 +10,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import numpy as np
     from astropy.io.fits import Header
     from astropy.nddata import CCDData
     from astropy.wcs import WCS

@@ -11,14 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from butler.errors import NoResults, RegistryError, TemplateError, UnsafePathError
 from butler.location import ButlerLocation, split_hdu
 from butler.registry import template_fields
-
-if TYPE_CHECKING:
-    from butler.policy import Policy
 
 __all__ = ["Mapping", "ImageMapping", "ExposureMapping", "CalibrationMapping", "DatasetMapping",
            "check_path_values"]
