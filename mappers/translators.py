@@ -574,7 +574,6 @@ class TestCamTranslator(HeaderTranslator):
     columns = (("visit", "INT"), ("filter", "TEXT"), ("taiObs", "TEXT"), ("expTime", "DOUBLE"))
     unique = ("visit",)
     visit_columns = ("visit", "filter", "taiObs", "expTime")
-    __test__ = False  # not a pytest class
 
     def to_visit(self) -> int:
         match = re.search(r"_v(\d+)_f", os.path.basename(self.filename))

@@ -14,7 +14,7 @@ from astropy.io import fits
 from butler.errors import IngestError, UnsafePathError
 from butler.ingest import IngestReport, ingest_raws, read_primary_header
 from butler.location import ButlerLocation
-from mappers.translators import TRANSLATORS, ImsimTranslator, LsstCamTranslator, TestCamTranslator
+from mappers.translators import TRANSLATORS, ImsimTranslator, LsstCamTranslator
 
 DATA = "/work/shared/data"
 OBS_LSST = os.path.join(DATA, "obs_lsst", "data", "input")
@@ -111,7 +111,7 @@ def test_reingest_reproduces_shipped_registry(tmp_path, camera):
 def test_reingest_obs_test(tmp_path):
     files = [os.path.join(OBS_TEST, "raw", name)
              for name in ("raw_v1_fg.fits.gz", "raw_v2_fg.fits.gz", "raw_v3_fr.fits.gz")]
-    report = ingest(tmp_path, files, translator=TestCamTranslator,
+    report = ingest(tmp_path, files, translator=TRANSLATORS["test"],
                     template="raw/raw_v%(visit)d_f%(filter)s.fits.gz")
     assert len(report.ingested) == 3
     shipped = rows(os.path.join(OBS_TEST, "registry.sqlite3"), "raw")
