@@ -311,7 +311,7 @@ def _datasets_on_disk(repo: Any) -> str:
     return ", ".join(counts) or "none"
 
 
-def describe_repository(butler: Any, listTypes: bool = False) -> str:
+def repository_report(butler: Any, listTypes: bool = False) -> str:
     """Describe the first input of a Butler and its parents, as ``butler show`` prints it."""
     import textwrap
 
@@ -376,7 +376,7 @@ def demo(directory: str | None) -> None:
 @click.option("--types", "listTypes", is_flag=True, help="List every dataset type the mapper knows.")
 def show(root: str, listTypes: bool) -> None:
     """Describe the repository at ROOT: cfg, mapper, parents, registries, datasets, dataset types."""
-    click.echo(describe_repository(open_butler([root]), listTypes))
+    click.echo(repository_report(open_butler([root]), listTypes))
 
 
 @command()

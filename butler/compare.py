@@ -166,19 +166,18 @@ class Difference:
     b: Any = attrs.field(default=None, converter=_plain)
     stats: ValueStats | None = None
 
-    def describe(self) -> str:
-        """Return a one-line description of the difference."""
+    def describe(self, labelA: str = "A", labelB: str = "B") -> str:
+        """Return a one-line description of the difference, naming the versions ``labelA`` and ``labelB``."""
         if self.kind == "changed":
             return f"changed: {_short(self.a)} -> {_short(self.b)}"
         if self.kind == "added":
-            return f"only in B: {_short(self.b)}"
+            return f"only in {labelB}: {_short(self.b)}"
         if self.kind == "removed":
-            return f"only in A: {_short(self.a)}"
+            return f"only in {labelA}: {_short(self.a)}"
         if self.kind == "values":
             return self.stats.describe() if self.stats else "values differ"
-        if self.kind == "length":
-            return f"{self.a} in A, {self.b} in B"
-        return f"{self.kind} {self.a} in A, {self.b} in B"
+        prefix = "" if self.kind == "length" else f"{self.kind} "
+        return f"{prefix}{self.a} in {labelA}, {self.b} in {labelB}"
 
     def to_dict(self) -> dict:
         """Return the difference as plain data."""
@@ -570,10 +569,10 @@ class ComparisonReport:
                 rows.append((data_id, "identical", "", ""))
             for i, diff in enumerate(result.differences):
                 rows.append((data_id if i == 0 else "", "different" if i == 0 else "",
-                             diff.where or "(value)", diff.describe()))
+                             diff.where or "(value)", diff.describe(self.labelA, self.labelB)))
         for label, data_ids in ((self.labelA, self.onlyInA), (self.labelB, self.onlyInB)):
             rows.extend((format_data_id(d), f"only in {label}", "", "") for d in data_ids)
-        lines = [f"compare {self.datasetType}: A = {self.labelA}, B = {self.labelB}"]
+        lines = [f"compare {self.datasetType}: {self.labelA} (A) vs {self.labelB} (B)"]
         if rows:
             lines.append(text_table(("data ID", "status", "where", "difference"), rows))
         lines.append(self.summary())
