@@ -198,22 +198,27 @@ class Repository:
         storage.write(location, obj)
 
     def backup(self, location: ButlerLocation) -> list[str]:
-        """Rename the existing files of a location to ``<name>~N`` (N one past the highest).
+        """Shift the existing versions of a location's files before they are overwritten.
 
-        Returns the new names; renames stay inside the repository root.
+        As Gen2 did: ``p~k`` becomes ``p~(k+1)``, highest first, then ``p`` is
+        copied to ``p~1``, so ``~1`` is always the newest backup. Returns the
+        backup names; everything stays inside the repository root.
         """
         self._check_mode(write=True)
-        renamed = []
+        backups = []
         for path in location.locationList:
-            target = ensure_within(self.root, os.path.join(self.root, split_hdu(path)[0]))
+            relative = split_hdu(path)[0]
+            target = ensure_within(self.root, os.path.join(self.root, relative))
             if not os.path.exists(target):
                 continue
-            n = 1
-            while os.path.exists(f"{target}~{n}"):
-                n += 1
-            os.rename(target, f"{target}~{n}")
-            renamed.append(f"{target}~{n}")
-        return renamed
+            count = 1
+            while os.path.exists(f"{target}~{count}"):
+                count += 1
+            for n in range(count - 1, 0, -1):
+                os.replace(f"{target}~{n}", f"{target}~{n + 1}")
+            self.storage.copyFile(relative, relative + "~1")  # the current file stays readable
+            backups.append(f"{target}~1")
+        return backups
 
     def _check_mode(self, write: bool) -> None:
         if write and not self.node.writable:

@@ -339,9 +339,10 @@ def test_put_with_backup_keeps_earlier_versions(tmp_path):
         b.put(TestObject(value), "foo", k=1, doBackup=True)
     assert b.get("foo", k=1) == TestObject(3)
     with open(tmp_path / "filename_k1.txt~1", "rb") as f:
-        assert pickle.load(f) == TestObject(1)
+        assert pickle.load(f) == TestObject(2)  # ~1 is the newest backup, as in Gen2
     with open(tmp_path / "filename_k1.txt~2", "rb") as f:
-        assert pickle.load(f) == TestObject(2)
+        assert pickle.load(f) == TestObject(1)
+    assert not (tmp_path / "filename_k1.txt~3").exists()
 
 
 def test_dataset_exists_and_get_uri(tmp_path):
