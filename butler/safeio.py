@@ -35,6 +35,7 @@ __all__ = [
     "atomic_write",
     "ensure_within",
     "makedirs",
+    "default_file_mode",
     "FileForWriteOnceCompareSame",
     "SafeLockedFileForRead",
     "SafeLockedFileForWrite",
