@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
     from .compare import ComparisonReport
 
-__all__ = ["DemoSpec", "DemoResult", "run_demo", "make_raws", "isr", "detect_sources", "process"]
+__all__ = ["DemoSpec", "DemoResult", "run_demo", "make_raws", "make_calibs", "make_input_repository", "isr",
+           "detect_sources", "process"]
 
 _log = logging.getLogger(__name__)
 
@@ -298,6 +299,7 @@ def make_input_repository(root: str, spec: DemoSpec) -> tuple[int, int]:
     """
     from .butler import Butler
     from .cfg import RepositoryArgs
+    from .errors import IngestError
     from .ingest import ingest_raws
 
     butler = Butler(outputs=RepositoryArgs(root=root, mapper=MAPPER))
@@ -306,7 +308,7 @@ def make_input_repository(root: str, spec: DemoSpec) -> tuple[int, int]:
     mapper = butler._repos.outputs()[0].repo._mapper
     report = ingest_raws(root, raws, mode="move", mapper=mapper, workers=1, progress=False)
     if report.failed:
-        raise RuntimeError(f"demo ingest failed: {report.failed[0].source}: {report.failed[0].reason}")
+        raise IngestError(f"demo ingest failed: {report.failed[0].source}: {report.failed[0].reason}")
     os.rmdir(staging)
     calibs = make_calibs(spec)
     for datasetType, dataId, image in calibs:
