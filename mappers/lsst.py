@@ -13,7 +13,7 @@ from typing import Any
 
 from butler.location import split_hdu
 
-from . import astro
+from . import astro, translators
 from .camera import Camera, Detector
 from .cameraMapper import CameraMapper
 
@@ -35,6 +35,7 @@ class LsstCamMapper(CameraMapper):
 
     packageName = "obs_lsst"
     policyFiles: tuple[str, ...] = (_BASE_POLICY,)
+    translator = translators.LsstCamTranslator
     #: multiplier of the visit in the exposure id (room for every detector)
     detectorMax = 1000
 
@@ -100,38 +101,46 @@ class LsstCamMapper(CameraMapper):
 class LsstComCamMapper(LsstCamMapper):
     """ComCam: the LSSTCam policy unchanged."""
 
+    translator = translators.LsstComCamTranslator
+
 
 class LatissMapper(LsstCamMapper):
     """LATISS (AuxTel): one detector; calibrations looked up by ``dayObs``."""
 
     policyFiles = ("obs_lsst/latiss/latissMapper.yaml", _BASE_POLICY)
+    translator = translators.LatissTranslator
 
 
 class Ts8Mapper(LsstCamMapper):
     """TS8, the raft test stand."""
 
     policyFiles = ("obs_lsst/ts8/ts8Mapper.yaml", _BASE_POLICY)
+    translator = translators.Ts8Translator
 
 
 class Ts3Mapper(LsstCamMapper):
     """TS3, the single-sensor test stand."""
 
     policyFiles = ("obs_lsst/ts3/ts3Mapper.yaml", _BASE_POLICY)
+    translator = translators.Ts3Translator
 
 
 class UcdMapper(LsstCamMapper):
     """The UC Davis test stand (raw files keep headers only)."""
 
     policyFiles = ("obs_lsst/ucd/ucdMapper.yaml", _BASE_POLICY)
+    translator = translators.UcdTranslator
 
 
 class ImsimMapper(LsstCamMapper):
     """imsim simulations."""
 
     policyFiles = ("obs_lsst/imsim/imsimMapper.yaml", _BASE_POLICY)
+    translator = translators.ImsimTranslator
 
 
 class PhosimMapper(LsstCamMapper):
     """phosim simulations (the imsim policy)."""
 
     policyFiles = ("obs_lsst/imsim/imsimMapper.yaml", _BASE_POLICY)
+    translator = translators.PhosimTranslator

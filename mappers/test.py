@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import translators
 from .camera import Camera, Detector, FilterDefinition
 from .cameraMapper import CameraMapper
 
@@ -16,6 +17,7 @@ class TestMapper(CameraMapper):
     __test__ = False  # not a pytest test class
     packageName = "obs_test"
     policyFiles = ("obs_test/testMapper.yaml",)
+    translator = translators.TestCamTranslator
     filterDefinitions = tuple(FilterDefinition(physical=band, band=band) for band in "ugrizy")
 
     def validate(self, dataId: Any) -> Any:
