@@ -18,7 +18,7 @@ import attrs
 from . import deprecation
 from .cfg import RepositoryArgs, RepositoryCfg, as_repository_args, resolve_mapper_name
 from .dataId import DataId, merge_data_id
-from .errors import AliasError, MapperError, NoResults, RepositoryError
+from .errors import AliasError, DatasetNotFoundError, MapperError, NoResults, RepositoryError
 from .graph import RepositoryGraph, RepositoryNode, build_graph
 from .location import ButlerComposite, ButlerLocation
 from .mapper import Mapper
@@ -164,7 +164,7 @@ class Butler:
     # -- repositories --------------------------------------------------------------------
 
     def _read_order(self, tags: Iterable) -> list[Repository]:
-        key = frozenset(tags)
+        key = frozenset(tags) if tags else frozenset()
         order = self._orders.get(key)
         if order is None:
             order = self._orders[key] = [self._repositories[id(n)] for n in self._graph.search_order(key)]
@@ -227,36 +227,66 @@ class Butler:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _locate(self, datasetType: str, dataId: DataId, write: bool) -> _Found:
-        """Find the first repository holding the dataset, in search order."""
+    def _candidates(self, datasetType: str, dataId: DataId, write: bool) -> Iterator[tuple[Repository, Any]]:
+        """Yield ``(repository, location)`` for each repository whose mapper gives a location.
+
+        Repositories come in search order (the outputs, for ``write``). When
+        the search ends without the caller returning, raises `NoResults` naming
+        every repository searched.
+        """
         repositories = self._outputs if write else self._read_order(dataId.tag)
-        searched: list[str] = []
         failures: list[str] = []
         for repo in repositories:
             if repo.cfg.mapper is None:
                 continue
-            searched.append(repo.root)
             try:
                 location = repo.map(datasetType, dataId, write=write)
             except NoResults as exc:
                 failures.append(str(exc))
                 continue
-            found = self._check_location(repo, location, datasetType, dataId)
-            if found is not None:
-                return found
+            if location is not None:
+                yield repo, location
+        searched = [repo.root for repo in repositories if repo.cfg.mapper is not None]
         reason = "no dataset found" if not failures else f"no dataset found ({failures[0]})"
         if not searched:
             reason = "no repository to search" + (" carries those tags" if dataId.tag else "")
         raise NoResults(reason, datasetType, dataId, searched)
 
-    def _check_location(self, repo: Repository, location: Any, datasetType: str,
-                        dataId: DataId) -> _Found | None:
-        if location is None:
-            return None
+    def _locate(self, datasetType: str, dataId: DataId, write: bool) -> _Found:
+        """Find the first repository holding the dataset, in search order."""
+        for repo, location in self._candidates(datasetType, dataId, write):
+            found = self._check_location(repo, location, datasetType, dataId)
+            if found is not None:
+                return found
+        raise AssertionError("unreachable: _candidates raises when the search ends")
+
+    def _locate_and_read(self, datasetType: str, dataId: DataId) -> Any:
+        """Read the first dataset found in search order.
+
+        A plain location is read straight away, and a missing file moves the
+        search on: one open instead of a stat and an open, on the hot path.
+        """
+        for repo, location in self._candidates(datasetType, dataId, write=False):
+            if location.__class__ is ButlerLocation and repo.bypass(datasetType) is None:
+                try:
+                    item = repo.read(location)
+                except DatasetNotFoundError:
+                    continue
+                if repo.canStandardize(datasetType):
+                    item = repo.mapper.standardize(datasetType, item, dataId)
+                return item
+            found = self._check_location(repo, location, datasetType, dataId)
+            if found is not None:
+                return self._read(found, datasetType, dataId)
+        raise AssertionError("unreachable: _candidates raises when the search ends")
+
+    @staticmethod
+    def _check_location(repo: Repository, location: Any, datasetType: str, dataId: DataId) -> _Found | None:
+        """The dataset found at a location, or None when it is not there (or its bypass fails)."""
         if isinstance(location, ButlerComposite):
             return _Found(repo, location)
         locations = location if isinstance(location, list) else [location]
-        bypass = getattr(repo.mapper, "bypass_" + datasetType, None)
+        bypass = repo.bypass(datasetType)
         if bypass is not None:
             first = locations[0]
             pythonType = first.pythonType
@@ -268,22 +298,23 @@ class Butler:
                 _log.debug("bypass_%s failed in %s: %s", datasetType, repo.root, exc)
                 return None
             return _Found(repo, location, lambda: value)
-        if all(repo.exists(loc) for loc in locations):
-            return _Found(repo, location)
-        return None
+        for loc in locations:
+            if not repo.exists(loc):
+                return None
+        return _Found(repo, location)
 
     def _read(self, found: _Found, datasetType: str, dataId: DataId) -> Any:
+        repo = found.repository
         if found.bypass is not None:
             item = found.bypass()
         elif isinstance(found.location, ButlerComposite):
             item = self._assemble(found.location, dataId)
         elif isinstance(found.location, list):
-            item = [found.repository.read(loc) for loc in found.location]
+            item = [repo.read(loc) for loc in found.location]
         else:
-            item = found.repository.read(found.location)
-        mapper = found.repository.mapper
-        if mapper.canStandardize(datasetType):
-            item = mapper.standardize(datasetType, item, dataId)
+            item = repo.read(found.location)
+        if repo.canStandardize(datasetType):
+            item = repo.mapper.standardize(datasetType, item, dataId)
         return item
 
     def get(self, datasetType: str, dataId: Any = None, immediate: bool = True, **rest: Any) -> Any:
@@ -308,9 +339,9 @@ class Butler:
         """
         datasetType = self._resolve(datasetType)
         dataId = merge_data_id(dataId, rest)
-        found = self._locate(datasetType, dataId, write=False)
         if immediate:
-            return self._read(found, datasetType, dataId)
+            return self._locate_and_read(datasetType, dataId)
+        found = self._locate(datasetType, dataId, write=False)
         return ReadProxy(functools.partial(self._read, found, datasetType, dataId))
 
     def datasetExists(self, datasetType: str, dataId: Any = None, write: bool = False, **rest: Any) -> bool:

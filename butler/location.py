@@ -30,6 +30,8 @@ def split_hdu(path: str) -> tuple[str, int | None]:
     path, hdu : `str`, `int` or `None`
         The file path and the HDU index (None when there is no selector).
     """
+    if not path.endswith("]"):
+        return path, None
     match = _HDU_SUFFIX.match(path)
     if match is None:
         return path, None

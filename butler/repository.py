@@ -111,6 +111,8 @@ class Repository:
         self.storage: Storage = PosixStorage(node.root, create=node.writable)
         self._mapper_instance: Any = None
         self._own_registry: Any = None
+        self._hook_cache: dict[str, tuple[Any, bool]] = {}
+        self._readable, self._writable = node.readable, node.writable
 
     def __repr__(self) -> str:
         return f"Repository({self.root!r}, mode={self.mode!r})"
@@ -172,13 +174,37 @@ class Repository:
 
     def map(self, datasetType: str, dataId: Any, write: bool = False) -> Any:
         """Ask the mapper for the location(s) of a dataset; stamp them with this repository."""
-        self._check_mode(write)
-        location = self.mapper.map(datasetType, dataId, write=write)
-        for loc in _iter_locations(location):
-            loc.setRepository(self)
-            if isinstance(loc, ButlerLocation) and loc.datasetType is None:
-                loc.datasetType = datasetType
+        if not (self._writable if write else self._readable):
+            self._check_mode(write)
+        mapper = self._mapper_instance if self._mapper_instance is not None else self.mapper
+        location = mapper.map(datasetType, dataId, write=write)
+        if location.__class__ is ButlerLocation:
+            location.repository = self
+            if location.datasetType is None:
+                location.datasetType = datasetType
+        else:
+            for loc in _iter_locations(location):
+                loc.setRepository(self)
+                if isinstance(loc, ButlerLocation) and loc.datasetType is None:
+                    loc.datasetType = datasetType
         return location
+
+    def bypass(self, datasetType: str) -> Any:
+        """The mapper's ``bypass_<datasetType>``, or None (looked up once per dataset type)."""
+        hooks = self._hooks(datasetType)
+        return hooks[0]
+
+    def canStandardize(self, datasetType: str) -> bool:
+        """Whether the mapper post-processes what is read of ``datasetType`` (asked once per type)."""
+        return self._hooks(datasetType)[1]
+
+    def _hooks(self, datasetType: str) -> tuple[Any, bool]:
+        hooks = self._hook_cache.get(datasetType)
+        if hooks is None:
+            mapper = self.mapper
+            hooks = self._hook_cache[datasetType] = (getattr(mapper, "bypass_" + datasetType, None),
+                                                     bool(mapper.canStandardize(datasetType)))
+        return hooks
 
     def exists(self, location: ButlerLocation) -> bool:
         """Whether every file of a location exists in its storage."""

@@ -25,8 +25,6 @@ import filecmp
 import logging
 import os
 import secrets
-import tempfile
-import threading
 from typing import IO, Iterator
 
 from .errors import FileContentMismatch, UnsafePathError
@@ -35,7 +33,6 @@ __all__ = [
     "atomic_write",
     "ensure_within",
     "makedirs",
-    "default_file_mode",
     "FileForWriteOnceCompareSame",
     "SafeLockedFileForRead",
     "SafeLockedFileForWrite",
@@ -44,27 +41,10 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-_umask_lock = threading.Lock()
-
-
-def _current_umask() -> int:
-    """Return the process umask without changing it where the OS allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    with _umask_lock:  # no /proc: read it by setting and restoring it
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
-
-
-def default_file_mode() -> int:
-    """Return the mode a plain ``open(path, "w")`` would give a new file (``0o666 & ~umask``)."""
-    return 0o666 & ~_current_umask()
+#: fsync every atomically written file before it is renamed into place. Atomicity
+#: (no reader ever sees a partial file) does not need it; durability across a power
+#: failure does. Off by default for speed; set ``BUTLER_FSYNC=1`` to turn it on.
+FSYNC = os.environ.get("BUTLER_FSYNC", "") not in ("", "0")
 
 
 def makedirs(path: str) -> None:
@@ -116,19 +96,32 @@ def ensure_within(root: str, path: str) -> str:
     return resolved
 
 
+def _create_temporary(directory: str, name: str) -> str:
+    """Create a new empty file named after ``name`` in ``directory``; return its path.
+
+    The kernel applies the umask to ``0o666``, so the file gets the mode a
+    plain ``open(path, "w")`` would give it. Names are unique across
+    processes and threads.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            makedirs(directory)
+            continue
+        os.close(fd)
+        return tmp
+
+
 @contextlib.contextmanager
 def _temporary_beside(target: str) -> Iterator[str]:
-    """Yield a new empty temporary file in ``target``'s directory; always removed on exit.
-
-    The file has the mode a plain ``open(target, "w")`` would give it.
-    """
-    directory, name = os.path.split(target)
-    makedirs(directory)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.{secrets.token_hex(4)}.", suffix=".tmp",
-                               dir=directory)
+    """Yield a new empty temporary file in ``target``'s directory; always removed on exit."""
+    tmp = _create_temporary(*os.path.split(target))
     try:
-        os.fchmod(fd, default_file_mode())
-        os.close(fd)
         yield tmp
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -169,14 +162,15 @@ def atomic_write(path: str, root: str | None = None) -> Iterator[str]:
 
     Notes
     -----
-    On success the temporary file is fsynced and renamed onto ``path`` with
-    `os.replace`. If the block raises, the temporary file is removed and
+    On success the temporary file is renamed onto ``path`` with `os.replace`
+    (fsynced first when `FSYNC` is set). If the block raises, the temporary file is removed and
     ``path`` is left as it was.
     """
     target = ensure_within(root, path) if root is not None else os.path.abspath(path)
     with _temporary_beside(target) as tmp:
         yield tmp
-        _fsync_path(tmp)
+        if FSYNC:
+            _fsync_path(tmp)
         os.replace(tmp, target)
     _log.debug("wrote %s", target)
 

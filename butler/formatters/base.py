@@ -48,9 +48,13 @@ class Formatter(abc.ABC):
         DatasetNotFoundError
             When there is no file at ``path``.
         """
-        if not os.path.isfile(path):
-            raise DatasetNotFoundError(f"no {self.storageName} file at {path}")
-        return self.read_file(path, hdu=hdu, pythonType=pythonType, additionalData=dict(additionalData or {}))
+        try:
+            return self.read_file(path, hdu=hdu, pythonType=pythonType,
+                                  additionalData=dict(additionalData) if additionalData else {})
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            if os.path.isfile(path):
+                raise
+            raise DatasetNotFoundError(f"no {self.storageName} file at {path}") from exc
 
     def write(self, obj: Any, path: str, *, hdu: int | None = None,
               additionalData: Mapping[str, Any] | None = None) -> None:

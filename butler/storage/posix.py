@@ -205,8 +205,11 @@ class PosixStorage(StorageInterface):
         return self.search(self.root, path)
 
     def exists(self, relpath: str) -> bool:
-        """Whether a file matches ``relpath`` under the root (an HDU selector is ignored)."""
-        return self.instanceSearch(relpath) is not None
+        """Whether the file ``relpath`` exists under the root (an HDU selector is ignored).
+
+        A plain existence check, no wildcards: it is on the path of every read.
+        """
+        return os.path.exists(self.locationWithRoot(split_hdu(relpath)[0]))
 
     def locationWithRoot(self, location: str) -> str:
         """Return ``location`` joined to the root."""
@@ -241,7 +244,7 @@ class PosixStorage(StorageInterface):
         results = []
         for location in butlerLocation.locationList:
             path, hdu = split_hdu(location)
-            results.append(formatter.read(self.locationWithRoot(path), hdu=hdu,
+            results.append(formatter.read(os.path.join(self.root, path), hdu=hdu,
                                           pythonType=butlerLocation.pythonType,
                                           additionalData=butlerLocation.additionalData))
         return results[0] if len(results) == 1 else results
