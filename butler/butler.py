@@ -25,7 +25,7 @@ from .mapper import Mapper
 from .readProxy import ReadProxy
 from .repository import Repository, describe_repository
 from .storage import Storage
-from .utils import doImport, sequencify
+from .utils import as_list, doImport, sequencify
 
 __all__ = ["Butler"]
 
@@ -562,14 +562,6 @@ def _unpickle_butler(init_args: tuple, aliases: dict) -> Butler:
     return butler
 
 
-def _as_list(value: Any) -> list:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
-
-
 def _absolute(args: RepositoryArgs) -> RepositoryArgs:
     root = args.root if args.root is not None else args.cfgRoot
     if root is None:
@@ -590,10 +582,10 @@ def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
             root = getattr(mapper, "root", None) or "."
         return [], [_absolute(RepositoryArgs(root=root, mapper=mapper, mapperArgs=mapperArgs, mode="rw"))]
     input_args = []
-    for item in _as_list(inputs):
+    for item in as_list(inputs):
         if isinstance(item, RepositoryCfg):
             input_args.append(attrs.evolve(item, root=os.path.abspath(item.root)))
         else:
             input_args.append(_absolute(as_repository_args(item)))
-    output_args = [_absolute(as_repository_args(item)) for item in _as_list(outputs)]
+    output_args = [_absolute(as_repository_args(item)) for item in as_list(outputs)]
     return input_args, output_args

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import attrs
 
+from .utils import as_list
+
 __all__ = ["ButlerLocation", "ButlerComposite", "ComponentInfo", "split_hdu"]
 
 _HDU_SUFFIX = re.compile(r"^(?P<path>.*?)\[(?P<hdu>\d+)\]$")
@@ -36,14 +38,6 @@ def split_hdu(path: str) -> tuple[str, int | None]:
     if match is None:
         return path, None
     return match.group("path"), int(match.group("hdu"))
-
-
-def _as_list(value: Any) -> list:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
 
 
 @attrs.define(eq=False)
@@ -77,7 +71,7 @@ class ButlerLocation:
     pythonType: Any
     cppType: Any
     storageName: str
-    locationList: list[str] = attrs.field(converter=_as_list)
+    locationList: list[str] = attrs.field(converter=as_list)
     dataId: Any
     mapper: Any
     storage: Any

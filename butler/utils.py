@@ -7,7 +7,7 @@ import importlib
 import logging
 from typing import Any
 
-__all__ = ["sequencify", "iterify", "doImport", "LEGACY_PREFIXES"]
+__all__ = ["sequencify", "iterify", "as_list", "doImport", "LEGACY_PREFIXES"]
 
 _log = logging.getLogger(__name__)
 
@@ -41,6 +41,15 @@ def iterify(x: Any) -> Any:
     except TypeError:
         return [x]
     return x
+
+
+def as_list(value: Any) -> list:
+    """Return ``value`` as a new list: None is empty, a list or tuple is copied, anything else is wrapped."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
 
 
 @functools.lru_cache(maxsize=1)
