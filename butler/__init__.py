@@ -51,6 +51,7 @@ _PUBLIC = {
     "FileContentMismatch": "errors",
     "RegistryError": "errors",
     "DuplicatePolicyError": "errors",
+    "PolicyError": "errors",
     "IngestError": "errors",
 }
 
@@ -58,7 +59,7 @@ _PUBLIC = {
 _SUBMODULES = {
     "readProxy", "safeFileIo", "deprecation", "test", "safeio", "errors", "cfg", "policy",
     "dataId", "utils", "location", "mapper", "graph", "repository", "subset", "storage",
-    "formatters", "registry", "logicalLocation", "compare", "ingest",
+    "formatters", "registry", "logicalLocation", "compare", "ingest", "demo", "cli",
 }
 
 __all__ = sorted(_PUBLIC)
