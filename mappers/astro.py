@@ -6,18 +6,37 @@ streams by their magic bytes, whatever the file name says).
 
 from __future__ import annotations
 
+import gzip
+import io
 import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from astropy.io.fits import Header
+    from astropy.io.fits import HDUList, Header
     from astropy.nddata import CCDData
     from astropy.wcs import WCS
 
-__all__ = ["read_header", "image_bbox", "header_wcs", "assemble_amplifiers", "read_amplifier",
-           "to_ccddata", "catalog_length", "catalog_schema"]
+__all__ = ["read_header", "read_image_header", "image_bbox", "header_wcs", "assemble_amplifiers",
+           "read_amplifier", "to_ccddata", "catalog_length", "catalog_schema"]
 
 _SECTION = re.compile(r"\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _open_for_every_hdu(path: str) -> "HDUList":
+    """Open a FITS file whose HDUs will all be read; a gzip stream is inflated into memory once.
+
+    astropy reads a gzip file through `gzip.GzipFile`, where every backward seek
+    restarts decompression from the first byte; reading the pixels of 16
+    amplifiers after their headers then inflates the stream dozens of times.
+    """
+    from astropy.io import fits
+
+    with open(path, "rb") as stream:
+        if stream.read(2) != _GZIP_MAGIC:
+            return fits.open(path)
+    with gzip.open(path, "rb") as stream:
+        return fits.open(io.BytesIO(stream.read()))
 
 
 def read_header(path: str, hdu: int | None = None) -> "Header":
@@ -42,6 +61,25 @@ def read_header(path: str, hdu: int | None = None) -> "Header":
             primary.strip()
             primary.update(_image_header(hdus[1]))
         return primary
+
+
+def read_image_header(path: str, hdu: int | None = None) -> "Header":
+    """Return the header of the HDU that holds the image, ``NAXIS1/2`` kept.
+
+    Parameters
+    ----------
+    path : `str`
+        The FITS file (gzip-compressed or not).
+    hdu : `int`, optional
+        The HDU to read; without it the primary when it holds pixels, else HDU 1
+        (the ``IMAGE`` plane of a multi-extension exposure).
+    """
+    from astropy.io import fits
+
+    with fits.open(path) as hdus:
+        if hdu is None:
+            hdu = 0 if hdus[0].header.get("NAXIS", 0) or len(hdus) == 1 else 1
+        return hdus[hdu].header.copy()
 
 
 def _image_header(hdu: Any) -> "Header":
@@ -98,9 +136,8 @@ def assemble_amplifiers(path: str) -> "CCDData":
     the primary header. A file whose amplifiers hold no pixels gives a 0×0 image.
     """
     import numpy as np
-    from astropy.io import fits
 
-    with fits.open(path) as hdus:
+    with _open_for_every_hdu(path) as hdus:
         primary = hdus[0].header.copy()
         amps = [(_section(hdu.header["DETSEC"]), hdu.data) for hdu in hdus[1:]
                 if hdu.is_image and "DETSEC" in hdu.header]

@@ -171,7 +171,7 @@ def _bypass_md(self, datasetType, _t, _pythonType, location, dataId):
 
 
 def _bypass_bbox(self, datasetType, _t, _pythonType, location, dataId):
-    return astro.image_bbox(astro.read_header(*_location_file(location)))
+    return astro.image_bbox(astro.read_image_header(*_location_file(location)))
 
 
 def _bypass_wcs(self, datasetType, _t, _pythonType, location, dataId):

@@ -152,9 +152,13 @@ class Mapping:
             Map for writing: no search for compressed variants.
         """
         template = self.template
-        actualId = self.need(self.keyDict, dataId)
+        given = dataId or {}
+        # the values given are refused before the registry is asked about them,
+        # the values the registry supplies before they fill the template
+        check_path_values(self.datasetType, given, self.keyDict)
+        actualId = self.need(self.keyDict, given)
+        check_path_values(self.datasetType, actualId, [key for key in self.keyDict if key not in given])
         usedDataId = {key: actualId[key] for key in self.keyDict}
-        check_path_values(self.datasetType, actualId, self.keyDict)
         path = mapper._mapActualToPath(template, actualId)
         if os.path.isabs(path):
             raise RuntimeError("Mapped path should not be absolute.")

@@ -1,0 +1,220 @@
+"""Camera-mapper benchmark: each figure against its raw floor, on the same files, in one run.
+
+    python bench/bench_mapper.py [--rows 100000] [--repeat 7]
+
+Everything is generated in a temporary directory (nothing under ``shared/`` is
+read or written):
+
+* ``map raw``: `LsstCamMapper.map` of ``raw`` from a partial data ID
+  ``{expId, detector}`` completed from a registry of ``--rows`` rows with the
+  lsstCam ``raw`` schema. Floor: the same ``SELECT`` by hand on an open
+  connection. Target <= 1.5x.
+* ``get raw``: `Butler.get` of a 2000x1026 uint16 single-HDU FITS raw of an
+  obs_test (`TestMapper`) repository, filter completed from its registry.
+  Floor: `astropy.io.fits.getdata` of the file. Target <= 1.3x.
+* ``raw_sub``: a 100x100 ``raw_sub`` of an uncompressed 4096x4096 float32 raw;
+  the bytes read (``rchar`` of ``/proc/self/io``) as a percentage of the file.
+  Target < 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from typing import Callable
+
+import numpy as np
+from astropy.io import fits
+
+from butler import Butler, RepositoryArgs
+from mappers.lsst import LsstCamMapper
+from mappers.test import TestMapper
+
+TARGETS = {"map raw": 1.5, "map raw (scan)": 1.5, "get raw": 1.3}
+SUB_TARGET_PERCENT = 5.0
+RAW_TEMPLATE = "raw/%(dayObs)s/%(expId)013d/%(expId)013d-%(raftName)s-%(detectorName)s-det%(detector)03d.fits"
+LSSTCAM_RAW = ("CREATE TABLE raw (id INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT, visit INT, filter TEXT, "
+               "date TEXT, dateObs TEXT, expTime DOUBLE, raftName TEXT, detectorName TEXT, detector INT, "
+               "snap INT, object TEXT, imageType TEXT, testType TEXT, lsstSerial TEXT, wavelength INT, "
+               "controller TEXT, obsid TEXT, expGroup TEXT, expId INT, dayObs TEXT, seqNum INT, "
+               "UNIQUE(expId, detector, visit))")
+LSSTCAM_RAW_VISIT = ("CREATE TABLE raw_visit (visit INT, filter TEXT, dateObs TEXT, expTime DOUBLE, "
+                     "UNIQUE(visit))")
+
+
+def best_of(repeat: int, func: Callable[[], object]) -> float:
+    """The best wall time of ``repeat`` calls of ``func``."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def report(name: str, measured: float, floor: float, per: int) -> None:
+    """Print one figure: per-call times and the ratio to the floor, with the verdict."""
+    ratio = measured / floor
+    target = TARGETS[name]
+    verdict = "ok" if ratio <= target else f"OVER target {target}x"
+    print(f"{name:<14} butler {measured / per * 1e6:9.1f} us  floor {floor / per * 1e6:9.1f} us  "
+          f"overhead {(measured - floor) / per * 1e6:7.1f} us  ratio {ratio:5.2f}x (target <= {target}x) "
+          f"{verdict}", flush=True)
+
+
+def _detector_table() -> list[tuple[str, str, int]]:
+    """(raftName, detectorName, detector) of the 189 science detectors."""
+    rafts = [f"R{row}{col}" for row in range(5) for col in range(5)
+             if (row, col) not in ((0, 0), (0, 4), (4, 0), (4, 4))]
+    return [(raft, f"S{r}{c}", 9 * index + 3 * r + c)
+            for index, raft in enumerate(rafts) for r in range(3) for c in range(3)]
+
+
+def make_lsstcam_repository(root: str, rows: int) -> list[dict]:
+    """An lsstCam repository of ``rows`` registry rows (empty raw files for the sampled IDs).
+
+    Returns the sampled partial data IDs ``{expId, detector}``.
+    """
+    detectors = _detector_table()
+    os.makedirs(root)
+    with open(os.path.join(root, "_mapper"), "w") as stream:
+        stream.write("lsst.obs.lsst.LsstCamMapper\n")
+    conn = sqlite3.connect(os.path.join(root, "registry.sqlite3"))
+    conn.execute(LSSTCAM_RAW)
+    conn.execute(LSSTCAM_RAW_VISIT)
+    values = []
+    for index in range(rows):
+        exposure, slot = divmod(index, len(detectors))
+        raft, name, detector = detectors[slot]
+        day = f"2021-{1 + exposure // 250 % 12:02d}-{1 + exposure % 28:02d}"
+        expId = int(day.replace("-", "")) * 100000 + 3000000000000 + exposure
+        values.append(("run1", expId, "r", day, day + "T00:00:00.000", 15.0, raft, name, detector, 0,
+                       "UNKNOWN", "FLAT", "FLAT", "ITL-0", -666, "C", f"MC_C_{expId}", str(expId), expId, day,
+                       exposure))
+    columns = ("run, visit, filter, date, dateObs, expTime, raftName, detectorName, detector, snap, "
+               "object, imageType, testType, lsstSerial, wavelength, controller, obsid, expGroup, expId, "
+               "dayObs, seqNum")
+    conn.executemany(f"INSERT INTO raw ({columns}) VALUES ({','.join('?' * 21)})", values)
+    conn.execute("INSERT INTO raw_visit SELECT DISTINCT visit, filter, dateObs, expTime FROM raw")
+    conn.commit()
+    conn.close()
+    sample = random.Random(6).sample(values, 200)
+    for row in sample:
+        dataId = {"dayObs": row[3], "expId": row[18], "raftName": row[6], "detectorName": row[7],
+                  "detector": row[8]}
+        path = os.path.join(root, RAW_TEMPLATE % dataId)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "wb").close()
+    return [{"expId": row[18], "detector": row[8]} for row in sample]
+
+
+def bench_map(work: str, rows: int, repeat: int) -> None:
+    """``map`` of raw from a partial data ID against the same SQLite query by hand.
+
+    ``{expId, detector}`` is answered through the UNIQUE(expId, detector, visit)
+    index; ``{visit, detector}`` (informational) cannot use it and scans the table.
+    """
+    root = os.path.join(work, "lsstCam")
+    ids = make_lsstcam_repository(root, rows)
+    mapper = LsstCamMapper(root=root)
+    conn = sqlite3.connect(os.path.join(root, "registry.sqlite3"))
+    # visit == expId in the generated registry
+    by_visit = [{"visit": dataId["expId"], "detector": dataId["detector"]} for dataId in ids[:10]]
+    for name, partial in (("map raw", ids), ("map raw (scan)", by_visit)):
+        keys = list(partial[0])
+        missing = ", ".join(key for key in ("dayObs", "expId", "raftName", "detectorName") if key not in keys)
+        query = f"SELECT DISTINCT {missing} FROM raw WHERE {keys[0]}=? AND {keys[1]}=?"
+
+        def butler_map() -> None:
+            for dataId in partial:
+                mapper.map("raw", dataId)
+
+        def floor_query() -> None:
+            for dataId in partial:
+                conn.execute(query, tuple(dataId.values())).fetchall()
+
+        location = mapper.map("raw", partial[0])
+        assert os.path.exists(location.getLocationsWithRoot()[0]), location
+        butler_map(), floor_query()  # warm up
+        report(name, best_of(repeat, butler_map), best_of(repeat, floor_query), len(partial))
+    conn.close()
+
+
+def make_obs_test_repository(root: str, images: dict[int, np.ndarray]) -> Butler:
+    """An obs_test repository holding one plain single-HDU FITS raw per visit (filter ``g``)."""
+    os.makedirs(os.path.join(root, "raw"))
+    conn = sqlite3.connect(os.path.join(root, "registry.sqlite3"))
+    conn.execute("CREATE TABLE raw (id INTEGER PRIMARY KEY AUTOINCREMENT, visit INT, filter TEXT, "
+                 "taiObs TEXT, expTime DOUBLE, UNIQUE(visit))")
+    conn.execute("CREATE TABLE raw_visit (visit INT, filter TEXT, taiObs TEXT, expTime DOUBLE, "
+                 "UNIQUE(visit))")
+    conn.execute("CREATE TABLE raw_skyTile (id INTEGER, skyTile INTEGER)")
+    for visit, data in images.items():
+        rowid = conn.execute("INSERT INTO raw (visit, filter, taiObs, expTime) VALUES (?, 'g', "
+                             "'1999-01-17T04:52:34.895', 15.0)", (visit,)).lastrowid
+        conn.execute("INSERT INTO raw_skyTile VALUES (?, 85932)", (rowid,))
+        header = fits.Header({"FILTER": "g", "EXPTIME": 15.0, "CCDID": "R22_S00_C00"})
+        fits.PrimaryHDU(data, header=header).writeto(os.path.join(root, "raw", f"raw_v{visit}_fg.fits"))
+    conn.execute("INSERT INTO raw_visit SELECT visit, filter, taiObs, expTime FROM raw")
+    conn.commit()
+    conn.close()
+    policy = {"exposures": {"raw": {"template": "raw/raw_v%(visit)d_f%(filter)s.fits"}}}
+    return Butler(outputs=RepositoryArgs(root=root, mapper=TestMapper, policy=policy, mode="rw"))
+
+
+def bench_get(repo: Butler, root: str, repeat: int) -> None:
+    """``get`` of a 2000x1026 uint16 raw against `astropy.io.fits.getdata` of the file."""
+    path = os.path.join(root, "raw", "raw_v1_fg.fits")
+    assert np.array_equal(repo.get("raw", visit=1).data, fits.getdata(path))
+    report("get raw", best_of(repeat, lambda: repo.get("raw", visit=1)),
+           best_of(repeat, lambda: fits.getdata(path)), 1)
+
+
+def _bytes_read() -> int:
+    with open("/proc/self/io") as stream:
+        return next(int(line.split()[1]) for line in stream if line.startswith("rchar:"))
+
+
+def bench_sub(repo: Butler, root: str) -> None:
+    """Bytes read by a 100x100 ``raw_sub`` of a 4096x4096 float32 raw, as a share of the file."""
+    path = os.path.join(root, "raw", "raw_v2_fg.fits")
+    size = os.path.getsize(path)
+    expected = fits.getdata(path)[1000:1100, 2000:2100]
+    repo.get("raw_sub", visit=2, bbox=(0, 0, 100, 100))  # warm up: imports, registry, policy files
+    before = _bytes_read()
+    sub = repo.get("raw_sub", visit=2, bbox=(2000, 1000, 100, 100))
+    read = _bytes_read() - before
+    assert np.array_equal(sub.data, expected)
+    percent = 100.0 * read / size
+    verdict = "ok" if percent < SUB_TARGET_PERCENT else f"OVER target {SUB_TARGET_PERCENT}%"
+    print(f"{'raw_sub':<14} 100x100 of 4096x4096 float32 ({size / 2**20:.0f} MiB): "
+          f"read {read / 1024:.0f} KiB "
+          f"= {percent:.2f}% of the file (target < {SUB_TARGET_PERCENT}%) {verdict}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="rows of the generated lsstCam registry")
+    parser.add_argument("--repeat", type=int, default=7, help="timed repetitions (the best counts)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_mapper_") as work:
+        bench_map(work, args.rows, args.repeat)
+        rng = np.random.default_rng(6)
+        images = {1: rng.integers(900, 62000, size=(2000, 1026), dtype=np.uint16),
+                  2: rng.random((4096, 4096), dtype=np.float32)}
+        root = os.path.join(work, "obs_test")
+        repo = make_obs_test_repository(root, images)
+        bench_get(repo, root, args.repeat)
+        bench_sub(repo, root)
+    print(f"total {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
