@@ -19,7 +19,7 @@ import zlib
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 from butler.formatters.fits import python_kind
-from butler.errors import DuplicatePolicyError, NoResults, TemplateError
+from butler.errors import DuplicatePolicyError, MapperError, NoResults, PolicyError, TemplateError
 from butler.location import ButlerLocation, split_hdu
 from butler.mapper import Mapper
 from butler.policy import Policy
@@ -88,6 +88,37 @@ def compose_policy(files: Iterable[str | Policy], repositoryPolicy: Any = None) 
                 raise DuplicatePolicyError(f"Duplicate mapping policy for dataset type {datasetType}")
             seen[datasetType] = section
     return policy
+
+
+def repository_ancestry(root: str, repositoryCfg: Any = None) -> Iterator[str]:
+    """Yield a repository root and then its ancestors' roots, depth-first, each once.
+
+    Parents come from the cfg given for ``root`` (else the one persisted
+    there), from persisted cfgs further up, and from old-style ``_parent`` links.
+    """
+    from butler.cfg import RepositoryCfg
+
+    seen: set[str] = set()
+
+    def walk(directory: str, cfg: Any) -> Iterator[str]:
+        real = os.path.realpath(directory)
+        if real in seen or not os.path.isdir(directory):
+            return
+        seen.add(real)
+        yield directory
+        if cfg is None:
+            cfg = RepositoryCfg.read(directory)
+        parents = list(getattr(cfg, "parents", None) or ())
+        link = os.path.join(directory, "_parent")
+        if not parents and os.path.exists(link):
+            parents = [os.path.realpath(link)]
+        for parent in parents:
+            if isinstance(parent, (str, os.PathLike)):
+                yield from walk(os.path.join(directory, parent), None)
+            else:
+                yield from walk(os.path.join(directory, parent.root), parent)
+
+    yield from walk(root, repositoryCfg)
 
 
 def _flatten_recipe(recipe: Any, defaults: Any) -> dict[str, Any]:
@@ -194,7 +225,7 @@ def _bypass_filter(self, datasetType, _t, _pythonType, location, dataId):
 def _bypass_detector(self, datasetType, _t, _pythonType, location, dataId):
     camera = self.camera
     if camera is None:
-        raise RuntimeError("No camera dataset available.")
+        raise MapperError("No camera dataset available.")
     return camera[self._extractDetectorName(dataId)]
 
 
@@ -280,6 +311,8 @@ class CameraMapper(Mapper):
     filterDefinitions: ClassVar[tuple[FilterDefinition, ...]] = ()
     #: header translator used by raw ingest (set by `mappers.translators`)
     translator: ClassVar[Any] = None
+    #: subdirectory of a repository where this camera keeps calibrations (obs_lsst: ``CALIB``)
+    calibSubdir: ClassVar[str | None] = None
 
     def __init__(self, policy: Any = None, repositoryDir: str | None = None, root: str | None = None,
                  registry: Any = None, calibRoot: str | None = None, calibRegistry: Any = None,
@@ -314,10 +347,22 @@ class CameraMapper(Mapper):
     # -- construction -----------------------------------------------------------------------------
 
     def _findCalibRoot(self, calibRoot: str | None, repositoryCfg: Any) -> str:
-        """The calibration root: the argument (relative to root), ``policy.calibRoot``, else root."""
+        """The calibration root.
+
+        The argument (relative to root), else ``policy.calibRoot``, else the
+        first directory holding ``calibRegistry.sqlite3`` among this repository
+        and its ancestors (each tried as ``<repo>/<calibSubdir>`` when the
+        camera sets one, then ``<repo>``), so an output chained to a camera
+        repository finds the calibrations of its inputs; else the root.
+        """
         for candidate in (calibRoot, self.policy.get("calibRoot")):
             if candidate:
                 return os.path.join(self.root, candidate)
+        for repository in repository_ancestry(self.root, repositoryCfg):
+            candidates = [os.path.join(repository, self.calibSubdir)] if self.calibSubdir else []
+            for candidate in candidates + [repository]:
+                if os.path.exists(os.path.join(candidate, "calibRegistry.sqlite3")):
+                    return candidate
         return self.root
 
     def _registryPath(self, argument: Any, policyKey: str, directory: str, filename: str) -> Any:
@@ -333,7 +378,7 @@ class CameraMapper(Mapper):
         configured = self.policy.get(policyKey)
         if configured:
             if os.path.isabs(configured):
-                raise RuntimeError(f"{policyKey} must be relative to the repository root: {configured}")
+                raise PolicyError(f"{policyKey} must be relative to the repository root: {configured}")
             path = os.path.join(directory, configured)
             if os.path.exists(path):
                 return path
@@ -368,7 +413,7 @@ class CameraMapper(Mapper):
         recipes = dict(recipes)
         for name in extra:
             if name in recipes:
-                raise RuntimeError(f"Write recipe {name!r} is already defined and cannot be redefined")
+                raise PolicyError(f"Write recipe {name!r} is already defined and cannot be redefined")
             recipes[name] = _flatten_recipe(extra[name], defaults)
         return recipes
 
@@ -549,7 +594,7 @@ class CameraMapper(Mapper):
         try:
             recipe = dict(self._writeRecipes[mapping.recipe])
         except KeyError:
-            raise RuntimeError(f"Unrecognized write recipe {mapping.recipe!r} for dataset type "
+            raise PolicyError(f"Unrecognized write recipe {mapping.recipe!r} for dataset type "
                                f"{mapping.datasetType}; known: {sorted(self._writeRecipes)}") from None
         seed = zlib.crc32(repr(sorted((str(k), str(v)) for k, v in dict(dataId).items())).encode()) % 2**31 or 1
         for plane in _PLANES:
@@ -573,7 +618,7 @@ class CameraMapper(Mapper):
             When the mapper has no camera.
         """
         if self.camera is None:
-            raise RuntimeError("No camera dataset available.")
+            raise MapperError("No camera dataset available.")
         return self.camera
 
     def map_expIdInfo(self, dataId: Any, write: bool = False) -> ButlerLocation:

@@ -7,7 +7,6 @@ detector (``DETECTOR``), the filter and the observation time (``MJD-OBS``).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from .camera import Camera, Detector, FilterDefinition
@@ -55,20 +54,6 @@ class DemoMapper(CameraMapper):
     policyFiles = ("demo/demoMapper.yaml",)
     filterDefinitions = (FilterDefinition(physical="g", band="g"), FilterDefinition(physical="r", band="r"))
     translator = DemoTranslator
-
-    def _findCalibRoot(self, calibRoot: str | None, repositoryCfg: Any) -> str:
-        """The calibration root: as configured, else the first of this root and its parents' roots
-        holding ``calibRegistry.sqlite3`` (so an output chained to the camera repository finds its calibrations).
-        """
-        default = super()._findCalibRoot(calibRoot, repositoryCfg)
-        if calibRoot or self.policy.get("calibRoot"):
-            return default
-        parents = [getattr(p, "root", p) for p in getattr(repositoryCfg, "parents", None) or ()]
-        candidates = [self.root] + [os.path.join(self.root, p) for p in parents if isinstance(p, (str, os.PathLike))]
-        for candidate in candidates:
-            if os.path.exists(os.path.join(candidate, "calibRegistry.sqlite3")):
-                return candidate
-        return default
 
     def _extractDetectorName(self, dataId: Any) -> str:
         return f"S{int(dataId['detector']):02d}"

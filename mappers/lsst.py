@@ -8,7 +8,6 @@ amplifiers by ``DETSEC``, untrimmed; ``raw_amp`` is one amplifier.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from butler.location import split_hdu
@@ -36,22 +35,9 @@ class LsstCamMapper(CameraMapper):
     packageName = "obs_lsst"
     policyFiles: tuple[str, ...] = (_BASE_POLICY,)
     translator = translators.LsstCamTranslator
+    calibSubdir = "CALIB"
     #: multiplier of the visit in the exposure id (room for every detector)
     detectorMax = 1000
-
-    def _findCalibRoot(self, calibRoot: str | None, repositoryCfg: Any) -> str:
-        if calibRoot or self.policy.get("calibRoot"):
-            return super()._findCalibRoot(calibRoot, repositoryCfg)
-        candidates = [os.path.join(self.root, "CALIB")]
-        for parent in getattr(repositoryCfg, "parents", None) or ():
-            parentRoot = getattr(parent, "root", parent)
-            if isinstance(parentRoot, (str, os.PathLike)):
-                parentRoot = os.path.join(self.root, parentRoot)
-                candidates += [os.path.join(parentRoot, "CALIB"), parentRoot]
-        for candidate in candidates:
-            if os.path.exists(os.path.join(candidate, "calibRegistry.sqlite3")):
-                return candidate
-        return self.root
 
     def _detectorId(self, dataId: Any) -> dict:
         """The data ID completed with the raft, detector name and detector number from the registry."""

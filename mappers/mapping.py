@@ -13,7 +13,7 @@ import os
 import sqlite3
 from typing import Any, Iterable
 
-from butler.errors import NoResults, RegistryError, TemplateError, UnsafePathError
+from butler.errors import MapperError, NoResults, RegistryError, TemplateError, UnsafePathError
 from butler.location import ButlerLocation, split_hdu
 from butler.registry import template_fields
 
@@ -161,7 +161,8 @@ class Mapping:
         usedDataId = {key: actualId[key] for key in self.keyDict}
         path = mapper._mapActualToPath(template, actualId)
         if os.path.isabs(path):
-            raise RuntimeError("Mapped path should not be absolute.")
+            raise MapperError(f"Mapped path should not be absolute: {path!r} (dataset type "
+                              f"{self.datasetType!r})")
         if not write:
             path = self._findCompressed(path)
         addFunc = getattr(mapper, "add_" + self.datasetType, None)
@@ -223,15 +224,16 @@ class Mapping:
         template = self.template
         registry = self.lookupRegistry
         if registry is None:
-            raise RuntimeError("No registry for lookup")
+            raise RegistryError(f"No registry for lookup of {properties!r} for dataset type "
+                                f"{self.datasetType!r} with data ID {dict(dataId or {})!r}")
         dataId = dataId or {}
         properties = list(properties)
         skymap = {}
         for prop in properties:
             if prop in SKYMAP_KEYS:
                 if prop not in dataId:
-                    raise RuntimeError(f"Cannot look up skymap key '{prop}'; it must be explicitly "
-                                       "included in the data ID")
+                    raise MapperError(f"Cannot look up skymap key '{prop}'; it must be explicitly "
+                                      f"included in the data ID (dataset type {self.datasetType!r})")
                 skymap[prop] = dataId[prop]
         queried = [prop for prop in properties if prop not in skymap]
         if (queried and _VISIT_PROPERTIES.issuperset(queried) and "visit" in dataId
@@ -344,7 +346,8 @@ class CalibrationMapping(Mapping):
         if not columns:
             return super().lookup(properties, dataId)
         if self.refRegistry is None:
-            raise RuntimeError("No registry for lookup")
+            raise RegistryError(f"No registry for lookup of {columns!r} in {self.reference!r} for dataset "
+                                f"type {self.datasetType!r} with data ID {dict(dataId)!r}")
         rows = self.refRegistry.lookup(columns, self.reference, where)
         if len(rows) != 1:
             raise NoResults(f"No unique lookup for {columns} from {dict(dataId)}: {len(rows)} matches",

@@ -36,3 +36,22 @@ def test_imsim_calib_through_butler(shared_data):
     repo = butler.Butler(inputs=str(root))
     assert repo.get("flat_filename", expId=204595, detector=42) == [
         str(root / "CALIB/flat/i_sim_1.4/2022-08-06/flat_i_sim_1.4-R11-S20-det042_2022-08-06.fits")]
+
+
+def test_rerun_outputs_find_the_calibrations_of_their_ancestors(shared_data, tmp_path):
+    root = shared_data / "obs_lsst" / "data" / "input" / "imsim"
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    butler.Butler(inputs=str(root), outputs=str(v1))
+    butler.Butler(inputs=str(v1), outputs=str(v2))
+    repo = butler.Butler(inputs=str(v2))
+    mapper = repo._repos.inputs()[0].repo._mapper
+    assert mapper.calibRoot == str(root / "CALIB")
+    assert repo.get("bias_filename", expId=204595, detector=42) == [
+        str(root / "CALIB/bias/2022-01-01/bias-R11-S20-det042_2022-01-01.fits")]
+
+
+def test_calibration_lookup_without_a_calibration_registry_names_the_request(shared_data):
+    repo = butler.Butler(inputs=str(shared_data / "obs_lsst" / "data" / "input" / "lsstCam"))
+    with pytest.raises(butler.RegistryError, match="No registry for lookup") as err:
+        repo.get("bias", expId=3019032200002, detector=35)
+    assert "'bias'" in str(err.value) and isinstance(err.value, RuntimeError)
