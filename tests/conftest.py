@@ -32,3 +32,30 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared camera data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def _open_files() -> set[str]:
+    """Regular files this process has open, SQLite databases aside."""
+    files = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/") and not target.startswith(("/dev/", "/proc/")) \
+                and not target.endswith((".sqlite3", ".sqlite3-journal", ".sqlite3-wal", ".sqlite")) \
+                and os.path.isfile(target):
+            files.add(target)
+    return files
+
+
+@pytest.fixture(autouse=True)
+def no_file_left_open():
+    """Every file the package opens during a test is closed by its end (SQLite aside)."""
+    if not os.path.isdir("/proc/self/fd"):
+        yield
+        return
+    before = _open_files()
+    yield
+    leaked = _open_files() - before
+    assert not leaked, f"files left open: {sorted(leaked)}"
