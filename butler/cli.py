@@ -3,7 +3,9 @@
 Subcommands: ``demo``, ``show``, ``query``, ``get``, ``compare`` and ``ingest``.
 Repositories given to ``show``, ``query``, ``get`` and ``compare`` are opened
 as read-only Butler inputs, whatever their kind (new-style cfg, or legacy
-``_mapper``/``_parent``), and are never written.
+``_mapper``/``_parent``), and are never written. They all take ``--mapper``
+and ``--registry`` for a root that names no mapper, such as a directory of
+bare Gen2 registries.
 
 Mistakes in the input (a missing root, an unknown dataset type, a malformed
 ``KEY=VALUE``, a path that is no repository, no dataset found) give one line on
@@ -39,8 +41,10 @@ USER_ERRORS = (ButlerError, OSError, ValueError, LookupError, RuntimeError, Impo
 #: longest line `describe_object` returns
 MAX_LINE = 160
 
-#: click's own control-flow exceptions (some subclass RuntimeError)
-_CLICK_FLOW = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+#: exceptions `_user_errors` lets through: click's own control flow (some subclass
+#: RuntimeError), and a closed standard output (``butler query ... | head -1``),
+#: which click's standalone mode ends quietly
+_PASS_THROUGH = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError)
 
 
 class UserError(click.ClickException):
@@ -59,7 +63,7 @@ def _user_errors(func: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except _CLICK_FLOW:
+        except _PASS_THROUGH:
             raise
         except USER_ERRORS as exc:
             _log.debug("%s failed", func.__name__, exc_info=True)
@@ -103,24 +107,59 @@ def _check_root(root: str) -> str:
     return os.path.abspath(root)
 
 
-def open_butler(roots: Sequence[str], tags: Sequence[str] | None = None) -> Any:
-    """Open a Butler whose inputs are ``roots``, read-only, each tagged with its item of ``tags``."""
+def open_butler(roots: Sequence[str], tags: Sequence[str] | None = None, mapper: str | None = None,
+                registry: str | None = None) -> Any:
+    """Open a Butler whose inputs are ``roots``, read-only, each tagged with its item of ``tags``.
+
+    Parameters
+    ----------
+    roots : sequence of `str`
+        Repository roots.
+    tags : sequence, optional
+        One tag per root.
+    mapper : `str`, optional
+        The mapper to read the roots with, in place of the one they record
+        (an import string or a legacy Gen2 name, checked with `doImport`).
+    registry : `str`, optional
+        The registry to read the roots with (the mapper argument ``registry``)
+        in place of ``ROOT/registry.sqlite3``.
+    """
     roots = [_check_root(root) for root in roots]
     from .butler import Butler
     from .cfg import RepositoryArgs
 
+    if mapper is not None:
+        _check_mapper(mapper)
+    mapperArgs = {"registry": registry} if registry else None
     tags = tags or [None] * len(roots)
-    return Butler(inputs=[RepositoryArgs(root=root, mode="r", tags=tag) for root, tag in zip(roots, tags)])
+    return Butler(inputs=[RepositoryArgs(root=root, mode="r", tags=tag, mapper=mapper, mapperArgs=mapperArgs)
+                          for root, tag in zip(roots, tags)])
+
+
+def _check_mapper(name: str) -> None:
+    """Raise a `UserError` unless ``name`` resolves to a mapper class."""
+    from .mapper import Mapper
+    from .utils import doImport
+
+    found = doImport(name)
+    if not (isinstance(found, type) and issubclass(found, Mapper)):
+        raise UserError(f"--mapper {name}: {found!r} is not a mapper class")
 
 
 def dataset_keys(butler: Any, datasetType: str) -> dict:
     """Return ``{key: type}`` of a dataset type; a `UserError` when no input knows the type."""
     known = butler.getDatasetTypes()
+    if not known:
+        raise UserError("no mapper to read the repository with: it has no _mapper file or repositoryCfg.yaml "
+                        "naming one; give --mapper NAME")
     if datasetType not in known:
         near = difflib.get_close_matches(datasetType, sorted(known), n=5)
         hint = f"; did you mean {', '.join(near)}?" if near else f" ({len(known)} dataset types known)"
         raise UserError(f"unknown dataset type {datasetType!r}{hint}")
-    return dict(butler.getKeys(datasetType) or {})
+    try:
+        return dict(butler.getKeys(datasetType) or {})
+    except KeyError:  # a type with no mapping of its own, such as a CameraMapper's ``flat_filename``
+        return {}
 
 
 _CONVERTERS: dict[str, Callable[[str], Any]] = {
@@ -221,7 +260,8 @@ def _split_hdu(uri: str) -> str:
 
 # -- show ------------------------------------------------------------------------------------
 
-#: registry files looked for in each repository, relative to its root
+#: registry files looked for in each repository, relative to its root; the first gives way
+#: to the mapper argument ``registry`` when the repository has one
 REGISTRY_FILES = ("registry.sqlite3", "calibRegistry.sqlite3", os.path.join("CALIB", "calibRegistry.sqlite3"))
 
 
@@ -263,12 +303,15 @@ def _parent_tree(repo: Any, prefix: str = "", seen: set | None = None) -> list[s
     return lines
 
 
-def _registry_lines(root: str) -> list[str]:
+def _registry_lines(repo: Any) -> list[str]:
     from .registry import SqliteRegistry
 
+    paths = [os.path.join(repo.root, name) for name in REGISTRY_FILES]
+    given = (repo.cfg.mapperArgs or {}).get("registry")
+    if isinstance(given, (str, os.PathLike)):
+        paths[0] = os.path.join(repo.root, given)
     lines = []
-    for name in REGISTRY_FILES:
-        path = os.path.join(root, name)
+    for path in paths:
         if not os.path.isfile(path):
             continue
         registry = SqliteRegistry(path)
@@ -331,7 +374,7 @@ def repository_report(butler: Any, listTypes: bool = False) -> str:
               f"tags:       {', '.join(sorted(map(str, top.tags))) or 'none'}",
               "parents:", f"  {top.root}"]
     lines += ["  " + line for line in _parent_tree(top)]
-    registries = [line for repo in repos for line in _registry_lines(repo.root)]
+    registries = [line for repo in repos for line in _registry_lines(repo)]
     lines += ["registries (rows per table):"] + (registries or ["  none"])
     lines.append("datasets on disk (files per dataset type):")
     for repo in repos:
@@ -358,13 +401,24 @@ def repository_report(butler: Any, listTypes: bool = False) -> str:
 _DATA_ID = click.argument("data_id", nargs=-1, metavar="[KEY=VALUE]...")
 
 
+def _reading_options(func: Callable) -> Callable:
+    """Add ``--mapper`` and ``--registry``, the arguments of `open_butler`, to a command."""
+    func = click.option("--registry", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+                        help="Registry to read the repository with, in place of its registry.sqlite3 "
+                             "(a path relative to the current directory).")(func)
+    return click.option("--mapper", metavar="NAME",
+                        help="Mapper to read the repository with, for a root that names none (no _mapper "
+                             "or repositoryCfg.yaml) or in place of its own: an import string such as "
+                             "mappers.testing.MinMapper2, or a legacy Gen2 name.")(func)
+
+
 @command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 def demo(directory: str | None) -> None:
     """Make a demo camera repository, process it twice (v1, v2) and compare the versions.
 
-    DIRECTORY must not exist yet or be empty; by default a fresh folder is made
-    in the current directory.
+    DIRECTORY must not exist yet or be empty; by default a fresh temporary
+    folder is made (its name is printed).
     """
     from .demo import run_demo
 
@@ -374,9 +428,10 @@ def demo(directory: str | None) -> None:
 @command()
 @click.argument("root")
 @click.option("--types", "listTypes", is_flag=True, help="List every dataset type the mapper knows.")
-def show(root: str, listTypes: bool) -> None:
+@_reading_options
+def show(root: str, listTypes: bool, mapper: str | None, registry: str | None) -> None:
     """Describe the repository at ROOT: cfg, mapper, parents, registries, datasets, dataset types."""
-    click.echo(repository_report(open_butler([root]), listTypes))
+    click.echo(repository_report(open_butler([root], mapper=mapper, registry=registry), listTypes))
 
 
 @command()
@@ -387,9 +442,11 @@ def show(root: str, listTypes: bool) -> None:
                              "by default the data IDs of the dataset's level (subset).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True)
-def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, fmt: str) -> None:
+@_reading_options
+def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, fmt: str, mapper: str | None,
+          registry: str | None) -> None:
     """List the data IDs of DATASET in ROOT that match KEY=VALUE items."""
-    butler = open_butler([root])
+    butler = open_butler([root], mapper=mapper, registry=registry)
     dataId = parse_data_id(data_id, dataset_keys(butler, dataset))
     if keys:
         names = [k.strip() for k in keys.split(",") if k.strip()]
@@ -408,9 +465,11 @@ def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, f
 @_DATA_ID
 @click.option("--uri", is_flag=True, help="Print only the path of the dataset.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Copy the dataset's file to OUT.")
-def get(root: str, dataset: str, data_id: tuple[str, ...], uri: bool, out: str | None) -> None:
+@_reading_options
+def get(root: str, dataset: str, data_id: tuple[str, ...], uri: bool, out: str | None, mapper: str | None,
+        registry: str | None) -> None:
     """Find one dataset: print where it is and what it holds, or copy it."""
-    butler = open_butler([root])
+    butler = open_butler([root], mapper=mapper, registry=registry)
     dataId = parse_data_id(data_id, dataset_keys(butler, dataset))
     if not butler.datasetExists(dataset, dataId):
         raise NoResults("no such dataset", dataset, dataId, [os.path.abspath(root)])
@@ -441,9 +500,10 @@ def version_labels(rootA: str, rootB: str) -> tuple[str, str]:
 @click.option("--atol", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Absolute tolerance for numbers.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_reading_options
 @click.pass_context
 def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id: tuple[str, ...],
-            rtol: float, atol: float, fmt: str) -> None:
+            rtol: float, atol: float, fmt: str, mapper: str | None, registry: str | None) -> None:
     """Compare every DATASET matching KEY=VALUE items in two versions ROOT_A and ROOT_B.
 
     Both are opened as read-only inputs of one Butler, tagged with their
@@ -452,7 +512,7 @@ def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id:
     from .compare import compare_versions
 
     labels = version_labels(root_a, root_b)
-    butler = open_butler([root_a, root_b], labels)
+    butler = open_butler([root_a, root_b], labels, mapper=mapper, registry=registry)
     dataId = parse_data_id(data_id, dataset_keys(butler, dataset))
     report = compare_versions(butler, dataset, dataId, *labels, rtol=rtol, atol=atol,
                               progress=sys.stderr.isatty())
@@ -478,10 +538,9 @@ def ingest(ctx: click.Context, root: str, files: tuple[str, ...], mode: str, ign
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
         raise UserError(f"no such file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if missing[1:] else ""))
-    butler = open_butler([root])
-    mapper = butler._repos.inputs()[0].repo._mapper
-    report = ingest_raws(butler._repos.inputs()[0].cfg.root, list(files), mode=mode, mapper=mapper,
-                         ignore_ingested=ignore_ingested, progress=sys.stderr.isatty())
+    repo = open_butler([root])._repos.inputs()[0].repo
+    report = ingest_raws(repo.root, list(files), mode=mode, mapper=repo.mapper, ignore_ingested=ignore_ingested,
+                         progress=sys.stderr.isatty())
     for item in report.ingested:
         click.echo(f"{item.source} -> {item.destination}")
     for problem in report.skipped + report.failed:

@@ -23,6 +23,9 @@ SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
 OBS_TEST = os.path.join(SHARED, "obs_test", "data", "input")
 OBS_LSST = os.path.join(SHARED, "obs_lsst", "data", "input")
 CAMERAS = sorted(os.listdir(OBS_LSST)) if os.path.isdir(OBS_LSST) else []
+#: obs_base's CFHT registries: no _mapper, no images; read with the MinMapper2 fixture's policy
+CFHT = os.path.join(SHARED, "obs_base", "tests")
+CFHT_OPTIONS = ("--mapper", "mappers.testing.MinMapper2", "--registry", os.path.join(CFHT, "cfhtls.sqlite3"))
 
 needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED), reason="shared test data not present")
 
@@ -192,6 +195,45 @@ def test_query_obs_lsst():
     assert json.loads(result.stdout) == [{"expId": 3018092000065, "seqNum": 65, "dayObs": "2018-09-20"}]
 
 
+@needs_shared
+def test_query_cfht():
+    result = butler("query", CFHT, "raw", "filter=g", "--keys", "visit", "--format", "json", *CFHT_OPTIONS)
+    assert result.returncode == 0, result.stderr
+    assert [row["visit"] for row in json.loads(result.stdout)] == [787784, 787796, 788455, 792933]
+    ccds = json.loads(butler("query", CFHT, "raw", "--keys", "ccd", "--format", "json", *CFHT_OPTIONS).stdout)
+    assert [row["ccd"] for row in ccds] == [c for c in range(36) if c != 3]
+    result = butler("query", CFHT, "raw", "visit=787650", *CFHT_OPTIONS)
+    assert "(35 rows)" in result.stdout
+    # the flat's validity range, looked up in CFHT's calibRegistry.sqlite3 beside the registry
+    result = butler("query", CFHT, "flat", "visit=787650", "ccd=13", "--keys", "derivedRunId,filter",
+                    "--format", "csv", *CFHT_OPTIONS)
+    assert result.stdout.split() == ["derivedRunId,filter", "05Am03,i"]
+
+
+@needs_shared
+def test_show_cfht():
+    result = butler("show", CFHT, *CFHT_OPTIONS)
+    assert result.returncode == 0, result.stderr
+    assert "mapper:     mappers.testing.MinMapper2" in result.stdout
+    assert f"{CFHT}/cfhtls.sqlite3: raw 1260, raw_skyTile 2070, raw_visit 18" in result.stdout
+    assert f"{CFHT}/calibRegistry.sqlite3: bias 53, dark 56, flat 252, fringe 94" in result.stdout
+
+
+@needs_shared
+def test_query_pipe_closed_early():
+    """``butler query ... | head -1`` ends quietly, whatever the moment the reader goes."""
+    args = [sys.executable, "-m", "butler", "query", CFHT, "raw", *CFHT_OPTIONS]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=HERE) as writer:
+        with subprocess.Popen(["head", "-1"], stdin=writer.stdout, stdout=subprocess.PIPE, text=True) as head:
+            writer.stdout.close()  # head alone reads the pipe
+            assert head.communicate(timeout=120)[0] == "ccd\n"
+        assert writer.stderr.read() == b"" and writer.wait(timeout=120) in (0, 1)
+    # a reader gone before the first write: click's quiet exit code 1
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=HERE) as writer:
+        writer.stdout.close()
+        assert writer.stderr.read() == b"" and writer.wait(timeout=120) == 1
+
+
 def test_query_demo(demo):
     result = butler("query", demo["v1"], "src", "visit=102", "--format", "json")
     assert json.loads(result.stdout) == [{"visit": 102, "detector": 0}, {"visit": 102, "detector": 1}]
@@ -223,6 +265,16 @@ def test_get_shared():
                                           "CCDData: shape (2000, 1026), dtype uint16, unit adu"]
     result = butler("get", os.path.join(OBS_LSST, "ts8"), "bias", "expId=201807241028453", "detector=67", "--uri")
     assert result.stdout.strip().endswith("CALIB/bias/2018-07-24/bias-RTM-010-S11-det067_2018-07-24.fits")
+
+
+@needs_shared
+def test_get_cfht_calibration():
+    """The flat of a visit, by validity range: where it would be (the registries have no images)."""
+    result = butler("get", CFHT, "flat_filename", "visit=787650", "ccd=13", "--uri", *CFHT_OPTIONS)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == os.path.join(CFHT, "flat-05Am03-fi.fits")
+    assert_user_error(butler("get", CFHT, "flat", "visit=787650", "ccd=13", "--uri", *CFHT_OPTIONS),
+                      "no such dataset", "flat")
 
 
 # -- compare ---------------------------------------------------------------------------------
@@ -304,3 +356,6 @@ def test_user_errors_on_shared_data():
     assert_user_error(butler("query", OBS_TEST, "raw", "--keys", "nokey"), "nokey")
     assert_user_error(butler("show", os.path.join(SHARED, "README.md")), "not a directory")
     assert_user_error(butler("query", os.path.join(SHARED, "obs_base"), "raw"), "no repository at")
+    assert_user_error(butler("query", CFHT, "raw"), "no mapper", "--mapper")
+    assert_user_error(butler("query", CFHT, "raw", "--mapper", "nowhere.Mapper"), "cannot import", "nowhere")
+    assert_user_error(butler("query", CFHT, "raw", "--mapper", "os.path"), "not a mapper class")
