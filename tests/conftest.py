@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = (Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
 
 
 def tree_fingerprint(root: os.PathLike | str) -> dict[str, str]:

@@ -19,7 +19,7 @@ import pytest
 from astropy.io import fits
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
+SHARED = os.path.realpath(os.path.join(HERE, "..", "..", "shared", "data"))
 OBS_TEST = os.path.join(SHARED, "obs_test", "data", "input")
 OBS_LSST = os.path.join(SHARED, "obs_lsst", "data", "input")
 CAMERAS = sorted(os.listdir(OBS_LSST)) if os.path.isdir(OBS_LSST) else []

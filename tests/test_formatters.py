@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -58,7 +59,9 @@ def test_unknown_storage_name_lists_known_ones():
 
 def test_standard_formatters_are_registered():
     assert {"PickleStorage", "YamlStorage", "NumpyStorage", "ConfigStorage", "FitsStorage",
-            "FitsCatalogStorage", "ParquetStorage", "TextStorage"} <= set(known_storage_names())
+            "FitsCatalogStorage", "TextStorage"} <= set(known_storage_names())
+    has_pyarrow = importlib.util.find_spec("pyarrow") is not None
+    assert ("ParquetStorage" in known_storage_names()) == has_pyarrow
     assert get_formatter("PickleStorage").storageName == "PickleStorage"
 
 
