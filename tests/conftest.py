@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -24,6 +25,27 @@ def tree_fingerprint(root: os.PathLike | str) -> dict[str, str]:
             else:
                 result[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return result
+
+
+def _released(start, target, args) -> None:
+    start.wait()
+    target(*args)
+
+
+def run_together(target, argsets, timeout: float = 60) -> list:
+    """Run ``target(*args)`` for each ``args`` in a process of its own, all released at once.
+
+    Returns the exit codes, in order (None for a process still running after ``timeout``).
+    """
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    processes = [context.Process(target=_released, args=(start, target, args)) for args in argsets]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(timeout)
+    return [process.exitcode for process in processes]
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
 import shutil
@@ -18,7 +17,7 @@ from butler import (Butler, ButlerLocation, DataId, Mapper, NoResults, ParentsMi
                     RepositoryArgs, RepositoryCfg)
 from butler.test import EmptyTestMapper, MapperForTestWriting, TestObject
 
-from conftest import tree_fingerprint
+from conftest import run_together, tree_fingerprint
 
 WRITING = "butler.test.MapperForTestWriting"
 
@@ -324,7 +323,7 @@ def test_parent_registry_is_the_nearest_ancestors(tmp_path):
 # -- get / put / exists / uri -----------------------------------------------------------------
 
 def test_read_proxy_reads_on_first_use(tmp_path):
-    b = put_foo(tmp_path, [1, 2, 3], k=1)
+    put_foo(tmp_path, [1, 2, 3], k=1)
     reader = Butler(inputs=str(tmp_path))
     proxy = reader.get("foo", k=1, immediate=False)
     assert type(proxy) is ReadProxy
@@ -547,13 +546,7 @@ def test_four_processes_put_into_one_output_and_lose_nothing(tmp_path):
     put_foo(base, "base", k=0)
     before = tree_fingerprint(base)
     Butler(inputs=str(base), outputs=RepositoryArgs(root=str(out), mode="rw"))
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_put_many, args=(str(out), w, 25)) for w in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    assert run_together(_put_many, [(str(out), w, 25) for w in range(4)]) == [0, 0, 0, 0]
     b = Butler(outputs=RepositoryArgs(root=str(out), mode="rw"))
     for w in range(4):
         for i in range(25):

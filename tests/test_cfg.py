@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import multiprocessing
 import os
 import pathlib
 import shutil
@@ -23,7 +22,9 @@ from butler.errors import ParentsMismatch, RepositoryError, RepositoryModeError,
 from butler.policy import Policy
 from butler.test import EmptyTestMapper
 
-DATA = "/work/shared/data"
+from conftest import SHARED_DATA, run_together
+
+DATA = str(SHARED_DATA)
 POLICY_TEST = f"{DATA}/obs_test/tests/policyTest"
 OBS_LSST = f"{DATA}/obs_lsst/data/input"
 TEST_MAPPER = "lsst.obs.test.testMapper.TestMapper"
@@ -316,13 +317,7 @@ def _write_many(root: str) -> None:
 
 
 def test_concurrent_writers(tmp_path):
-    context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=_write_many, args=(str(tmp_path),)) for _ in range(3)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(60)
-    assert [p.exitcode for p in processes] == [0, 0, 0]
+    assert run_together(_write_many, [(str(tmp_path),)] * 3) == [0, 0, 0]
     assert os.listdir(tmp_path) == ["repositoryCfg.yaml"]
     cfg = RepositoryCfg.read(tmp_path)
     assert cfg.mapperArgs == {"k": "v" * 2000} and cfg.parents == ["/p1", "/p2"]

@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from astropy.io import fits
 

@@ -16,7 +16,9 @@ from butler.ingest import IngestReport, ingest_raws, read_primary_header
 from butler.location import ButlerLocation
 from mappers.translators import TRANSLATORS, ImsimTranslator, LsstCamTranslator
 
-DATA = "/work/shared/data"
+from conftest import SHARED_DATA
+
+DATA = str(SHARED_DATA)
 OBS_LSST = os.path.join(DATA, "obs_lsst", "data", "input")
 OBS_TEST = os.path.join(DATA, "obs_test", "data", "input")
 
@@ -59,7 +61,7 @@ def sha256(path: str) -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def shared_data_unchanged():
-    """Every input under /work/shared is byte-identical after the tests."""
+    """Every input under the shared data is byte-identical after the tests."""
     paths = sorted(os.path.join(directory, name)
                    for top in (OBS_LSST, OBS_TEST) for directory, _, names in os.walk(top) for name in names)
     before = {path: sha256(path) for path in paths}

@@ -11,7 +11,9 @@ import pytest
 from butler.errors import PolicyError, UnsafeYamlError
 from butler.policy import Policy
 
-POLICY_A = "/work/shared/data/obs_test/tests/policyTest/a/repositoryCfg.yaml"
+from conftest import SHARED_DATA
+
+POLICY_A = str(SHARED_DATA / "obs_test/tests/policyTest/a/repositoryCfg.yaml")
 
 
 @pytest.fixture

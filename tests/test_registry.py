@@ -11,7 +11,9 @@ import pytest
 from butler.errors import RegistryError
 from butler.registry import FsScanner, PosixRegistry, Registry, SqliteRegistry, template_fields
 
-DATA = "/work/shared/data"
+from conftest import SHARED_DATA
+
+DATA = str(SHARED_DATA)
 OBS_TEST = f"{DATA}/obs_test/data/input"
 OBS_TEST_REGISTRY = f"{OBS_TEST}/registry.sqlite3"
 CFHTLS = f"{DATA}/obs_base/tests/cfhtls.sqlite3"

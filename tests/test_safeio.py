@@ -20,6 +20,8 @@ from butler.safeio import (
     safeMakeDir,
 )
 
+from conftest import run_together
+
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning",
                                         "error::pytest.PytestUnraisableExceptionWarning")
 
@@ -205,22 +207,14 @@ def test_write_once_different_content_raises(tmp_path):
     assert os.listdir(tmp_path) == ["once.txt"]
 
 
-def _write_once_worker(path: str, start) -> None:
-    start.wait()
+def _write_once_worker(path: str) -> None:
     with FileForWriteOnceCompareSame(path) as stream:
         stream.write("same\n" * 1000)
 
 
 def test_write_once_from_three_processes(tmp_path):
     target = str(tmp_path / "once.txt")
-    start = _mp.Event()
-    procs = [_mp.Process(target=_write_once_worker, args=(target, start)) for _ in range(3)]
-    for proc in procs:
-        proc.start()
-    start.set()
-    for proc in procs:
-        proc.join(10)
-    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    assert run_together(_write_once_worker, [(target,)] * 3, timeout=10) == [0, 0, 0]
     assert _read_text(target) == "same\n" * 1000
     assert os.listdir(tmp_path) == ["once.txt"]
 
@@ -309,8 +303,7 @@ def test_reader_blocks_while_another_process_holds_the_write_lock(tmp_path):
     assert text == "written by the writer"
 
 
-def _append_worker(path: str, n: int, start) -> None:
-    start.wait()
+def _append_worker(path: str, n: int) -> None:
     for i in range(15):
         with SafeLockedFileForWrite(path) as handle:
             text = handle.read()
@@ -319,14 +312,7 @@ def _append_worker(path: str, n: int, start) -> None:
 
 def test_three_processes_read_modify_write_without_lost_updates(tmp_path):
     target = str(tmp_path / "cfg.yaml")
-    start = _mp.Event()
-    procs = [_mp.Process(target=_append_worker, args=(target, n, start)) for n in range(3)]
-    for proc in procs:
-        proc.start()
-    start.set()
-    for proc in procs:
-        proc.join(20)
-    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    assert run_together(_append_worker, [(target, n) for n in range(3)], timeout=20) == [0, 0, 0]
     lines = _read_text(target).splitlines()
     assert sorted(lines) == sorted(f"{n}-{i}" for n in range(3) for i in range(15))
     assert os.listdir(tmp_path) == ["cfg.yaml"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 
 import numpy as np
@@ -13,6 +12,8 @@ from butler.errors import DatasetNotFoundError, RepositoryError, UnknownStorageE
 from butler.location import ButlerLocation
 from butler.storage import PosixStorage, Storage, StorageInterface
 from butler.test import EmptyTestMapper, TestObject
+
+from conftest import run_together
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning",
                                         "error::pytest.PytestUnraisableExceptionWarning")
@@ -239,10 +240,9 @@ def test_repository_cfg_roundtrip_and_cache(tmp_path):
     assert storage.repositoryCfgs == {root: first}
 
 
-def _put_cfg(root: str, start) -> None:
+def _put_cfg(root: str) -> None:
     from butler.cfg import RepositoryCfg
 
-    start.wait()
     for _ in range(10):
         Storage.putRepositoryCfg(RepositoryCfg(root=root, mapper="butler.test.EmptyTestMapper"), root)
 
@@ -250,14 +250,6 @@ def _put_cfg(root: str, start) -> None:
 def test_concurrent_cfg_writers_all_succeed(tmp_path):
     cfgmod = pytest.importorskip("butler.cfg")
     root = str(tmp_path / "repo")
-    context = multiprocessing.get_context("fork")
-    start = context.Event()
-    procs = [context.Process(target=_put_cfg, args=(root, start)) for _ in range(3)]
-    for proc in procs:
-        proc.start()
-    start.set()
-    for proc in procs:
-        proc.join(20)
-    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    assert run_together(_put_cfg, [(root,)] * 3, timeout=20) == [0, 0, 0]
     assert cfgmod.RepositoryCfg.read(root) == cfgmod.RepositoryCfg(root=root, mapper="butler.test.EmptyTestMapper")
     assert os.listdir(root) == ["repositoryCfg.yaml"]

@@ -13,7 +13,9 @@ from butler.errors import IngestError
 from mappers import translators
 from mappers.translators import TRANSLATORS
 
-DATA = "/work/shared/data"
+from conftest import SHARED_DATA
+
+DATA = str(SHARED_DATA)
 OBS_LSST = os.path.join(DATA, "obs_lsst", "data", "input")
 OBS_TEST = os.path.join(DATA, "obs_test", "data", "input")
 CAMERAS = ("lsstCam", "comCam", "latiss", "ts8", "ts3", "ucd", "imsim", "phosim")
