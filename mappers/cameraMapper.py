@@ -131,6 +131,11 @@ def _flatten_recipe(recipe: Any, defaults: Any) -> dict[str, Any]:
     return flat
 
 
+def _recipe_seed(dataId: Any) -> int:
+    """The dithering seed of a data ID: a non-zero CRC of its sorted items, stable across runs."""
+    return zlib.crc32(repr(sorted([(str(k), str(v)) for k, v in dict(dataId).items()])).encode()) % 2**31 or 1
+
+
 @functools.lru_cache(maxsize=1)
 def _base_write_recipes() -> tuple[dict[str, dict], Any]:
     policy = Policy(os.path.join(POLICY_DIR, "writeRecipes.yaml"))
@@ -341,6 +346,7 @@ class CameraMapper(Mapper):
         self.calibRegistry = (self._openCalibRegistry(calibRegistry)
                               if self.policy.get("needCalibRegistry") else None)
         self._writeRecipes = self._initWriteRecipes()
+        self._recipeOfType: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
         self._initMappings(provided)
         self.camera = self._makeCamera()
 
@@ -591,16 +597,30 @@ class CameraMapper(Mapper):
 
     def _writeRecipe(self, mapping: Mapping, dataId: Any) -> dict[str, Any]:
         """The flattened write recipe of a FitsStorage mapping, with zero seeds made non-zero."""
-        try:
-            recipe = dict(self._writeRecipes[mapping.recipe])
-        except KeyError:
-            raise PolicyError(f"Unrecognized write recipe {mapping.recipe!r} for dataset type "
-                               f"{mapping.datasetType}; known: {sorted(self._writeRecipes)}") from None
-        seed = zlib.crc32(repr(sorted((str(k), str(v)) for k, v in dict(dataId).items())).encode()) % 2**31 or 1
-        for plane in _PLANES:
-            if recipe.get(f"{plane}.scaling.seed") == 0:
-                recipe[f"{plane}.scaling.seed"] = seed
-        return recipe
+        recipe, seedKeys = self._recipeOf(mapping)
+        if not seedKeys:
+            return dict(recipe)
+        return {**recipe, **dict.fromkeys(seedKeys, _recipe_seed(dataId))}
+
+    def _recipeOf(self, mapping: Mapping) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The write recipe of a mapping and its zero seed keys, resolved once per dataset type.
+
+        Raises
+        ------
+        butler.errors.PolicyError
+            When the mapping names a recipe that is not defined.
+        """
+        resolved = self._recipeOfType.get(mapping.datasetType)
+        if resolved is None:
+            try:
+                recipe = self._writeRecipes[mapping.recipe]
+            except KeyError:
+                raise PolicyError(f"Unrecognized write recipe {mapping.recipe!r} for dataset type "
+                                  f"{mapping.datasetType}; known: {sorted(self._writeRecipes)}") from None
+            seedKeys = tuple(key for key in (f"{plane}.scaling.seed" for plane in _PLANES)
+                             if recipe.get(key) == 0)
+            resolved = self._recipeOfType[mapping.datasetType] = (recipe, seedKeys)
+        return resolved
 
     # -- fixed dataset types ----------------------------------------------------------------------
 

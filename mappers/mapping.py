@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 from typing import Any, Iterable
 
@@ -26,9 +27,10 @@ _log = logging.getLogger(__name__)
 SKYMAP_KEYS = ("tract", "patch")
 #: properties that the one-row-per-visit table ``raw_visit`` can answer
 _VISIT_PROPERTIES = frozenset(("filter", "expTime", "taiObs"))
-#: suffixes tried, in order, when reading a file that may be stored compressed
-_COMPRESSED_SUFFIXES = ("", ".gz", ".fz")
-_FORBIDDEN_IN_VALUES = ("\0", "/", "\\", "..")
+#: suffixes of the compressed variants of a file, tried in order after the file itself
+_COMPRESSED_SUFFIXES = (".gz", ".fz")
+#: what a data-ID value must not hold: a NUL byte, a path separator or ``..``
+_FORBIDDEN_IN_VALUES = re.compile(r"\0|/|\\|\.\.")
 
 
 def check_path_values(datasetType: str, dataId: Any, keys: Iterable[str]) -> None:
@@ -54,8 +56,7 @@ def check_path_values(datasetType: str, dataId: Any, keys: Iterable[str]) -> Non
         value = dataId.get(key)
         if value is None or isinstance(value, (int, float)):
             continue
-        text = str(value)
-        if any(bad in text for bad in _FORBIDDEN_IN_VALUES):
+        if _FORBIDDEN_IN_VALUES.search(str(value)):
             raise UnsafePathError(f"unsafe value {value!r} for data-ID key {key!r} of dataset type "
                                   f"{datasetType!r}: it could make the path leave the repository root")
 
@@ -116,6 +117,8 @@ class Mapping:
         self.range: tuple[str, str] | None = None
         if policy.get("validRange"):
             self.range = (policy.get("validStartName"), policy.get("validEndName"))
+        #: data-ID keys that never restrict a registry query
+        self._notQueried = frozenset((self.obsTimeName, *SKYMAP_KEYS))
         self._tableColumns: set[str] | None = None
 
     def __repr__(self) -> str:
@@ -156,8 +159,11 @@ class Mapping:
         # the values given are refused before the registry is asked about them,
         # the values the registry supplies before they fill the template
         check_path_values(self.datasetType, given, self.keyDict)
-        actualId = self.need(self.keyDict, given)
-        check_path_values(self.datasetType, actualId, [key for key in self.keyDict if key not in given])
+        actualId = dict(given)
+        missing = [key for key in self.keyDict if key not in actualId]
+        if missing:
+            actualId.update(zip(missing, self._lookupUnique(missing, actualId)))
+            check_path_values(self.datasetType, actualId, missing)
         usedDataId = {key: actualId[key] for key in self.keyDict}
         path = mapper._mapActualToPath(template, actualId)
         if os.path.isabs(path):
@@ -166,21 +172,21 @@ class Mapping:
         if not write:
             path = self._findCompressed(path)
         addFunc = getattr(mapper, "add_" + self.datasetType, None)
-        additionalData = dict(addFunc(self.datasetType, actualId)) if addFunc is not None else {}
-        additionalData.update(actualId)
-        return ButlerLocation(self.python, self.persistable, self.storage, path, dict(actualId), mapper,
+        additionalData = actualId if addFunc is None else {**addFunc(self.datasetType, actualId), **actualId}
+        return ButlerLocation(self.python, self.persistable, self.storage, path, actualId, mapper,
                               self.rootStorage, usedDataId=usedDataId, datasetType=self.datasetType,
                               additionalData=additionalData)
 
     def _findCompressed(self, path: str) -> str:
-        """Return ``path``, or its ``.gz``/``.fz`` variant that exists in this root (HDU kept)."""
+        """Return ``path`` when its file exists in this root, else its first ``.gz``/``.fz`` variant
+        that does (HDU selector kept), else ``path``: one existence check in the common case."""
         filename, hdu = split_hdu(path)
-        suffix = "" if hdu is None else f"[{hdu}]"
+        exists = self.rootStorage.exists
+        if exists(filename):
+            return path
         for ext in _COMPRESSED_SUFFIXES:
-            if ext and filename.endswith(ext):
-                continue
-            if self.rootStorage.exists(filename + ext):
-                return filename + ext + suffix
+            if not filename.endswith(ext) and exists(filename + ext):
+                return filename + ext + ("" if hdu is None else f"[{hdu}]")
         return path
 
     def have(self, properties: Iterable[str], dataId: Any) -> bool:
@@ -197,14 +203,23 @@ class Mapping:
         """
         newId = dict(dataId) if dataId else {}
         missing = [prop for prop in properties if prop not in newId]
-        if not missing:
-            return newId
-        rows = self.lookup(missing, newId)
-        if len(rows) != 1:
-            raise NoResults(f"No unique lookup for {missing} from {newId}: {len(rows)} matches",
-                            self.datasetType, newId, [registry_name(self.lookupRegistry)])
-        newId.update(zip(missing, rows[0]))
+        if missing:
+            newId.update(zip(missing, self._lookupUnique(missing, newId)))
         return newId
+
+    def _lookupUnique(self, properties: list[str], dataId: dict) -> tuple:
+        """Return the one registry row of ``properties`` matching the data ID.
+
+        Raises
+        ------
+        butler.errors.NoResults
+            When the lookup does not give exactly one row.
+        """
+        rows = self.lookup(properties, dataId)
+        if len(rows) != 1:
+            raise NoResults(f"No unique lookup for {properties} from {dataId}: {len(rows)} matches",
+                            self.datasetType, dataId, [registry_name(self.lookupRegistry)])
+        return rows[0]
 
     @property
     def lookupRegistry(self) -> Any:
@@ -250,9 +265,9 @@ class Mapping:
         return result
 
     def _lookupWhere(self, registry: Any, properties: list[str], dataId: Any) -> list[tuple]:
+        columns, notQueried = self.columns, self._notQueried
         where = {key: value for key, value in dataId.items()
-                 if (self.columns is None or key in self.columns)
-                 and key != self.obsTimeName and key not in SKYMAP_KEYS}
+                 if key not in notQueried and (columns is None or key in columns)}
         if self.range is not None:
             where[self.range] = dataId[self.obsTimeName]
         try:

@@ -1,4 +1,9 @@
-"""`SqliteRegistry`: lookups in a Gen2 SQLite registry with one parameterised query builder."""
+"""`SqliteRegistry`: lookups in a Gen2 SQLite registry with one parameterised query builder.
+
+Each query shape (columns, tables, where columns, range) is checked against
+the schema and built into SQL once per registry; later lookups of the same
+shape only bind their values.
+"""
 
 from __future__ import annotations
 
@@ -96,6 +101,7 @@ class SqliteRegistry(Registry):
             raise RegistryError(f"cannot open registry {self.location}: {exc}") from exc
         self.readOnly = readOnly
         self._columns: dict[str, tuple[str, ...]] = {}
+        self._statements: dict[tuple, str] = {}
 
     def __repr__(self) -> str:
         return f"SqliteRegistry({self.location!r})"
@@ -150,8 +156,9 @@ class SqliteRegistry(Registry):
             else:
                 where.append((key, PLACEHOLDER))
                 values.append(value)
-        return self.executeQuery(sequencify(lookupProperties), sequencify(reference), where, range_,
-                                 values + range_value)
+        sql = self._select(tuple(sequencify(lookupProperties)), tuple(sequencify(reference)), tuple(where),
+                           range_)
+        return self._execute(sql, values + range_value)
 
     def executeQuery(self, returnFields: Any, joinClause: Any, whereFields: Iterable | None,
                      range: Sequence[str] | None, values: Sequence[Any]) -> list[tuple]:
@@ -173,12 +180,24 @@ class SqliteRegistry(Registry):
         values : sequence
             The bound values, in order of the ``'?'`` terms.
         """
-        where = [(w, PLACEHOLDER) if isinstance(w, str) else tuple(w) for w in (whereFields or ())]
-        if range is not None and len(range) == 2:
-            range = (PLACEHOLDER, *range)
-        fields, tables = sequencify(returnFields), sequencify(joinClause)
-        self._check_names(tables, [*fields, *(t for pair in where for t in pair), *(range or ())])
-        return self._execute(build_select(fields, tables, where, range), list(values))
+        where = tuple((w, PLACEHOLDER) if isinstance(w, str) else tuple(w) for w in (whereFields or ()))
+        if range is not None:
+            range = (PLACEHOLDER, *range) if len(range) == 2 else tuple(range)
+        sql = self._select(tuple(sequencify(returnFields)), tuple(sequencify(joinClause)), where, range)
+        return self._execute(sql, list(values))
+
+    def _select(self, fields: tuple[str, ...], tables: tuple[str, ...], where: tuple[tuple[str, str], ...],
+                range: tuple[str, str, str] | None) -> str:
+        """Return the ``SELECT`` of one query shape, its names checked and its SQL built on first use.
+
+        The cache is bounded by the schema: a shape is made of checked names only.
+        """
+        shape = (fields, tables, where, range)
+        sql = self._statements.get(shape)
+        if sql is None:
+            self._check_names(tables, [*fields, *(t for pair in where for t in pair), *(range or ())])
+            sql = self._statements[shape] = build_select(fields, tables, where, range)
+        return sql
 
     def _check_names(self, tables: Iterable[str], columns: Iterable[str]) -> None:
         """Refuse unknown tables and columns.
