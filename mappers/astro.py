@@ -6,13 +6,13 @@ streams by their magic bytes, whatever the file name says).
 
 from __future__ import annotations
 
-import gzip
-import io
 import re
 from typing import TYPE_CHECKING, Any
 
+from butler.formatters.fits import open_for_every_pixel
+
 if TYPE_CHECKING:
-    from astropy.io.fits import HDUList, Header
+    from astropy.io.fits import Header
     from astropy.nddata import CCDData
     from astropy.wcs import WCS
 
@@ -20,23 +20,6 @@ __all__ = ["read_header", "read_image_header", "image_bbox", "header_wcs", "asse
            "read_amplifier", "to_ccddata", "catalog_length", "catalog_schema"]
 
 _SECTION = re.compile(r"\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]")
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
-def _open_for_every_hdu(path: str) -> "HDUList":
-    """Open a FITS file whose HDUs will all be read; a gzip stream is inflated into memory once.
-
-    astropy reads a gzip file through `gzip.GzipFile`, where every backward seek
-    restarts decompression from the first byte; reading the pixels of 16
-    amplifiers after their headers then inflates the stream dozens of times.
-    """
-    from astropy.io import fits
-
-    with open(path, "rb") as stream:
-        if stream.read(2) != _GZIP_MAGIC:
-            return fits.open(path)
-    with gzip.open(path, "rb") as stream:
-        return fits.open(io.BytesIO(stream.read()))
 
 
 def read_header(path: str, hdu: int | None = None) -> "Header":
@@ -137,7 +120,7 @@ def assemble_amplifiers(path: str) -> "CCDData":
     """
     import numpy as np
 
-    with _open_for_every_hdu(path) as hdus:
+    with open_for_every_pixel(path) as hdus:
         primary = hdus[0].header.copy()
         amps = [(_section(hdu.header["DETSEC"]), hdu.data) for hdu in hdus[1:]
                 if hdu.is_image and "DETSEC" in hdu.header]

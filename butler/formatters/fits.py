@@ -24,6 +24,8 @@ first pixel).
 
 from __future__ import annotations
 
+import gzip
+import io
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from astropy.io import fits as fits_types
     from astropy.nddata import CCDData
 
-__all__ = ["FitsStorage", "FitsCatalogStorage", "python_kind"]
+__all__ = ["FitsStorage", "FitsCatalogStorage", "python_kind", "open_for_every_pixel"]
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ _STRUCTURAL = frozenset({"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCO
 _NAXIS_N = re.compile(r"NAXIS\d+$")
 _MEF_ROLES = ("IMAGE", "MASK", "VARIANCE")
 _BOX_KEYS = ("llcX", "llcY", "width", "height")
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def python_kind(pythonType: Any) -> str:
@@ -99,10 +102,15 @@ def _hdu_or_none(hdul: fits_types.HDUList, index: int) -> Any:
         return None
 
 
+def _merges_primary(hdul: fits_types.HDUList, index: int) -> bool:
+    """Whether HDU ``index``'s header is read merged onto the primary's: an extension of a data-less primary."""
+    return index != 0 and not _has_pixels(hdul[0])
+
+
 def _merged_header(hdul: fits_types.HDUList, index: int) -> fits_types.Header:
-    """Return HDU ``index``'s header; an extension's is merged onto a data-less primary's (its keys win)."""
+    """Return a copy of HDU ``index``'s header, merged onto the primary's when `_merges_primary` (its keys win)."""
     header = hdul[index].header
-    if index == 0 or _has_pixels(hdul[0]):
+    if not _merges_primary(hdul, index):
         return header.copy()
     merged = hdul[0].header.copy()
     merged.extend(_content_cards(header), update=True)
@@ -149,7 +157,7 @@ def _mef_layout(hdul: fits_types.HDUList) -> dict[str, int] | None:
 def _box(additionalData: dict, header: fits_types.Header, shape: tuple[int, ...],
          path: str) -> tuple[slice, slice] | None:
     """Return the numpy slices of the requested sub-image, or None for the whole image."""
-    if not all(key in additionalData for key in _BOX_KEYS):
+    if not _wants_box(additionalData):
         return None
     x, y, width, height = (int(additionalData[key]) for key in _BOX_KEYS)
     if additionalData.get("imageOrigin", "PARENT") == "PARENT":
@@ -162,8 +170,15 @@ def _box(additionalData: dict, header: fits_types.Header, shape: tuple[int, ...]
 
 
 def _pixels(hdu: Any, box: tuple[slice, slice] | None) -> Any:
-    """Read an HDU's (scaled) pixels, only the box when one is given."""
-    return hdu.section[box] if box is not None else hdu.data
+    """Read an HDU's (scaled) pixels, only the box when one is given.
+
+    The array never refers to the file's memory map: unscaled pixels of a
+    mapped file are copied out, so the file can be closed.
+    """
+    if box is not None:
+        return hdu.section[box]
+    data = hdu.data
+    return data if data is None or data.flags.owndata else data.copy()
 
 
 def _unit(header: fits_types.Header, path: str) -> Any:
@@ -209,7 +224,8 @@ def _read_ccd(hdul: fits_types.HDUList, path: str, hdu: int | None, additionalDa
     else:
         index = hdu if hdu is not None else _first_image_index(hdul, path)
     image = hdul[index]
-    header = _merged_header(hdul, index)
+    # read only: the meta below is the one copy made
+    header = _merged_header(hdul, index) if _merges_primary(hdul, index) else image.header
     box = _box(additionalData, header, image.shape, path)
     mask = variance = None
     if layout is not None and "MASK" in layout:
@@ -261,11 +277,37 @@ def _read_table(path: str, hdu: int | None) -> Any:
     return Table.read(path, format="fits", hdu=1 if hdu is None else hdu, character_as_bytes=False)
 
 
-def _open(path: str) -> fits_types.HDUList:
+def _wants_box(additionalData: dict) -> bool:
+    return all(key in additionalData for key in _BOX_KEYS)
+
+
+def open_for_every_pixel(path: str) -> fits_types.HDUList:
+    """Open a FITS file whose pixels will all be read, its HDUs loaded on access.
+
+    A plain file is opened as `astropy.io.fits.getdata` opens it, through a
+    memory map (`_pixels` copies the pixels out). A gzip stream is inflated
+    into memory once: astropy reads it through `gzip.GzipFile`, where every
+    backward seek (to the pixels of an HDU after a look at the next header)
+    restarts decompression from the first byte.
+    """
     from astropy.io import fits
 
-    # No memmap: pixels are read into memory (only the box for sub-images) and
-    # stay valid after the file is closed.
+    with open(path, "rb") as stream:
+        if stream.read(2) == _GZIP_MAGIC:
+            stream.seek(0)
+            return fits.open(io.BytesIO(gzip.decompress(stream.read())), lazy_load_hdus=True)
+    return fits.open(path, lazy_load_hdus=True)
+
+
+def _open(path: str, *, everyPixel: bool) -> fits_types.HDUList:
+    """Open a FITS file: `open_for_every_pixel`, else (headers, sub-images) to read only what is asked.
+
+    Without a memory map, astropy reads only the headers, or only the rows of a box.
+    """
+    from astropy.io import fits
+
+    if everyPixel:
+        return open_for_every_pixel(path)
     return fits.open(path, memmap=False, lazy_load_hdus=True)
 
 
@@ -279,7 +321,7 @@ class FitsStorage(Formatter):
         kind = python_kind(pythonType)
         if kind == "table":
             return _read_table(path, hdu)
-        with _open(path) as hdul:
+        with _open(path, everyPixel=kind != "header" and not _wants_box(additionalData)) as hdul:
             if kind == "header":
                 return hdul[hdu].header.copy() if hdu is not None else _merged_header(
                     hdul, _default_header_index(hdul))
@@ -321,7 +363,7 @@ class FitsCatalogStorage(Formatter):
 
     def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
         if python_kind(pythonType) == "header":
-            with _open(path) as hdul:
+            with _open(path, everyPixel=False) as hdul:
                 return hdul[1 if hdu is None else hdu].header.copy()
         return _read_table(path, hdu)
 
