@@ -1,6 +1,6 @@
 """Core Butler benchmark: each operation against its raw floor, in one run.
 
-    python bench/bench_core.py [--n 1000] [--repeat 5]
+    python bench/bench_core.py [--n 1000] [--repeat 5] [--dir DIR]
 
 Prints, per operation, the best time of the butler, the best time of the
 floor (plain pickle / YAML I/O of the same objects and files) and their ratio.
@@ -136,8 +136,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="objects to put and get")
     parser.add_argument("--repeat", type=int, default=5, help="best of this many runs")
+    parser.add_argument("--dir", default=None,
+                        help="where to make the repositories (default: the system temporary directory); "
+                             "a put creates a new file per write, so the file system's create cost matters")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-core-") as work:
+    with tempfile.TemporaryDirectory(prefix="bench-core-", dir=args.dir) as work:
+        print(f"repositories under {work}")
         bench_put_get(work, args.n, args.repeat)
         bench_chain(work, args.repeat)
     bench_import(args.repeat)

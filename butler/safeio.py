@@ -25,6 +25,7 @@ import filecmp
 import logging
 import os
 import secrets
+import stat
 from typing import IO, Iterator
 
 from .errors import FileContentMismatch, UnsafePathError
@@ -64,7 +65,7 @@ def safeMakeDir(directory: str) -> None:
 
 
 def _is_within(root: str, path: str) -> bool:
-    return path == root or os.path.commonpath([root, path]) == root
+    return path == root or path.startswith(root if root.endswith(os.sep) else root + os.sep)
 
 
 def ensure_within(root: str, path: str) -> str:
@@ -88,12 +89,49 @@ def ensure_within(root: str, path: str) -> str:
     UnsafePathError
         When ``path`` resolves outside ``root``.
     """
-    real_root = os.path.realpath(root)
+    real_root = _real_root(root)
+    candidate = os.path.normpath(os.path.join(real_root, path))
+    if _is_within(real_root, candidate) and _no_link_below(real_root, candidate, path):
+        return candidate
     resolved = os.path.realpath(os.path.join(real_root, path))
     if not _is_within(real_root, resolved):
         raise UnsafePathError(
             f"path {path!r} resolves to {resolved!r}, outside the repository root {root!r} ({real_root!r})")
     return resolved
+
+
+_real_roots: dict[str, str] = {}
+
+
+def _real_root(root: str) -> str:
+    """``os.path.realpath(root)``, remembered once the root exists (it is on every write)."""
+    real = _real_roots.get(root)
+    if real is None:
+        real = os.path.realpath(root)
+        if os.path.isdir(real):
+            _real_roots[root] = real
+    return real
+
+
+def _no_link_below(real_root: str, candidate: str, path: str) -> bool:
+    """True when ``candidate`` (normalised, inside ``real_root``) has no ``..`` and no symlink below the root.
+
+    Then the textual path is the resolved path, and the full `os.path.realpath`
+    walk (an ``lstat`` of every component from ``/``) is not needed.
+    """
+    if ".." in path.split(os.sep):
+        return False
+    current = real_root
+    for part in candidate[len(real_root):].split(os.sep):
+        if not part:
+            continue
+        current = current + os.sep + part
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                return False
+        except FileNotFoundError:
+            return True  # nothing below a missing component can be a link
+    return True
 
 
 def _create_temporary(directory: str, name: str) -> str:
@@ -163,15 +201,20 @@ def atomic_write(path: str, root: str | None = None) -> Iterator[str]:
     Notes
     -----
     On success the temporary file is renamed onto ``path`` with `os.replace`
-    (fsynced first when `FSYNC` is set). If the block raises, the temporary file is removed and
-    ``path`` is left as it was.
+    (fsynced first when `FSYNC` is set). If the block raises (or the rename
+    fails), the temporary file is removed and ``path`` is left as it was.
     """
     target = ensure_within(root, path) if root is not None else os.path.abspath(path)
-    with _temporary_beside(target) as tmp:
+    tmp = _create_temporary(*os.path.split(target))
+    try:
         yield tmp
         if FSYNC:
             _fsync_path(tmp)
         os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     _log.debug("wrote %s", target)
 
 
