@@ -9,7 +9,6 @@ the rules can be tested without files.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Callable, Iterable, Sequence
 
 import attrs
@@ -177,10 +176,6 @@ class RepositoryGraph:
         nodes += [n for n in self.search_order() if n not in nodes]
         return nodes
 
-    def write_targets(self) -> list[RepositoryNode]:
-        """The repositories a put writes to."""
-        return list(self.outputs)
-
 
 class _Builder:
     """Builds a `RepositoryGraph`; one instance per Butler construction."""
@@ -201,10 +196,8 @@ class _Builder:
     def existing_node(self, args: RepositoryArgs | RepositoryCfg, role: str, mode: str,
                       tags: frozenset = frozenset()) -> RepositoryNode:
         """The node of an existing repository (an input or a parent), with its parents."""
-        if isinstance(args, RepositoryCfg):
-            root, given = args.root, args
-        else:
-            root, given = args.root, None
+        root = args.root
+        given = args if isinstance(args, RepositoryCfg) else None
         node = self._nodes.get(root)
         if node is not None:
             node.tags = node.tags | tags
@@ -400,8 +393,3 @@ def _recorded_parents_as_inputs(builder: _Builder, outputs: Sequence[RepositoryA
     if spec.cfg is None:
         return []
     return builder.parent_nodes(spec.cfg.parents, frozenset())
-
-
-def absolute_root(path: str) -> str:
-    """An absolute, normalised root (symlinks kept: a repository may be reached through a link)."""
-    return os.path.abspath(os.path.expanduser(path))

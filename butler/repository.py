@@ -24,9 +24,6 @@ __all__ = ["Repository", "describe_repository"]
 
 _log = logging.getLogger(__name__)
 
-MAPPER_KEYWORDS = ("root", "parentRegistry", "repositoryCfg")
-
-
 def describe_repository(root: str) -> RepoSpec:
     """Read what is at a repository root: its cfg, or its old-style (V1) markers."""
     present = os.path.isdir(root)
