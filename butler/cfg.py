@@ -34,6 +34,7 @@ __all__ = [
     "RepositoryArgs",
     "RepositoryCfg",
     "as_repository_args",
+    "find_mapper_file",
     "load_yaml",
     "read_mapper_file",
     "resolve_mapper_name",
@@ -398,9 +399,31 @@ def read_mapper_file(root: str | os.PathLike) -> str | None:
     try:
         with open(path) as stream:
             line = stream.readline().strip()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     return line or None
+
+
+def find_mapper_file(root: str | os.PathLike) -> tuple[str, str] | None:
+    """Find the ``_mapper`` file of an old-style repository at ``root`` or up its ``_parent`` links.
+
+    Returns
+    -------
+    found : ``(mapper class string, path of the _mapper file)`` or `None`
+        `None` when no ``_mapper`` file is found (a ``_parent`` cycle ends the walk).
+    """
+    directory = os.path.realpath(root)
+    seen = set()
+    while directory not in seen:
+        seen.add(directory)
+        name = read_mapper_file(directory)
+        if name is not None:
+            return name, os.path.join(directory, MAPPER_FILENAME)
+        parent = os.path.join(directory, "_parent")
+        if not os.path.exists(parent):
+            return None
+        directory = os.path.realpath(parent)
+    return None
 
 
 # -- safe YAML ---------------------------------------------------------------------------------

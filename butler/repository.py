@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any
 
-from .cfg import RepositoryCfg, read_mapper_file
+from .cfg import RepositoryCfg, find_mapper_file
 from .errors import MapperError, RepositoryModeError
 from .graph import RepoSpec, RepositoryNode
 from .location import ButlerComposite, ButlerLocation, split_hdu
@@ -24,6 +24,7 @@ __all__ = ["Repository", "describe_repository"]
 
 _log = logging.getLogger(__name__)
 
+
 def describe_repository(root: str) -> RepoSpec:
     """Read what is at a repository root: its cfg, or its old-style (V1) markers."""
     present = os.path.isdir(root)
@@ -32,26 +33,10 @@ def describe_repository(root: str) -> RepoSpec:
     cfg = RepositoryCfg.read(root)
     parent_link = os.path.join(root, "_parent")
     legacy_parent = os.path.realpath(parent_link) if os.path.exists(parent_link) else None
-    legacy_mapper = None
-    if cfg is None:
-        legacy_mapper = _legacy_mapper_name(root)
+    found = find_mapper_file(root) if cfg is None else None
+    legacy_mapper = found[0] if found is not None else None
     return RepoSpec(root=root, cfg=cfg, legacyMapper=legacy_mapper, legacyParent=legacy_parent,
                     hasRegistry=os.path.exists(os.path.join(root, "registry.sqlite3")), present=True)
-
-
-def _legacy_mapper_name(root: str) -> str | None:
-    """The class named by the ``_mapper`` file at ``root`` or up its ``_parent`` links."""
-    seen = set()
-    while root and root not in seen:
-        seen.add(root)
-        name = read_mapper_file(root)
-        if name is not None:
-            return name
-        parent = os.path.join(root, "_parent")
-        if not os.path.exists(parent):
-            return None
-        root = os.path.realpath(parent)
-    return None
 
 
 def _mapper_class(mapper: Any) -> Any:

@@ -173,21 +173,14 @@ class PosixStorage(StorageInterface):
         ImportError
             When the mapper name cannot be imported; the message names the file.
         """
-        from ..cfg import CFG_FILENAME, MAPPER_FILENAME, RepositoryCfg, read_mapper_file
+        from ..cfg import CFG_FILENAME, RepositoryCfg, find_mapper_file
 
         root = _path_from_uri(root)
         cfg = RepositoryCfg.read(root)
         if cfg is not None and cfg.mapper is not None:
             return PosixStorage._mapper_class(cfg.mapper, os.path.join(root, CFG_FILENAME))
-        seen = set()
-        directory = root
-        while os.path.isdir(directory) and os.path.realpath(directory) not in seen:
-            seen.add(os.path.realpath(directory))
-            name = read_mapper_file(directory)
-            if name is not None:
-                return PosixStorage._mapper_class(name, os.path.join(directory, MAPPER_FILENAME))
-            directory = os.path.join(directory, _PARENT_LINK)
-        return None
+        found = find_mapper_file(root)
+        return PosixStorage._mapper_class(*found) if found is not None else None
 
     @staticmethod
     def _mapper_class(mapper: Any, source: str) -> Any:
