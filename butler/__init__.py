@@ -47,6 +47,8 @@ _PUBLIC = {
     "UnsafePathError": "errors",
     "UnsafeYamlError": "errors",
     "DatasetNotFoundError": "errors",
+    "FormatterError": "errors",
+    "UnwritableObjectError": "errors",
     "UnknownStorageError": "errors",
     "FileContentMismatch": "errors",
     "RegistryError": "errors",

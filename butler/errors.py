@@ -21,6 +21,8 @@ __all__ = [
     "UnsafePathError",
     "UnsafeYamlError",
     "DatasetNotFoundError",
+    "FormatterError",
+    "UnwritableObjectError",
     "UnknownStorageError",
     "FileContentMismatch",
     "RegistryError",
@@ -32,6 +34,15 @@ __all__ = [
 
 class ButlerError(Exception):
     """Base class of every error raised by the butler package."""
+
+    def add_context(self, context: str) -> None:
+        """Append ``context`` (the dataset type, data ID, repository...) to the message.
+
+        Used where an error raised low down (a formatter) passes a place that
+        knows what the user asked for.
+        """
+        if len(self.args) == 1 and isinstance(self.args[0], str):
+            self.args = (f"{self.args[0]}; {context}",)
 
 
 class NoResults(ButlerError, RuntimeError):
@@ -100,6 +111,14 @@ class DatasetNotFoundError(ButlerError, FileNotFoundError):
     """A location's file does not exist."""
 
 
+class FormatterError(ButlerError, ValueError):
+    """A file cannot be read or written as asked (no image HDU, a box outside the image, ...)."""
+
+
+class UnwritableObjectError(ButlerError, TypeError):
+    """A formatter cannot write an object of this type."""
+
+
 class UnknownStorageError(ButlerError, LookupError):
     """No formatter or storage is registered for a storage name or URI scheme."""
 
@@ -122,6 +141,12 @@ class PolicyError(ButlerError, RuntimeError):
 
 class IngestError(ButlerError, RuntimeError):
     """A file cannot be ingested into a repository."""
+
+
+def describe_location(location: Any, root: str) -> str:
+    """Render what a location stands for (dataset type, data ID, repository) for an error message."""
+    return (f"datasetType: {getattr(location, 'datasetType', None)}; "
+            f"dataId: {describe_data_id(getattr(location, 'dataId', None))}; repository: {root}")
 
 
 def describe_data_id(dataId: Any) -> str:

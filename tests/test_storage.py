@@ -253,3 +253,20 @@ def test_concurrent_cfg_writers_all_succeed(tmp_path):
     assert run_together(_put_cfg, [(root,)] * 3, timeout=20) == [0, 0, 0]
     assert cfgmod.RepositoryCfg.read(root) == cfgmod.RepositoryCfg(root=root, mapper="butler.test.EmptyTestMapper")
     assert os.listdir(root) == ["repositoryCfg.yaml"]
+
+
+def test_formatter_errors_name_the_dataset_type_data_id_and_repository(repo):
+    from butler.errors import FormatterError, UnwritableObjectError
+
+    location = ButlerLocation(None, None, "FitsStorage", "sub/bad.fits", {"visit": 7}, None, repo,
+                              datasetType="calexp")
+    with pytest.raises(UnwritableObjectError, match=r"calexp.*'visit': 7.*" + repr(repo.root)[1:-1]) as info:
+        repo.write(location, object())
+    assert isinstance(info.value, TypeError)
+    repo.write(location, np.zeros((2, 2)))
+    boxed = ButlerLocation("ndarray", None, "FitsStorage", "sub/bad.fits", {"visit": 7}, None, repo,
+                           datasetType="calexp_sub",
+                           additionalData={"llcX": 0, "llcY": 0, "width": 5, "height": 5})
+    with pytest.raises(FormatterError, match=r"not inside.*calexp_sub.*'visit': 7") as info:
+        repo.read(boxed)
+    assert isinstance(info.value, ValueError)

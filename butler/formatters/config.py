@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
+from ..errors import UnwritableObjectError
 from ..utils import doImport
 from .base import Formatter
 from .yaml import dump_yaml_file, load_yaml_file
@@ -51,6 +52,6 @@ class ConfigStorage(Formatter):
             obj.save(path)
             return
         if not isinstance(obj, Mapping):
-            raise TypeError(f"ConfigStorage writes objects with a save(path) method or mappings, "
+            raise UnwritableObjectError(f"ConfigStorage writes objects with a save(path) method or mappings, "
                             f"not {type(obj).__name__}")
         dump_yaml_file(dict(obj), path)

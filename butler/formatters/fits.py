@@ -30,6 +30,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..errors import FormatterError, UnwritableObjectError
 from .base import Formatter, type_name
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def _first_image_index(hdul: fits_types.HDUList, path: str) -> int:
     for index, hdu in enumerate(hdul):
         if _has_pixels(hdu):
             return index
-    raise ValueError(f"{path} has no image HDU")
+    raise FormatterError(f"{path} has no image HDU")
 
 
 def _role(hdu: Any) -> str | None:
@@ -164,7 +165,7 @@ def _box(additionalData: dict, header: fits_types.Header, shape: tuple[int, ...]
         x += int(header.get("LTV1", 0))
         y += int(header.get("LTV2", 0))
     if x < 0 or y < 0 or width <= 0 or height <= 0 or y + height > shape[0] or x + width > shape[1]:
-        raise ValueError(f"box (x={x}, y={y}, width={width}, height={height}) is not inside the "
+        raise FormatterError(f"box (x={x}, y={y}, width={width}, height={height}) is not inside the "
                          f"{shape[1]}x{shape[0]} image of {path}")
     return slice(y, y + height), slice(x, x + width)
 
@@ -338,7 +339,7 @@ class FitsStorage(Formatter):
         from astropy.table import Table
 
         if hdu:
-            raise ValueError(f"cannot write HDU {hdu} alone; FitsStorage writes whole files ({path})")
+            raise FormatterError(f"cannot write HDU {hdu} alone; FitsStorage writes whole files ({path})")
         if isinstance(obj, fits.HDUList):
             hdul = obj
         elif isinstance(obj, CCDData):
@@ -350,7 +351,7 @@ class FitsStorage(Formatter):
         elif isinstance(obj, np.ndarray):
             hdul = fits.HDUList([fits.PrimaryHDU(obj)])
         else:
-            raise TypeError(f"FitsStorage cannot write a {type(obj).__name__}; it writes CCDData, "
+            raise UnwritableObjectError(f"FitsStorage cannot write a {type(obj).__name__}; it writes CCDData, "
                             "numpy arrays, Headers, Tables and HDULists")
         hdul.writeto(path, overwrite=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import UnwritableObjectError
 from .base import Formatter
 
 __all__ = ["TextStorage"]
@@ -21,6 +22,6 @@ class TextStorage(Formatter):
 
     def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
         if not isinstance(obj, str):
-            raise TypeError(f"TextStorage writes str, not {type(obj).__name__}")
+            raise UnwritableObjectError(f"TextStorage writes str, not {type(obj).__name__}")
         with open(path, "w", encoding="utf-8") as stream:
             stream.write(obj)

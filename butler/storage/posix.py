@@ -13,7 +13,7 @@ import os
 import shutil
 from typing import IO, Any
 
-from ..errors import DatasetNotFoundError, RepositoryError
+from ..errors import ButlerError, DatasetNotFoundError, RepositoryError, describe_location
 from ..formatters import get_formatter
 from ..location import split_hdu
 from ..safeio import atomic_write, makedirs
@@ -232,14 +232,24 @@ class PosixStorage(StorageInterface):
             When a file does not exist.
         UnknownStorageError
             When no formatter has the location's storage name.
+        FormatterError
+            When a file cannot be read as asked; the message names the dataset
+            type, the data ID and the repository, as for any other package error
+            a formatter raises.
         """
         formatter = get_formatter(butlerLocation.storageName)
         results = []
-        for location in butlerLocation.locationList:
-            path, hdu = split_hdu(location)
-            results.append(formatter.read(os.path.join(self.root, path), hdu=hdu,
-                                          pythonType=butlerLocation.pythonType,
-                                          additionalData=butlerLocation.additionalData))
+        try:
+            for location in butlerLocation.locationList:
+                path, hdu = split_hdu(location)
+                results.append(formatter.read(os.path.join(self.root, path), hdu=hdu,
+                                              pythonType=butlerLocation.pythonType,
+                                              additionalData=butlerLocation.additionalData))
+        except DatasetNotFoundError:
+            raise  # a miss: the search moves on (and names everything when it ends)
+        except ButlerError as exc:
+            exc.add_context(describe_location(butlerLocation, self.root))
+            raise
         return results[0] if len(results) == 1 else results
 
     def write(self, butlerLocation: Any, obj: Any) -> None:
@@ -249,12 +259,19 @@ class PosixStorage(StorageInterface):
         ------
         UnsafePathError
             When a path resolves outside the root; nothing is written.
+        UnwritableObjectError
+            When the formatter cannot write ``obj``; nothing is written. The
+            message names the dataset type, the data ID and the repository.
         """
         formatter = get_formatter(butlerLocation.storageName)
         for location in butlerLocation.locationList:
             path, hdu = split_hdu(location)
-            with atomic_write(path, root=self.root) as tmp:
-                formatter.write(obj, tmp, hdu=hdu, additionalData=butlerLocation.additionalData)
+            try:
+                with atomic_write(path, root=self.root) as tmp:
+                    formatter.write(obj, tmp, hdu=hdu, additionalData=butlerLocation.additionalData)
+            except ButlerError as exc:
+                exc.add_context(describe_location(butlerLocation, self.root))
+                raise
             _log.debug("wrote %s %s in %s", butlerLocation.storageName, path, self.root)
 
     def copyFile(self, fromLocation: str, toLocation: str) -> None:
