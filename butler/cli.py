@@ -162,6 +162,44 @@ def dataset_keys(butler: Any, datasetType: str) -> dict:
         return {}
 
 
+def _known_keys(butler: Any, datasetType: str) -> set[str] | None:
+    """Every key a data ID of ``datasetType`` may use: the mapper's keys and its registries' columns.
+
+    None when no mapper can say (a mapper without ``getKeys(None)``), so nothing is refused.
+    """
+    try:
+        allKeys = butler.getKeys(None)
+    except (KeyError, TypeError, AttributeError):
+        allKeys = None
+    if not isinstance(allKeys, Mapping):
+        return None
+    known = set(allKeys) | set(dataset_keys(butler, datasetType))
+    for data in butler._repos.inputs():
+        mapper = data.repo.mapper if data.repo.cfg.mapper is not None else None
+        for registry in (getattr(mapper, "registry", None), getattr(mapper, "calibRegistry", None)):
+            if hasattr(registry, "getTables") and hasattr(registry, "columns"):
+                for table in registry.getTables():
+                    known.update(registry.columns(table))
+    return known
+
+
+def check_data_id_keys(butler: Any, datasetType: str, dataId: Mapping[str, Any]) -> None:
+    """Refuse a data-ID key that neither the mapper nor any of its registries knows (a typo).
+
+    The library ignores such a key, as Gen2 did, so ``vist=1`` would match everything.
+    """
+    known = _known_keys(butler, datasetType)
+    if known is None:
+        return
+    for key in dataId:
+        if key not in known:
+            near = difflib.get_close_matches(key, sorted(known), n=3)
+            hint = f"did you mean {', '.join(near)}?" if near else \
+                f"{datasetType} takes {', '.join(sorted(dataset_keys(butler, datasetType))) or 'no keys'}"
+            raise UserError(f"unknown data ID key {key!r} for {datasetType}: no mapper template or registry "
+                            f"column has it; {hint}")
+
+
 _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "int": int, "integer": int, "float": float, "double": float, "real": float, "str": str, "text": str,
 }
@@ -227,7 +265,10 @@ def render_rows(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -
         writer.writerow(names)
         writer.writerows(rows)
         return buffer.getvalue().rstrip("\n")
-    return text_table(names, rows) + f"\n({len(rows)} row{'' if len(rows) == 1 else 's'})"
+    count = f"({len(rows)} row{'' if len(rows) == 1 else 's'})"
+    if not names:  # data IDs with no keys (a dataset whose template has none)
+        return f"{count[:-1]}, no data ID keys)"
+    return text_table(names, rows) + "\n" + count
 
 
 def describe_object(obj: Any) -> str:
@@ -447,14 +488,16 @@ def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, f
           registry: str | None) -> None:
     """List the data IDs of DATASET in ROOT that match KEY=VALUE items."""
     butler = open_butler([root], mapper=mapper, registry=registry)
-    dataId = parse_data_id(data_id, dataset_keys(butler, dataset))
+    datasetKeys = dataset_keys(butler, dataset)
+    dataId = parse_data_id(data_id, datasetKeys)
+    check_data_id_keys(butler, dataset, dataId)
     if keys:
         names = [k.strip() for k in keys.split(",") if k.strip()]
         values = butler.queryMetadata(dataset, names, dataId)
         rows = [v if isinstance(v, tuple) else (v,) for v in values]
     else:
         ids = [dict(ref.dataId) for ref in butler.subset(dataset, dataId=dataId)]
-        names = list(dict.fromkeys(k for d in ids for k in d))
+        names = list(dict.fromkeys([*(k for d in ids for k in d), *([] if ids else [*dataId, *datasetKeys])]))
         rows = [tuple(d.get(k, "") for k in names) for d in ids]
     click.echo(render_rows(names, rows, fmt))
 
@@ -471,6 +514,7 @@ def get(root: str, dataset: str, data_id: tuple[str, ...], uri: bool, out: str |
     """Find one dataset: print where it is and what it holds, or copy it."""
     butler = open_butler([root], mapper=mapper, registry=registry)
     dataId = parse_data_id(data_id, dataset_keys(butler, dataset))
+    check_data_id_keys(butler, dataset, dataId)
     if not butler.datasetExists(dataset, dataId):
         raise NoResults("no such dataset", dataset, dataId, [os.path.abspath(root)])
     path = butler.getUri(dataset, dataId)
@@ -514,6 +558,7 @@ def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id:
     labels = version_labels(root_a, root_b)
     butler = open_butler([root_a, root_b], labels, mapper=mapper, registry=registry)
     dataId = parse_data_id(data_id, dataset_keys(butler, dataset))
+    check_data_id_keys(butler, dataset, dataId)
     report = compare_versions(butler, dataset, dataId, *labels, rtol=rtol, atol=atol,
                               progress=sys.stderr.isatty())
     click.echo(report.to_json() if fmt == "json" else report.to_text())
@@ -543,7 +588,9 @@ def ingest(ctx: click.Context, root: str, files: tuple[str, ...], mode: str, ign
                          progress=sys.stderr.isatty())
     for item in report.ingested:
         click.echo(f"{item.source} -> {item.destination}")
-    for problem in report.skipped + report.failed:
-        click.echo(f"{problem.source}: {problem.reason}", err=True)
+    # failures are logged as warnings by the library: echoed only when that log is not shown
+    logged = logging.getLogger("butler.ingest").isEnabledFor(logging.WARNING)
+    for problem in report.skipped + ([] if logged else report.failed):
+        click.echo(str(problem), err=True)
     click.echo(report.summary())
     ctx.exit(1 if report.failed else 0)

@@ -86,6 +86,10 @@ class IngestProblem:
     source: str
     reason: str
 
+    def __str__(self) -> str:
+        """``SOURCE: REASON``, the source named once (a translator's reason already names it)."""
+        return self.reason if self.reason.startswith(f"{self.source}: ") else f"{self.source}: {self.reason}"
+
 
 @attrs.define
 class IngestReport:
@@ -329,13 +333,14 @@ def _plan(root: str, paths: Sequence[str], translator: Translator, mapper: Any, 
     before anything is written: `UnsafePathError` for a destination outside the
     root, `IngestError` for duplicates unless ``ignore_ingested``.
     """
-    seen = _existing_keys(os.path.join(root, REGISTRY_NAME), translator.unique, create)
+    registry = os.path.join(root, REGISTRY_NAME)
+    seen = _existing_keys(registry, translator.unique, create)
     duplicates = []
     planned = []
     for path, (row, error) in zip(paths, _translate_all(translator, paths, workers, progress)):
         if row is None:
-            _log.warning("not ingesting %s: %s", path, error)
             report.failed.append(IngestProblem(path, error))
+            _log.warning("not ingesting %s", report.failed[-1])
             continue
         key = tuple(row[name] for name in translator.unique)
         if key in seen:
@@ -346,8 +351,10 @@ def _plan(root: str, paths: Sequence[str], translator: Translator, mapper: Any, 
         relpath = _destination(row, mapper, template)
         planned.append((IngestedFile(path, relpath, row), _contained(root, relpath)))
     if duplicates and not ignore_ingested:
-        raise IngestError("already ingested (use ignore_ingested to skip): "
-                          + "; ".join(f"{item.source}: {item.reason}" for item in duplicates))
+        raise IngestError(f"already ingested in {registry}: "
+                          + "; ".join(f"{item.source} ({item.reason.removeprefix('already ingested: ')})"
+                                      for item in duplicates)
+                          + " (ignore_ingested=True, or butler ingest --ignore-ingested, skips them)")
     for item in duplicates:
         _log.info("skipping %s: %s", item.source, item.reason)
     report.skipped.extend(duplicates)
@@ -370,7 +377,7 @@ def _place(connection: sqlite3.Connection, planned: Sequence[tuple[IngestedFile,
             concurrent = isinstance(err, sqlite3.IntegrityError)
             reason = f"{err} (ingested concurrently?)" if concurrent else str(err)
             problem = IngestProblem(item.source, reason)
-            _log.warning("not ingesting %s: %s", item.source, problem.reason)
+            _log.warning("not ingesting %s", problem)
             (report.skipped if concurrent and ignore_ingested else report.failed).append(problem)
         else:
             report.ingested.append(item)

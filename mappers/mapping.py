@@ -352,14 +352,14 @@ class CalibrationMapping(Mapping):
         properties = list(properties)
         dataId = dataId or {}
         if self.reference is None:
-            return super().lookup(properties, dataId)
+            return self._calibLookup(properties, dataId)
         where = {key: value for key, value in dataId.items() if not self.refCols or key in self.refCols}
         if self.columns is not None:
             columns = [col for col in self.columns if col not in dataId]
         else:
             columns = properties
         if not columns:
-            return super().lookup(properties, dataId)
+            return self._calibLookup(properties, dataId)
         if self.refRegistry is None:
             raise RegistryError(f"No registry for lookup of {columns!r} in {self.reference!r} for dataset "
                                 f"type {self.datasetType!r} with data ID {dict(dataId)!r}")
@@ -371,7 +371,16 @@ class CalibrationMapping(Mapping):
             return [tuple(rows[0][columns.index(prop)] for prop in properties)]
         newId = dict(dataId)
         newId.update(zip(columns, rows[0]))
-        return super().lookup(properties, newId)
+        return self._calibLookup(properties, newId)
+
+    def _calibLookup(self, properties: list[str], dataId: Any) -> list[tuple]:
+        """`Mapping.lookup` in the calibration registry, which must exist."""
+        if self.registry is None:
+            where = getattr(self.rootStorage, "root", None)
+            raise RegistryError(f"No registry for lookup of {properties!r} for dataset type {self.datasetType!r} "
+                                f"with data ID {dict(dataId)!r}: no calibration registry (calibRegistry.sqlite3) "
+                                f"in the calibration root {where or '(none)'}")
+        return super().lookup(properties, dataId)
 
     def standardize(self, mapper: Any, item: Any, dataId: Any) -> Any:
         """Standardize a calibration image (its filter only when the policy says ``filter: true``)."""
