@@ -18,7 +18,7 @@ import attrs
 from . import deprecation
 from .cfg import RepositoryArgs, RepositoryCfg, as_repository_args, resolve_mapper_name
 from .dataId import DataId, merge_data_id
-from .errors import AliasError, DatasetNotFoundError, MapperError, NoResults, RepositoryError
+from .errors import AliasError, DatasetNotFoundError, MapperError, NoResults, RepositoryError, describe_data_id
 from .graph import RepositoryGraph, RepositoryNode, build_graph
 from .location import ButlerComposite, ButlerLocation
 from .mapper import Mapper
@@ -366,7 +366,8 @@ class Butler:
         dataId = merge_data_id(dataId, rest)
         if write:
             if not self._outputs:
-                raise RepositoryError(f"no output repository to write {datasetType!r} to")
+                raise RepositoryError(f"no output repository to write {datasetType!r} "
+                                      f"{describe_data_id(dataId)} to")
             location = self._outputs[0].map(datasetType, dataId, write=True)
             if location is None:
                 raise MapperError(f"the mapper of {self._outputs[0].root!r} gives no location "
@@ -376,7 +377,8 @@ class Butler:
         if isinstance(location, list):
             location = location[0]
         if isinstance(location, ButlerComposite):
-            raise MapperError(f"{datasetType!r} is a composite dataset: it has no single URI")
+            raise MapperError(f"{datasetType!r} {describe_data_id(dataId)} is a composite dataset: it has "
+                              f"no single URI")
         return location.getLocationsWithRoot()[0]
 
     def _assemble(self, composite: ButlerComposite, dataId: DataId) -> Any:

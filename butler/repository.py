@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from .cfg import RepositoryCfg, find_mapper_file
-from .errors import MapperError, RepositoryModeError
+from .errors import MapperError, RepositoryModeError, describe_data_id
 from .graph import RepoSpec, RepositoryNode
 from .location import ButlerComposite, ButlerLocation, split_hdu
 from .safeio import ensure_within
@@ -155,11 +155,23 @@ class Repository:
     # -- mapping ---------------------------------------------------------------------------
 
     def map(self, datasetType: str, dataId: Any, write: bool = False) -> Any:
-        """Ask the mapper for the location(s) of a dataset; stamp them with this repository."""
+        """Ask the mapper for the location(s) of a dataset; stamp them with this repository.
+
+        Raises
+        ------
+        MapperError
+            From the mapper, its message completed with the dataset type, the
+            data ID and this repository.
+        """
         if not (self._writable if write else self._readable):
             self._check_mode(write)
         mapper = self._mapper_instance if self._mapper_instance is not None else self.mapper
-        location = mapper.map(datasetType, dataId, write=write)
+        try:
+            location = mapper.map(datasetType, dataId, write=write)
+        except MapperError as exc:
+            exc.add_context(f"datasetType: {datasetType}; dataId: {describe_data_id(dataId)}; "
+                            f"repository: {self.root}")
+            raise
         if location.__class__ is ButlerLocation:
             location.repository = self
             if location.datasetType is None:

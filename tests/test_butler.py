@@ -556,3 +556,11 @@ def test_four_processes_put_into_one_output_and_lose_nothing(tmp_path):
     names = sorted(os.listdir(out))
     assert len(names) == 4 * 25 + 25 + 1  # data files + repositoryCfg.yaml, nothing stray
     assert tree_fingerprint(base) == before
+
+
+def test_unknown_dataset_type_names_the_data_id_and_repository(tmp_path):
+    b = Butler(root=str(tmp_path), mapper=MapperForTestWriting)
+    with pytest.raises(dp.MapperError, match=r"'nosuch'.*'visit': 3.*" + str(tmp_path)):
+        b.get("nosuch", visit=3)
+    with pytest.raises(dp.MapperError, match=r"'nosuch'.*'visit': 3.*" + str(tmp_path)):
+        b.put(TestObject(1), "nosuch", visit=3)
