@@ -52,7 +52,8 @@ class Formatter(abc.ABC):
             return self.read_file(path, hdu=hdu, pythonType=pythonType,
                                   additionalData=dict(additionalData) if additionalData else {})
         except (FileNotFoundError, IsADirectoryError) as exc:
-            if os.path.isfile(path):
+            # a miss is on the hot path of a search: no stat when the error names the file itself
+            if exc.filename != path and os.path.isfile(path):
                 raise
             raise DatasetNotFoundError(f"no {self.storageName} file at {path}") from exc
 
