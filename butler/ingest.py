@@ -462,6 +462,10 @@ def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translat
     if dry_run:
         report.ingested.extend(item for item, _ in planned)
         return report
+    if not planned and os.path.exists(os.path.join(root, REGISTRY_NAME)):
+        # nothing to add: the registry (perhaps someone else's) is left byte for byte as it was
+        _log.info("%s into %s", report.summary(), root)
+        return report
     makedirs(root)
     with _registry_copy(root, create, translator) as connection:
         _place(connection, planned, translator, mode, root, ignore_ingested, progress, report)

@@ -7,6 +7,7 @@ The ``butler`` command is run as a subprocess on the shared Gen2 repositories
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -123,3 +124,26 @@ def test_ingest_failure_reported_once_and_names_the_file_once(obs_test_repo, tmp
     assert result.returncode == 1
     assert [line for line in result.stderr.splitlines() if bad in line] == \
         [f"{bad}: the file name has no _v<visit>_f part (obs_test visits come from it)"]
+
+
+@pytest.mark.parametrize("case", ["untranslatable", "already ingested"])
+def test_ingest_that_adds_nothing_leaves_the_registry_untouched(tmp_path, case):
+    # an existing upstream registry used to be rewritten (and given a new index) even when no file
+    # was ingested; this repository is a scratch copy of obs_test's
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("_mapper", "registry.sqlite3"):
+        shutil.copyfile(os.path.join(OBS_TEST, name), root / name)
+    registry = root / "registry.sqlite3"
+    before = (registry.read_bytes(), os.stat(registry).st_ino, os.stat(registry).st_mtime_ns)
+    if case == "untranslatable":
+        source = str(tmp_path / "no_visit_here.fits")
+        fits.PrimaryHDU(np.zeros((2, 2), "u2")).writeto(source)
+        result = butler("ingest", str(root), source, "--mode", "copy")
+        assert result.returncode == 1 and "failed 1" in result.stdout
+    else:  # visit 1 is in the upstream registry already
+        source = os.path.join(OBS_TEST, "raw", "raw_v1_fg.fits.gz")
+        result = butler("ingest", str(root), source, "--mode", "copy", "--ignore-ingested")
+        assert result.returncode == 0 and "skipped 1" in result.stdout
+    assert (registry.read_bytes(), os.stat(registry).st_ino, os.stat(registry).st_mtime_ns) == before
+    assert sorted(os.listdir(root)) == ["_mapper", "registry.sqlite3"]
