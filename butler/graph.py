@@ -299,7 +299,7 @@ class _Builder:
         if not entries:
             if recorded and mode == "w":
                 raise ParentsMismatch(
-                    f"output repository {cfg.root!r} was written with parents {recorded!r}; "
+                    f"output repository {cfg.root!r} was written with parents {_roots(recorded)}; "
                     f"reopen it with those inputs (or in mode 'rw' to read them back)")
             return cfg, False
         if entries == recorded:
@@ -309,12 +309,17 @@ class _Builder:
             updated.extendParents(entries)
         except ParentsMismatch as exc:
             raise ParentsMismatch(
-                f"output repository {cfg.root!r} has parents {recorded!r}; the inputs {entries!r} "
-                f"neither equal them nor extend them at the end") from exc
+                f"output repository {cfg.root!r} has parents {_roots(recorded)}; the inputs "
+                f"{_roots(entries)} neither equal them nor extend them at the end") from exc
         if args.mapper is not None and resolve_mapper_name(args.mapper) != resolve_mapper_name(cfg.mapper):
             raise MapperError(f"output repository {cfg.root!r} uses mapper {cfg.mapper!r}, "
                               f"not {args.mapper!r}")
         return updated, True
+
+
+def _roots(entries: Iterable[str | RepositoryCfg]) -> list[str]:
+    """The roots of parent entries (paths or nested cfgs), for messages."""
+    return [e.root if isinstance(e, RepositoryCfg) else e for e in entries]
 
 
 def infer_mapper(inputs: Sequence[RepositoryNode], root: str) -> Any:
@@ -325,6 +330,16 @@ def infer_mapper(inputs: Sequence[RepositoryNode], root: str) -> Any:
         raise MapperError(f"cannot infer a mapper for output {root!r}: the inputs use different mappers "
                           f"{sorted(names)}; give the output a mapper")
     return mappers[0] if mappers else None
+
+
+def _check_roles(inputs: Sequence[RepositoryArgs | RepositoryCfg], outputs: Sequence[RepositoryArgs]) -> None:
+    """A repository is an input or an output, never both (it would be its own parent)."""
+    output_roots = {a.root for a in outputs}
+    for args in inputs:
+        root = args.root
+        if root in output_roots:
+            raise RepositoryError(f"repository {root!r} is given as both an input and an output; to read "
+                                  f"and write one repository, give it as the only output, in mode 'rw'")
 
 
 def _check_modes(inputs: Sequence[RepositoryArgs], outputs: Sequence[RepositoryArgs]) -> None:
@@ -368,6 +383,7 @@ def build_graph(inputs: Sequence[RepositoryArgs | RepositoryCfg], outputs: Seque
     """
     input_args = [a for a in inputs if isinstance(a, RepositoryArgs)]
     _check_modes(input_args, outputs)
+    _check_roles(inputs, outputs)
     builder = _Builder(describe)
     input_nodes = [_input_node(builder, a) for a in inputs]
     if not input_nodes:

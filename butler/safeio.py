@@ -139,7 +139,8 @@ def _create_temporary(directory: str, name: str) -> str:
 
     The kernel applies the umask to ``0o666``, so the file gets the mode a
     plain ``open(path, "w")`` would give it. Names are unique across
-    processes and threads.
+    processes and threads. An `OSError` (read-only file system, no
+    permission, ...) names the file that was to be written, not the temporary.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     while True:
@@ -149,10 +150,21 @@ def _create_temporary(directory: str, name: str) -> str:
         except FileExistsError:
             continue
         except FileNotFoundError:
-            makedirs(directory)
+            _makedirs_for(directory, name)
             continue
+        except OSError as exc:
+            raise type(exc)(exc.errno, f"cannot write {name}: {exc.strerror}",
+                            os.path.join(directory, name)) from exc
         os.close(fd)
         return tmp
+
+
+def _makedirs_for(directory: str, name: str) -> None:
+    try:
+        makedirs(directory)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot make the directory for {name}: {exc.strerror}",
+                        directory) from exc
 
 
 @contextlib.contextmanager

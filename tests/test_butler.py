@@ -564,3 +564,27 @@ def test_unknown_dataset_type_names_the_data_id_and_repository(tmp_path):
         b.get("nosuch", visit=3)
     with pytest.raises(dp.MapperError, match=r"'nosuch'.*'visit': 3.*" + str(tmp_path)):
         b.put(TestObject(1), "nosuch", visit=3)
+
+
+def test_one_repository_cannot_be_both_input_and_output(tmp_path):
+    put_foo(tmp_path / "a", 1, k=1)
+    Butler(inputs=str(tmp_path / "a"), outputs=str(tmp_path / "x"))
+    with pytest.raises(RuntimeError, match="both an input and an output"):
+        Butler(inputs=str(tmp_path / "x"), outputs=str(tmp_path / "x"))
+    with pytest.raises(ParentsMismatch) as err:
+        Butler(inputs=str(tmp_path / "x"), outputs=str(tmp_path / "y"))
+        Butler(inputs=str(tmp_path / "a"), outputs=str(tmp_path / "y"))
+    assert "RepositoryCfg(" not in str(err.value)
+
+
+def test_unwritable_output_names_the_repository_file(tmp_path):
+    from butler.safeio import atomic_write
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    blocker = locked / "sub"
+    blocker.write_text("a file where a directory should be")
+    with pytest.raises(OSError) as err:
+        with atomic_write(str(blocker / "repositoryCfg.yaml")):
+            pass
+    assert "repositoryCfg.yaml" in str(err.value) and ".tmp" not in str(err.value)
