@@ -40,7 +40,7 @@ def split_hdu(path: str) -> tuple[str, int | None]:
     return match.group("path"), int(match.group("hdu"))
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class ButlerLocation:
     """The answer of a mapper: the type, format and relative path(s) of a dataset.
 

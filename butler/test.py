@@ -52,7 +52,7 @@ class MapperForTestWriting(Mapper):
 
     def map_foo(self, dataId: Any, write: bool) -> ButlerLocation | None:
         """Map ``foo``: a `TestObject` in a pickle file named after the data ID."""
-        name = "filename" + "".join(f"_{key}{value}" for key, value in sorted(dataId.items())) + ".txt"
+        name = "filename" + "".join([f"_{key}{value}" for key, value in sorted(dataId.items())]) + ".txt"
         if not write and not os.path.exists(os.path.join(self.root, name)):
             return None
         return ButlerLocation(TestObject, None, "PickleStorage", name, dataId, self, self.storage)
