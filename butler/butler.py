@@ -128,10 +128,11 @@ class Butler:
 
     def __init__(self, root: Any = None, mapper: Any = None, inputs: Any = None, outputs: Any = None,
                  **mapperArgs: Any):
-        self._init_args = (root, mapper, inputs, outputs, dict(mapperArgs))
         if deprecation.always_warn:
             warnings.warn("Butler is deprecated", FutureWarning, stacklevel=2)
         input_args, output_args = _normalise_arguments(root, mapper, inputs, outputs, mapperArgs)
+        # absolute roots: an unpickled copy opens the same repositories from any directory
+        self._init_args = (input_args, output_args)
         self._graph: RepositoryGraph = build_graph(input_args, output_args, describe_repository)
         self._repositories: dict[int, Repository] = {}
         for node in self._graph.all_nodes():
@@ -558,8 +559,8 @@ class Butler:
 
 
 def _unpickle_butler(init_args: tuple, aliases: dict) -> Butler:
-    root, mapper, inputs, outputs, mapperArgs = init_args
-    butler = Butler(root=root, mapper=mapper, inputs=inputs, outputs=outputs, **mapperArgs)
+    inputs, outputs = init_args
+    butler = Butler(inputs=inputs, outputs=outputs)
     butler.datasetTypeAliasDict.update(aliases)
     return butler
 

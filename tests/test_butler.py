@@ -588,3 +588,16 @@ def test_unwritable_output_names_the_repository_file(tmp_path):
         with atomic_write(str(blocker / "repositoryCfg.yaml")):
             pass
     assert "repositoryCfg.yaml" in str(err.value) and ".tmp" not in str(err.value)
+
+
+def test_unpickled_butler_opens_the_same_repositories_from_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    put_foo("rel", "x", k=1)
+    b = Butler(inputs="rel")
+    data = pickle.dumps(b)
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "other")
+    clone = pickle.loads(data)
+    assert clone.get("foo", k=1) == TestObject("x")
+    old_form = pickle.loads(pickle.dumps(Butler(root=str(tmp_path / "rel"))))
+    assert old_form._repos.outputs()[0].mode == "rw"
