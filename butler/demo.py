@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from astropy.nddata import CCDData
     from astropy.table import Table
 
-    from .compare import ComparisonReport
-
 __all__ = ["DemoSpec", "DemoResult", "run_demo", "make_raws", "make_calibs", "make_input_repository", "isr",
            "detect_sources", "process"]
 
