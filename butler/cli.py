@@ -31,7 +31,7 @@ import click
 
 from .errors import ButlerError, NoResults
 
-__all__ = ["cli", "main", "parse_data_id", "UserError"]
+__all__ = ["cli", "main", "parse_data_id", "read_data_id", "UserError"]
 
 _log = logging.getLogger(__name__)
 
@@ -200,6 +200,27 @@ def check_data_id_keys(butler: Any, datasetType: str, dataId: Mapping[str, Any])
                             f"column has it; {hint}")
 
 
+def read_data_id(butler: Any, datasetType: str, items: Sequence[str]) -> tuple[dict, dict]:
+    """Parse ``KEY=VALUE`` words into a checked data ID of ``datasetType``.
+
+    Returns
+    -------
+    dataId : `dict`
+        The data ID, each value converted with its key's type.
+    keyTypes : `dict`
+        ``{key: type}`` of the dataset type (see `dataset_keys`).
+
+    Raises
+    ------
+    UserError
+        An unknown dataset type, a malformed word, or a key no template or registry column knows.
+    """
+    keyTypes = dataset_keys(butler, datasetType)
+    dataId = parse_data_id(items, keyTypes)
+    check_data_id_keys(butler, datasetType, dataId)
+    return dataId, keyTypes
+
+
 _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "int": int, "integer": int, "float": float, "double": float, "real": float, "str": str, "text": str,
 }
@@ -291,12 +312,6 @@ def _describe(obj: Any) -> str:
     if isinstance(obj, (list, tuple)):
         return f"{kind} of {len(obj)}: " + "; ".join(_describe(o) for o in obj[:5])
     return repr(obj)
-
-
-def _split_hdu(uri: str) -> str:
-    from .location import split_hdu
-
-    return split_hdu(uri)[0]
 
 
 # -- show ------------------------------------------------------------------------------------
@@ -488,9 +503,7 @@ def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, f
           registry: str | None) -> None:
     """List the data IDs of DATASET in ROOT that match KEY=VALUE items."""
     butler = open_butler([root], mapper=mapper, registry=registry)
-    datasetKeys = dataset_keys(butler, dataset)
-    dataId = parse_data_id(data_id, datasetKeys)
-    check_data_id_keys(butler, dataset, dataId)
+    dataId, datasetKeys = read_data_id(butler, dataset, data_id)
     if keys:
         names = [k.strip() for k in keys.split(",") if k.strip()]
         values = butler.queryMetadata(dataset, names, dataId)
@@ -513,15 +526,16 @@ def get(root: str, dataset: str, data_id: tuple[str, ...], uri: bool, out: str |
         registry: str | None) -> None:
     """Find one dataset: print where it is and what it holds, or copy it."""
     butler = open_butler([root], mapper=mapper, registry=registry)
-    dataId = parse_data_id(data_id, dataset_keys(butler, dataset))
-    check_data_id_keys(butler, dataset, dataId)
+    dataId, _ = read_data_id(butler, dataset, data_id)
     if not butler.datasetExists(dataset, dataId):
         raise NoResults("no such dataset", dataset, dataId, [os.path.abspath(root)])
     path = butler.getUri(dataset, dataId)
     if uri:
         click.echo(path)
     elif out:
-        shutil.copyfile(_split_hdu(path), out)
+        from .location import split_hdu
+
+        shutil.copyfile(split_hdu(path)[0], out)
         click.echo(f"copied {path} -> {out}")
     else:
         click.echo(path)
@@ -557,8 +571,7 @@ def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id:
 
     labels = version_labels(root_a, root_b)
     butler = open_butler([root_a, root_b], labels, mapper=mapper, registry=registry)
-    dataId = parse_data_id(data_id, dataset_keys(butler, dataset))
-    check_data_id_keys(butler, dataset, dataId)
+    dataId, _ = read_data_id(butler, dataset, data_id)
     report = compare_versions(butler, dataset, dataId, *labels, rtol=rtol, atol=atol,
                               progress=sys.stderr.isatty())
     click.echo(report.to_json() if fmt == "json" else report.to_text())
