@@ -143,6 +143,15 @@ def _base_write_recipes() -> tuple[dict[str, dict], Any]:
     return {name: _flatten_recipe(policy["recipes"][name], defaults) for name in policy["recipes"]}, defaults
 
 
+@functools.lru_cache(maxsize=1)
+def _mapping_defaults() -> Policy:
+    """The per-section defaults of every mapping (``policy/mappingDefaults.yaml``), read once.
+
+    Callers only `Policy.merge` it into a mapping's entry, which copies, so the one copy is never changed.
+    """
+    return Policy(os.path.join(POLICY_DIR, "mappingDefaults.yaml"))
+
+
 def _location_file(location: ButlerLocation) -> tuple[str, int | None]:
     """The file (with root) and HDU of a location's first path."""
     return split_hdu(location.getLocationsWithRoot()[0])
@@ -434,7 +443,7 @@ class CameraMapper(Mapper):
             entries = self.policy.get(section)
             if entries is None:
                 continue
-            defaults = Policy(os.path.join(POLICY_DIR, "mappingDefaults.yaml")).get(section)
+            defaults = _mapping_defaults().get(section)
             for datasetType in entries:
                 entry = entries[datasetType]
                 if entry.get("composite") is not None:
