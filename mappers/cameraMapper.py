@@ -230,10 +230,15 @@ def _bypass_header_wcs(self, datasetType, _t, _pythonType, location, dataId):
     return astro.header_wcs(astro.read_header(path, 0))
 
 
-def _bypass_filter(self, datasetType, _t, _pythonType, location, dataId):
-    stored = astro.read_header(*_location_file(location)).get("FILTER")
+def _header_filter(self: "CameraMapper", header: Any, dataId: Any) -> FilterLabel | None:
+    """The filter best matching a header's ``FILTER`` and the data ID's ``filter`` (see `best_filter`)."""
+    stored = header.get("FILTER")
     label = FilterLabel(physical=str(stored).strip()) if stored else None
     return self._getBestFilter(label, (dataId or {}).get("filter"))
+
+
+def _bypass_filter(self, datasetType, _t, _pythonType, location, dataId):
+    return _header_filter(self, astro.read_header(*_location_file(location)), dataId)
 
 
 def _bypass_detector(self, datasetType, _t, _pythonType, location, dataId):
@@ -714,9 +719,7 @@ class CameraMapper(Mapper):
         """
         ccd = astro.to_ccddata(item)
         if filter:
-            stored = ccd.meta.get("FILTER")
-            label = self._getBestFilter(FilterLabel(physical=str(stored).strip()) if stored else None,
-                                        (dataId or {}).get("filter"))
+            label = _header_filter(self, ccd.meta, dataId)
             if label is not None:
                 ccd.meta["FILTER"] = label.physical or label.band
         return ccd
