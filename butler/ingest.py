@@ -172,21 +172,22 @@ def _translate_file(translator: Translator, path: str) -> tuple[dict[str, Any] |
 
 def _translate_all(translator: Translator, paths: Sequence[str], workers: int,
                    progress: bool) -> list[tuple[dict[str, Any] | None, str | None]]:
+    """Row (or failure reason) of each file, in order: in this process, or ``workers`` processes."""
     task = functools.partial(_translate_file, translator)
     workers = min(workers, len(paths))
-    with tqdm(total=len(paths), desc="reading headers", unit="file", disable=not progress) as bar:
+    with contextlib.ExitStack() as stack:
         if workers <= 1:
-            results = []
-            for path in paths:
-                results.append(task(path))
-                bar.update()
-            return results
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = []
-            for result in pool.map(task, paths, chunksize=max(1, len(paths) // (8 * workers))):
-                results.append(result)
-                bar.update()
-            return results
+            rows = map(task, paths)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers))
+            rows = pool.map(task, paths, chunksize=max(1, len(paths) // (8 * workers)))
+        bar = stack.enter_context(tqdm(total=len(paths), desc="reading headers", unit="file",
+                                       disable=not progress))
+        results = []
+        for row in rows:
+            results.append(row)
+            bar.update()
+        return results
 
 
 def _quote(name: str) -> str:
