@@ -187,12 +187,16 @@ def _derived_query(self: "CameraMapper", datasetType: str, format: Any, dataId: 
 
 def _map_sub(self: "CameraMapper", datasetType: str, dataId: Any, write: bool = False) -> ButlerLocation:
     subId = dict(dataId)
-    bbox = subId.pop("bbox")
+    bbox = subId.pop("bbox", None)
+    try:
+        if isinstance(bbox, (tuple, list)):
+            x0, y0, width, height = bbox
+        else:
+            x0, y0, width, height = bbox.minX, bbox.minY, bbox.width, bbox.height
+    except (AttributeError, ValueError):
+        raise MapperError(f"{datasetType}_sub needs a 'bbox' in the data ID: (x0, y0, width, height) or a box "
+                          f"with minX, minY, width and height; got {bbox!r} in data ID {dict(dataId)!r}") from None
     location = getattr(self, "map_" + datasetType)(subId, write)
-    if isinstance(bbox, (tuple, list)):
-        x0, y0, width, height = bbox
-    else:
-        x0, y0, width, height = bbox.minX, bbox.minY, bbox.width, bbox.height
     location.additionalData.update(llcX=int(x0), llcY=int(y0), width=int(width), height=int(height))
     if "imageOrigin" in dataId:
         location.additionalData["imageOrigin"] = dataId["imageOrigin"]

@@ -10,7 +10,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from butler.errors import NoResults
+from butler.errors import MapperError, NoResults
 from butler.policy import Policy
 from mappers.camera import FilterDefinition, FilterLabel, best_filter
 from mappers.cameraMapper import CameraMapper, compose_policy
@@ -99,6 +99,13 @@ def test_sub_image(mapper2):
     assert (data["llcX"], data["llcY"], data["width"], data["height"]) == (200, 100, 300, 400)
     assert data["imageOrigin"] == "LOCAL"
     assert "bbox" not in location.dataId
+
+
+@pytest.mark.parametrize("bbox", [None, (1, 2, 3), "100x200"])
+def test_sub_image_without_a_usable_bbox_names_it(mapper2, bbox):
+    dataId = {"ccd": 13} if bbox is None else {"ccd": 13, "bbox": bbox}
+    with pytest.raises(MapperError, match=r"raw_sub needs a 'bbox' in the data ID.*'ccd': 13"):
+        mapper2.map("raw_sub", dataId)
 
 
 def _write_image(path, shape=(1000, 800), ltv=(0, 0)):
