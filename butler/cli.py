@@ -457,6 +457,12 @@ def repository_report(butler: Any, listTypes: bool = False) -> str:
 _DATA_ID = click.argument("data_id", nargs=-1, metavar="[KEY=VALUE]...")
 
 
+def _format_option(*choices: str) -> Callable:
+    """The ``--format`` option of a command that can print ``choices`` (the first is the default)."""
+    return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0], show_default=True,
+                        help="Output format.")
+
+
 def _reading_options(func: Callable) -> Callable:
     """Add ``--mapper`` and ``--registry``, the arguments of `open_butler`, to a command."""
     func = click.option("--registry", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
@@ -496,8 +502,7 @@ def show(root: str, listTypes: bool, mapper: str | None, registry: str | None) -
 @_DATA_ID
 @click.option("--keys", help="Comma-separated keys to list (queryMetadata); "
                              "by default the data IDs of the dataset's level (subset).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
-              show_default=True)
+@_format_option("table", "json", "csv")
 @_reading_options
 def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, fmt: str, mapper: str | None,
           registry: str | None) -> None:
@@ -557,7 +562,7 @@ def version_labels(rootA: str, rootB: str) -> tuple[str, str]:
               help="Relative tolerance for numbers.")
 @click.option("--atol", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Absolute tolerance for numbers.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_format_option("table", "json")
 @_reading_options
 @click.pass_context
 def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id: tuple[str, ...],
