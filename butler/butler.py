@@ -171,6 +171,18 @@ class Butler:
             order = self._orders[key] = [self._repositories[id(n)] for n in self._graph.search_order(key)]
         return order
 
+    def repositories(self, tag: Any = None) -> list[Repository]:
+        """Return the repositories a read searches, in search order.
+
+        Readable outputs come first, then each input followed depth-first by
+        its parents. With ``tag``, only those a read with that tag searches.
+        """
+        return list(self._read_order(DataId(tag=tag).tag))
+
+    def outputRepositories(self) -> list[Repository]:
+        """Return the output repositories, in the order given."""
+        return list(self._outputs)
+
     def _all_repositories(self) -> list[Repository]:
         return [self._repositories[id(n)] for n in self._graph.all_nodes()]
 

@@ -174,8 +174,8 @@ def _known_keys(butler: Any, datasetType: str) -> set[str] | None:
     if not isinstance(allKeys, Mapping):
         return None
     known = set(allKeys) | set(dataset_keys(butler, datasetType))
-    for data in butler._repos.inputs():
-        mapper = data.repo.mapper if data.repo.cfg.mapper is not None else None
+    for repo in butler.repositories():
+        mapper = repo.mapper if repo.cfg.mapper is not None else None
         for registry in (getattr(mapper, "registry", None), getattr(mapper, "calibRegistry", None)):
             if hasattr(registry, "getTables") and hasattr(registry, "columns"):
                 for table in registry.getTables():
@@ -392,7 +392,8 @@ def _datasets_on_disk(repo: Any) -> str:
     """``type count, ...`` for the dataset types of a repository's mapper whose files are in its root."""
     from .registry import FsScanner
 
-    mappings = getattr(repo._mapper, "mappings", None) or {}
+    mappings = getattr(repo.mapper, "mappings", None) if repo.cfg.mapper is not None else None
+    mappings = mappings or {}
     files = _files_under(repo.root)
     # a file may be stored compressed under the template's name plus .gz or .fz
     files += [f[:-3] for f in files if f.endswith((".gz", ".fz"))]
@@ -414,7 +415,7 @@ def repository_report(butler: Any, listTypes: bool = False) -> str:
     """Describe the first input of a Butler and its parents, as ``butler show`` prints it."""
     import textwrap
 
-    repos = [data.repo for data in butler._repos.inputs()]
+    repos = butler.repositories()
     top = repos[0]
     cfg = top.cfg
     lines = [
@@ -601,7 +602,7 @@ def ingest(ctx: click.Context, root: str, files: tuple[str, ...], mode: str, ign
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
         raise UserError(f"no such file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if missing[1:] else ""))
-    repo = open_butler([root])._repos.inputs()[0].repo
+    repo = open_butler([root]).repositories()[0]
     report = ingest_raws(repo.root, list(files), mode=mode, mapper=repo.mapper, ignore_ingested=ignore_ingested,
                          progress=sys.stderr.isatty())
     for item in report.ingested:

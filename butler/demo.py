@@ -303,7 +303,7 @@ def make_input_repository(root: str, spec: DemoSpec) -> tuple[int, int]:
     butler = Butler(outputs=RepositoryArgs(root=root, mapper=MAPPER))
     staging = os.path.join(os.path.dirname(root), "incoming")
     raws = make_raws(staging, spec)
-    mapper = butler._repos.outputs()[0].repo._mapper
+    mapper = butler.outputRepositories()[0].mapper
     report = ingest_raws(root, raws, mode="move", mapper=mapper, workers=1, progress=False)
     if report.failed:
         raise IngestError(f"demo ingest failed: {report.failed[0].source}: {report.failed[0].reason}")

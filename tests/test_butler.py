@@ -601,3 +601,13 @@ def test_unpickled_butler_opens_the_same_repositories_from_elsewhere(tmp_path, m
     assert clone.get("foo", k=1) == TestObject("x")
     old_form = pickle.loads(pickle.dumps(Butler(root=str(tmp_path / "rel"))))
     assert old_form._repos.outputs()[0].mode == "rw"
+
+
+def test_public_view_of_repositories(tmp_path):
+    a, out = tmp_path / "a", tmp_path / "out"
+    put_foo(a, 1, k=1)
+    b = Butler(inputs=RepositoryArgs(root=str(a), tags="x"), outputs=RepositoryArgs(root=str(out), mode="rw"))
+    assert [r.root for r in b.repositories()] == [str(out), str(a)]
+    assert [r.root for r in b.repositories(tag="x")] == [str(a)]
+    assert [r.root for r in b.outputRepositories()] == [str(out)]
+    assert isinstance(b.repositories()[1].mapper, MapperForTestWriting)
