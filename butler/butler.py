@@ -52,29 +52,18 @@ class _Found:
 
 @attrs.frozen
 class RepoData:
-    """One repository as Gen2 introspection code sees it (``butler._repos``)."""
+    """One repository as Gen2 introspection code sees it (``butler._repos``).
+
+    ``.repo`` is the `Repository`; its ``cfg``, ``parentRegistry``, ``tags``
+    and ``mode`` are also read directly off the record.
+    """
 
     repo: Repository
 
-    @property
-    def cfg(self) -> RepositoryCfg:
-        """The repository's configuration."""
-        return self.repo.cfg
-
-    @property
-    def parentRegistry(self) -> Any:
-        """The registry of the nearest ancestor that has one."""
-        return self.repo.parentRegistry
-
-    @property
-    def tags(self) -> frozenset:
-        """The repository's tags."""
-        return self.repo.tags
-
-    @property
-    def mode(self) -> str:
-        """The repository's mode."""
-        return self.repo.mode
+    def __getattr__(self, name: str) -> Any:
+        if name in ("cfg", "parentRegistry", "tags", "mode"):
+            return getattr(self.repo, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 @attrs.frozen

@@ -11,7 +11,7 @@ from typing import Any
 
 from .camera import Camera, Detector, FilterDefinition
 from .cameraMapper import CameraMapper
-from .translators import HeaderTranslator, mjd_to_isot
+from .translators import HeaderTranslator
 
 __all__ = ["DemoTranslator", "DemoMapper"]
 
@@ -37,11 +37,6 @@ class DemoTranslator(HeaderTranslator):
     def to_filter(self) -> Any:
         return self.require("FILTER")
 
-    def to_dateObs(self) -> str:
-        return mjd_to_isot(self.require("MJD-OBS"))
-
-    def to_expTime(self) -> Any:
-        return self.require("EXPTIME")
 
     def to_object(self) -> Any:
         return self.get("OBJECT", "UNKNOWN")

@@ -154,6 +154,14 @@ class HeaderTranslator:
         translator = cls(header, filename)
         return {name: translator.value(name) for name, _ in cls.columns}
 
+    # Columns most cameras take from the standard FITS keys; a camera overrides where it differs.
+
+    def to_dateObs(self) -> str:
+        return mjd_to_isot(self.require("MJD-OBS"))
+
+    def to_expTime(self) -> Any:
+        return self.require("EXPTIME")
+
     def value(self, column: str) -> Any:
         """The value of one column (computed once, cast by its SQL type).
 
@@ -262,11 +270,6 @@ class LsstTranslator(HeaderTranslator):
     def to_date(self) -> str:
         return self.value("dateObs")
 
-    def to_dateObs(self) -> str:
-        return mjd_to_isot(self.require("MJD-OBS"))
-
-    def to_expTime(self) -> Any:
-        return self.require("EXPTIME")
 
     def to_detector(self) -> int:
         return self.detector_number(self.value("raftName"), self.value("detectorName"))
@@ -592,9 +595,6 @@ class TestCamTranslator(HeaderTranslator):
         day_fraction = (stamp.hour * 3600 + stamp.minute * 60 + stamp.second) / 86400
         stamp -= datetime.timedelta(seconds=erfa.dat(stamp.year, stamp.month, stamp.day, day_fraction))
         return f"{stamp.isoformat(timespec='seconds')}.{fraction:09d}"
-
-    def to_expTime(self) -> Any:
-        return self.require("EXPTIME")
 
 
 TRANSLATORS: Mapping[str, type[HeaderTranslator]] = MappingProxyType({
