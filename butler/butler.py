@@ -23,9 +23,9 @@ from .graph import RepositoryGraph, RepositoryNode, build_graph
 from .location import ButlerComposite, ButlerLocation
 from .mapper import Mapper
 from .readProxy import ReadProxy
-from .repository import Repository, describe_repository
+from .repository import Repository, describe_repository, mapper_class
 from .storage import Storage
-from .utils import as_list, doImport, sequencify
+from .utils import as_list, doImport, resolve_mapper, sequencify
 
 __all__ = ["Butler"]
 
@@ -100,6 +100,13 @@ class Butler:
         ``file://`` URI.
     outputs : repository arguments or sequence of them, optional
         New form: the repositories to write (and, in mode 'rw', to read).
+    trustedMappers : iterable of `str`, optional
+        Module prefixes (such as ``"mycamera"`` or ``"mycamera.mapper.MyMapper"``)
+        from which mapper names read from the repositories' files may be
+        imported, beyond this package's own, the ``butler.mappers`` entry
+        points, ``BUTLER_TRUSTED_MAPPERS`` and modules already imported (see
+        `butler.utils.resolve_mapper`). A mapper string given in ``mapper``,
+        ``inputs`` or ``outputs`` arguments is trusted too. Kept across pickling.
     **mapperArgs
         Old form: keyword arguments for the mapper (e.g. ``calibRoot``).
 
@@ -113,16 +120,24 @@ class Butler:
         An existing output is reopened with other parents.
     MapperError
         An output's mapper cannot be inferred.
+    UntrustedMapperError
+        A repository's files name a mapper from no trusted module, or
+        something that is not a mapper class; nothing was imported or run.
     """
 
-    def __init__(self, root: Any = None, mapper: Any = None, inputs: Any = None, outputs: Any = None,
-                 **mapperArgs: Any):
+    def __init__(self, root: Any = None, mapper: Any = None, inputs: Any = None, outputs: Any = None, *,
+                 trustedMappers: Iterable[str] | None = None, **mapperArgs: Any):
         if deprecation.always_warn:
             warnings.warn("Butler is deprecated", FutureWarning, stacklevel=2)
-        input_args, output_args = _normalise_arguments(root, mapper, inputs, outputs, mapperArgs)
+        input_args, output_args, named = _normalise_arguments(root, mapper, inputs, outputs, mapperArgs)
         # absolute roots: an unpickled copy opens the same repositories from any directory
         self._init_args = (input_args, output_args)
+        self._trustedMappers = tuple(as_list(trustedMappers))
+        for name in named:  # the program's own names, imported before the graph compares them
+            resolve_mapper(name, "the Butler arguments", (*self._trustedMappers, name))
         self._graph: RepositoryGraph = build_graph(input_args, output_args, describe_repository)
+        for node in self._graph.all_nodes():  # names from the repositories' files: refused before any use
+            mapper_class(node.cfg.mapper, node.root, self._trustedMappers)
         self._repositories: dict[int, Repository] = {}
         for node in self._graph.all_nodes():
             self._repository(node)
@@ -149,7 +164,7 @@ class Butler:
     # -- pickling: re-create from the original arguments -------------------------------------
 
     def __reduce__(self) -> tuple:
-        return _unpickle_butler, (self._init_args, dict(self.datasetTypeAliasDict))
+        return _unpickle_butler, (self._init_args, dict(self.datasetTypeAliasDict), self._trustedMappers)
 
     # -- repositories --------------------------------------------------------------------
 
@@ -180,20 +195,25 @@ class Butler:
         mappers = {}
         for repo in self._all_repositories():
             if repo.cfg.mapper is not None:
-                mappers.setdefault(resolve_mapper_name(repo.cfg.mapper), repo.cfg.mapper)
+                mappers.setdefault(resolve_mapper_name(repo.cfg.mapper), repo)
         if len(mappers) != 1:
             return None
-        mapper = next(iter(mappers.values()))
-        if isinstance(mapper, str):
-            return doImport(mapper)
+        repo = next(iter(mappers.values()))
+        mapper = mapper_class(repo.cfg.mapper, repo.root)
         return mapper if isinstance(mapper, type) else type(mapper)
 
     @staticmethod
-    def getMapperClass(root: str) -> Any:
-        """Return the mapper class of the repository at ``root``, or None."""
-        spec = describe_repository(os.path.abspath(root))
+    def getMapperClass(root: str, trustedMappers: Iterable[str] | None = None) -> Any:
+        """Return the mapper class of the repository at ``root``, or None.
+
+        The name read from the repository's files resolves as the Butler's do
+        (`butler.utils.resolve_mapper`), ``trustedMappers`` adding trusted
+        module prefixes; an `UntrustedMapperError` otherwise.
+        """
+        root = os.path.abspath(root)
+        spec = describe_repository(root)
         mapper = spec.cfg.mapper if spec.cfg is not None else spec.legacyMapper
-        return doImport(mapper) if isinstance(mapper, str) else mapper
+        return mapper_class(mapper, root, as_list(trustedMappers))
 
     # -- aliases -------------------------------------------------------------------------
 
@@ -559,9 +579,9 @@ class Butler:
 
 
 
-def _unpickle_butler(init_args: tuple, aliases: dict) -> Butler:
+def _unpickle_butler(init_args: tuple, aliases: dict, trustedMappers: tuple = ()) -> Butler:
     inputs, outputs = init_args
-    butler = Butler(inputs=inputs, outputs=outputs)
+    butler = Butler(inputs=inputs, outputs=outputs, trustedMappers=trustedMappers)
     butler.datasetTypeAliasDict.update(aliases)
     return butler
 
@@ -574,8 +594,13 @@ def _absolute(args: RepositoryArgs) -> RepositoryArgs:
 
 
 def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
-                         mapperArgs: dict) -> tuple[list, list[RepositoryArgs]]:
-    """Turn either form of the Butler arguments into lists of input and output arguments."""
+                         mapperArgs: dict) -> tuple[list, list[RepositoryArgs], list[str]]:
+    """Turn either form of the Butler arguments into lists of input and output arguments.
+
+    Also returns the mapper names the program itself typed (the ``mapper``
+    argument, or a string ``mapper`` of an input or output that is not a
+    `RepositoryCfg`, which may have been read from a file): they are trusted.
+    """
     new_form = inputs is not None or outputs is not None
     old_form = root is not None or mapper is not None or bool(mapperArgs)
     if new_form and old_form:
@@ -584,7 +609,8 @@ def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
     if not new_form:
         if root is None:
             root = getattr(mapper, "root", None) or "."
-        return [], [_absolute(RepositoryArgs(root=root, mapper=mapper, mapperArgs=mapperArgs, mode="rw"))]
+        named = [mapper] if isinstance(mapper, str) else []
+        return [], [_absolute(RepositoryArgs(root=root, mapper=mapper, mapperArgs=mapperArgs, mode="rw"))], named
     input_args = []
     for item in as_list(inputs):
         if isinstance(item, RepositoryCfg):
@@ -592,4 +618,7 @@ def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
         else:
             input_args.append(_absolute(as_repository_args(item)))
     output_args = [_absolute(as_repository_args(item)) for item in as_list(outputs)]
-    return input_args, output_args
+    given = [*as_list(inputs), *as_list(outputs)]
+    named = [args.mapper for item, args in zip(given, [*input_args, *output_args])
+             if isinstance(args.mapper, str) and not isinstance(item, RepositoryCfg)]
+    return input_args, output_args, named

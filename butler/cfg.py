@@ -14,7 +14,6 @@ unknown tag raises `UnsafeYamlError`.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -25,9 +24,9 @@ import attrs
 import yaml
 
 from .dataId import _as_tag_set
-from .errors import ParentsMismatch, RepositoryError, RepositoryModeError, UnsafeYamlError
+from .errors import MapperImportError, ParentsMismatch, RepositoryError, RepositoryModeError, UnsafeYamlError
 from .policy import Policy
-from .utils import doImport
+from .utils import resolve_mapper
 
 __all__ = [
     "CFG_FILENAME",
@@ -36,6 +35,7 @@ __all__ = [
     "as_repository_args",
     "find_mapper_file",
     "load_yaml",
+    "mapper_source",
     "read_mapper_file",
     "resolve_mapper_name",
 ]
@@ -91,21 +91,28 @@ def _mapper_import_string(mapper: Any) -> str | None:
     return _class_name(mapper if isinstance(mapper, type) else type(mapper))
 
 
-@functools.lru_cache(maxsize=128)
+#: class names of mapper strings resolved so far (a failed resolution is not kept: the
+#: module may be imported or trusted later)
+_RESOLVED_NAMES: dict[str, str] = {}
+
+
 def _resolve_mapper_string(name: str) -> str:
-    try:
-        obj = doImport(name)
-    except ImportError:
-        return name
-    return _class_name(obj) if isinstance(obj, type) else name
+    resolved = _RESOLVED_NAMES.get(name)
+    if resolved is None:
+        try:
+            resolved = _RESOLVED_NAMES[name] = _class_name(resolve_mapper(name, "mapper name comparison"))
+        except MapperImportError:
+            return name
+    return resolved
 
 
 def resolve_mapper_name(mapper: Any) -> str | None:
     """Return the fully-qualified class name a mapper stands for.
 
     A class, an instance and an import string (legacy Gen2 names included,
-    resolved through `butler.utils.doImport`) of the same mapper give the same
-    answer; a string that cannot be imported is returned as is.
+    resolved through `butler.utils.resolve_mapper`, so only trusted modules are
+    imported) of the same mapper give the same answer; a string that does not
+    resolve to a mapper class is returned as is.
 
     Parameters
     ----------
@@ -330,6 +337,8 @@ class RepositoryCfg:
         if not os.path.exists(path):
             return None
         cfg = load_yaml(path)
+        if isinstance(cfg, _VersionedCfgFields):
+            cfg = _cfg_from_fields(cfg)
         if not isinstance(cfg, RepositoryCfg):
             raise RepositoryError(f"{path} does not hold a {CFG_TAG} document")
         directory = os.path.dirname(path)
@@ -426,10 +435,36 @@ def find_mapper_file(root: str | os.PathLike) -> tuple[str, str] | None:
     return None
 
 
+def mapper_source(root: str | os.PathLike) -> str:
+    """Name the file a repository's mapper name comes from, for messages.
+
+    The ``repositoryCfg.yaml`` at ``root`` when there is one, else the
+    ``_mapper`` file found at ``root`` or up its ``_parent`` links, else the
+    repository itself (a cfg recorded in a child's cfg, or given in a program).
+    """
+    cfg_path = RepositoryCfg._cfg_path(root)
+    if os.path.exists(cfg_path):
+        return cfg_path
+    found = find_mapper_file(root)
+    return found[1] if found is not None else f"the cfg of repository {os.fspath(root)}"
+
+
 # -- safe YAML ---------------------------------------------------------------------------------
 
 _LoaderBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DumperBase = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+#: largest cfg or policy file read, in bytes
+MAX_YAML_BYTES = 1 << 20
+#: most alias uses (``*name``) in one file
+MAX_YAML_ALIASES = 10_000
+#: most nodes one file may stand for once every alias is expanded
+MAX_YAML_NODES = 500_000
+#: deepest nesting of mappings and sequences (libyaml's composer recurses in C)
+MAX_YAML_DEPTH = 100
+
+_VERSIONED_TAG_PREFIX = "!RepositoryCfg_v"
 
 
 class _SafeCfgLoader(_LoaderBase):  # type: ignore[misc, valid-type]
@@ -438,11 +473,29 @@ class _SafeCfgLoader(_LoaderBase):  # type: ignore[misc, valid-type]
     source: str = "<stream>"
 
 
+class _VersionedCfgFields(dict):
+    """The fields of a cfg tagged with a version other than 1, read as a plain mapping."""
+
+
+def _cfg_from_fields(fields: Mapping) -> RepositoryCfg:
+    """A cfg from the ``_root``, ``_mapper``, ... fields of a cfg mapping (other keys are ignored)."""
+    parents = fields.get("_parents")
+    if isinstance(parents, list):
+        parents = [_cfg_from_fields(p) if isinstance(p, _VersionedCfgFields) else p for p in parents]
+    return RepositoryCfg(root=fields.get("_root"), mapper=fields.get("_mapper"),
+                         mapperArgs=fields.get("_mapperArgs"), parents=parents,
+                         policy=fields.get("_policy"), dirty=False)
+
+
 def _construct_cfg(loader: _SafeCfgLoader, node: yaml.MappingNode) -> RepositoryCfg:
-    data = loader.construct_mapping(node, deep=True)
-    return RepositoryCfg(root=data.get("_root"), mapper=data.get("_mapper"),
-                         mapperArgs=data.get("_mapperArgs"), parents=data.get("_parents"),
-                         policy=data.get("_policy"), dirty=False)
+    return _cfg_from_fields(loader.construct_mapping(node, deep=True))
+
+
+def _construct_versioned_cfg(loader: _SafeCfgLoader, suffix: str, node: yaml.Node) -> _VersionedCfgFields:
+    if not suffix.isdigit() or not isinstance(node, yaml.MappingNode):
+        _refuse(loader, node)
+    _log.info("%s: %s%s is read as a plain mapping of cfg fields", loader.source, _VERSIONED_TAG_PREFIX, suffix)
+    return _VersionedCfgFields(loader.construct_mapping(node, deep=True))
 
 
 def _construct_python_name(loader: _SafeCfgLoader, suffix: str, node: yaml.Node) -> str:
@@ -463,34 +516,105 @@ def _refuse(loader: _SafeCfgLoader, node: yaml.Node) -> Any:
 
 
 _SafeCfgLoader.add_constructor(CFG_TAG, _construct_cfg)
+_SafeCfgLoader.add_multi_constructor(_VERSIONED_TAG_PREFIX, _construct_versioned_cfg)
 _SafeCfgLoader.add_multi_constructor("tag:yaml.org,2002:python/name:", _construct_python_name)
 _SafeCfgLoader.add_multi_constructor("tag:yaml.org,2002:python/object:", _construct_python_object)
 _SafeCfgLoader.add_constructor(None, _refuse)
+
+
+def _read_bounded(path: str) -> bytes:
+    """The bytes of a cfg or policy file; `UnsafeYamlError` when it is over `MAX_YAML_BYTES`."""
+    with open(path, "rb") as stream:
+        data = stream.read(MAX_YAML_BYTES + 1)
+    if len(data) > MAX_YAML_BYTES:
+        raise UnsafeYamlError(f"{path}: larger than {MAX_YAML_BYTES} bytes, the limit for a cfg or policy "
+                              "file; it is not read")
+    return data
+
+
+def _check_expansion(data: bytes, source: str) -> None:
+    """Refuse YAML whose aliases or nesting go past the limits, from its parser events alone.
+
+    Each anchor's size (nodes, with aliases expanded) is counted once when
+    its node ends, so the check costs one pass however large the expansion;
+    an alias to an anchor whose node is still open (a recursive alias) is
+    refused too.
+    """
+    def refuse(what: str, event: Any) -> UnsafeYamlError:
+        return UnsafeYamlError(f"{source}: {what} (line {event.start_mark.line + 1}); refusing to read it")
+
+    loader = _SafeCfgLoader(data)
+    try:
+        sizes: dict[str, int] = {}
+        stack: list[list] = []  # [anchor, node count] of each open mapping or sequence
+        aliases = 0
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, yaml.DocumentStartEvent):
+                sizes = {}
+                continue
+            if isinstance(event, yaml.CollectionStartEvent):
+                stack.append([event.anchor, 1])
+                if len(stack) > MAX_YAML_DEPTH:
+                    raise refuse(f"nested deeper than {MAX_YAML_DEPTH} levels", event)
+                continue
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    raise refuse(f"more than {MAX_YAML_ALIASES} alias uses", event)
+                if event.anchor not in sizes:
+                    raise refuse(f"alias *{event.anchor} is undefined or refers to a node that contains it", event)
+                count = sizes[event.anchor]
+            elif isinstance(event, yaml.ScalarEvent):
+                count = 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                anchor, count = stack.pop()
+                if anchor is not None:
+                    sizes[anchor] = count
+            else:
+                continue
+            if isinstance(event, yaml.ScalarEvent) and event.anchor is not None:
+                sizes[event.anchor] = 1
+            if stack:
+                stack[-1][1] += count
+                count = stack[-1][1]
+            if count > MAX_YAML_NODES:
+                raise refuse(f"more than {MAX_YAML_NODES} nodes once its aliases are expanded", event)
+    finally:
+        loader.dispose()
 
 
 def load_yaml(path: str | os.PathLike) -> Any:
     """Load a YAML file with the safe repository-cfg loader.
 
     Plain YAML (anchors and aliases included), ``!RepositoryCfg_v1`` (to
-    `RepositoryCfg`), ``!!python/name:X`` (to the string ``"X"``, not imported)
-    and ``!!python/object:`` of a Gen2 or butler `Policy` (to `Policy`) are
+    `RepositoryCfg`), another ``!RepositoryCfg_v<N>`` (to a plain mapping of
+    its fields), ``!!python/name:X`` (to the string ``"X"``, not imported) and
+    ``!!python/object:`` of a Gen2 or butler `Policy` (to `Policy`) are
     understood; legacy keys such as ``_isLegacyRepository`` are ignored.
+
+    The file must be at most `MAX_YAML_BYTES` long, use at most
+    `MAX_YAML_ALIASES` aliases, stand for at most `MAX_YAML_NODES` nodes with
+    its aliases expanded and nest at most `MAX_YAML_DEPTH` levels; these are
+    checked before anything is built.
 
     Raises
     ------
     butler.errors.UnsafeYamlError
-        On any other tag, naming the file and the tag; nothing is constructed.
+        On any other tag, naming the file and the tag, or when the file is over
+        a limit, naming the file and the limit; nothing is constructed.
     OSError
         When the file cannot be read.
     """
     path = os.fspath(path)
-    with open(path, "rb") as stream:
-        loader = _SafeCfgLoader(stream)
-        loader.source = path
-        try:
-            return loader.get_single_data()
-        finally:
-            loader.dispose()
+    data = _read_bounded(path)
+    _check_expansion(data, path)
+    loader = _SafeCfgLoader(data)
+    loader.source = path
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 class _CfgDumper(_DumperBase):  # type: ignore[misc, valid-type]

@@ -133,7 +133,8 @@ def open_butler(roots: Sequence[str], tags: Sequence[str] | None = None, mapper:
     mapperArgs = {"registry": registry} if registry else None
     tags = tags or [None] * len(roots)
     return Butler(inputs=[RepositoryArgs(root=root, mode="r", tags=tag, mapper=mapper, mapperArgs=mapperArgs)
-                          for root, tag in zip(roots, tags)])
+                          for root, tag in zip(roots, tags)],
+                  trustedMappers=[mapper] if mapper is not None else None)  # typed by the user: trusted
 
 
 def _check_mapper(name: str) -> None:

@@ -29,6 +29,8 @@ __all__ = [
     "DuplicatePolicyError",
     "PolicyError",
     "IngestError",
+    "MapperImportError",
+    "UntrustedMapperError",
 ]
 
 
@@ -158,3 +160,15 @@ def describe_data_id(dataId: Any) -> str:
     if tags:
         return "{" + items + "} tags=" + repr(sorted(map(str, tags)))
     return "{" + items + "}"
+
+
+class MapperImportError(MapperError, ImportError):
+    """A mapper named in a repository's files cannot be imported; the message names the file."""
+
+
+class UntrustedMapperError(MapperImportError):
+    """A repository's files name a mapper from no trusted source, or something that is no mapper class.
+
+    Nothing was imported from an untrusted module and nothing was constructed;
+    the message names the file, the name and how to trust its module.
+    """

@@ -10,17 +10,17 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from typing import Any
+from typing import Any, Iterable
 
-from .cfg import RepositoryCfg, find_mapper_file
+from .cfg import RepositoryCfg, find_mapper_file, mapper_source
 from .errors import MapperError, RepositoryModeError, describe_data_id
 from .graph import RepoSpec, RepositoryNode
 from .location import ButlerComposite, ButlerLocation, split_hdu
 from .safeio import ensure_within
 from .storage import PosixStorage, Storage
-from .utils import doImport
+from .utils import resolve_mapper
 
-__all__ = ["Repository", "describe_repository"]
+__all__ = ["Repository", "describe_repository", "mapper_class"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,9 +39,15 @@ def describe_repository(root: str) -> RepoSpec:
                     hasRegistry=os.path.exists(os.path.join(root, "registry.sqlite3")), present=True)
 
 
-def _mapper_class(mapper: Any) -> Any:
+def mapper_class(mapper: Any, root: str, trusted: Iterable[str] = ()) -> Any:
+    """The mapper class a repository's cfg names: a name goes through `butler.utils.resolve_mapper`.
+
+    A class or instance given by the program is returned as is; a name (read
+    from the repository's files) resolves only from trusted sources, to a
+    `butler.mapper.Mapper` subclass, and errors name the file it came from.
+    """
     if isinstance(mapper, str):
-        return doImport(mapper)
+        return resolve_mapper(mapper, mapper_source(root), trusted)
     return mapper
 
 
@@ -50,7 +56,7 @@ def construct_mapper(mapper: Any, root: str, parentRegistry: Any, cfg: Repositor
 
     A mapper given as an instance is used as it is (with a warning).
     """
-    mapper = _mapper_class(mapper)
+    mapper = mapper_class(mapper, root)
     if mapper is None:
         return None
     if not isinstance(mapper, type):

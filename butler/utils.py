@@ -1,13 +1,23 @@
-"""Small helpers of the Gen2 API: `sequencify`, `iterify`, `doImport`."""
+"""Small helpers of the Gen2 API (`sequencify`, `iterify`, `doImport`) and the mapper resolver.
+
+`doImport` imports whatever a program asks for. `resolve_mapper` is for mapper
+names read from a repository's files: it imports only from sources the user
+trusts, and returns only `butler.mapper.Mapper` subclasses.
+"""
 
 from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import logging
-from typing import Any
+import os
+import re
+import sys
+from typing import Any, Iterable
 
-__all__ = ["sequencify", "iterify", "as_list", "doImport", "LEGACY_PREFIXES"]
+__all__ = ["sequencify", "iterify", "as_list", "doImport", "resolve_mapper", "trusted_prefixes",
+           "LEGACY_PREFIXES", "PACKAGE_PREFIXES", "TRUSTED_MAPPERS_ENV"]
 
 _log = logging.getLogger(__name__)
 
@@ -17,6 +27,14 @@ LEGACY_PREFIXES = {
 }
 
 ENTRY_POINT_GROUP = "butler.mappers"
+
+#: module prefixes of this project: always trusted as sources of mappers
+PACKAGE_PREFIXES = ("butler", "mappers")
+
+#: environment variable holding more trusted module prefixes, comma-separated
+TRUSTED_MAPPERS_ENV = "BUTLER_TRUSTED_MAPPERS"
+
+_DOTTED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 def sequencify(x: Any) -> Any:
@@ -75,6 +93,14 @@ def _import_dotted(name: str) -> Any:
         return importlib.import_module(name)
 
 
+def _modern_name(name: str) -> str:
+    """``name`` with a legacy Gen2 module prefix replaced by this project's."""
+    for legacy, modern in LEGACY_PREFIXES.items():
+        if name.startswith(legacy):
+            return modern + name[len(legacy):]
+    return name
+
+
 def doImport(importable: str) -> Any:
     """Import and return the object named by a dotted string.
 
@@ -97,11 +123,7 @@ def doImport(importable: str) -> Any:
     """
     if not isinstance(importable, str):
         raise TypeError(f"doImport needs a dotted string, got {importable!r}")
-    name = importable.strip()
-    for legacy, modern in LEGACY_PREFIXES.items():
-        if name.startswith(legacy):
-            name = modern + name[len(legacy):]
-            break
+    name = _modern_name(importable.strip())
     entry_points = _entry_point_classes()
     if name in entry_points:
         return entry_points[name].load()
@@ -109,3 +131,109 @@ def doImport(importable: str) -> Any:
         return _import_dotted(name)
     except (ImportError, AttributeError) as exc:
         raise ImportError(f"cannot import {importable!r}: {exc}") from exc
+
+
+# -- mapper names read from a repository's files ----------------------------------------------
+
+def trusted_prefixes(trusted: Iterable[str] = ()) -> tuple[str, ...]:
+    """Return the module prefixes a mapper name may be imported from.
+
+    Parameters
+    ----------
+    trusted : iterable of `str`
+        Prefixes (or whole names) the caller trusts explicitly.
+
+    Returns
+    -------
+    prefixes : `tuple` of `str`
+        This package's own (`PACKAGE_PREFIXES`), those of the environment
+        variable ``BUTLER_TRUSTED_MAPPERS`` (comma-separated) and ``trusted``;
+        each without a trailing dot.
+    """
+    env = os.environ.get(TRUSTED_MAPPERS_ENV, "").split(",")
+    cleaned = (str(p).strip().rstrip(".") for p in (*PACKAGE_PREFIXES, *env, *trusted))
+    return tuple(dict.fromkeys(p for p in cleaned if p))
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _already_loaded(name: str) -> Any:
+    """The object ``name`` names in a module already imported, or None; nothing is imported or run.
+
+    The longest prefix of ``name`` found in `sys.modules` is the module; the
+    rest is looked up statically (no module ``__getattr__``, no descriptors).
+    """
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        obj = sys.modules.get(".".join(parts[:end]))
+        if obj is None:
+            continue
+        for part in parts[end:]:
+            try:
+                obj = inspect.getattr_static(obj, part)
+            except AttributeError:
+                return None
+        return obj
+    return None
+
+
+def resolve_mapper(name: str, source: str, trusted: Iterable[str] = ()) -> type:
+    """Return the mapper class a repository's file names, importing only trusted modules.
+
+    A name resolves through, in order: the ``butler.mappers`` entry-point
+    group (legacy Gen2 names included), the modules under a trusted prefix
+    (this package's, ``BUTLER_TRUSTED_MAPPERS``'s and ``trusted``; legacy
+    ``lsst.daf.persistence.`` names map to ``butler.``), and the modules the
+    running program has already imported (nothing new is imported). Anything
+    else is refused before any import. What it finds must be a subclass of
+    `butler.mapper.Mapper`; nothing is constructed.
+
+    Parameters
+    ----------
+    name : `str`
+        The dotted name, as read from the file.
+    source : `str`
+        The file (or other place) the name was read from, for messages.
+    trusted : iterable of `str`, optional
+        More module prefixes to trust (``Butler(trustedMappers=...)``,
+        ``butler --mapper``).
+
+    Raises
+    ------
+    butler.errors.UntrustedMapperError
+        When the name is from no trusted source, or does not name a mapper class.
+    butler.errors.MapperImportError
+        When a trusted name cannot be imported.
+    """
+    from .errors import MapperImportError, UntrustedMapperError
+    from .mapper import Mapper
+
+    given = name.strip() if isinstance(name, str) else name
+    if not isinstance(given, str) or not _DOTTED_NAME.match(given):
+        raise UntrustedMapperError(f"{source}: mapper {name!r} is not a dotted Python name; nothing was imported")
+    target = _modern_name(given)
+    entry = _entry_point_classes().get(target)
+    try:
+        if entry is not None:
+            found = entry.load()
+        elif any(_within(target, prefix) for prefix in trusted_prefixes(trusted)):
+            found = _import_dotted(target)
+        else:
+            found = _already_loaded(target)
+            if found is None:
+                module = target.rpartition(".")[0] or target
+                raise UntrustedMapperError(
+                    f"{source}: mapper {given!r} is not from a trusted module, so it was not imported; "
+                    f"to trust it, set {TRUSTED_MAPPERS_ENV}={module}, pass Butler(..., "
+                    f"trustedMappers=[{module!r}]), give butler --mapper {given}, or import {module} first")
+    except (ImportError, AttributeError) as exc:
+        if isinstance(exc, MapperImportError):
+            raise
+        raise MapperImportError(f"{source}: mapper {given!r} cannot be imported: {exc}") from exc
+    if not (isinstance(found, type) and issubclass(found, Mapper)):
+        raise UntrustedMapperError(f"{source}: {given!r} names {type(found).__name__} {found!r}, not a "
+                                   "subclass of butler.mapper.Mapper; it is not constructed")
+    _log.debug("mapper %r named in %s resolved to %r", given, source, found)
+    return found

@@ -17,7 +17,7 @@ from ..errors import ButlerError, DatasetNotFoundError, RepositoryError, describ
 from ..formatters import get_formatter
 from ..location import split_hdu
 from ..safeio import atomic_write, makedirs
-from ..utils import doImport
+from ..utils import resolve_mapper
 from .base import StorageInterface
 
 __all__ = ["PosixStorage"]
@@ -170,8 +170,12 @@ class PosixStorage(StorageInterface):
 
         Raises
         ------
-        ImportError
-            When the mapper name cannot be imported; the message names the file.
+        butler.errors.UntrustedMapperError
+            When the name is from no trusted module or names no mapper class
+            (see `butler.utils.resolve_mapper`); nothing is imported from an
+            untrusted module. An `ImportError` naming the file.
+        butler.errors.MapperImportError
+            When a trusted name cannot be imported; an `ImportError` naming the file.
         """
         from ..cfg import CFG_FILENAME, RepositoryCfg, find_mapper_file
 
@@ -184,12 +188,7 @@ class PosixStorage(StorageInterface):
 
     @staticmethod
     def _mapper_class(mapper: Any, source: str) -> Any:
-        if not isinstance(mapper, str):
-            return mapper
-        try:
-            return doImport(mapper)
-        except ImportError as exc:
-            raise ImportError(f"mapper {mapper!r} named in {source} cannot be imported: {exc}") from exc
+        return resolve_mapper(mapper, source) if isinstance(mapper, str) else mapper
 
     # -- instance methods ------------------------------------------------------------------
 
