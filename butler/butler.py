@@ -609,8 +609,8 @@ def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
     if not new_form:
         if root is None:
             root = getattr(mapper, "root", None) or "."
-        named = [mapper] if isinstance(mapper, str) else []
-        return [], [_absolute(RepositoryArgs(root=root, mapper=mapper, mapperArgs=mapperArgs, mode="rw"))], named
+        output = _absolute(RepositoryArgs(root=root, mapper=mapper, mapperArgs=mapperArgs, mode="rw"))
+        return [], [output], [mapper] if isinstance(mapper, str) else []
     input_args = []
     for item in as_list(inputs):
         if isinstance(item, RepositoryCfg):

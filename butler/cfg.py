@@ -494,7 +494,8 @@ def _construct_cfg(loader: _SafeCfgLoader, node: yaml.MappingNode) -> Repository
 def _construct_versioned_cfg(loader: _SafeCfgLoader, suffix: str, node: yaml.Node) -> _VersionedCfgFields:
     if not suffix.isdigit() or not isinstance(node, yaml.MappingNode):
         _refuse(loader, node)
-    _log.info("%s: %s%s is read as a plain mapping of cfg fields", loader.source, _VERSIONED_TAG_PREFIX, suffix)
+    _log.info("%s: %s%s is read as a plain mapping of cfg fields", loader.source, _VERSIONED_TAG_PREFIX,
+              suffix)
     return _VersionedCfgFields(loader.construct_mapping(node, deep=True))
 
 
@@ -563,7 +564,8 @@ def _check_expansion(data: bytes, source: str) -> None:
                 if aliases > MAX_YAML_ALIASES:
                     raise refuse(f"more than {MAX_YAML_ALIASES} alias uses", event)
                 if event.anchor not in sizes:
-                    raise refuse(f"alias *{event.anchor} is undefined or refers to a node that contains it", event)
+                    raise refuse(f"alias *{event.anchor} is undefined or refers to a node that contains it",
+                                 event)
                 count = sizes[event.anchor]
             elif isinstance(event, yaml.ScalarEvent):
                 count = 1

@@ -212,26 +212,23 @@ def resolve_mapper(name: str, source: str, trusted: Iterable[str] = ()) -> type:
 
     given = name.strip() if isinstance(name, str) else name
     if not isinstance(given, str) or not _DOTTED_NAME.match(given):
-        raise UntrustedMapperError(f"{source}: mapper {name!r} is not a dotted Python name; nothing was imported")
+        raise UntrustedMapperError(f"{source}: mapper {name!r} is not a dotted Python name; "
+                                   "nothing was imported")
     target = _modern_name(given)
     entry = _entry_point_classes().get(target)
-    try:
-        if entry is not None:
-            found = entry.load()
-        elif any(_within(target, prefix) for prefix in trusted_prefixes(trusted)):
-            found = _import_dotted(target)
-        else:
-            found = _already_loaded(target)
-            if found is None:
-                module = target.rpartition(".")[0] or target
-                raise UntrustedMapperError(
-                    f"{source}: mapper {given!r} is not from a trusted module, so it was not imported; "
-                    f"to trust it, set {TRUSTED_MAPPERS_ENV}={module}, pass Butler(..., "
-                    f"trustedMappers=[{module!r}]), give butler --mapper {given}, or import {module} first")
-    except (ImportError, AttributeError) as exc:
-        if isinstance(exc, MapperImportError):
-            raise
-        raise MapperImportError(f"{source}: mapper {given!r} cannot be imported: {exc}") from exc
+    if entry is not None or any(_within(target, prefix) for prefix in trusted_prefixes(trusted)):
+        try:
+            found = entry.load() if entry is not None else _import_dotted(target)
+        except (ImportError, AttributeError) as exc:
+            raise MapperImportError(f"{source}: mapper {given!r} cannot be imported: {exc}") from exc
+    else:
+        found = _already_loaded(target)
+        if found is None:
+            module = target.rpartition(".")[0] or target
+            raise UntrustedMapperError(
+                f"{source}: mapper {given!r} is not from a trusted module, so it was not imported; "
+                f"to trust it, set {TRUSTED_MAPPERS_ENV}={module}, pass Butler(..., "
+                f"trustedMappers=[{module!r}]), give butler --mapper {given}, or import {module} first")
     if not (isinstance(found, type) and issubclass(found, Mapper)):
         raise UntrustedMapperError(f"{source}: {given!r} names {type(found).__name__} {found!r}, not a "
                                    "subclass of butler.mapper.Mapper; it is not constructed")

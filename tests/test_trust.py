@@ -21,7 +21,13 @@ import pytest
 import butler
 from butler import Butler, RepositoryArgs, RepositoryCfg, Storage
 from butler.cfg import MAX_YAML_BYTES, MAX_YAML_DEPTH, load_yaml, resolve_mapper_name
-from butler.errors import MapperImportError, MapperError, RepositoryError, UnsafeYamlError, UntrustedMapperError
+from butler.errors import (
+    MapperError,
+    MapperImportError,
+    RepositoryError,
+    UnsafeYamlError,
+    UntrustedMapperError,
+)
 from butler.utils import TRUSTED_MAPPERS_ENV, resolve_mapper
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(butler.__file__)))
@@ -225,7 +231,8 @@ def test_untrusted_third_party_module_is_not_imported(tmp_path, third_party):
         Butler(inputs=root)
     message = str(info.value)
     assert path in message and f"{name}.CamMapper" in message
-    assert f"{TRUSTED_MAPPERS_ENV}={name}" in message and "trustedMappers" in message and "--mapper" in message
+    for hint in (f"{TRUSTED_MAPPERS_ENV}={name}", f"trustedMappers=[{name!r}]", f"--mapper {name}.CamMapper"):
+        assert hint in message
     assert name not in sys.modules and not imported.exists()
     # comparing names does not import either
     assert resolve_mapper_name(f"{name}.CamMapper") == f"{name}.CamMapper"
@@ -335,7 +342,7 @@ def _alias_bomb(path) -> None:
 def _oversize(path) -> None:
     with open(path, "w") as stream:
         stream.write(CFG.format(mapper="butler.test.EmptyTestMapper", args="{}"))
-        stream.write(("# padding\n" * (MAX_YAML_BYTES // 10 + 1)))
+        stream.write("# padding\n" * (MAX_YAML_BYTES // 10 + 1))
 
 
 def _deep(path) -> None:
