@@ -205,6 +205,8 @@ def _to_scalar(value: Any) -> Any:
     """A value of a key of no known kind that fills a path: text or an integer."""
     if isinstance(value, str):
         return str(value)
+    if not isinstance(value, numbers.Real):
+        raise _Refused(f"{type(value).__name__} is neither text nor a number")
     return _to_int(value)
 
 
