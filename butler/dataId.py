@@ -155,7 +155,7 @@ class _Refused(Exception):
 
 
 def _to_int(value: Any) -> int:
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, bool):
         raise _Refused("a boolean is not an integer")
     if isinstance(value, numbers.Integral):
         result = int(value)
@@ -176,7 +176,7 @@ def _to_int(value: Any) -> int:
 
 
 def _to_float(value: Any) -> float:
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, bool):
         raise _Refused("a boolean is not a number")
     if isinstance(value, str):
         if not _FLOAT_TEXT.fullmatch(value):
@@ -196,7 +196,7 @@ def _to_float(value: Any) -> float:
 def _to_str(value: Any) -> str:
     if isinstance(value, str):
         return str(value)
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_":
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return str(_to_int(value))
     raise _Refused(f"{type(value).__name__} is not text")
 
@@ -218,12 +218,13 @@ _UNKNOWN = object()
 def _convert(value: Any, kind: Any, inPath: bool) -> Any:
     """The value converted to ``kind`` and checked; a key not known keeps its value unless it is
     an integer out of range or text that cannot be encoded (what a registry cannot bind)."""
-    if kind is not _UNKNOWN and (kind is not None or inPath):
+    if kind is not _UNKNOWN and (kind is not None or inPath) and (type(value) is not kind or kind is float):
         value = _CONVERTERS[kind](value)
-    elif isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+    elif type(value) is int and not INT_MIN <= value <= INT_MAX:
         raise _Refused("an integer out of the 64-bit range a registry stores")
-    if isinstance(value, str):
-        _check_text(value)
+    if type(value) is str:
+        if not value.isascii():
+            _check_text(value)
         if inPath:
             _check_in_path(value)
     return value
@@ -237,17 +238,15 @@ def _check_text(value: str) -> None:
         raise _Refused("text that cannot be encoded as UTF-8", unsafe=True) from None
 
 
-def _check_in_path(value: Any) -> None:
-    """Refuse a value that would make an unsafe or impossible path component."""
-    if not isinstance(value, str):
-        return
+def _check_in_path(value: str) -> None:
+    """Refuse text that would make an unsafe or impossible path component."""
     if value == "":
         raise _Refused("an empty value makes an ambiguous path", unsafe=True)
     if _LEAVES_ROOT.search(value):
         raise _Refused("a path separator or '..' could make the path leave the repository root", unsafe=True)
     if _CONTROL.search(value):
         raise _Refused("a control character (NUL, newline, ...) in a file name", unsafe=True)
-    if len(value.encode("utf-8")) > NAME_MAX:
+    if len(value) > NAME_MAX // 4 and len(value.encode("utf-8")) > NAME_MAX:
         raise _Refused(f"longer than the file-name limit ({NAME_MAX} bytes)", unsafe=True)
 
 

@@ -563,8 +563,14 @@ class CameraMapper(Mapper):
         return self.defaultSubLevels.get(level)
 
     def map(self, datasetType: str, dataId: Any, write: bool = False) -> Any:
-        """As `Mapper.map`; the data-ID values are checked and converted first (`checkDataId`)."""
-        return super().map(datasetType, self.checkDataId(datasetType, dataId), write)
+        """As `Mapper.map`; the data-ID values are checked and converted first (`checkDataId`).
+
+        A dataset type with a mapping of its own is checked by `Mapping.map`, so
+        here only when the camera's `validate` would see the values first.
+        """
+        if datasetType not in self.mappings or type(self).validate is not Mapper.validate:
+            dataId = self.checkDataId(datasetType, dataId)
+        return super().map(datasetType, dataId, write)
 
     def queryMetadata(self, datasetType: str, format: Any, dataId: Any) -> Any:
         """As `Mapper.queryMetadata`; the data-ID values are checked and converted first (`checkDataId`)."""

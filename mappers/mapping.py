@@ -129,8 +129,8 @@ class Mapping:
         actualId = dict(self.checkDataId(mapper, dataId or {}))
         missing = [key for key in self.keyDict if key not in actualId]
         if missing:
-            actualId.update(zip(missing, self._complete(missing, actualId)))
-            actualId = check_data_id(actualId, self.keyKinds(mapper), missing, self.datasetType, mapper.root)
+            found = dict(zip(missing, self._complete(missing, actualId)))
+            actualId.update(check_data_id(found, self.keyKinds(mapper), missing, self.datasetType, mapper.root))
         usedDataId = {key: actualId[key] for key in self.keyDict}
         path = mapper._mapActualToPath(template, actualId)
         check_path(path, self.datasetType, actualId, mapper.root)
