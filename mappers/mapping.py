@@ -175,7 +175,9 @@ class Mapping:
             kinds = dict(getattr(mapper, "keyDict", None) or {})
             for registry, tables in self._queriedTables():
                 columnTypes = getattr(registry, "columnTypes", None)
-                for table in tables if columnTypes is not None else ():
+                if columnTypes is None:  # a registry that does not know column types (POSIX)
+                    continue
+                for table in tables:
                     kinds.update((column, kind) for column, declared in columnTypes(table).items()
                                  if (kind := kind_of_column(declared)) is not None)
             kinds.update(self.keyDict)

@@ -22,8 +22,13 @@ from astropy.nddata import CCDData
 
 import butler
 from butler.dataId import DataId, check_data_id, kind_of_column
-from butler.errors import (ButlerError, DataIdValueError, IncompleteDataIdError, UnsafeDataIdValueError,
-                           UnsafePathError)
+from butler.errors import (
+    ButlerError,
+    DataIdValueError,
+    IncompleteDataIdError,
+    UnsafeDataIdValueError,
+    UnsafePathError,
+)
 from butler.test import MapperForTestWriting, TestObject
 
 

@@ -16,10 +16,12 @@ go to a temporary output. Asserted:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -101,11 +103,11 @@ def test_hostile_values_through_every_operation(shared_data, tmp_path, camera):
     leaks: list[str] = []
     calls = 0
 
-    def attempt(operation: str, case: str, call: Callable[[], Any]) -> None:
+    def attempt(operation: str, case: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         nonlocal calls
         calls += 1
         try:
-            call()
+            call(*args, **kwargs)
         except ButlerError:
             pass
         except Exception as exc:  # noqa: BLE001 - the point: anything else is a leak
@@ -121,15 +123,16 @@ def test_hostile_values_through_every_operation(shared_data, tmp_path, camera):
             case = case_key(value, key)
             full = {**complete, key: value}
             partial = {key: value}
-            attempt("put", case, lambda: repo.put(obj, datasetType, full))
-            attempt("datasetExists", case, lambda: repo.datasetExists(datasetType, partial))
-            attempt("getUri", case, lambda: repo.getUri(datasetType, partial))
-            attempt("getUri write", case, lambda: repo.getUri(datasetType, full, write=True))
+            attempt("put", case, repo.put, obj, datasetType, full)
+            attempt("datasetExists", case, repo.datasetExists, datasetType, partial)
+            attempt("getUri", case, repo.getUri, datasetType, partial)
+            attempt("getUri write", case, repo.getUri, datasetType, full, write=True)
             if (keyIndex + valueIndex) % SAMPLE:
                 continue
-            attempt("get", case, lambda: repo.get(datasetType, full))
-            attempt("queryMetadata", case, lambda: repo.queryMetadata(datasetType, [other], partial))
-            attempt("subset", case, lambda: [ref.dataId for ref in repo.subset(datasetType, dataId=partial)])
+            attempt("get", case, repo.get, datasetType, full)
+            attempt("queryMetadata", case, repo.queryMetadata, datasetType, [other], partial)
+            attempt("subset", case, lambda subset: [ref.dataId for ref in subset()],
+                    functools.partial(repo.subset, datasetType, dataId=partial))
     # the command: each value once, the keys in turn, ``get`` and ``query`` alternately (a
     # command opens the repository afresh, ~0.1 s, so it is sampled more thinly)
     runner = CliRunner()
