@@ -31,6 +31,9 @@ __all__ = [
     "IngestError",
     "MapperImportError",
     "UntrustedMapperError",
+    "DataIdValueError",
+    "UnsafeDataIdValueError",
+    "IncompleteDataIdError",
 ]
 
 
@@ -143,6 +146,19 @@ class PolicyError(ButlerError, RuntimeError):
 
 class IngestError(ButlerError, RuntimeError):
     """A file cannot be ingested into a repository."""
+
+
+class DataIdValueError(ButlerError, ValueError):
+    """A data-ID value is of the wrong kind for its key, or converts to it only with a loss."""
+
+
+class UnsafeDataIdValueError(DataIdValueError, UnsafePathError):
+    """A data-ID value would make an unsafe or impossible path (a separator, ``..``, a control
+    character, text that cannot be encoded, a name over the file-name length limit)."""
+
+
+class IncompleteDataIdError(MapperError):
+    """A data ID lacks template keys that the mapper cannot look up."""
 
 
 def describe_location(location: Any, root: str) -> str:

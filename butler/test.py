@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .dataId import check_data_id, check_path
 from .location import ButlerLocation
 from .mapper import Mapper
 
@@ -51,8 +52,14 @@ class MapperForTestWriting(Mapper):
         self.storage = Storage.makeFromURI(root)
 
     def map_foo(self, dataId: Any, write: bool) -> ButlerLocation | None:
-        """Map ``foo``: a `TestObject` in a pickle file named after the data ID."""
+        """Map ``foo``: a `TestObject` in a pickle file named after the data ID.
+
+        Every value fills the file name, so each must be text or an integer that
+        makes a safe name (see `butler.dataId.check_data_id`).
+        """
+        dataId = check_data_id(dataId, dict.fromkeys(dataId or {}), dataId or {}, "foo", self.root)
         name = "filename" + "".join([f"_{key}{value}" for key, value in sorted(dataId.items())]) + ".txt"
+        check_path(name, "foo", dataId, self.root)
         if not write and not os.path.exists(os.path.join(self.root, name)):
             return None
         return ButlerLocation(TestObject, None, "PickleStorage", name, dataId, self, self.storage)

@@ -18,6 +18,7 @@ import shutil
 import zlib
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
+from butler.dataId import check_data_id
 from butler.formatters.fits import python_kind
 from butler.errors import DuplicatePolicyError, MapperError, NoResults, PolicyError, TemplateError
 from butler.location import ButlerLocation, split_hdu
@@ -560,6 +561,40 @@ class CameraMapper(Mapper):
     def getDefaultSubLevel(self, level: str) -> str | None:
         """Return the policy's ``defaultSubLevels[level]``, or None."""
         return self.defaultSubLevels.get(level)
+
+    def map(self, datasetType: str, dataId: Any, write: bool = False) -> Any:
+        """As `Mapper.map`; the data-ID values are checked and converted first (`checkDataId`).
+
+        A dataset type with a mapping of its own is checked by `Mapping.map`, so
+        here only when the camera's `validate` would see the values first.
+        """
+        if datasetType not in self.mappings or type(self).validate is not Mapper.validate:
+            dataId = self.checkDataId(datasetType, dataId)
+        return super().map(datasetType, dataId, write)
+
+    def queryMetadata(self, datasetType: str, format: Any, dataId: Any) -> Any:
+        """As `Mapper.queryMetadata`; the data-ID values are checked and converted first (`checkDataId`)."""
+        return super().queryMetadata(datasetType, format, self.checkDataId(datasetType, dataId))
+
+    def checkDataId(self, datasetType: str, dataId: Any) -> Any:
+        """Return the data ID with its values converted to the kinds of their keys, before `validate`.
+
+        The mapping of the dataset type (of the type it derives from, for
+        ``X_filename``, ``X_sub``, ...) knows the kinds; other types are checked
+        against the kinds of every template's fields.
+
+        Raises
+        ------
+        butler.errors.DataIdValueError
+            A `ValueError` naming the key, the value, the dataset type, the data ID and the root.
+        """
+        mapping = self.mappings.get(datasetType)
+        if mapping is None:
+            generated = self._generated.get("map_" + datasetType)
+            mapping = self.mappings.get(generated[1]) if generated is not None else None
+        if mapping is not None:
+            return mapping.checkDataId(self, dataId)
+        return check_data_id(dataId, self.keyDict, (), datasetType, self.root)
 
     def canStandardize(self, datasetType: str) -> bool:
         """Return whether this mapper maps ``datasetType`` and has ``std_<datasetType>``."""

@@ -1,25 +1,25 @@
 """Mappings: how one dataset type of a camera policy becomes a `ButlerLocation`.
 
 A `Mapping` is built once per dataset type from its policy entry. It knows the
-template and its keys, fills a partial data ID from the registry, checks the
-data-ID values before any path is built, and finds compressed variants of a
-file on read.
+template and its keys, fills a partial data ID from the registry, checks and
+converts the data-ID values (`butler.dataId.check_data_id`, against the kinds
+of the template fields and of the registry columns) before any path is built
+or any registry is queried, and finds compressed variants of a file on read.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sqlite3
 from typing import Any, Iterable
 
-from butler.errors import MapperError, NoResults, RegistryError, TemplateError, UnsafePathError
+from butler.dataId import check_data_id, check_path, kind_of_column
+from butler.errors import IncompleteDataIdError, MapperError, NoResults, RegistryError, TemplateError
 from butler.location import ButlerLocation, split_hdu
 from butler.registry import template_fields
 
-__all__ = ["Mapping", "ImageMapping", "ExposureMapping", "CalibrationMapping", "DatasetMapping",
-           "check_path_values"]
+__all__ = ["Mapping", "ImageMapping", "ExposureMapping", "CalibrationMapping", "DatasetMapping"]
 
 _log = logging.getLogger(__name__)
 
@@ -29,38 +29,6 @@ SKYMAP_KEYS = ("tract", "patch")
 _VISIT_PROPERTIES = frozenset(("filter", "expTime", "taiObs"))
 #: suffixes of the compressed variants of a file, tried in order after the file itself
 _COMPRESSED_SUFFIXES = (".gz", ".fz")
-#: what a data-ID value must not hold: a NUL byte, a path separator or ``..``
-_FORBIDDEN_IN_VALUES = re.compile(r"\0|/|\\|\.\.")
-
-
-def check_path_values(datasetType: str, dataId: Any, keys: Iterable[str]) -> None:
-    """Refuse data-ID values that could make a filled template leave the repository root.
-
-    This is the one check every mapping applies before it builds a path.
-
-    Parameters
-    ----------
-    datasetType : `str`
-        The dataset type, for the message.
-    dataId : mapping
-        The data ID about to fill the template.
-    keys : iterable of `str`
-        The template keys.
-
-    Raises
-    ------
-    butler.errors.UnsafePathError
-        When a value holds a NUL byte, a path separator or ``..``.
-    """
-    for key in keys:
-        value = dataId.get(key)
-        if value is None or isinstance(value, (int, float)):
-            continue
-        if _FORBIDDEN_IN_VALUES.search(str(value)):
-            raise UnsafePathError(f"unsafe value {value!r} for data-ID key {key!r} of dataset type "
-                                  f"{datasetType!r}: it could make the path leave the repository root")
-
-
 def _as_list(value: Any) -> list | None:
     if value is None:
         return None
@@ -120,6 +88,7 @@ class Mapping:
         #: data-ID keys that never restrict a registry query
         self._notQueried = frozenset((self.obsTimeName, *SKYMAP_KEYS))
         self._tableColumns: set[str] | None = None
+        self._kinds: dict[str, type] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.datasetType!r}, template={self._template!r})"
@@ -155,17 +124,16 @@ class Mapping:
             Map for writing: no search for compressed variants.
         """
         template = self.template
-        given = dataId or {}
-        # the values given are refused before the registry is asked about them,
+        # the values given are checked before the registry is asked about them,
         # the values the registry supplies before they fill the template
-        check_path_values(self.datasetType, given, self.keyDict)
-        actualId = dict(given)
+        actualId = dict(self.checkDataId(mapper, dataId or {}))
         missing = [key for key in self.keyDict if key not in actualId]
         if missing:
-            actualId.update(zip(missing, self._lookupUnique(missing, actualId)))
-            check_path_values(self.datasetType, actualId, missing)
+            found = dict(zip(missing, self._complete(missing, actualId)))
+            actualId.update(check_data_id(found, self.keyKinds(mapper), missing, self.datasetType, mapper.root))
         usedDataId = {key: actualId[key] for key in self.keyDict}
         path = mapper._mapActualToPath(template, actualId)
+        check_path(path, self.datasetType, actualId, mapper.root)
         if os.path.isabs(path):
             raise MapperError(f"Mapped path should not be absolute: {path!r} (dataset type "
                               f"{self.datasetType!r})")
@@ -176,6 +144,70 @@ class Mapping:
         return ButlerLocation(self.python, self.persistable, self.storage, path, actualId, mapper,
                               self.rootStorage, usedDataId=usedDataId, datasetType=self.datasetType,
                               additionalData=additionalData)
+
+    def checkDataId(self, mapper: Any, dataId: Any) -> Any:
+        """Return the data ID with its values converted to the kinds of their keys (see `keyKinds`).
+
+        Parameters
+        ----------
+        mapper : `mappers.cameraMapper.CameraMapper`
+            The mapper (its template keys and root).
+        dataId : mapping
+            The data ID as given; it is not modified.
+
+        Raises
+        ------
+        butler.errors.DataIdValueError
+            A `ValueError`: a value of the wrong kind, or one that converts only with a loss.
+        butler.errors.UnsafeDataIdValueError
+            Also an `UnsafePathError`: a template value that would make an unsafe or impossible path.
+        """
+        return check_data_id(dataId, self.keyKinds(mapper), self.keyDict, self.datasetType, mapper.root)
+
+    def keyKinds(self, mapper: Any) -> dict[str, type]:
+        """``{key: int, float or str}``: the kind of every data-ID key this mapping knows.
+
+        The template's own fields win; then the declared types of the columns of
+        the registry tables this mapping queries; then the fields of the mapper's
+        other templates. Worked out once.
+        """
+        if self._kinds is None:
+            kinds = dict(getattr(mapper, "keyDict", None) or {})
+            for registry, tables in self._queriedTables():
+                columnTypes = getattr(registry, "columnTypes", None)
+                if columnTypes is None:  # a registry that does not know column types (POSIX)
+                    continue
+                for table in tables:
+                    kinds.update((column, kind) for column, declared in columnTypes(table).items()
+                                 if (kind := kind_of_column(declared)) is not None)
+            kinds.update(self.keyDict)
+            self._kinds = kinds
+        return self._kinds
+
+    def _queriedTables(self) -> list[tuple[Any, list[str]]]:
+        """``(registry, tables)`` pairs this mapping looks data-ID keys up in."""
+        return [(self.lookupRegistry, self.tables or [])]
+
+    def _complete(self, missing: list[str], dataId: dict) -> tuple:
+        """The registry values of the template keys a data ID lacks.
+
+        Raises
+        ------
+        butler.errors.NoResults
+            When the registry has not exactly one row for the data ID.
+        butler.errors.IncompleteDataIdError
+            A `RuntimeError`: the mapping names no registry table to ask.
+        butler.errors.RegistryError
+            A `RuntimeError`: there is no registry, or its query failed (naming the keys asked for).
+        """
+        try:
+            return self._lookupUnique(missing, dataId)
+        except RegistryError as exc:
+            if self.tables:
+                raise
+            raise IncompleteDataIdError(f"cannot complete the data ID {dataId!r} of dataset type "
+                                        f"{self.datasetType!r}: the template keys {missing} are missing and "
+                                        f"the policy names no registry table to look them up in ({exc})") from exc
 
     def _findCompressed(self, path: str) -> str:
         """Return ``path`` when its file exists in this root, else its first ``.gz``/``.fz`` variant
@@ -338,6 +370,10 @@ class CalibrationMapping(Mapping):
         self.refCols = _as_list(policy.get("refCols"))
         self.setFilter = bool(policy.get("filter"))
         self.dataRoot = dataRoot
+
+    def _queriedTables(self) -> list[tuple[Any, list[str]]]:
+        """The calibration tables, and the reference tables of the exposure registry."""
+        return [(self.registry, self.tables or []), (self.refRegistry, self.reference or [])]
 
     def map(self, mapper: Any, dataId: Any, write: bool = False) -> ButlerLocation:
         """As `Mapping.map`; a location for writing is relative to the output root."""
