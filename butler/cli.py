@@ -177,9 +177,8 @@ def _known_keys(butler: Any, datasetType: str) -> set[str] | None:
     for repo in butler.repositories():
         mapper = repo.mapper if repo.cfg.mapper is not None else None
         for registry in (getattr(mapper, "registry", None), getattr(mapper, "calibRegistry", None)):
-            if hasattr(registry, "getTables") and hasattr(registry, "columns"):
-                for table in registry.getTables():
-                    known.update(registry.columns(table))
+            for table in registry.tables() if registry is not None else ():
+                known.update(registry.columns(table))
     return known
 
 
@@ -372,7 +371,7 @@ def _registry_lines(repo: Any) -> list[str]:
             continue
         registry = SqliteRegistry(path)
         try:
-            counts = ", ".join(f"{t} {registry.rowCount(t)}" for t in registry.getTables())
+            counts = ", ".join(f"{t} {registry.rowCount(t)}" for t in registry.tables())
         finally:
             registry.close()
         lines.append(f"  {path}: {counts or 'no tables'}")

@@ -29,6 +29,8 @@ __all__ = [
     "DuplicatePolicyError",
     "PolicyError",
     "IngestError",
+    "RegistrySchemaError",
+    "RegistryConflictError",
 ]
 
 
@@ -158,3 +160,11 @@ def describe_data_id(dataId: Any) -> str:
     if tags:
         return "{" + items + "} tags=" + repr(sorted(map(str, tags)))
     return "{" + items + "}"
+
+
+class RegistrySchemaError(RegistryError):
+    """A registry lacks a table or column that is asked for (an unknown data-ID key, another schema)."""
+
+
+class RegistryConflictError(RegistryError):
+    """A registry write would break a UNIQUE constraint (the row is registered already)."""

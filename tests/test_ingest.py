@@ -14,6 +14,7 @@ from astropy.io import fits
 from butler.errors import IngestError, UnsafePathError
 from butler.ingest import IngestReport, ingest_raws, read_primary_header
 from butler.location import ButlerLocation
+from butler.registry import template_fields
 from mappers.translators import TRANSLATORS, ImsimTranslator, LsstCamTranslator
 
 from conftest import SHARED_DATA
@@ -272,7 +273,7 @@ def test_argument_errors(tmp_path):
 
 
 class TemplateMapper:
-    """A stand-in for a camera mapper: ``map('raw', ..., write=True)`` and ``translator``."""
+    """A stand-in for a camera mapper: ``map('raw', ..., write=True)``, ``getKeys`` and ``translator``."""
 
     translator = LsstCamTranslator
 
@@ -282,6 +283,9 @@ class TemplateMapper:
     def map(self, datasetType, dataId, write=False):
         self.calls.append((datasetType, write))
         return ButlerLocation(None, None, "FitsStorage", [_FOCAL_PLANE % dataId + "[0]"], dataId, self, None)
+
+    def getKeys(self, datasetType, level):
+        return template_fields(_FOCAL_PLANE)
 
 
 def test_destination_and_translator_from_mapper(tmp_path):
