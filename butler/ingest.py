@@ -483,7 +483,8 @@ def _place(registry: Registry, planned: Sequence[tuple[IngestedFile, str]], tran
                 _transfer(item.source, destination, mode, root)
         except (OSError, RegistryConflictError) as err:
             concurrent = isinstance(err, RegistryConflictError)
-            problem = IngestProblem(item.source, f"{err} (ingested concurrently?)" if concurrent else str(err))
+            reason = f"{err} (ingested concurrently?)" if concurrent else str(err)
+            problem = IngestProblem(item.source, reason)
             _log.warning("not ingesting %s", problem)
             (report.skipped if concurrent and ignore_ingested else report.failed).append(problem)
         else:
@@ -581,7 +582,7 @@ def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translat
                 _place(registry, plan.place, translator, mode, root, ignore_ingested, progress, report)
     if mode == "move":  # the registry is committed: the moved sources can go
         ingested = {id(item) for item in report.ingested}
-        _remove_sources([(item.source, destination) for item, destination in plan.place if id(item) in ingested]
-                        + [(item.source, destination) for item, destination in plan.duplicates])
+        moved = [(item.source, destination) for item, destination in plan.place if id(item) in ingested]
+        _remove_sources(moved + [(item.source, destination) for item, destination in plan.duplicates])
     _log.info("%s into %s", report.summary(), root)
     return report

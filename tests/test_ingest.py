@@ -376,3 +376,22 @@ def test_row_registered_meanwhile_is_rolled_back(tmp_path, monkeypatch):
     assert [item.source for item in report.failed] == LSSTCAM[:1]
     assert os.path.islink(tmp_path / UPSTREAM_ORDER["lsstCam"][0])  # still the first ingest's link
     assert [row[0] for row in rows(tmp_path / "registry.sqlite3", "raw")] == [1, 2]
+
+
+CAMERA_MAPPERS = [("mappers.test", "TestMapper"), ("mappers.demo", "DemoMapper"),
+                  *(("mappers.lsst", name) for name in sorted(MAPPER_CLASSES.values()))]
+
+
+@pytest.mark.parametrize("module, name", CAMERA_MAPPERS)
+def test_ingest_creates_every_table_the_policy_queries(tmp_path, module, name):
+    """Each exposure-registry table a camera's policy names (``tables``, or a calibration's
+    ``reference``) is one the camera's translator defines, so ingest creates it."""
+    from mappers.mapping import CalibrationMapping
+
+    mapper = getattr(pytest.importorskip(module), name)(root=str(tmp_path))
+    queried = set()
+    for mapping in mapper.mappings.values():
+        tables = mapping.reference if isinstance(mapping, CalibrationMapping) else mapping.tables
+        queried.update(tables or ())
+    assert "raw" in queried
+    assert queried <= {spec.name for spec in mapper.translator.tables()}

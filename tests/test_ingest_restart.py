@@ -240,7 +240,8 @@ def test_registry_of_another_schema_is_a_package_error(repo):
     before = path.read_bytes()
     source = str(OBS_TEST / "raw" / "raw_v1_fg.fits.gz")
     with pytest.raises(RegistrySchemaError) as info:
-        ingest_raws(str(repo), [source], mode="copy", mapper=TestMapper(root=str(repo)), progress=False, workers=1)
+        ingest_raws(str(repo), [source], mode="copy", mapper=TestMapper(root=str(repo)), progress=False,
+                    workers=1)
     message = str(info.value)
     assert str(path) in message and "'raw'" in message and "'taiObs'" in message and "'expTime'" in message
     result = run_ingest(repo, [source], "--mode", "copy")

@@ -123,7 +123,8 @@ class Registry(abc.ABC):
     # -- reads ---------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def lookup(self, lookupProperties: Any, reference: Any, dataId: Mapping | None, **kwargs: Any) -> list[tuple]:
+    def lookup(self, lookupProperties: Any, reference: Any, dataId: Mapping | None,
+               **kwargs: Any) -> list[tuple]:
         """Return the distinct values of ``lookupProperties`` for the entries matching ``dataId``.
 
         Parameters
@@ -168,7 +169,8 @@ class Registry(abc.ABC):
             Passed to `lookup`.
         """
         known = {column for table in sequencify(reference) for column in self.columns(table)}
-        where = {key: value for key, value in (dataId or {}).items() if isinstance(key, tuple) or key in known}
+        where = {key: value for key, value in (dataId or {}).items()
+                 if isinstance(key, tuple) or key in known}
         rows = self.lookup(format, reference, where, **kwargs)
         return [row[0] for row in rows] if isinstance(format, str) else rows
 

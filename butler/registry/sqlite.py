@@ -175,8 +175,8 @@ class SqliteRegistry(Registry):
         try:
             return connection.execute(sql, [_bindable(v) for v in values])
         except sqlite3.IntegrityError as exc:
-            raise RegistryConflictError(f"{exc}: registry {self.location}; SQL: {sql}; values: {list(values)!r}"
-                                        ) from exc
+            raise RegistryConflictError(f"{exc}: registry {self.location}; SQL: {sql}; "
+                                        f"values: {list(values)!r}") from exc
         except sqlite3.Error as exc:
             raise RegistryError(f"registry query failed on {self.location}: {exc}; SQL: {sql}; "
                                 f"values: {list(values)!r}") from exc
@@ -286,8 +286,8 @@ class SqliteRegistry(Registry):
             known.update(table_columns)
         unknown = [c for c in columns if c != PLACEHOLDER and c not in known]
         if unknown:
-            raise RegistrySchemaError(f"no such column {', '.join(map(repr, unknown))} in tables {tables!r} of "
-                                      f"registry {self.location}; known columns: {', '.join(known)}")
+            raise RegistrySchemaError(f"no such column {', '.join(map(repr, unknown))} in tables {tables!r} "
+                                      f"of registry {self.location}; known columns: {', '.join(known)}")
 
     def tables(self) -> list[str]:
         """The names of the registry's tables (SQLite's own excluded), sorted."""
@@ -400,9 +400,11 @@ class SqliteRegistry(Registry):
             return
         strange = [column for column in unique if column not in names]
         if strange:
-            raise RegistrySchemaError(f"UNIQUE column {', '.join(map(repr, strange))} is not a column of table "
-                                      f"{name!r} ({', '.join(names)}) in registry {self.location}")
-        definitions = [f"{quote_identifier(primary_key)} INTEGER PRIMARY KEY AUTOINCREMENT"] if primary_key else []
+            raise RegistrySchemaError(f"UNIQUE column {', '.join(map(repr, strange))} is not a column of "
+                                      f"table {name!r} ({', '.join(names)}) in registry {self.location}")
+        definitions = []
+        if primary_key:
+            definitions.append(f"{quote_identifier(primary_key)} INTEGER PRIMARY KEY AUTOINCREMENT")
         definitions += [f"{quote_identifier(column)} {_sql_type(name, column, sql_type)}"
                         for column, sql_type in columns]
         if unique:
@@ -429,13 +431,7 @@ class SqliteRegistry(Registry):
             shape = ("insert", table, keys, ignore_conflicts)
             sql = self._statements.get(shape)
             if sql is None:
-                known = self.columns(table)
-                if not known:
-                    raise RegistrySchemaError(f"no such table {table!r} in registry {self.location}")
-                unknown = [key for key in keys if key not in known]
-                if unknown:
-                    raise RegistrySchemaError(f"no column {', '.join(map(repr, unknown))} in table {table!r} of "
-                                              f"registry {self.location}; known columns: {', '.join(known)}")
+                self._check_names([table], keys)
                 sql = self._statements[shape] = build_insert(table, keys, ignore_conflicts)
             cursor = self._execute(sql, [row[key] for key in keys])
             rowids.append(cursor.lastrowid if cursor.rowcount else None)
