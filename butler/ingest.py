@@ -379,8 +379,10 @@ def _transfer(source: str, destination: str, mode: str, root: str) -> None:
 
 
 def _remove_sources(pairs: Iterable[tuple[str, str]]) -> None:
-    """End moves: remove each source whose destination holds its content (a path that is its own
-    destination stays)."""
+    """End moves: remove each source whose destination holds its content.
+
+    A source that is its own destination (a file registered in place) stays.
+    """
     for source, destination in pairs:
         if (os.path.exists(source) and os.path.exists(destination) and not _same_path(source, destination)
                 and _same_content(source, destination)):
@@ -396,7 +398,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
-        return True
+        pass
     return True
 
 

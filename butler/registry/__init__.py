@@ -8,4 +8,5 @@ from .fsScanner import FsScanner, strip_hdu, template_fields
 from .posix import PosixRegistry
 from .sqlite import SqliteRegistry
 
-__all__ = ["Registry", "TableSpec", "SqliteRegistry", "PosixRegistry", "FsScanner", "template_fields", "strip_hdu"]
+__all__ = ["Registry", "TableSpec", "SqliteRegistry", "PosixRegistry", "FsScanner", "template_fields",
+           "strip_hdu"]
