@@ -395,3 +395,16 @@ def test_ingest_creates_every_table_the_policy_queries(tmp_path, module, name):
         queried.update(tables or ())
     assert "raw" in queried
     assert queried <= {spec.name for spec in mapper.translator.tables()}
+
+
+def test_ingest_indexes_the_template_keys(tmp_path):
+    ingest(tmp_path, LSSTCAM[:1], mode="link")
+    connection = sqlite3.connect(f"file:{tmp_path / 'registry.sqlite3'}?mode=ro", uri=True)
+    try:
+        indexes = dict(connection.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' "
+                                          "AND name GLOB 'ix_*'"))
+    finally:
+        connection.close()
+    # one per key of the raw template (and visit); expId leads the UNIQUE constraint's own index
+    keys = ("dayObs", "raftName", "detectorName", "detector", "visit")
+    assert indexes == {f"ix_raw_{key}": "raw" for key in keys}

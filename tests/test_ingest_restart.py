@@ -230,6 +230,12 @@ def test_obs_test_ingest_then_query(repo):
             assert {k: v.upper() for k, v in made.columns(table).items()} == \
                 {k: v.upper() for k, v in shipped.columns(table).items()}
         assert made.lookup("visit", ["raw", "raw_skyTile"], {}) == [(1,), (2,), (3,)]
+    indexes = sqlite3.connect(f"file:{repo / 'registry.sqlite3'}?mode=ro", uri=True)
+    try:
+        names = {name for (name,) in indexes.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    finally:
+        indexes.close()
+    assert {"ix_skyTile_id", "ix_skyTile_tile", "ix_raw_filter"} <= names
 
 
 def test_registry_of_another_schema_is_a_package_error(repo):
