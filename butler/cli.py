@@ -178,9 +178,8 @@ def _known_keys(butler: Any, datasetType: str) -> set[str] | None:
     for repo in butler.repositories():
         mapper = repo.mapper if repo.cfg.mapper is not None else None
         for registry in (getattr(mapper, "registry", None), getattr(mapper, "calibRegistry", None)):
-            if hasattr(registry, "getTables") and hasattr(registry, "columns"):
-                for table in registry.getTables():
-                    known.update(registry.columns(table))
+            for table in registry.tables() if registry is not None else ():
+                known.update(registry.columns(table))
     return known
 
 
@@ -373,7 +372,7 @@ def _registry_lines(repo: Any) -> list[str]:
             continue
         registry = SqliteRegistry(path)
         try:
-            counts = ", ".join(f"{t} {registry.rowCount(t)}" for t in registry.getTables())
+            counts = ", ".join(f"{t} {registry.rowCount(t)}" for t in registry.tables())
         finally:
             registry.close()
         lines.append(f"  {path}: {counts or 'no tables'}")
@@ -590,13 +589,20 @@ def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id:
 @click.argument("files", nargs=-1, required=True)
 @click.option("--mode", type=click.Choice(["link", "copy", "move", "skip"]), default="link", show_default=True,
               help="How raw files reach the repository: symlink, copy, move, or left where they are.")
-@click.option("--ignore-ingested", is_flag=True, help="Skip files already in the registry instead of failing.")
+@click.option("--ignore-ingested", is_flag=True,
+              help="Skip files already in the registry instead of failing; with the same command, completes "
+                   "an ingest that was interrupted.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes reading headers (default: the number of CPUs, at most 8; 1 reads them here).")
 @click.pass_context
-def ingest(ctx: click.Context, root: str, files: tuple[str, ...], mode: str, ignore_ingested: bool) -> None:
+def ingest(ctx: click.Context, root: str, files: tuple[str, ...], mode: str, ignore_ingested: bool,
+           workers: int | None) -> None:
     """Ingest raw FILES into the repository at ROOT and record them in its registry.
 
     The repository's mapper places the files and its camera's translator reads
-    their headers. Exit code 1 when some files could not be ingested.
+    their headers. Exit code 1 when some files could not be ingested. An
+    interrupted ingest is completed by running it again with --ignore-ingested:
+    files already in place with the same content are registered, not copied again.
     """
     from .ingest import ingest_raws
 
@@ -605,7 +611,7 @@ def ingest(ctx: click.Context, root: str, files: tuple[str, ...], mode: str, ign
         raise UserError(f"no such file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if missing[1:] else ""))
     repo = open_butler([root]).repositories()[0]
     report = ingest_raws(repo.root, list(files), mode=mode, mapper=repo.mapper, ignore_ingested=ignore_ingested,
-                         progress=sys.stderr.isatty())
+                         workers=workers, progress=sys.stderr.isatty())
     for item in report.ingested:
         click.echo(f"{item.source} -> {item.destination}")
     # failures are logged as warnings by the library: echoed only when that log is not shown

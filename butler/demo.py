@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -265,27 +264,29 @@ def process(inputRoot: str, outputRoot: str, threshold: float) -> int:
 # -- the demo --------------------------------------------------------------------------------
 
 
+#: the columns of the demo calibration registry's tables (``bias``, ``flat``), ``id`` excluded
+CALIB_COLUMNS = (("filter", "TEXT"), ("detector", "INT"), ("calibDate", "TEXT"), ("validStart", "TEXT"),
+                 ("validEnd", "TEXT"))
+
+
 def _write_calib_registry(root: str, spec: DemoSpec, calibs: list[tuple[str, dict, Any]]) -> None:
     """Record the calibrations, valid `VALIDITY_DAYS` either side of their date."""
     import datetime
 
+    from .registry import SqliteRegistry
+
     day = datetime.date.fromisoformat(spec.calibDate)
     span = datetime.timedelta(days=VALIDITY_DAYS)
     start, end = (day - span).isoformat(), (day + span).isoformat()
-    connection = sqlite3.connect(os.path.join(root, "calibRegistry.sqlite3"))
-    try:
-        with connection:
+    with SqliteRegistry(os.path.join(root, "calibRegistry.sqlite3"), readOnly=False) as registry:
+        with registry.transaction():
             for table in ("bias", "flat"):
-                connection.execute(
-                    f"CREATE TABLE {table} (id INTEGER PRIMARY KEY AUTOINCREMENT, filter TEXT, detector INT, "
-                    "calibDate TEXT, validStart TEXT, validEnd TEXT, UNIQUE(filter, detector, calibDate))")
+                registry.create_table(table, CALIB_COLUMNS, unique=("filter", "detector", "calibDate"),
+                                      primary_key="id")
             for datasetType, dataId, _ in calibs:
-                connection.execute(
-                    f"INSERT INTO {datasetType} (filter, detector, calibDate, validStart, validEnd) "
-                    "VALUES (?, ?, ?, ?, ?)", (dataId["filter"], dataId["detector"], dataId["calibDate"],
-                                               start, end))
-    finally:
-        connection.close()
+                registry.insert(datasetType, [{"filter": dataId["filter"], "detector": dataId["detector"],
+                                               "calibDate": dataId["calibDate"], "validStart": start,
+                                               "validEnd": end}])
 
 
 def make_input_repository(root: str, spec: DemoSpec) -> tuple[int, int]:

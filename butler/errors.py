@@ -34,6 +34,8 @@ __all__ = [
     "DataIdValueError",
     "UnsafeDataIdValueError",
     "IncompleteDataIdError",
+    "RegistrySchemaError",
+    "RegistryConflictError",
 ]
 
 
@@ -188,3 +190,11 @@ class UntrustedMapperError(MapperImportError):
     Nothing was imported from an untrusted module and nothing was constructed;
     the message names the file, the name and how to trust its module.
     """
+
+
+class RegistrySchemaError(RegistryError):
+    """A registry lacks a table or column that is asked for (an unknown data-ID key, another schema)."""
+
+
+class RegistryConflictError(RegistryError):
+    """A registry write would break a UNIQUE constraint (the row is registered already)."""

@@ -3,38 +3,55 @@
 :func:`ingest_raws` reads the primary header of each file (in parallel
 processes), turns it into a ``raw`` registry row with a camera translator,
 finds each file's place in the repository (the mapper's ``raw`` location, or a
-``%``-template), and then, one file at a time, moves the file into place and
-inserts its row.  The registry is edited as a temporary copy that replaces
-``registry.sqlite3`` only when everything is done, so a failed or interrupted
-ingest leaves the old registry untouched.
+``%``-template), and then, one file at a time, registers it and puts it in
+place, both or neither. All registry writes go through the registry protocol
+(`butler.registry.SqliteRegistry`) in one transaction: the registry is the old
+one until everything is done, then the new one.
+
+Restartable. An ingest killed part-way leaves files in place but unregistered
+(and, with ``move``, every source still there: a moved file is hard-linked, or
+copied, into place and its source removed only after the registry commit).
+Running it again registers each file already in place whose content matches
+its source (same size and SHA-256), places the others, and removes the
+temporaries that dead ingests left (``.<name>.<pid>.<hex>.tmp`` whose process
+is gone). The header-reading workers die with the ingest process, however it
+ends.
 
 This module is camera-agnostic: the translator comes from the caller or from
-the repository's mapper (``mapper.translator``).  A translator is any object
-with ``columns`` (``(name, SQL type)`` pairs), ``unique``, ``visit_columns``
-and ``translate(header, filename) -> dict``, as in :mod:`mappers.translators`.
+the repository's mapper (``mapper.translator``). A translator is any object
+with ``columns`` (``(name, SQL type)`` pairs), ``unique``, ``visit_columns``,
+``tables()`` (the `TableSpec` of every table of the camera's registry) and
+``translate(header, filename) -> dict``, as in :mod:`mappers.translators`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import ctypes
 import fnmatch
 import functools
 import gzip
+import hashlib
 import logging
 import os
-import secrets
+import re
 import shutil
-import sqlite3
+import signal
 import struct
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import attrs
 from astropy.io import fits
 from tqdm import tqdm
 
-from .errors import IngestError, UnsafePathError
+from .errors import IngestError, RegistryConflictError, UnsafePathError
+from .registry.base import Registry, TableSpec
+from .registry.fsScanner import template_fields
+from .registry.sqlite import SqliteRegistry
 from .safeio import atomic_write, ensure_within, makedirs
 
 __all__ = ["MODES", "IngestedFile", "IngestProblem", "IngestReport", "ingest_raws", "read_primary_header"]
@@ -48,6 +65,12 @@ REGISTRY_NAME = "registry.sqlite3"
 _GZIP_MAGIC = b"\x1f\x8b"
 _FITS_BLOCK = 2880
 
+#: a temporary written by `butler.safeio.atomic_write` (and a journal SQLite kept beside one)
+_TEMPORARY = re.compile(r"\..+\.(?P<pid>\d+)\.[0-9a-f]+\.tmp(?:-journal|-wal|-shm)?")
+
+#: ``prctl`` option: the signal a process gets when its parent dies (Linux)
+_PR_SET_PDEATHSIG = 1
+
 
 class Translator(Protocol):
     """What ingest needs from a camera's header translator."""
@@ -55,6 +78,9 @@ class Translator(Protocol):
     columns: Sequence[tuple[str, str]]
     unique: Sequence[str]
     visit_columns: Sequence[str]
+
+    def tables(self) -> Sequence[TableSpec]:
+        ...
 
     def translate(self, header: fits.Header, filename: str) -> dict[str, Any]:
         ...
@@ -170,6 +196,29 @@ def _translate_file(translator: Translator, path: str) -> tuple[dict[str, Any] |
         return None, str(err)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the process that started it ends, however it ends.
+
+    On Linux the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``);
+    elsewhere a daemon thread polls the parent pid. A parent that died before
+    this ran is caught by the ``getppid`` check.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != parent:
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
 def _translate_all(translator: Translator, paths: Sequence[str], workers: int,
                    progress: bool) -> list[tuple[dict[str, Any] | None, str | None]]:
     """Row (or failure reason) of each file, in order: in this process, or ``workers`` processes."""
@@ -179,7 +228,8 @@ def _translate_all(translator: Translator, paths: Sequence[str], workers: int,
         if workers <= 1:
             rows = map(task, paths)
         else:
-            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers))
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
+                                                           initargs=(os.getpid(),)))
             rows = pool.map(task, paths, chunksize=max(1, len(paths) // (8 * workers)))
         bar = stack.enter_context(tqdm(total=len(paths), desc="reading headers", unit="file",
                                        disable=not progress))
@@ -188,14 +238,6 @@ def _translate_all(translator: Translator, paths: Sequence[str], workers: int,
             results.append(row)
             bar.update()
         return results
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _names(columns: Iterable[str]) -> str:
-    return ", ".join(_quote(name) for name in columns)
 
 
 def _contained(root: str, relpath: str) -> str:
@@ -222,77 +264,84 @@ def _destination(row: Mapping[str, Any], mapper: Any, template: str | None) -> s
     return path.split("[", 1)[0]
 
 
-def _existing_keys(registry: str, unique: Sequence[str], create: bool) -> set[tuple]:
-    """The UNIQUE-column values already registered (none when the tables are still to be made)."""
-    if not os.path.exists(registry):
-        if create:
-            return set()
-        raise IngestError(f"no registry at {registry} (and create is false)")
-    connection = sqlite3.connect(f"file:{registry}?mode=ro", uri=True)
-    try:
-        if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'raw'").fetchone():
-            return set(connection.execute(f"SELECT {_names(unique)} FROM raw"))
-        if create:
-            return set()
-        raise IngestError(f"{registry} has no raw table (and create is false)")
-    except sqlite3.Error as err:
-        raise IngestError(f"cannot read the raw table of {registry}: {err}") from err
-    finally:
-        connection.close()
+# -- the registry ------------------------------------------------------------------------------
 
 
-def _create_tables(connection: sqlite3.Connection, translator: Translator) -> None:
-    types = dict(translator.columns)
-    columns = ", ".join(f"{_quote(name)} {sql_type}" for name, sql_type in translator.columns)
-    connection.execute(f"CREATE TABLE IF NOT EXISTS raw (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                       f"{columns}, UNIQUE({_names(translator.unique)}))")
-    visit_unique = [name for name in translator.visit_columns if name in translator.unique]
-    visit_columns = ", ".join(f"{_quote(name)} {types[name]}" for name in translator.visit_columns)
-    connection.execute(f"CREATE TABLE IF NOT EXISTS raw_visit ({visit_columns}, "
-                       f"UNIQUE({_names(visit_unique)}))")
-    if "visit" in types:
-        connection.execute("CREATE INDEX IF NOT EXISTS raw_by_visit ON raw (visit)")
+def _open_registry(root: str, translator: Translator, create: bool) -> SqliteRegistry:
+    """The repository's registry, opened for writing; its existing tables checked against the camera's.
 
-
-@contextlib.contextmanager
-def _registry_copy(root: str, create: bool, translator: Translator) -> Iterator[sqlite3.Connection]:
-    """A connection to a temporary copy of the registry that replaces it when the block succeeds.
-
-    The root directory is locked (``flock``) meanwhile, so concurrent ingests
-    into one repository take turns instead of replacing each other's registry.
+    Raises
+    ------
+    butler.errors.IngestError
+        When there is no registry (or no ``raw`` table) and ``create`` is false.
+    butler.errors.RegistrySchemaError
+        When a table of the camera's registry exists without one of its columns
+        (a registry of another schema), naming the registry, table and column.
     """
-    registry = os.path.join(root, REGISTRY_NAME)
-    directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    path = os.path.join(root, REGISTRY_NAME)
+    if not create and not os.path.exists(path):
+        raise IngestError(f"no registry at {path} (and create is false)")
+    registry = SqliteRegistry(path, readOnly=False)
     try:
-        fcntl.flock(directory, fcntl.LOCK_EX)
-        with atomic_write(registry, root=root) as tmp:
-            if os.path.exists(registry):
-                shutil.copyfile(registry, tmp)
-                shutil.copymode(registry, tmp)
-            connection = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                connection.execute("BEGIN")
-                if create:
-                    _create_tables(connection, translator)
-                yield connection
-                connection.execute("COMMIT")
-            finally:
-                connection.close()
-    finally:
-        os.close(directory)  # releases the lock
-
-
-def _symlink(source: str, destination: str) -> None:
-    """Point ``destination`` at ``source`` (absolute) atomically: link a temporary name, rename it."""
-    directory, name = os.path.split(destination)
-    makedirs(directory)
-    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
-    os.symlink(os.path.abspath(source), tmp)
-    try:
-        os.replace(tmp, destination)
+        tables = registry.tables()
+        if not create and "raw" not in tables:
+            raise IngestError(f"{path} has no raw table (and create is false)")
+        for spec in translator.tables():
+            if spec.name in tables:
+                registry.require_columns(spec.name, spec.column_names)
     except BaseException:
-        os.unlink(tmp)
+        registry.close()
         raise
+    return registry
+
+
+def _existing_keys(registry: Registry, unique: Sequence[str]) -> set[tuple]:
+    """The UNIQUE-column values already registered (none when there is no ``raw`` table yet)."""
+    if "raw" not in registry.tables():
+        return set()
+    return set(registry.lookup(list(unique), "raw", {}))
+
+
+def _create_schema(registry: Registry, translator: Translator, template_keys: Iterable[str]) -> None:
+    """Create the camera's tables and indexes that are missing (existing tables are checked, not altered).
+
+    ``raw`` also gets one index per key of the raw template that is a ``raw``
+    column (and ``visit``), unless its UNIQUE constraint already starts with it.
+    """
+    existing = set(registry.tables())
+    for spec in translator.tables():
+        if spec.name in existing:
+            continue
+        registry.create_table(spec.name, spec.columns, unique=spec.unique, primary_key=spec.primary_key)
+        indexes = list(spec.indexes)
+        if spec.name == "raw":
+            keys = dict.fromkeys([*template_keys, "visit"])
+            indexes += [(f"ix_raw_{key}", (key,)) for key in keys
+                        if key in spec.column_names and spec.unique[:1] != (key,)]
+        for name, columns in indexes:
+            registry.create_index(spec.name, columns, name=name)
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _same_content(source: str, destination: str) -> bool:
+    """Whether two files hold the same bytes (the same file, or same size and SHA-256)."""
+    if os.path.samefile(source, destination):
+        return True
+    return os.path.getsize(source) == os.path.getsize(destination) and _sha256(source) == _sha256(destination)
+
+
+def _same_path(source: str, destination: str) -> bool:
+    return os.path.realpath(source) == os.path.realpath(destination)
 
 
 def _copy(source: str, destination: str, root: str) -> None:
@@ -300,93 +349,154 @@ def _copy(source: str, destination: str, root: str) -> None:
         shutil.copyfile(source, tmp)
 
 
-def _move(source: str, destination: str, root: str) -> None:
-    makedirs(os.path.dirname(destination))
-    try:
-        os.rename(source, destination)
-    except OSError:  # another file system: copy, then remove the source
-        _copy(source, destination, root)
-        os.unlink(source)
-
-
 def _transfer(source: str, destination: str, mode: str, root: str) -> None:
-    """Put one file in place; a destination that is already the source is left alone."""
+    """Put one file in place; a destination with the source's content already is left alone.
+
+    ``move`` hard-links the source into place (copies it across file
+    systems); the caller removes the source once the registry is committed.
+    Links are made under their final name in one system call, so no partial
+    destination is ever visible.
+    """
     if mode == "skip":
         return
     if os.path.lexists(destination):
-        if os.path.exists(destination) and os.path.samefile(source, destination):
+        if os.path.exists(destination) and _same_content(source, destination):
+            _log.debug("%s is in place already (%s)", source, destination)
             return
         raise FileExistsError(f"{destination} exists already and is another file")
+    makedirs(os.path.dirname(destination))
     if mode == "link":
-        _symlink(source, destination)
+        os.symlink(os.path.abspath(source), destination)
     elif mode == "copy":
         _copy(source, destination, root)
     else:
-        _move(source, destination, root)
+        try:
+            os.link(source, destination)
+        except FileExistsError:
+            raise
+        except OSError:  # another file system, or no hard links there: copy
+            _copy(source, destination, root)
 
 
-def _plan(root: str, paths: Sequence[str], translator: Translator, mapper: Any, template: str | None,
-          create: bool, ignore_ingested: bool, workers: int, progress: bool,
-          report: IngestReport) -> list[tuple[IngestedFile, str]]:
+def _remove_sources(pairs: Iterable[tuple[str, str]]) -> None:
+    """End moves: remove each source whose destination holds its content.
+
+    A source that is its own destination (a file registered in place) stays.
+    """
+    for source, destination in pairs:
+        if (os.path.exists(source) and os.path.exists(destination) and not _same_path(source, destination)
+                and _same_content(source, destination)):
+            try:
+                os.unlink(source)
+            except OSError as err:
+                _log.warning("%s is ingested as %s but could not be removed: %s", source, destination, err)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        pass
+    return True
+
+
+def _remove_dead_temporaries(directories: Iterable[str]) -> None:
+    """Remove the temporaries (and SQLite journals) that ingests no longer running left in ``directories``.
+
+    A temporary is ``.<name>.<pid>.<hex>.tmp``; it is dead when no process
+    has that pid (on this host).
+    """
+    for directory in directories:
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            found = _TEMPORARY.fullmatch(entry.name)
+            if found is None or int(found["pid"]) == os.getpid() or _alive(int(found["pid"])):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                _log.info("removed %s, left by a dead ingest", entry.path)
+
+
+# -- planning and placing ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Plan:
+    """What one ingest call will do: files to place, and duplicates with their destinations."""
+
+    place: list[tuple[IngestedFile, str]]
+    duplicates: list[tuple[IngestProblem, str]]
+
+    def directories(self, root: str) -> set[str]:
+        """The root and every destination directory (where dead temporaries may lie)."""
+        return {root} | {os.path.dirname(destination) for _, destination in [*self.place, *self.duplicates]}
+
+
+def _plan(root: str, registry: Registry, paths: Sequence[str], translator: Translator, mapper: Any,
+          template: str | None, ignore_ingested: bool, workers: int, progress: bool,
+          report: IngestReport) -> _Plan:
     """Translate every file and find its contained destination; report failures and duplicates.
 
-    Returns the files to ingest, each with its absolute destination.  Raises
-    before anything is written: `UnsafePathError` for a destination outside the
-    root, `IngestError` for duplicates unless ``ignore_ingested``.
+    Raises before anything is written: `UnsafePathError` for a destination
+    outside the root, `IngestError` for duplicates unless ``ignore_ingested``.
     """
-    registry = os.path.join(root, REGISTRY_NAME)
-    seen = _existing_keys(registry, translator.unique, create)
-    duplicates = []
-    planned = []
+    seen = _existing_keys(registry, translator.unique)
+    plan = _Plan([], [])
     for path, (row, error) in zip(paths, _translate_all(translator, paths, workers, progress)):
         if row is None:
             report.failed.append(IngestProblem(path, error))
             _log.warning("not ingesting %s", report.failed[-1])
             continue
         key = tuple(row[name] for name in translator.unique)
+        relpath = _destination(row, mapper, template)
+        destination = _contained(root, relpath)
         if key in seen:
-            duplicates.append(IngestProblem(path, "already ingested: " + ", ".join(
-                f"{name}={value!r}" for name, value in zip(translator.unique, key))))
+            plan.duplicates.append((IngestProblem(path, "already ingested: " + ", ".join(
+                f"{name}={value!r}" for name, value in zip(translator.unique, key))), destination))
             continue
         seen.add(key)
-        relpath = _destination(row, mapper, template)
-        planned.append((IngestedFile(path, relpath, row), _contained(root, relpath)))
-    if duplicates and not ignore_ingested:
-        raise IngestError(f"already ingested in {registry}: "
+        plan.place.append((IngestedFile(path, relpath, row), destination))
+    if plan.duplicates and not ignore_ingested:
+        raise IngestError(f"already ingested in {registry.location}: "
                           + "; ".join(f"{item.source} ({item.reason.removeprefix('already ingested: ')})"
-                                      for item in duplicates)
+                                      for item, _ in plan.duplicates)
                           + " (ignore_ingested=True, or butler ingest --ignore-ingested, skips them)")
-    for item in duplicates:
+    for item, _ in plan.duplicates:
         _log.info("skipping %s: %s", item.source, item.reason)
-    report.skipped.extend(duplicates)
-    return planned
+        report.skipped.append(item)
+    return plan
 
 
-def _place(connection: sqlite3.Connection, planned: Sequence[tuple[IngestedFile, str]],
-           translator: Translator, mode: str, root: str, ignore_ingested: bool, progress: bool,
-           report: IngestReport) -> None:
-    """Insert each row and put its file in place, both or neither; then fill ``raw_visit``."""
-    insert = (f"INSERT INTO raw ({_names(name for name, _ in translator.columns)}) "
-              f"VALUES ({', '.join('?' * len(translator.columns))})")
+def _place(registry: Registry, planned: Sequence[tuple[IngestedFile, str]], translator: Translator, mode: str,
+           root: str, ignore_ingested: bool, progress: bool, report: IngestReport) -> None:
+    """Register each file and put it in place, both or neither; then add the new visits to ``raw_visit``."""
+    per_raw = [spec.name for spec in translator.tables() if spec.row_per_raw]
     for item, destination in tqdm(planned, desc=f"ingesting ({mode})", unit="file", disable=not progress):
-        connection.execute("SAVEPOINT raw_file")
         try:
-            connection.execute(insert, [item.row[name] for name, _ in translator.columns])
-            _transfer(item.source, destination, mode, root)
-        except (OSError, sqlite3.IntegrityError) as err:
-            connection.execute("ROLLBACK TO raw_file")
-            concurrent = isinstance(err, sqlite3.IntegrityError)
+            with registry.transaction():
+                (rowid,) = registry.insert("raw", [item.row])
+                for table in per_raw:
+                    registry.insert(table, [{"id": rowid}])
+                _transfer(item.source, destination, mode, root)
+        except (OSError, RegistryConflictError) as err:
+            concurrent = isinstance(err, RegistryConflictError)
             reason = f"{err} (ingested concurrently?)" if concurrent else str(err)
             problem = IngestProblem(item.source, reason)
             _log.warning("not ingesting %s", problem)
             (report.skipped if concurrent and ignore_ingested else report.failed).append(problem)
         else:
             report.ingested.append(item)
-        connection.execute("RELEASE raw_file")
-    # the distinct projection of raw, in the order each was first ingested
-    visit_columns = _names(translator.visit_columns)
-    connection.execute(f"INSERT OR IGNORE INTO raw_visit ({visit_columns}) SELECT {visit_columns} "
-                       f"FROM raw GROUP BY {visit_columns} ORDER BY MIN(id)")
+    # the distinct visits of the new rows, in ingest order, that raw_visit lacks
+    columns = list(translator.visit_columns)
+    visits = dict.fromkeys(tuple(item.row[name] for name in columns) for item in report.ingested)
+    known = set(registry.lookup(columns, "raw_visit", {}))
+    registry.insert("raw_visit", [dict(zip(columns, visit)) for visit in visits if visit not in known],
+                    ignore_conflicts=True)
 
 
 def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translator: Translator | None = None,
@@ -458,17 +568,23 @@ def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translat
             report.skipped.append(IngestProblem(path, "matches a bad-file pattern"))
         else:
             candidates.append(path)
-    planned = _plan(root, candidates, translator, mapper, template, create, ignore_ingested, workers,
-                    progress, report)
-    if dry_run:
-        report.ingested.extend(item for item, _ in planned)
-        return report
-    if not planned and os.path.exists(os.path.join(root, REGISTRY_NAME)):
-        # nothing to add: the registry (perhaps someone else's) is left byte for byte as it was
-        _log.info("%s into %s", report.summary(), root)
-        return report
-    makedirs(root)
-    with _registry_copy(root, create, translator) as connection:
-        _place(connection, planned, translator, mode, root, ignore_ingested, progress, report)
+    with _open_registry(root, translator, create) as registry:
+        plan = _plan(root, registry, candidates, translator, mapper, template, ignore_ingested, workers,
+                     progress, report)
+        if dry_run:
+            report.ingested.extend(item for item, _ in plan.place)
+            return report
+        _remove_dead_temporaries(plan.directories(root))
+        if plan.place or not os.path.exists(registry.location):
+            # else nothing to add: the registry (perhaps someone else's) is left byte for byte as it was
+            makedirs(root)
+            keys = template_fields(template) if template is not None else mapper.getKeys("raw", None) or {}
+            with registry.transaction():
+                _create_schema(registry, translator, keys)
+                _place(registry, plan.place, translator, mode, root, ignore_ingested, progress, report)
+    if mode == "move":  # the registry is committed: the moved sources can go
+        ingested = {id(item) for item in report.ingested}
+        moved = [(item.source, destination) for item, destination in plan.place if id(item) in ingested]
+        _remove_sources(moved + [(item.source, destination) for item, destination in plan.duplicates])
     _log.info("%s into %s", report.summary(), root)
     return report

@@ -45,8 +45,8 @@ class LsstCamMapper(CameraMapper):
 
     def _detectorColumns(self) -> list[str]:
         """The detector columns (of raftName, detectorName, detector) the raw registry has."""
-        columns = getattr(self.registry, "columns", None)
-        known = set(columns("raw")) if columns is not None else set(self.mappings["raw"].keyDict)
+        known = set(self.registry.columns("raw")) if self.registry is not None else set()
+        known = known or set(self.mappings["raw"].keyDict)  # no raw table (file names): the template's keys
         return [key for key in _DETECTOR_KEYS if key in known]
 
     def _extractDetectorName(self, dataId: Any) -> str:

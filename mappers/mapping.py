@@ -38,12 +38,8 @@ def _as_list(value: Any) -> list | None:
 
 
 def registry_name(registry: Any) -> str:
-    """Return a printable name (the path where known) of a registry."""
-    for attr in ("path", "root", "location"):
-        value = getattr(registry, attr, None)
-        if value:
-            return str(value)
-    return repr(registry)
+    """Return a printable name of a registry: where it lives (its file, or the directory scanned)."""
+    return str(registry.location)
 
 
 class Mapping:
@@ -316,12 +312,11 @@ class Mapping:
             return registry.lookup(properties, self.tables, reduced, template=self._template)
 
     def _registryColumns(self, registry: Any) -> set[str] | None:
-        """The columns of this mapping's tables in an SQL registry (None when it cannot say)."""
-        columns = getattr(registry, "columns", None)
-        if columns is None or not self.tables:
+        """The columns of this mapping's tables in the registry (None when the mapping names no tables)."""
+        if not self.tables:
             return None
         if self._tableColumns is None:
-            self._tableColumns = {name for table in self.tables for name in columns(table)}
+            self._tableColumns = {name for table in self.tables for name in registry.columns(table)}
         return self._tableColumns
 
     def standardize(self, mapper: Any, item: Any, dataId: Any) -> Any:

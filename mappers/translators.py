@@ -30,6 +30,7 @@ from astropy.io import fits
 from astropy.time import Time, TimeDelta
 
 from butler.errors import IngestError
+from butler.registry.base import TableSpec
 
 __all__ = [
     "HeaderTranslator",
@@ -123,6 +124,8 @@ class HeaderTranslator:
     """The columns of the ``raw`` table's UNIQUE constraint."""
     visit_columns: ClassVar[tuple[str, ...]]
     """The columns of the ``raw_visit`` table."""
+    extra_tables: ClassVar[tuple[TableSpec, ...]] = ()
+    """Other tables the camera's policy queries in the exposure registry (``raw_skyTile``)."""
 
     def __init__(self, header: fits.Header, filename: str):
         self.header = header
@@ -153,6 +156,20 @@ class HeaderTranslator:
         """
         translator = cls(header, filename)
         return {name: translator.value(name) for name, _ in cls.columns}
+
+    @classmethod
+    def tables(cls) -> tuple[TableSpec, ...]:
+        """Every table of the camera's exposure registry: ``raw``, ``raw_visit`` and `extra_tables`.
+
+        ``raw`` has an ``id`` primary key and a UNIQUE constraint on `unique`;
+        ``raw_visit`` is the projection of ``raw`` on `visit_columns`, unique
+        on those of them that are in `unique`.
+        """
+        types = dict(cls.columns)
+        raw = TableSpec("raw", cls.columns, unique=cls.unique, primary_key="id")
+        visit = TableSpec("raw_visit", [(name, types[name]) for name in cls.visit_columns],
+                          unique=[name for name in cls.visit_columns if name in cls.unique])
+        return (raw, visit, *cls.extra_tables)
 
     # Columns most cameras take from the standard FITS keys; a camera overrides where it differs.
 
@@ -577,6 +594,10 @@ class TestCamTranslator(HeaderTranslator):
     columns = (("visit", "INT"), ("filter", "TEXT"), ("taiObs", "TEXT"), ("expTime", "DOUBLE"))
     unique = ("visit",)
     visit_columns = ("visit", "filter", "taiObs", "expTime")
+    #: as in the shipped obs_test registry; ingest does not compute sky tiles (each raw gets a NULL one)
+    extra_tables = (TableSpec("raw_skyTile", [("id", "INTEGER"), ("skyTile", "INTEGER")],
+                              indexes=[("ix_skyTile_id", ["id"]), ("ix_skyTile_tile", ["skyTile"])],
+                              row_per_raw=True),)
 
     def to_visit(self) -> int:
         match = re.search(r"_v(\d+)_f", os.path.basename(self.filename))

@@ -14,6 +14,7 @@ from astropy.io import fits
 from butler.errors import IngestError, UnsafePathError
 from butler.ingest import IngestReport, ingest_raws, read_primary_header
 from butler.location import ButlerLocation
+from butler.registry import template_fields
 from mappers.translators import TRANSLATORS, ImsimTranslator, LsstCamTranslator
 
 from conftest import SHARED_DATA
@@ -272,7 +273,7 @@ def test_argument_errors(tmp_path):
 
 
 class TemplateMapper:
-    """A stand-in for a camera mapper: ``map('raw', ..., write=True)`` and ``translator``."""
+    """A stand-in for a camera mapper: ``map('raw', ..., write=True)``, ``getKeys`` and ``translator``."""
 
     translator = LsstCamTranslator
 
@@ -282,6 +283,9 @@ class TemplateMapper:
     def map(self, datasetType, dataId, write=False):
         self.calls.append((datasetType, write))
         return ButlerLocation(None, None, "FitsStorage", [_FOCAL_PLANE % dataId + "[0]"], dataId, self, None)
+
+    def getKeys(self, datasetType, level):
+        return template_fields(_FOCAL_PLANE)
 
 
 def test_destination_and_translator_from_mapper(tmp_path):
@@ -372,3 +376,35 @@ def test_row_registered_meanwhile_is_rolled_back(tmp_path, monkeypatch):
     assert [item.source for item in report.failed] == LSSTCAM[:1]
     assert os.path.islink(tmp_path / UPSTREAM_ORDER["lsstCam"][0])  # still the first ingest's link
     assert [row[0] for row in rows(tmp_path / "registry.sqlite3", "raw")] == [1, 2]
+
+
+CAMERA_MAPPERS = [("mappers.test", "TestMapper"), ("mappers.demo", "DemoMapper"),
+                  *(("mappers.lsst", name) for name in sorted(MAPPER_CLASSES.values()))]
+
+
+@pytest.mark.parametrize("module, name", CAMERA_MAPPERS)
+def test_ingest_creates_every_table_the_policy_queries(tmp_path, module, name):
+    """Each exposure-registry table a camera's policy names (``tables``, or a calibration's
+    ``reference``) is one the camera's translator defines, so ingest creates it."""
+    from mappers.mapping import CalibrationMapping
+
+    mapper = getattr(pytest.importorskip(module), name)(root=str(tmp_path))
+    queried = set()
+    for mapping in mapper.mappings.values():
+        tables = mapping.reference if isinstance(mapping, CalibrationMapping) else mapping.tables
+        queried.update(tables or ())
+    assert "raw" in queried
+    assert queried <= {spec.name for spec in mapper.translator.tables()}
+
+
+def test_ingest_indexes_the_template_keys(tmp_path):
+    ingest(tmp_path, LSSTCAM[:1], mode="link")
+    connection = sqlite3.connect(f"file:{tmp_path / 'registry.sqlite3'}?mode=ro", uri=True)
+    try:
+        indexes = dict(connection.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' "
+                                          "AND name GLOB 'ix_*'"))
+    finally:
+        connection.close()
+    # one per key of the raw template (and visit); expId leads the UNIQUE constraint's own index
+    keys = ("dayObs", "raftName", "detectorName", "detector", "visit")
+    assert indexes == {f"ix_raw_{key}": "raw" for key in keys}

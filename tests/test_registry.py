@@ -77,18 +77,23 @@ def test_writable_when_asked(tmp_path):
         conn.execute('CREATE TABLE raw ("visit" INT, "filter" TEXT)')
     conn.close()
     with SqliteRegistry(path, readOnly=False) as reg:
-        reg.conn.execute("INSERT INTO raw VALUES (7, 'z')")
-        reg.conn.commit()
+        with reg.transaction():
+            reg.insert("raw", [{"visit": 7, "filter": "z"}])
         assert reg.lookup("visit", "raw", {"filter": "z"}) == [(7,)]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):  # reads stay mode=ro
+            reg.conn.execute("DELETE FROM raw")
 
 
 # -- obs_test ----------------------------------------------------------------------------------
 
 @_open(OBS_TEST_REGISTRY)
 def test_obs_test_registry(registry):
-    assert registry.getTables() == ["raw", "raw_skyTile", "raw_visit"]
-    assert registry.columns("raw") == ("id", "visit", "filter", "taiObs", "expTime")
-    assert registry.columns("nope") == ()
+    assert registry.tables() == ["raw", "raw_skyTile", "raw_visit"]
+    assert registry.columns("raw") == {"id": "INTEGER", "visit": "INT", "filter": "TEXT", "taiObs": "TEXT",
+                                       "expTime": "DOUBLE"}
+    assert list(registry.columns("raw")) == ["id", "visit", "filter", "taiObs", "expTime"]
+    assert registry.columns("nope") == {}
+    assert registry.root == OBS_TEST and registry.location == OBS_TEST_REGISTRY
     assert [registry.rowCount(t) for t in ("raw", "raw_visit", "raw_skyTile")] == [3, 3, 5]
     with pytest.raises(RegistryError):
         registry.rowCount("nope")

@@ -1,24 +1,91 @@
-"""`Registry`: the base of the metadata registries, and the factory choosing one."""
+"""`Registry`: the one interface of the metadata registries, and the factory choosing one.
+
+Every caller (mappers, ingest, the demo, the CLI) reads and writes a registry
+through this interface only; nothing probes a registry for optional methods.
+
+Reads: `lookup` and `executeQuery` (the Gen2 query forms), `queryMetadata`
+(distinct values, data-ID keys the tables lack ignored), `tables` and
+`columns` (the schema), and the ``root`` and ``location`` attributes.
+
+Writes: `create_table`, `create_index` and `insert`, each inside
+``with registry.transaction():``, which commits everything or nothing; a
+nested ``transaction()`` is a savepoint (its block is undone alone when it
+raises). A registry that cannot be written raises `RegistryError`.
+"""
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import logging
 import os
-from typing import Any
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from ..errors import RegistryError
+import attrs
 
-__all__ = ["Registry"]
+from ..errors import RegistryError, RegistrySchemaError
+from ..utils import sequencify
+
+__all__ = ["Registry", "TableSpec"]
 
 _log = logging.getLogger(__name__)
 
 
-class Registry:
-    """Base class of the registries that answer metadata lookups for a mapper."""
+@attrs.frozen
+class TableSpec:
+    """The definition of one registry table, for `Registry.create_table` and `Registry.create_index`.
+
+    Attributes
+    ----------
+    name : `str`
+        The table.
+    columns : `tuple` of ``(name, SQL type)``
+        The columns, in order.
+    unique : `tuple` of `str`
+        The columns of the table's UNIQUE constraint (none when empty).
+    primary_key : `str`, optional
+        An ``INTEGER PRIMARY KEY AUTOINCREMENT`` column put first (``id`` of ``raw``).
+    indexes : `tuple` of ``(index name, columns)``
+        Indexes to create with the table.
+    row_per_raw : `bool`
+        The table holds at least one row per ``raw`` row, keyed by its ``id``
+        (``raw_skyTile``): ingest adds ``{id: <raw id>}`` for each file it
+        registers, the other columns NULL (unknown), so lookups that join the
+        table to ``raw`` still see the file.
+    """
+
+    name: str
+    columns: tuple[tuple[str, str], ...] = attrs.field(converter=lambda c: tuple(map(tuple, c)))
+    unique: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    primary_key: str | None = None
+    indexes: tuple[tuple[str, tuple[str, ...]], ...] = attrs.field(
+        default=(), converter=lambda i: tuple((name, tuple(cols)) for name, cols in i))
+    row_per_raw: bool = False
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Every column, the primary key first."""
+        names = tuple(name for name, _ in self.columns)
+        return names if self.primary_key is None else (self.primary_key, *names)
+
+
+class Registry(abc.ABC):
+    """The interface of the registries that answer metadata lookups for a mapper.
+
+    Attributes
+    ----------
+    root : `str`
+        The directory the registry describes (a repository or calibration root).
+    location : `str`
+        Where the registry lives: its file, or the directory scanned.
+    """
+
+    root: str
+    location: str
 
     @staticmethod
     def create(location: str | os.PathLike | None) -> "Registry | None":
-        """Return a registry for a location.
+        """Return a registry for a location, opened for reading.
 
         Parameters
         ----------
@@ -53,9 +120,150 @@ class Registry:
             return PosixRegistry(location)
         raise RegistryError(f"unable to create a registry for location {location!r}")
 
-    def lookup(self, lookupProperties: Any, reference: Any, dataId: Any, **kwargs: Any) -> list[tuple]:
-        """Return the distinct values of ``lookupProperties`` for the entries matching ``dataId``."""
-        raise NotImplementedError
+    # -- reads ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def lookup(self, lookupProperties: Any, reference: Any, dataId: Mapping | None,
+               **kwargs: Any) -> list[tuple]:
+        """Return the distinct values of ``lookupProperties`` for the entries matching ``dataId``.
+
+        Parameters
+        ----------
+        lookupProperties : `str` or sequence of `str`
+            The columns to return, in order (a bare string is one column).
+        reference : `str` or sequence of `str`
+            The tables, joined.
+        dataId : mapping or `None`
+            ``column: value`` equalities; a ``(start, end)`` key asks for
+            ``value BETWEEN start AND end``.
+        **kwargs
+            Hints for registries that need them (``template``, ``storage``).
+
+        Raises
+        ------
+        butler.errors.RegistrySchemaError
+            When a key or property is no column of the tables.
+        """
+
+    @abc.abstractmethod
+    def executeQuery(self, returnFields: Any, joinClause: Any, whereFields: Iterable | None,
+                     range: Sequence[str] | None, values: Sequence[Any]) -> list[tuple]:
+        """Run a lookup given in the Gen2 ``executeQuery`` form (see `SqliteRegistry.executeQuery`)."""
+
+    def queryMetadata(self, reference: Any, format: Any, dataId: Mapping | None = None,
+                      **kwargs: Any) -> list:
+        """Return the distinct values of the ``format`` columns for the rows matching ``dataId``.
+
+        Unlike `lookup`, data-ID keys that no table of ``reference`` has do
+        not restrict the answer (as in Gen2 ``queryMetadata``).
+
+        Parameters
+        ----------
+        reference : `str` or sequence of `str`
+            The tables, joined.
+        format : `str` or sequence of `str`
+            One column (the answer is a list of values) or several (a list of tuples).
+        dataId : mapping, optional
+            The (partial) data ID.
+        **kwargs
+            Passed to `lookup`.
+        """
+        known = {column for table in sequencify(reference) for column in self.columns(table)}
+        where = {key: value for key, value in (dataId or {}).items()
+                 if isinstance(key, tuple) or key in known}
+        rows = self.lookup(format, reference, where, **kwargs)
+        return [row[0] for row in rows] if isinstance(format, str) else rows
+
+    @abc.abstractmethod
+    def tables(self) -> list[str]:
+        """The names of the registry's tables, sorted (none for a registry without tables)."""
+
+    @abc.abstractmethod
+    def columns(self, table: str) -> dict[str, str]:
+        """``{column: declared SQL type}`` of a table, in schema order; empty for an unknown table."""
+
+    def require_columns(self, table: str, columns: Iterable[str]) -> None:
+        """Check that a table exists with (at least) the given columns.
+
+        Raises
+        ------
+        butler.errors.RegistrySchemaError
+            Naming the registry, the table and the missing columns.
+        """
+        known = self.columns(table)
+        if not known:
+            raise RegistrySchemaError(f"registry {self.location} has no table {table!r} "
+                                      f"(its tables: {', '.join(self.tables()) or 'none'})")
+        missing = [column for column in columns if column not in known]
+        if missing:
+            raise RegistrySchemaError(
+                f"registry {self.location}: table {table!r} has no column {', '.join(map(repr, missing))} "
+                f"(its columns: {', '.join(known)}); is it a registry of another schema?")
+
+    # -- writes (a read-only registry refuses them) ----------------------------------------------
+
+    def _read_only(self, what: str) -> RegistryError:
+        return RegistryError(f"cannot {what}: registry {self.location} is read-only")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes: all of them are committed when the block ends, none if it raises.
+
+        A nested ``transaction()`` is a savepoint: if its block raises, its
+        writes alone are undone and the exception goes on.
+        """
+        raise self._read_only("start a transaction")
+        yield  # pragma: no cover - a generator, for the context manager
+
+    def create_table(self, name: str, columns: Sequence[tuple[str, str]], *, unique: Sequence[str] = (),
+                     primary_key: str | None = None) -> None:
+        """Create a table; an existing table must have the columns (`RegistrySchemaError` otherwise).
+
+        Parameters
+        ----------
+        name : `str`
+            The table.
+        columns : sequence of ``(name, SQL type)``
+            Its columns.
+        unique : sequence of `str`
+            The columns of a UNIQUE constraint.
+        primary_key : `str`, optional
+            An ``INTEGER PRIMARY KEY AUTOINCREMENT`` column, put first.
+        """
+        raise self._read_only(f"create table {name!r}")
+
+    def create_index(self, table: str, columns: Sequence[str], name: str | None = None) -> None:
+        """Create an index on columns of a table (nothing when an index of that name exists)."""
+        raise self._read_only(f"create an index on {table!r}")
+
+    def insert(self, table: str, rows: Iterable[Mapping[str, Any]], *,
+               ignore_conflicts: bool = False) -> list[int | None]:
+        """Insert rows (``{column: value}``) into a table.
+
+        Parameters
+        ----------
+        table : `str`
+            The table.
+        rows : iterable of mappings
+            The rows; every key must be a column of the table.
+        ignore_conflicts : `bool`
+            Skip a row that breaks a UNIQUE constraint, instead of raising.
+
+        Returns
+        -------
+        rowids : `list`
+            The row id of each row inserted (None for a row skipped).
+
+        Raises
+        ------
+        butler.errors.RegistrySchemaError
+            For a key that is no column (naming it and the known columns).
+        butler.errors.RegistryConflictError
+            When a row breaks a UNIQUE constraint (and ``ignore_conflicts`` is false).
+        """
+        raise self._read_only(f"insert into {table!r}")
+
+    # -- lifetime ----------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Release what the registry holds (nothing by default)."""

@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any, Mapping
 
+from ..errors import RegistryError
 from ..utils import sequencify
 from .base import Registry
 from .fsScanner import FsScanner
@@ -30,6 +31,7 @@ class PosixRegistry(Registry):
 
     def __init__(self, root: str | os.PathLike):
         self.root = os.fspath(root)
+        self.location = self.root
 
     def __repr__(self) -> str:
         return f"PosixRegistry({self.root!r})"
@@ -71,3 +73,29 @@ class PosixRegistry(Registry):
             if all(_same_value(values[k], v) for k, v in wanted.items() if k in values):
                 rows.append(tuple(values[p] for p in properties))
         return rows
+
+    def queryMetadata(self, reference: Any, format: Any, dataId: Mapping | None = None,
+                      **kwargs: Any) -> list:
+        """As `Registry.queryMetadata`; `lookup` already ignores keys the template lacks."""
+        rows = self.lookup(format, reference, dataId, **kwargs)
+        return [row[0] for row in rows] if isinstance(format, str) else rows
+
+    def executeQuery(self, returnFields: Any, joinClause: Any, whereFields: Any, range: Any,
+                     values: Any) -> list[tuple]:
+        """Refused: file names answer `lookup` only.
+
+        Raises
+        ------
+        butler.errors.RegistryError
+            Always.
+        """
+        raise RegistryError(f"registry {self.root} answers lookups from file names only; it has no tables "
+                            f"to query ({returnFields!r} from {joinClause!r})")
+
+    def tables(self) -> list[str]:
+        """None: a file-name registry has no tables."""
+        return []
+
+    def columns(self, table: str) -> dict[str, str]:
+        """Empty: a file-name registry has no tables."""
+        return {}

@@ -1,25 +1,41 @@
-"""`SqliteRegistry`: lookups in a Gen2 SQLite registry with one parameterised query builder.
+"""`SqliteRegistry`: a Gen2 SQLite registry, read and written through one quoted, parameterised SQL layer.
 
-Each query shape (columns, tables, where columns, range) is checked against
-the schema and built into SQL once per registry; later lookups of the same
-shape only bind their values.
+Every identifier goes through `quote_identifier`; every value is a bound
+parameter. Each query shape (columns, tables, where columns, range) is checked
+against the schema and built into SQL once per registry; later lookups of the
+same shape only bind their values.
+
+Writing edits a copy. ``transaction()`` locks the registry's directory
+(``flock``, so writers take turns), copies the file to a temporary beside it,
+runs the writes there in one SQLite transaction and renames the copy over the
+registry when the block succeeds. Editing the file in place with SQLite's own
+locking was not chosen: readers open registries ``mode=ro``, and a read-only
+connection can neither wait out a writer's commit gracefully nor roll back the
+hot journal a killed writer leaves, whereas a renamed copy gives every reader
+the old file or the new one, never a lock, and a killed writer leaves only a
+temporary (``.registry.sqlite3.<pid>.<hex>.tmp``, its journal kept in memory)
+that the next ingest removes.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import fcntl
 import logging
 import numbers
 import os
+import re
+import shutil
 import sqlite3
 import urllib.parse
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from ..errors import RegistryError
+from ..errors import RegistryConflictError, RegistryError, RegistrySchemaError
+from ..safeio import atomic_write
 from ..utils import sequencify
 from .base import Registry
 
-__all__ = ["SqliteRegistry", "quote_identifier", "build_select"]
+__all__ = ["SqliteRegistry", "quote_identifier", "build_select", "build_insert"]
 
 _log = logging.getLogger(__name__)
 
@@ -62,6 +78,34 @@ def build_select(returnFields: Iterable[str], tables: Iterable[str], whereColumn
     return sql
 
 
+def build_insert(table: str, columns: Iterable[str], ignore_conflicts: bool = False) -> str:
+    """Build ``INSERT [OR IGNORE] INTO table (columns) VALUES (?, ...)``; every name is quoted."""
+    columns = list(columns)
+    return (f"INSERT {'OR IGNORE ' if ignore_conflicts else ''}INTO {quote_identifier(table)} "
+            f"({', '.join(map(quote_identifier, columns))}) VALUES ({', '.join(PLACEHOLDER * len(columns))})")
+
+
+#: a declared column type: words, and an optional size (``VARCHAR(16)``, ``DOUBLE PRECISION``)
+_SQL_TYPE = re.compile(r"[A-Za-z]+(?: [A-Za-z]+)*(?:\(\d+(?:, ?\d+)?\))?")
+
+
+def _sql_type(table: str, column: str, sql_type: str) -> str:
+    if not _SQL_TYPE.fullmatch(sql_type):
+        raise RegistryError(f"column {column!r} of table {table!r}: {sql_type!r} is not an SQL type")
+    return sql_type
+
+
+@contextlib.contextmanager
+def _locked_directory(directory: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on a directory (released when the block ends, or the process does)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _bindable(value: Any) -> Any:
     """Turn numpy and other numeric scalars into the Python types sqlite3 binds."""
     if value is None or isinstance(value, (str, bytes, int, float)):
@@ -79,44 +123,68 @@ class SqliteRegistry(Registry):
     Parameters
     ----------
     location : `str` or `os.PathLike`
-        The SQLite file; it must exist.
+        The SQLite file. It must exist unless ``readOnly`` is false; a
+        registry to be made reads as empty until its first transaction commits.
     readOnly : `bool`
-        Open with ``mode=ro`` (the default): the file is never modified.
-        Pass False only to a writer that owns the registry.
+        True (the default): the file is never modified and `transaction`
+        raises. False: writes are allowed, through `transaction`.
 
     Attributes
     ----------
     conn : `sqlite3.Connection`
-        The connection (shareable between threads).
+        The read connection, always ``mode=ro`` (shareable between threads).
+    root : `str`
+        The directory holding the file.
+    location : `str`
+        The file.
     """
 
     def __init__(self, location: str | os.PathLike, readOnly: bool = True):
         self.location = os.path.abspath(os.fspath(location))
-        if not os.path.isfile(self.location):
-            raise RegistryError(f"registry file not found: {self.location}")
-        uri = "file:" + urllib.parse.quote(self.location) + ("?mode=ro" if readOnly else "")
-        try:
-            self.conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise RegistryError(f"cannot open registry {self.location}: {exc}") from exc
+        self.root = os.path.dirname(self.location)
         self.readOnly = readOnly
-        self._columns: dict[str, tuple[str, ...]] = {}
+        if readOnly and not os.path.isfile(self.location):
+            raise RegistryError(f"registry file not found: {self.location}")
+        self.conn = self._connect_reader()
+        self._writer: sqlite3.Connection | None = None
+        self._depth = 0
+        self._columns: dict[str, dict[str, str]] = {}
+        self._tables: list[str] | None = None
         self._statements: dict[tuple, str] = {}
 
     def __repr__(self) -> str:
         return f"SqliteRegistry({self.location!r})"
 
+    def _connect_reader(self) -> sqlite3.Connection:
+        if not os.path.exists(self.location):  # not made yet (writable only): an empty schema
+            return sqlite3.connect(":memory:", check_same_thread=False)
+        uri = "file:" + urllib.parse.quote(self.location) + "?mode=ro"
+        try:
+            return sqlite3.connect(uri, uri=True, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise RegistryError(f"cannot open registry {self.location}: {exc}") from exc
+
     def close(self) -> None:
         """Close the connection (further queries fail)."""
         self.conn.close()
 
-    def _execute(self, sql: str, values: Sequence[Any]) -> list[tuple]:
+    def _execute(self, sql: str, values: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run one statement: in the open transaction if any, else on the read connection."""
+        connection = self._writer if self._writer is not None else self.conn
         _log.debug("%s: %s %r", self.location, sql, values)
         try:
-            return self.conn.execute(sql, [_bindable(v) for v in values]).fetchall()
+            return connection.execute(sql, [_bindable(v) for v in values])
+        except sqlite3.IntegrityError as exc:
+            raise RegistryConflictError(f"{exc}: registry {self.location}; SQL: {sql}; "
+                                        f"values: {list(values)!r}") from exc
         except sqlite3.Error as exc:
             raise RegistryError(f"registry query failed on {self.location}: {exc}; SQL: {sql}; "
                                 f"values: {list(values)!r}") from exc
+
+    def _query(self, sql: str, values: Sequence[Any] = ()) -> list[tuple]:
+        return self._execute(sql, values).fetchall()
+
+    # -- reads -------------------------------------------------------------------------------
 
     def lookup(self, lookupProperties: Any, reference: Any, dataId: Mapping | None,
                **kwargs: Any) -> list[tuple]:
@@ -140,8 +208,11 @@ class SqliteRegistry(Registry):
 
         Raises
         ------
+        butler.errors.RegistrySchemaError
+            For an unknown table, or a key or property that is no column of
+            the tables (naming it and the columns there are).
         butler.errors.RegistryError
-            When the query fails (unknown table or column, ...).
+            When the query fails otherwise.
         """
         where: list[tuple[str, str]] = []
         values: list[Any] = []
@@ -158,7 +229,7 @@ class SqliteRegistry(Registry):
                 values.append(value)
         sql = self._select(tuple(sequencify(lookupProperties)), tuple(sequencify(reference)), tuple(where),
                            range_)
-        return self._execute(sql, values + range_value)
+        return self._query(sql, values + range_value)
 
     def executeQuery(self, returnFields: Any, joinClause: Any, whereFields: Iterable | None,
                      range: Sequence[str] | None, values: Sequence[Any]) -> list[tuple]:
@@ -184,7 +255,7 @@ class SqliteRegistry(Registry):
         if range is not None:
             range = (PLACEHOLDER, *range) if len(range) == 2 else tuple(range)
         sql = self._select(tuple(sequencify(returnFields)), tuple(sequencify(joinClause)), where, range)
-        return self._execute(sql, list(values))
+        return self._query(sql, list(values))
 
     def _select(self, fields: tuple[str, ...], tables: tuple[str, ...], where: tuple[tuple[str, str], ...],
                 range: tuple[str, str, str] | None) -> str:
@@ -192,7 +263,7 @@ class SqliteRegistry(Registry):
 
         The cache is bounded by the schema: a shape is made of checked names only.
         """
-        shape = (fields, tables, where, range)
+        shape = ("select", fields, tables, where, range)
         sql = self._statements.get(shape)
         if sql is None:
             self._check_names(tables, [*fields, *(t for pair in where for t in pair), *(range or ())])
@@ -205,35 +276,33 @@ class SqliteRegistry(Registry):
         SQLite reads a double-quoted name that is no column as a string
         literal, so a typo would silently match nothing (or everything).
         """
-        known: set[str] = set()
+        tables = list(tables)
+        known: dict[str, str] = {}
         for table in tables:
             table_columns = self.columns(table)
             if not table_columns:
-                raise RegistryError(f"no such table {table!r} in registry {self.location}")
+                raise RegistrySchemaError(f"no such table {table!r} in registry {self.location} "
+                                          f"(its tables: {', '.join(self.tables()) or 'none'})")
             known.update(table_columns)
         unknown = [c for c in columns if c != PLACEHOLDER and c not in known]
         if unknown:
-            raise RegistryError(f"no such column {', '.join(map(repr, unknown))} in tables "
-                                f"{list(tables)!r} of registry {self.location}")
+            raise RegistrySchemaError(f"no such column {', '.join(map(repr, unknown))} in tables {tables!r} "
+                                      f"of registry {self.location}; known columns: {', '.join(known)}")
 
-    # -- introspection (cached: a registry read by the butler does not change) --------------
-
-    @functools.cached_property
-    def _tables(self) -> list[str]:
-        rows = self._execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                             "AND name NOT LIKE 'sqlite_%' ORDER BY name", [])
-        return [name for (name,) in rows]
-
-    def getTables(self) -> list[str]:
+    def tables(self) -> list[str]:
         """The names of the registry's tables (SQLite's own excluded), sorted."""
+        if self._tables is None:
+            rows = self._query("SELECT name FROM sqlite_master WHERE type = 'table' "
+                               "AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            self._tables = [name for (name,) in rows]
         return list(self._tables)
 
-    def columns(self, table: str) -> tuple[str, ...]:
-        """The column names of a table, in schema order (empty for an unknown table)."""
+    def columns(self, table: str) -> dict[str, str]:
+        """``{column: declared type}`` of a table, in schema order (empty for an unknown table)."""
         if table not in self._columns:
-            rows = self._execute(f"PRAGMA table_info({quote_identifier(table)})", [])
-            self._columns[table] = tuple(row[1] for row in rows)
-        return self._columns[table]
+            rows = self._query(f"PRAGMA table_info({quote_identifier(table)})")
+            self._columns[table] = {row[1]: row[2] for row in rows}
+        return dict(self._columns[table])
 
     def columnTypes(self, table: str) -> dict[str, str]:
         """``{column: declared type}`` of a table, in schema order (empty for an unknown table)."""
@@ -243,4 +312,132 @@ class SqliteRegistry(Registry):
     def rowCount(self, table: str) -> int:
         """The number of rows of a table."""
         self._check_names([table], [])
-        return self._execute(f"SELECT COUNT(*) FROM {quote_identifier(table)}", [])[0][0]
+        return self._query(f"SELECT COUNT(*) FROM {quote_identifier(table)}")[0][0]
+
+    def _forget_schema(self) -> None:
+        """Drop what was learnt of the schema (it changed, or a change was undone)."""
+        self._columns.clear()
+        self._tables = None
+        self._statements.clear()
+
+    # -- writes ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes: committed together when the block ends, none of them if it raises.
+
+        The outermost transaction locks the registry's directory, edits a
+        copy of the file and renames it over the file on success; the file
+        (made if missing) is the old one or the new one, never a mix. A nested
+        transaction is a savepoint: if its block raises, its writes alone are
+        undone and the exception goes on.
+
+        Raises
+        ------
+        butler.errors.RegistryError
+            When the registry was opened read-only.
+        """
+        if self.readOnly:
+            raise self._read_only("start a transaction")
+        if self._writer is not None:
+            with self._savepoint():
+                yield
+            return
+        with _locked_directory(self.root), atomic_write(self.location) as tmp:
+            if os.path.exists(self.location):  # the current file: another writer may have replaced it
+                shutil.copyfile(self.location, tmp)
+                shutil.copymode(self.location, tmp)
+            writer = sqlite3.connect(tmp, isolation_level=None, check_same_thread=False)
+            try:
+                writer.execute("PRAGMA journal_mode = MEMORY")  # a killed writer leaves no journal
+                writer.execute("BEGIN IMMEDIATE")
+                self._writer = writer
+                self._forget_schema()
+                yield
+                writer.execute("COMMIT")
+            finally:
+                self._writer = None
+                writer.close()
+                self._forget_schema()
+        self.conn.close()
+        self.conn = self._connect_reader()
+        _log.debug("committed %s", self.location)
+
+    @contextlib.contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        name = quote_identifier(f"savepoint_{self._depth}")
+        self._depth += 1
+        self._execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._execute(f"ROLLBACK TO {name}")
+            self._execute(f"RELEASE {name}")
+            self._forget_schema()
+            raise
+        else:
+            self._execute(f"RELEASE {name}")
+        finally:
+            self._depth -= 1
+
+    def _require_transaction(self, what: str) -> None:
+        if self.readOnly:
+            raise self._read_only(what)
+        if self._writer is None:
+            raise RegistryError(f"cannot {what} in registry {self.location} outside a transaction: "
+                                f"write inside `with registry.transaction():`")
+
+    def create_table(self, name: str, columns: Sequence[tuple[str, str]], *, unique: Sequence[str] = (),
+                     primary_key: str | None = None) -> None:
+        """Create a table; an existing table must have the columns (see `Registry.create_table`).
+
+        Raises
+        ------
+        butler.errors.RegistrySchemaError
+            When the table exists without some of the columns, or ``unique``
+            names a column the table does not have.
+        """
+        self._require_transaction(f"create table {name!r}")
+        columns = [(column, sql_type) for column, sql_type in columns]
+        names = ([primary_key] if primary_key else []) + [column for column, _ in columns]
+        if name in self.tables():
+            self.require_columns(name, names)
+            return
+        strange = [column for column in unique if column not in names]
+        if strange:
+            raise RegistrySchemaError(f"UNIQUE column {', '.join(map(repr, strange))} is not a column of "
+                                      f"table {name!r} ({', '.join(names)}) in registry {self.location}")
+        definitions = []
+        if primary_key:
+            definitions.append(f"{quote_identifier(primary_key)} INTEGER PRIMARY KEY AUTOINCREMENT")
+        definitions += [f"{quote_identifier(column)} {_sql_type(name, column, sql_type)}"
+                        for column, sql_type in columns]
+        if unique:
+            definitions.append(f"UNIQUE({', '.join(map(quote_identifier, unique))})")
+        self._execute(f"CREATE TABLE {quote_identifier(name)} ({', '.join(definitions)})")
+        self._forget_schema()
+
+    def create_index(self, table: str, columns: Sequence[str], name: str | None = None) -> None:
+        """Create an index (named ``ix_<table>_<columns>`` by default) unless one of that name exists."""
+        self._require_transaction(f"create an index on {table!r}")
+        columns = list(columns)
+        self.require_columns(table, columns)
+        name = name or f"ix_{table}_{'_'.join(columns)}"
+        self._execute(f"CREATE INDEX IF NOT EXISTS {quote_identifier(name)} ON {quote_identifier(table)} "
+                      f"({', '.join(map(quote_identifier, columns))})")
+
+    def insert(self, table: str, rows: Iterable[Mapping[str, Any]], *,
+               ignore_conflicts: bool = False) -> list[int | None]:
+        """Insert rows into a table (see `Registry.insert`)."""
+        self._require_transaction(f"insert into {table!r}")
+        rowids: list[int | None] = []
+        for row in rows:
+            keys = tuple(row)
+            shape = ("insert", table, keys, ignore_conflicts)
+            sql = self._statements.get(shape)
+            if sql is None:
+                self._check_names([table], keys)
+                sql = self._statements[shape] = build_insert(table, keys, ignore_conflicts)
+            cursor = self._execute(sql, [row[key] for key in keys])
+            rowids.append(cursor.lastrowid if cursor.rowcount else None)
+        return rowids
