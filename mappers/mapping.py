@@ -170,11 +170,10 @@ class Mapping:
         if self._kinds is None:
             kinds = dict(getattr(mapper, "keyDict", None) or {})
             for registry, tables in self._queriedTables():
-                columnTypes = getattr(registry, "columnTypes", None)
-                if columnTypes is None:  # a registry that does not know column types (POSIX)
+                if registry is None:
                     continue
                 for table in tables:
-                    kinds.update((column, kind) for column, declared in columnTypes(table).items()
+                    kinds.update((column, kind) for column, declared in registry.columns(table).items()
                                  if (kind := kind_of_column(declared)) is not None)
             kinds.update(self.keyDict)
             self._kinds = kinds

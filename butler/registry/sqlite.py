@@ -304,11 +304,6 @@ class SqliteRegistry(Registry):
             self._columns[table] = {row[1]: row[2] for row in rows}
         return dict(self._columns[table])
 
-    def columnTypes(self, table: str) -> dict[str, str]:
-        """``{column: declared type}`` of a table, in schema order (empty for an unknown table)."""
-        rows = self._execute(f"PRAGMA table_info({quote_identifier(table)})", [])
-        return {row[1]: row[2] for row in rows}
-
     def rowCount(self, table: str) -> int:
         """The number of rows of a table."""
         self._check_names([table], [])
