@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from .location import ButlerLocation
@@ -53,6 +52,6 @@ class MapperForTestWriting(Mapper):
     def map_foo(self, dataId: Any, write: bool) -> ButlerLocation | None:
         """Map ``foo``: a `TestObject` in a pickle file named after the data ID."""
         name = "filename" + "".join([f"_{key}{value}" for key, value in sorted(dataId.items())]) + ".txt"
-        if not write and not os.path.exists(os.path.join(self.root, name)):
+        if not write and not self.storage.exists(name):
             return None
         return ButlerLocation(TestObject, None, "PickleStorage", name, dataId, self, self.storage)

@@ -422,12 +422,17 @@ class StorageInterface(abc.ABC):
             The matches, sorted, with the HDU selector kept: relative to the
             root (through ``_parent/`` when found in a parent) for a relative
             query, absolute for an absolute one; None when nothing matches.
+
+        Raises
+        ------
+        UnsafePathError
+            When ``path`` is outside the root.
         """
         plain, hdu = split_hdu(path)
         absolute = plain.startswith("/") or _SCHEME.match(plain) is not None
         relative = self._relativeQuery(plain) if absolute else plain
         if relative is None:
-            return None
+            raise UnsafePathError(f"path {path!r} is outside the repository root {self.root!r}")
         found = self._searchIn(self._check(relative), searchParents)
         if not found:
             return None
