@@ -35,6 +35,8 @@ class Formatter:
     #: Read through `read_file` when the storage's local files are the stored files
     #: themselves (memory maps, partial reads), even though `read_stream` exists.
     prefersLocalFile: ClassVar[bool] = False
+    _readsStreams: ClassVar[bool] = False
+    _writesBytes: ClassVar[bool] = False
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Formatter":
         readable = cls._overrides("read_stream") or cls._overrides("read_file")
@@ -71,6 +73,12 @@ class Formatter:
     def _overrides(cls, hook: str) -> bool:
         return getattr(cls, hook) is not getattr(Formatter, hook)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # decided once per class: readFrom and writeTo are on every get and put
+        cls._readsStreams = cls._overrides("read_stream")
+        cls._writesBytes = cls._overrides("to_bytes")
+
     # -- through a storage -----------------------------------------------------------------
 
     def readFrom(self, storage: Any, path: str, *, hdu: int | None = None, pythonType: Any = None,
@@ -96,7 +104,7 @@ class Formatter:
             When there is no file at ``path``.
         """
         extra = dict(additionalData) if additionalData else {}
-        if self._overrides("read_stream") and not (self.prefersLocalFile and storage.hasLocalFiles):
+        if self._readsStreams and not (self.prefersLocalFile and storage.hasLocalFiles):
             with storage.openRead(path) as stream:
                 return self.read_stream(stream, source=storage.locationWithRoot(path), hdu=hdu,
                                         pythonType=pythonType, additionalData=extra)
@@ -111,7 +119,7 @@ class Formatter:
         write leaves what was there.
         """
         extra = dict(additionalData or {})
-        if self._overrides("to_bytes"):
+        if self._writesBytes:
             storage.writeBytes(path, self.to_bytes(obj, hdu=hdu, additionalData=extra))
             return
         with storage.writer(path) as tmp:

@@ -31,6 +31,7 @@ from typing import IO, Any, ClassVar, Iterator
 
 from ..errors import (ButlerError, DatasetNotFoundError, RepositoryError, UnknownStorageError, UnsafePathError,
                       describe_location)
+from ..formatters import get_formatter
 from ..location import split_hdu
 from ..utils import doImport
 
@@ -136,8 +137,8 @@ class StorageInterface(abc.ABC):
 
     def _check(self, path: str) -> str:
         """``path`` without its HDU selector, normalised; `UnsafePathError` when it escapes the root."""
-        relpath = split_hdu(os.fspath(path))[0]
-        if ".." in relpath or relpath.startswith("/") or "//" in relpath or "/./" in relpath:
+        relpath = split_hdu(path)[0] if path[-1:] == "]" else path
+        if relpath[:1] in ("/", ".") or "/." in relpath or "//" in relpath:  # on every read: cheap tests first
             relpath = posixpath.normpath(relpath)
             if not _is_within_textually(relpath):
                 raise UnsafePathError(f"path {path!r} is outside the repository root {self.root!r}")
@@ -254,8 +255,6 @@ class StorageInterface(abc.ABC):
             type, the data ID and the repository, as for any other package error
             a formatter raises.
         """
-        from ..formatters import get_formatter
-
         formatter = get_formatter(butlerLocation.storageName)
         results = []
         try:
@@ -293,8 +292,6 @@ class StorageInterface(abc.ABC):
             When the formatter cannot write ``obj``; nothing is written. The
             message names the dataset type, the data ID and the repository.
         """
-        from ..formatters import get_formatter
-
         formatter = get_formatter(butlerLocation.storageName)
         for location in butlerLocation.locationList:
             path, hdu = split_hdu(location)

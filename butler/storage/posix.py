@@ -67,9 +67,10 @@ class PosixStorage(StorageInterface):
             if not create:
                 raise RepositoryError(f"no repository at {uri}")
             makedirs(self.root)
+        self._prefix = os.path.join(self.root, "")
 
     def _full(self, relpath: str) -> str:
-        return os.path.join(self.root, relpath) if relpath else self.root
+        return self._prefix + relpath if relpath else self.root
 
     # -- primitives ------------------------------------------------------------------------
 
@@ -152,10 +153,6 @@ class PosixStorage(StorageInterface):
 
     def _relativeQuery(self, path: str) -> str | None:
         return _strip_root(self.root, _path_from_uri(path))
-
-    def locationWithRoot(self, location: str) -> str:
-        """Return ``location`` joined to the root."""
-        return os.path.join(self.root, location)
 
     # -- Gen2 static helpers ---------------------------------------------------------------
 
