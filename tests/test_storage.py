@@ -95,6 +95,14 @@ def test_relative_and_absolute_paths():
     assert Storage.absolutePath("/x/a", "/y") == "/y"
 
 
+def test_absolute_path_of_a_relative_root_is_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert PosixStorage.absolutePath("x/a", "../b") == str(tmp_path / "x" / "b")
+    assert Storage.absolutePath("file://x/a", "b") == str(tmp_path / "x" / "a" / "b")
+    assert Storage.absolutePath("mem://r/a", "../b") == "mem://r/b"
+    assert Storage.relativePath("mem://r/a", "mem://r/b/c") == "../b/c"
+
+
 def test_get_parent_symlink_path(tmp_path):
     parent = tmp_path / "parent"
     child = tmp_path / "child"

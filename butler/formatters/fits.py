@@ -1,6 +1,9 @@
 """FITS formatters on astropy: `FitsStorage` (images, headers, arrays) and `FitsCatalogStorage` (tables).
 
-Files are recognised by content, not by name: astropy sniffs the gzip magic of
+Through a storage whose local files are the stored files (POSIX), a file is
+opened by path, so pixels are memory-mapped and headers or boxes are read
+alone; through any other storage (``mem://``) it is read from its bytes with
+``fits.open(fileobj)``. Files are recognised by content, not by name: astropy sniffs the gzip magic of
 files named ``.fits`` and reads tile-compressed ``CompImageHDU`` extensions.
 
 What a read returns depends on the ``pythonType`` asked for (see `python_kind`):
