@@ -129,3 +129,19 @@ def test_sigkill_during_backed_up_puts_leaves_no_torn_backup(tmp_path):
     _make_repository(root).put(TestObject("last"), "foo", k=1, doBackup=True)
     assert [n for n in os.listdir(root) if n.endswith(".tmp")] == []
     assert _load(_versions(root)[1]) != TestObject("last")
+
+
+def test_backup_takes_missing_versions_from_old_style_parents(tmp_path):
+    from butler.storage import Storage
+
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    (parent / "d").mkdir(parents=True)
+    (parent / "d" / "v.txt").write_bytes(b"parent-now")
+    (parent / "d" / "v.txt~1").write_bytes(b"parent-old")
+    child.mkdir()
+    (child / "_parent").symlink_to(parent)
+    storage = Storage.makeFromURI(str(child), create=False)
+    assert storage.backup("d/v.txt") == ["d/v.txt~1", "d/v.txt~2"]
+    assert (child / "d" / "v.txt~1").read_bytes() == b"parent-now"
+    assert (child / "d" / "v.txt~2").read_bytes() == b"parent-old"
+    assert sorted(os.listdir(parent / "d")) == ["v.txt", "v.txt~1"]  # the parent is only read

@@ -354,3 +354,10 @@ def test_repository_cfg_round_trip_and_mapper_class(writable):
 def test_old_style_mapper_file(writable):
     writable.writeBytes("_mapper", b"butler.test.EmptyTestMapper\n")
     assert Storage.getMapperClass(writable.root) is EmptyTestMapper
+
+
+def test_backup_of_a_name_with_glob_characters(writable):
+    writable.writeBytes("odd/v[1].txt", b"one")
+    writable.backup("odd/v[1].txt")
+    assert writable.readBytes("odd/v[1].txt~1") == b"one"
+

@@ -358,8 +358,8 @@ class StorageInterface(abc.ABC):
         """Remove what interrupted writes of a dataset left behind (lock held); nothing by default."""
 
     def _findVersion(self, relpath: str) -> str | None:
-        """``relpath`` when it exists, else its first copy up the ``_parent`` chain, else None."""
-        found = self._searchIn(relpath, searchParents=True)
+        """``relpath`` when it exists, else its first copy up the ``_parent`` chain, else None (no wildcards)."""
+        found = self._searchIn(relpath, searchParents=True, literal=True)
         return found[0] if found else None
 
     # -- derived: search ----------------------------------------------------------------------------
@@ -383,12 +383,17 @@ class StorageInterface(abc.ABC):
                 matches.append(name)
         return sorted(matches)
 
-    def _searchIn(self, relpath: str, searchParents: bool) -> list[str]:
-        """Matches of a checked relative path in the root, else (optionally) up the ``_parent`` chain."""
+    def _searchIn(self, relpath: str, searchParents: bool, literal: bool = False) -> list[str]:
+        """Matches of a checked relative path (a glob pattern unless ``literal``) in the root, else
+        (optionally) up the ``_parent`` chain."""
         prefix = ""
         seen = 0
         while True:
-            found = self._glob(prefix + relpath)
+            candidate = prefix + relpath
+            if literal:
+                found = [candidate] if self._exists(candidate) else []
+            else:
+                found = self._glob(candidate)
             if found or not searchParents:
                 return found
             prefix += _PARENT_LINK + "/"
