@@ -134,9 +134,8 @@ def test_missing_file_is_dataset_not_found_naming_it(storage):
 
 
 def test_local_file_holds_the_bytes(storage):
-    with storage.localFile("dir/b.txt") as local:
-        with open(local, "rb") as stream:
-            assert stream.read() == b"beta"
+    with storage.localFile("dir/b.txt") as local, open(local, "rb") as stream:
+        assert stream.read() == b"beta"
     if storage.hasLocalFiles:
         assert local == storage.locationWithRoot("dir/b.txt")  # the file itself: it may be memory-mapped
     else:
@@ -205,15 +204,13 @@ def test_writer_publishes_on_success_and_nothing_on_failure(writable):
         with open(tmp, "wb") as stream:
             stream.write(b"done")
     assert writable.readBytes("w.txt") == b"done"
-    with pytest.raises(RuntimeError, match="boom"):
-        with writable.writer("w.txt") as tmp:
-            with open(tmp, "wb") as stream:
-                stream.write(b"half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), writable.writer("w.txt") as tmp:
+        with open(tmp, "wb") as stream:
+            stream.write(b"half")
+        raise RuntimeError("boom")
     assert writable.readBytes("w.txt") == b"done"
-    with pytest.raises(RuntimeError):
-        with writable.writer("fresh/only.txt"):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), writable.writer("fresh/only.txt"):
+        raise RuntimeError("boom")
     assert not writable.exists("fresh/only.txt")
     assert sorted(writable.listNames()) == sorted([*SEED, "w.txt"])
 

@@ -29,8 +29,14 @@ import shutil
 import tempfile
 from typing import IO, Any, ClassVar, Iterator
 
-from ..errors import (ButlerError, DatasetNotFoundError, RepositoryError, UnknownStorageError, UnsafePathError,
-                      describe_location)
+from ..errors import (
+    ButlerError,
+    DatasetNotFoundError,
+    RepositoryError,
+    UnknownStorageError,
+    UnsafePathError,
+    describe_location,
+)
 from ..formatters import get_formatter
 from ..location import split_hdu
 from ..utils import doImport
@@ -59,7 +65,7 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 
 def _is_within_textually(relpath: str) -> bool:
-    return not (relpath.startswith("/") or relpath == ".." or relpath.startswith("../"))
+    return not (relpath == ".." or relpath.startswith(("/", "../")))
 
 
 class StorageInterface(abc.ABC):
@@ -333,7 +339,7 @@ class StorageInterface(abc.ABC):
 
     def _shiftVersions(self, relpath: str) -> list[str]:
         """Copy ``relpath~(k-1)`` to ``relpath~k`` for every existing version, highest first (lock held)."""
-        versions = []
+        versions: list[str] = []
         name = relpath
         while True:
             if versions and self._linkTarget(name) is not None:

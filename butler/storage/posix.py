@@ -92,7 +92,7 @@ class PosixStorage(StorageInterface):
         return atomic_write(relpath, root=self.root)
 
     def _listNames(self, relpath: str) -> list[str]:
-        names = []
+        names: list[str] = []
         for directory, _dirs, files in os.walk(self._full(relpath)):
             below = os.path.relpath(directory, self.root)
             names.extend(name if below == "." else f"{below}/{name}" for name in files)
