@@ -21,10 +21,10 @@ from .dataId import DataId, merge_data_id
 from .errors import AliasError, DatasetNotFoundError, MapperError, NoResults, RepositoryError, describe_data_id
 from .graph import RepositoryGraph, RepositoryNode, build_graph
 from .location import ButlerComposite, ButlerLocation
-from .mapper import Mapper
 from .readProxy import ReadProxy
 from .repository import Repository, describe_repository, mapper_class
 from .storage import Storage
+from .storage.base import split_uri
 from .utils import as_list, doImport, resolve_mapper, sequencify
 
 __all__ = ["Butler"]
@@ -469,17 +469,7 @@ class Butler:
             return
         locations = location if isinstance(location, list) else [location]
         for loc in locations:
-            if doBackup:
-                self._backup(repo, loc, datasetType, dataId)
-            repo.write(loc, obj)
-
-    @staticmethod
-    def _backup(repo: Repository, location: ButlerLocation, datasetType: str, dataId: DataId) -> None:
-        mapper = repo.mapper
-        if type(mapper).backup is not Mapper.backup:
-            mapper.backup(datasetType, dataId)
-        else:
-            repo.backup(location)
+            repo.write(loc, obj, doBackup=doBackup)  # a backup is kept under one lock with the write
 
     def _disassemble(self, repo: Repository, obj: Any, composite: ButlerComposite, dataId: DataId,
                      doBackup: bool) -> None:
@@ -590,7 +580,16 @@ def _absolute(args: RepositoryArgs) -> RepositoryArgs:
     root = args.root if args.root is not None else args.cfgRoot
     if root is None:
         raise RepositoryError(f"repository arguments {args!r} name no root")
-    return attrs.evolve(args, root=os.path.abspath(os.path.expanduser(str(root))))
+    return attrs.evolve(args, root=_absolute_root(root))
+
+
+def _absolute_root(root: Any) -> str:
+    """A local root made absolute (``~`` expanded); a URI (``mem://``, ``s3://``...) kept as it is."""
+    root = os.fspath(root)
+    if split_uri(root)[0] not in ("", "file"):
+        Storage.storageClass(root)  # an unknown scheme is an error, never a local directory
+        return root
+    return os.path.abspath(os.path.expanduser(split_uri(root)[1]))
 
 
 def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
@@ -614,7 +613,7 @@ def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
     input_args = []
     for item in as_list(inputs):
         if isinstance(item, RepositoryCfg):
-            input_args.append(attrs.evolve(item, root=os.path.abspath(item.root)))
+            input_args.append(attrs.evolve(item, root=_absolute_root(item.root)))
         else:
             input_args.append(_absolute(as_repository_args(item)))
     output_args = [_absolute(as_repository_args(item)) for item in as_list(outputs)]

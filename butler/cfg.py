@@ -334,15 +334,22 @@ class RepositoryCfg:
             When the file does not hold a ``!RepositoryCfg_v1`` document.
         """
         path = cls._cfg_path(location)
-        if not os.path.exists(path):
+        directory, name = os.path.split(path)
+        storage = _storage_at(directory)
+        if storage is None or not storage.exists(name):
             return None
-        cfg = load_yaml(path)
+        with storage.localFile(name) as local:
+            try:
+                cfg = load_yaml(local)
+            except UnsafeYamlError as exc:
+                if local != path:  # a private copy: name the stored file
+                    exc.add_context(f"file: {path}")
+                raise
         if isinstance(cfg, _VersionedCfgFields):
             cfg = _cfg_from_fields(cfg)
         if not isinstance(cfg, RepositoryCfg):
             raise RepositoryError(f"{path} does not hold a {CFG_TAG} document")
-        directory = os.path.dirname(path)
-        cfg._resolve(os.path.realpath(directory))
+        cfg._resolve(os.path.realpath(directory) if _is_local(directory) else directory)
         if cfg.root is None:
             cfg.root = directory
         cfg.dirty = False
@@ -361,8 +368,8 @@ class RepositoryCfg:
     def _to_yaml_mapping(self, base: str, root: str | None) -> "_TaggedCfgMapping":
         """The ``!RepositoryCfg_v1`` mapping, local locations made relative to ``base``."""
         def relative(location: str) -> str:
-            return os.path.relpath(location, base) if _is_local(location) and os.path.isabs(location) \
-                else location
+            return os.path.relpath(location, base) \
+                if _is_local(base) and _is_local(location) and os.path.isabs(location) else location
 
         return _TaggedCfgMapping({
             "_root": None if root is None else relative(root),
@@ -385,18 +392,30 @@ class RepositoryCfg:
         path : `str`
             The path of the file written.
         """
-        from .safeio import atomic_write
-
         path = self._cfg_path(location)
-        real = os.path.realpath(os.path.dirname(path))
-        in_root = self.root is None or (_is_local(self.root) and os.path.realpath(self.root) == real)
-        text = yaml.dump(self._to_yaml_mapping(real, None if in_root else self.root), Dumper=_CfgDumper,
+        directory, name = os.path.split(path)
+        if _is_local(directory):
+            base = os.path.realpath(directory)
+            in_root = self.root is None or (_is_local(self.root) and os.path.realpath(self.root) == base)
+        else:
+            base = directory
+            in_root = self.root is None or self.root.rstrip("/") == directory
+        text = yaml.dump(self._to_yaml_mapping(base, None if in_root else self.root), Dumper=_CfgDumper,
                          default_flow_style=False, sort_keys=False)
-        with atomic_write(path) as tmp, open(tmp, "w") as stream:
-            stream.write(text)
+        _storage_at(directory, create=True).writeBytes(name, text.encode("utf-8"))
         self.dirty = False
         _log.debug("wrote %s", path)
         return path
+
+
+def _storage_at(root: str, create: bool = False) -> Any:
+    """The storage of the repository at ``root``; None when it does not exist (and ``create`` is false)."""
+    from .storage import Storage
+
+    storage_class = Storage.storageClass(root)
+    if create:
+        return storage_class(root, create=True)
+    return storage_class._open(root)
 
 
 def read_mapper_file(root: str | os.PathLike) -> str | None:
@@ -404,12 +423,12 @@ def read_mapper_file(root: str | os.PathLike) -> str | None:
 
     Returns `None` when ``root`` has no ``_mapper`` file.
     """
-    path = os.path.join(os.fspath(root), MAPPER_FILENAME)
-    try:
-        with open(path) as stream:
-            line = stream.readline().strip()
-    except (FileNotFoundError, NotADirectoryError):
+    storage = _storage_at(os.fspath(root))
+    stream = storage.getLocalFile(MAPPER_FILENAME) if storage is not None else None
+    if stream is None:
         return None
+    with stream:
+        line = stream.readline().strip()
     return line or None
 
 
@@ -421,17 +440,18 @@ def find_mapper_file(root: str | os.PathLike) -> tuple[str, str] | None:
     found : ``(mapper class string, path of the _mapper file)`` or `None`
         `None` when no ``_mapper`` file is found (a ``_parent`` cycle ends the walk).
     """
-    directory = os.path.realpath(root)
+    storage = _storage_at(os.fspath(root))
     seen = set()
-    while directory not in seen:
-        seen.add(directory)
-        name = read_mapper_file(directory)
+    while storage is not None:
+        key = os.path.realpath(storage.root) if _is_local(storage.root) else storage.root
+        if key in seen:
+            break
+        seen.add(key)
+        name = read_mapper_file(storage.root)
         if name is not None:
-            return name, os.path.join(directory, MAPPER_FILENAME)
-        parent = os.path.join(directory, "_parent")
-        if not os.path.exists(parent):
-            return None
-        directory = os.path.realpath(parent)
+            return name, storage.locationWithRoot(MAPPER_FILENAME)
+        parent = storage.parentRoot()
+        storage = _storage_at(parent) if parent is not None else None
     return None
 
 

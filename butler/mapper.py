@@ -85,8 +85,24 @@ class Mapper:
         return dataId
 
     def backup(self, datasetType: str, dataId: Any) -> None:
-        """Rename existing files before they are overwritten; the base cannot."""
-        raise NotImplementedError(f"{type(self).__name__} does not support backups")
+        """Keep the existing versions of a dataset's files before they are overwritten.
+
+        The files the dataset would be written to are backed up by their
+        storage (`butler.storage.StorageInterface.backup`): ``~1`` is the
+        newest version.
+
+        Raises
+        ------
+        NotImplementedError
+            When the mapper gives no location with a storage for the dataset.
+        """
+        location = self.map(datasetType, dataId, write=True)
+        storage = getattr(location, "storage", None)
+        if storage is None:
+            raise NotImplementedError(f"{type(self).__name__} gives no storage to back up {datasetType!r} "
+                                      f"{dataId!r} in")
+        for path in location.locationList:
+            storage.backup(path)
 
     def getKeys(self, datasetType: str | None, level: str | None) -> dict | None:
         """Return ``{key: type}`` of the keys of a dataset type at a level; the base knows none."""

@@ -16,8 +16,8 @@ from .cfg import RepositoryCfg, find_mapper_file, mapper_source
 from .errors import MapperError, RepositoryModeError, describe_data_id
 from .graph import RepoSpec, RepositoryNode
 from .location import ButlerComposite, ButlerLocation, split_hdu
-from .safeio import ensure_within
-from .storage import PosixStorage, Storage
+from .storage import Storage, StorageInterface
+from .storage.base import split_uri
 from .utils import resolve_mapper
 
 __all__ = ["Repository", "describe_repository", "mapper_class"]
@@ -26,17 +26,18 @@ _log = logging.getLogger(__name__)
 
 
 def describe_repository(root: str) -> RepoSpec:
-    """Read what is at a repository root: its cfg, or its old-style (V1) markers."""
-    present = os.path.isdir(root)
-    if not present:
+    """Read what is at a repository root, through its storage: its cfg, or its old-style (V1) markers."""
+    storage = Storage.storageClass(root)._open(root)
+    if storage is None:
         return RepoSpec(root=root, present=False)
     cfg = RepositoryCfg.read(root)
-    parent_link = os.path.join(root, "_parent")
-    legacy_parent = os.path.realpath(parent_link) if os.path.exists(parent_link) else None
+    legacy_parent = storage.parentRoot()
+    if legacy_parent is not None and not split_uri(legacy_parent)[0]:
+        legacy_parent = os.path.realpath(legacy_parent)
     found = find_mapper_file(root) if cfg is None else None
     legacy_mapper = found[0] if found is not None else None
     return RepoSpec(root=root, cfg=cfg, legacyMapper=legacy_mapper, legacyParent=legacy_parent,
-                    hasRegistry=os.path.exists(os.path.join(root, "registry.sqlite3")), present=True)
+                    hasRegistry=storage.exists("registry.sqlite3"), present=True)
 
 
 def mapper_class(mapper: Any, root: str, trusted: Iterable[str] = ()) -> Any:
@@ -96,7 +97,7 @@ class Repository:
         self.node = node
         self.cfg = node.cfg
         self.parents = parents
-        self.storage: Storage = PosixStorage(node.root, create=node.writable)
+        self.storage: StorageInterface = Storage.makeFromURI(node.root, create=node.writable)
         self._mapper_instance: Any = None
         self._own_registry: Any = None
         self._hook_cache: dict[str, tuple[Any, bool]] = {}
@@ -217,34 +218,26 @@ class Repository:
         storage = location.storage or self.storage
         return storage.read(location)
 
-    def write(self, location: ButlerLocation, obj: Any) -> None:
-        """Write an object to a location (atomically, inside the repository root)."""
-        self._check_mode(write=True)
-        storage = location.storage or self.storage
-        storage.write(location, obj)
+    def write(self, location: ButlerLocation, obj: Any, doBackup: bool = False) -> None:
+        """Write an object to a location (atomically, inside the repository root).
 
-    def backup(self, location: ButlerLocation) -> list[str]:
-        """Shift the existing versions of a location's files before they are overwritten.
-
-        As Gen2 did: ``p~k`` becomes ``p~(k+1)``, highest first, then ``p`` is
-        copied to ``p~1``, so ``~1`` is always the newest backup. Returns the
-        backup names; everything stays inside the repository root.
+        With ``doBackup`` the versions already there are kept first (see
+        `backup`), under one lock with the write.
         """
         self._check_mode(write=True)
-        backups = []
-        for path in location.locationList:
-            relative = split_hdu(path)[0]
-            target = ensure_within(self.root, os.path.join(self.root, relative))
-            if not os.path.exists(target):
-                continue
-            count = 1
-            while os.path.exists(f"{target}~{count}"):
-                count += 1
-            for n in range(count - 1, 0, -1):
-                os.replace(f"{target}~{n}", f"{target}~{n + 1}")
-            self.storage.copyFile(relative, relative + "~1")  # the current file stays readable
-            backups.append(f"{target}~1")
-        return backups
+        storage = location.storage or self.storage
+        storage.write(location, obj, doBackup=doBackup)
+
+    def backup(self, location: ButlerLocation) -> list[str]:
+        """Keep the existing versions of a location's files before they are overwritten.
+
+        As Gen2 did: ``p~k`` becomes ``p~(k+1)`` and ``p`` becomes ``p~1``, so
+        ``~1`` is always the newest backup (see `StorageInterface.backup`).
+        Returns the backup names written.
+        """
+        self._check_mode(write=True)
+        storage = location.storage or self.storage
+        return [name for path in location.locationList for name in storage.backup(path)]
 
     def _check_mode(self, write: bool) -> None:
         if write and not self.node.writable:

@@ -33,6 +33,8 @@ from .errors import FileContentMismatch, UnsafePathError
 __all__ = [
     "atomic_write",
     "ensure_within",
+    "locked_directory",
+    "remove_stale_temporaries",
     "makedirs",
     "FileForWriteOnceCompareSame",
     "SafeLockedFileForRead",
@@ -228,6 +230,70 @@ def atomic_write(path: str, root: str | None = None) -> Iterator[str]:
             os.unlink(tmp)
         raise
     _log.debug("wrote %s", target)
+
+
+@contextlib.contextmanager
+def locked_directory(directory: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` lock on a directory for the duration of a ``with`` block.
+
+    A directory is never replaced by a rename, so the lock stays on the path
+    while files in it are replaced; it holds across processes and threads
+    (each holder opens the directory anew) and leaves nothing on disk. The
+    lock is released when the block ends, or when the process dies.
+
+    Parameters
+    ----------
+    directory : `str`
+        An existing directory.
+    """
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str, name: str) -> list[str]:
+    """Remove the temporary files that killed writers of ``name`` (and ``name~N``) left in ``directory``.
+
+    A write killed between the creation of its temporary file and the rename
+    (SIGKILL, power loss) leaves the temporary behind; it is never visible
+    under the target's name. Temporaries of live processes are kept.
+
+    Returns
+    -------
+    removed : `list` of `str`
+        The paths removed.
+    """
+    removed = []
+    prefix = f".{name}"
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        parts = entry.rsplit(".", 3)
+        if len(parts) != 4 or not parts[1].isdigit() or _pid_alive(int(parts[1])):
+            continue
+        path = os.path.join(directory, entry)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed.append(path)
+            _log.info("removed %s, left by an interrupted write", path)
+    return removed
 
 
 @contextlib.contextmanager

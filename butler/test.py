@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from .dataId import check_data_id, check_path
@@ -60,6 +59,6 @@ class MapperForTestWriting(Mapper):
         dataId = check_data_id(dataId, dict.fromkeys(dataId or {}), dataId or {}, "foo", self.root)
         name = "filename" + "".join([f"_{key}{value}" for key, value in sorted(dataId.items())]) + ".txt"
         check_path(name, "foo", dataId, self.root)
-        if not write and not os.path.exists(os.path.join(self.root, name)):
+        if not write and not self.storage.exists(name):
             return None
         return ButlerLocation(TestObject, None, "PickleStorage", name, dataId, self, self.storage)

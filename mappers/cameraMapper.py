@@ -14,7 +14,6 @@ import functools
 import logging
 import os
 import re
-import shutil
 import zlib
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
@@ -600,27 +599,6 @@ class CameraMapper(Mapper):
         """Return whether this mapper maps ``datasetType`` and has ``std_<datasetType>``."""
         return datasetType in self.mappings and hasattr(self, "std_" + datasetType)
 
-    def backup(self, datasetType: str, dataId: Any) -> None:
-        """Copy existing ``p``, ``p~1``, ... (root or its ``_parent`` chain) to ``p~1``, ``p~2``, ... in the root.
-
-        The highest version is copied first, so nothing is overwritten before it is copied.
-        """
-        location = self.map(datasetType, dataId, write=True)
-        relpath, _ = split_hdu(location.getLocations()[0])
-        root = location.storage.root if location.storage is not None else self.root
-        versions = []
-        while True:
-            candidate = relpath + (f"~{len(versions)}" if versions else "")
-            found = _search_parents(root, candidate)
-            if found is None:
-                break
-            versions.append(found)
-        for number in range(len(versions), 0, -1):
-            destination = os.path.join(root, f"{relpath}~{number}")
-            os.makedirs(os.path.dirname(destination), exist_ok=True)
-            shutil.copy2(versions[number - 1], destination)
-            _log.debug("backed up %s to %s", versions[number - 1], destination)
-
     def _mapActualToPath(self, template: str, actualId: Any) -> str:
         """Fill a template from a data ID (after `_transformId`)."""
         transformedId = self._transformId(actualId)
@@ -762,17 +740,3 @@ class CameraMapper(Mapper):
             if label is not None:
                 ccd.meta["FILTER"] = label.physical or label.band
         return ccd
-
-
-def _search_parents(root: str, relpath: str) -> str | None:
-    """Return ``root/relpath``, else the first ``.../_parent/relpath`` that exists, else None."""
-    seen = set()
-    while root and os.path.realpath(root) not in seen:
-        seen.add(os.path.realpath(root))
-        candidate = os.path.join(root, relpath)
-        if os.path.exists(candidate):
-            return candidate
-        root = os.path.join(root, "_parent")
-        if not os.path.exists(root):
-            return None
-    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import os
 import subprocess
@@ -407,3 +408,64 @@ def test_sub_image_reads_only_the_box(tmp_path):
 def test_formatter_base_is_abstract():
     with pytest.raises(TypeError):
         Formatter()
+
+
+# -- through a storage ------------------------------------------------------------------------
+
+
+class _PathOnly(Formatter):
+    """A format whose library reads and writes only named files."""
+
+    storageName = "PathOnlyStorage"
+
+    def read_file(self, path, *, hdu, pythonType, additionalData):
+        assert os.path.isfile(path)
+        with open(path) as stream:
+            return stream.read()[::-1]
+
+    def write_file(self, obj, path, *, hdu, additionalData):
+        with open(path, "w") as stream:
+            stream.write(obj[::-1])
+
+
+def test_a_path_only_format_goes_through_local_files_of_any_storage():
+    from butler.storage import MemStorage, mem
+
+    try:
+        storage = MemStorage("mem://formatters/path-only", create=True)
+        _PathOnly().writeTo(storage, "x/a.txt", "hello")
+        assert storage.readBytes("x/a.txt") == b"olleh"
+        assert _PathOnly().readFrom(storage, "x/a.txt") == "hello"
+        with pytest.raises(DatasetNotFoundError, match="missing.txt"):
+            _PathOnly().readFrom(storage, "missing.txt")
+    finally:
+        mem.clear()
+
+
+def test_a_format_without_a_write_hook_cannot_be_made():
+    class ReadOnly(Formatter):
+        storageName = "ReadOnlyStorage"
+
+        def read_file(self, path, *, hdu, pythonType, additionalData):
+            return None
+
+    with pytest.raises(TypeError, match="to_bytes or write_file"):
+        ReadOnly()
+
+
+def test_fits_from_bytes_gzipped_and_plain(tmp_path):
+    from butler.storage import MemStorage, mem
+
+    data = np.arange(20, dtype=np.int16).reshape(4, 5)
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data)]).writeto(tmp_path / "p.fits")
+    plain = (tmp_path / "p.fits").read_bytes()
+    try:
+        storage = MemStorage("mem://formatters/fits", create=True)
+        storage.writeBytes("p.fits", plain)
+        storage.writeBytes("p.fits.gz", gzip.compress(plain))
+        formatter = get_formatter("FitsStorage")
+        for name in ("p.fits", "p.fits.gz"):
+            np.testing.assert_array_equal(formatter.readFrom(storage, name, hdu=1, pythonType=np.ndarray), data)
+            assert formatter.readFrom(storage, name, hdu=1, pythonType="PropertyList")["NAXIS1"] == 5
+    finally:
+        mem.clear()

@@ -1,10 +1,12 @@
-"""Tests of butler.safeio: atomic writes, containment, write-once files and cross-process locks."""
+"""Tests of butler.safeio: atomic writes, containment, write-once files, cross-process locks, stale temporaries."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import stat
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,6 +19,8 @@ from butler.safeio import (
     SafeLockedFileForWrite,
     atomic_write,
     ensure_within,
+    locked_directory,
+    remove_stale_temporaries,
     safeMakeDir,
 )
 
@@ -346,3 +350,40 @@ def test_reader_never_sees_a_partial_file(tmp_path):
     assert writer.exitcode == 0
     assert len(versions) > 1  # the reader really overlapped the rewrites
     assert os.listdir(tmp_path) == ["big.bin"]
+
+
+# -- directory locks and the temporaries of killed writers -------------------------------------
+
+
+def _hold_directory_lock(directory: str, log: str, tag: str) -> None:
+    with locked_directory(directory):
+        with open(log, "a") as stream:
+            stream.write(f"{tag}+")
+        time.sleep(0.2)
+        with open(log, "a") as stream:
+            stream.write(f"{tag}-")
+
+
+def test_locked_directory_excludes_other_processes_and_leaves_nothing(tmp_path):
+    locked = tmp_path / "d"
+    locked.mkdir()
+    log = str(tmp_path / "log")
+    assert run_together(_hold_directory_lock, [(str(locked), log, t) for t in "ab"], timeout=20) == [0, 0]
+    with open(log) as stream:
+        events = stream.read().split("+")
+    assert len(events) == 3 and events[1][:2] in ("a-", "b-")  # one holder at a time
+    assert os.listdir(locked) == []
+
+
+def test_remove_stale_temporaries_only_of_dead_writers(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    names = [f".data.txt.{dead_pid}.0123456789ab.tmp", f".data.txt~2.{dead_pid}.0123456789ab.tmp",
+             f".data.txt.{os.getpid()}.0123456789ab.tmp", f".other.txt.{dead_pid}.0123456789ab.tmp",
+             "data.txt"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    removed = remove_stale_temporaries(str(tmp_path), "data.txt")
+    assert sorted(os.path.basename(p) for p in removed) == sorted(names[:2])
+    assert sorted(os.listdir(tmp_path)) == sorted(names[2:])

@@ -54,15 +54,27 @@ def test_unknown_scheme_raises(tmp_path):
 def test_register_storage_class(tmp_path, monkeypatch):
     monkeypatch.setattr(Storage, "_storages", dict(Storage._storages))
 
-    class MemStorage(PosixStorage):
+    class LocalAlias(PosixStorage):
         def __init__(self, uri, create):
-            super().__init__(str(tmp_path / uri[len("mem://"):]), create)
+            super().__init__(str(tmp_path / uri[len("alias://"):]), create)
 
-    Storage.registerStorageClass("mem", MemStorage)
-    storage = Storage.makeFromURI("mem://x")
-    assert isinstance(storage, MemStorage) and storage.root == str(tmp_path / "x")
-    Storage.registerStorageClass("dotted", "butler.storage.posix.PosixStorage")
-    assert Storage.storageClass("dotted://x") is PosixStorage
+    Storage.registerStorageClass("alias", LocalAlias)
+    storage = Storage.makeFromURI("alias://x")
+    assert isinstance(storage, LocalAlias) and storage.root == str(tmp_path / "x")
+    with pytest.raises(ValueError, match="'alias' is registered already.*clobber"):
+        Storage.registerStorageClass("alias", PosixStorage)
+    assert Storage.storageClass("alias://x") is LocalAlias
+    Storage.registerStorageClass("alias", "butler.storage.posix.PosixStorage", clobber=True)
+    assert Storage.storageClass("alias://x") is PosixStorage
+
+
+def test_unknown_scheme_names_it_and_the_known_ones_and_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnknownStorageError, match=r"'foo'.*known schemes: '', 'file', 'mem'"):
+        Storage.makeFromURI("foo://x")
+    with pytest.raises(UnknownStorageError, match=r"pip install 'butler\[s3\]'"):
+        Storage.makeFromURI("s3://bucket/x")
+    assert os.listdir(tmp_path) == []
 
 
 def test_missing_root_without_create(tmp_path):
@@ -81,6 +93,14 @@ def test_relative_and_absolute_paths():
     assert Storage.relativePath("/x/a", "/x/a/c") == "c"
     assert PosixStorage.absolutePath("/x/a", "../b") == "/x/b"
     assert Storage.absolutePath("/x/a", "/y") == "/y"
+
+
+def test_absolute_path_of_a_relative_root_is_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert PosixStorage.absolutePath("x/a", "../b") == str(tmp_path / "x" / "b")
+    assert Storage.absolutePath("file://x/a", "b") == str(tmp_path / "x" / "a" / "b")
+    assert Storage.absolutePath("mem://r/a", "../b") == "mem://r/b"
+    assert Storage.relativePath("mem://r/a", "mem://r/b/c") == "../b/c"
 
 
 def test_get_parent_symlink_path(tmp_path):

@@ -1,6 +1,9 @@
 """FITS formatters on astropy: `FitsStorage` (images, headers, arrays) and `FitsCatalogStorage` (tables).
 
-Files are recognised by content, not by name: astropy sniffs the gzip magic of
+Through a storage whose local files are the stored files (POSIX), a file is
+opened by path, so pixels are memory-mapped and headers or boxes are read
+alone; through any other storage (``mem://``) it is read from its bytes with
+``fits.open(fileobj)``. Files are recognised by content, not by name: astropy sniffs the gzip magic of
 files named ``.fits`` and reads tile-compressed ``CompImageHDU`` extensions.
 
 What a read returns depends on the ``pythonType`` asked for (see `python_kind`):
@@ -28,7 +31,7 @@ import gzip
 import io
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import FormatterError, UnwritableObjectError
 from .base import Formatter, type_name
@@ -272,10 +275,10 @@ def _header_from_meta(meta: Any) -> fits_types.Header:
     return header
 
 
-def _read_table(path: str, hdu: int | None) -> Any:
+def _read_table(source: str | io.BytesIO, hdu: int | None) -> Any:
     from astropy.table import Table
 
-    return Table.read(path, format="fits", hdu=1 if hdu is None else hdu, character_as_bytes=False)
+    return Table.read(source, format="fits", hdu=1 if hdu is None else hdu, character_as_bytes=False)
 
 
 def _wants_box(additionalData: dict) -> bool:
@@ -300,16 +303,27 @@ def open_for_every_pixel(path: str) -> fits_types.HDUList:
     return fits.open(path, lazy_load_hdus=True)
 
 
-def _open(path: str, *, everyPixel: bool) -> fits_types.HDUList:
+def _in_memory(stream: IO[bytes]) -> io.BytesIO:
+    """The content of a stream, inflated when it is gzipped, as a seekable in-memory file."""
+    data = stream.read()
+    if data[:2] == _GZIP_MAGIC:
+        data = gzip.decompress(data)
+    return io.BytesIO(data)
+
+
+def _open(source: str | io.BytesIO, *, everyPixel: bool) -> fits_types.HDUList:
     """Open a FITS file: `open_for_every_pixel`, else (headers, sub-images) to read only what is asked.
 
-    Without a memory map, astropy reads only the headers, or only the rows of a box.
+    Without a memory map, astropy reads only the headers, or only the rows of
+    a box. An in-memory file (`_in_memory`) is opened as it is.
     """
     from astropy.io import fits
 
+    if not isinstance(source, str):
+        return fits.open(source, lazy_load_hdus=True)
     if everyPixel:
-        return open_for_every_pixel(path)
-    return fits.open(path, memmap=False, lazy_load_hdus=True)
+        return open_for_every_pixel(source)
+    return fits.open(source, memmap=False, lazy_load_hdus=True)
 
 
 class FitsStorage(Formatter):
@@ -317,20 +331,30 @@ class FitsStorage(Formatter):
 
     storageName = "FitsStorage"
     extensions = (".fits", ".fits.gz", ".fits.fz")
+    prefersLocalFile = True  # memory-mapped pixels, headers and boxes read alone
 
     def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
+        return self._read(path, path, hdu, pythonType, additionalData)
+
+    def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
+                    additionalData: dict) -> Any:
+        return self._read(_in_memory(stream), source, hdu, pythonType, additionalData)
+
+    @staticmethod
+    def _read(source: str | io.BytesIO, name: str, hdu: int | None, pythonType: Any,
+              additionalData: dict) -> Any:
         kind = python_kind(pythonType)
         if kind == "table":
-            return _read_table(path, hdu)
-        with _open(path, everyPixel=kind != "header" and not _wants_box(additionalData)) as hdul:
+            return _read_table(source, hdu)
+        with _open(source, everyPixel=kind != "header" and not _wants_box(additionalData)) as hdul:
             if kind == "header":
                 return hdul[hdu].header.copy() if hdu is not None else _merged_header(
                     hdul, _default_header_index(hdul))
             if kind == "array":
-                index = hdu if hdu is not None else _first_image_index(hdul, path)
+                index = hdu if hdu is not None else _first_image_index(hdul, name)
                 image = hdul[index]
-                return _pixels(image, _box(additionalData, image.header, image.shape, path))
-            return _read_ccd(hdul, path, hdu, additionalData)
+                return _pixels(image, _box(additionalData, image.header, image.shape, name))
+            return _read_ccd(hdul, name, hdu, additionalData)
 
     def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
         import numpy as np
@@ -361,12 +385,21 @@ class FitsCatalogStorage(Formatter):
 
     storageName = "FitsCatalogStorage"
     extensions = (".fits",)
+    prefersLocalFile = True
 
     def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
+        return self._read(path, hdu, pythonType)
+
+    def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
+                    additionalData: dict) -> Any:
+        return self._read(_in_memory(stream), hdu, pythonType)
+
+    @staticmethod
+    def _read(source: str | io.BytesIO, hdu: int | None, pythonType: Any) -> Any:
         if python_kind(pythonType) == "header":
-            with _open(path, everyPixel=False) as hdul:
+            with _open(source, everyPixel=False) as hdul:
                 return hdul[1 if hdu is None else hdu].header.copy()
-        return _read_table(path, hdu)
+        return _read_table(source, hdu)
 
     def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
         from astropy.table import Table

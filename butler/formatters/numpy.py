@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import io
+from typing import IO, Any
 
 from .base import Formatter
 
@@ -15,15 +16,15 @@ class NumpyStorage(Formatter):
     storageName = "NumpyStorage"
     extensions = (".npy",)
 
-    def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
+    def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
+                    additionalData: dict) -> Any:
         import numpy as np
 
-        with open(path, "rb") as stream:
-            return np.load(stream, allow_pickle=False)
+        return np.load(stream, allow_pickle=False)
 
-    def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
+    def to_bytes(self, obj: Any, *, hdu: int | None, additionalData: dict) -> bytes:
         import numpy as np
 
-        # A file object, not a name: np.save would append ".npy" to a temporary name.
-        with open(path, "wb") as stream:
-            np.save(stream, np.asanyarray(obj), allow_pickle=False)
+        buffer = io.BytesIO()
+        np.save(buffer, np.asanyarray(obj), allow_pickle=False)
+        return buffer.getvalue()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from typing import Any
+from typing import IO, Any
 
 from .base import Formatter
 
@@ -16,10 +16,9 @@ class PickleStorage(Formatter):
     storageName = "PickleStorage"
     extensions = (".pickle", ".pkl")
 
-    def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
-        with open(path, "rb") as stream:
-            return pickle.load(stream)
+    def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
+                    additionalData: dict) -> Any:
+        return pickle.load(stream)
 
-    def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
-        with open(path, "wb") as stream:
-            pickle.dump(obj, stream, protocol=pickle.HIGHEST_PROTOCOL)
+    def to_bytes(self, obj: Any, *, hdu: int | None, additionalData: dict) -> bytes:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)

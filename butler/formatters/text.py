@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 
 from ..errors import UnwritableObjectError
 from .base import Formatter
@@ -16,12 +16,11 @@ class TextStorage(Formatter):
     storageName = "TextStorage"
     extensions = (".txt",)
 
-    def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> str:
-        with open(path, encoding="utf-8") as stream:
-            return stream.read()
+    def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
+                    additionalData: dict) -> str:
+        return stream.read().decode("utf-8")
 
-    def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
+    def to_bytes(self, obj: Any, *, hdu: int | None, additionalData: dict) -> bytes:
         if not isinstance(obj, str):
             raise UnwritableObjectError(f"TextStorage writes str, not {type(obj).__name__}")
-        with open(path, "w", encoding="utf-8") as stream:
-            stream.write(obj)
+        return obj.encode("utf-8")

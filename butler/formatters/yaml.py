@@ -11,14 +11,15 @@ constructed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
 from ..errors import UnsafeYamlError
 from .base import Formatter
 
-__all__ = ["YamlStorage", "PropertySetLoader", "load_yaml_file", "dump_yaml_file"]
+__all__ = ["YamlStorage", "PropertySetLoader", "load_yaml_stream", "load_yaml_file", "dump_yaml_bytes",
+           "dump_yaml_file"]
 
 
 class PropertySetLoader(yaml.SafeLoader):
@@ -42,33 +43,46 @@ for _tag in ("lsst.daf.base.PropertySet", "lsst.daf.base.PropertyList"):
     PropertySetLoader.add_constructor(_tag, _construct_property_set)
 
 
-def load_yaml_file(path: str, loader: type[yaml.SafeLoader] = PropertySetLoader) -> Any:
-    """Load a YAML file safely.
+def load_yaml_stream(stream: IO[bytes] | IO[str], source: str,
+                     loader: type[yaml.SafeLoader] = PropertySetLoader) -> Any:
+    """Load YAML safely from a stream.
 
     Parameters
     ----------
-    path : `str`
-        The file.
+    stream : file object
+        Binary or text.
+    source : `str`
+        The file's name, for messages.
     loader : `type`
         A `yaml.SafeLoader` subclass.
 
     Raises
     ------
     UnsafeYamlError
-        When the file holds a tag the loader does not construct; the message
-        names the file.
+        When the document holds a tag the loader does not construct; the
+        message names ``source``.
     """
-    with open(path, encoding="utf-8") as stream:
-        try:
-            return yaml.load(stream, Loader=loader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.constructor.ConstructorError as exc:
-            raise UnsafeYamlError(f"{path}: {exc}") from exc
+    try:
+        return yaml.load(stream, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.constructor.ConstructorError as exc:
+        raise UnsafeYamlError(f"{source}: {exc}") from exc
+
+
+def load_yaml_file(path: str, loader: type[yaml.SafeLoader] = PropertySetLoader) -> Any:
+    """Load a YAML file safely (see `load_yaml_stream`)."""
+    with open(path, "rb") as stream:
+        return load_yaml_stream(stream, path, loader)
+
+
+def dump_yaml_bytes(obj: Any) -> bytes:
+    """Plain data (mappings, lists, scalars) as UTF-8 YAML, keeping key order."""
+    return yaml.safe_dump(obj, default_flow_style=False, sort_keys=False).encode("utf-8")
 
 
 def dump_yaml_file(obj: Any, path: str) -> None:
     """Write plain data (mappings, lists, scalars) to a YAML file, keeping key order."""
-    with open(path, "w", encoding="utf-8") as stream:
-        yaml.safe_dump(obj, stream, default_flow_style=False, sort_keys=False)
+    with open(path, "wb") as stream:
+        stream.write(dump_yaml_bytes(obj))
 
 
 class YamlStorage(Formatter):
@@ -77,8 +91,9 @@ class YamlStorage(Formatter):
     storageName = "YamlStorage"
     extensions = (".yaml", ".yml")
 
-    def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
-        return load_yaml_file(path)
+    def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
+                    additionalData: dict) -> Any:
+        return load_yaml_stream(stream, source)
 
-    def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
-        dump_yaml_file(obj, path)
+    def to_bytes(self, obj: Any, *, hdu: int | None, additionalData: dict) -> bytes:
+        return dump_yaml_bytes(obj)

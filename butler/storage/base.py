@@ -1,115 +1,565 @@
-"""`StorageInterface` (what one kind of storage provides) and `Storage` (the scheme table).
+"""`StorageInterface` (the primitives of one kind of storage, and all that derives from them) and `Storage`.
 
-A storage is where a repository's bytes live. `Storage.makeFromURI` picks the
-storage class from the URI's scheme (plain paths and ``file://`` are POSIX);
-the Gen2 static helpers (`Storage.search`, `Storage.getMapperClass`, ...)
-dispatch the same way. Classes are named by dotted path and imported on first
-use, so registering a scheme costs nothing until it is used.
+A storage is where a repository's bytes live. A storage class implements a
+few primitives on paths relative to its root (`exists`, `openRead`,
+`localFile`, `writer`, `listNames`, `putFile`, `remove`, `linkTarget`,
+`lock`); everything else is derived from them once, here: object reads and
+writes through the formatters, cfg reads and writes, ``_parent`` resolution,
+searches (with compressed variants), and backups.
+
+`Storage` is the scheme table, in the style of fsspec's registry: a URI
+scheme names a storage class by dotted path, imported on first use. Plain
+paths and ``file://`` are POSIX; ``mem://`` is an in-process storage for
+tests; a scheme whose backend is not installed (``s3``) raises with an
+install hint; any other scheme raises naming the known ones. A URI is never
+taken for a local path.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
+import fnmatch
+import io
 import logging
-import urllib.parse
-from typing import Any, ClassVar
+import os
+import posixpath
+import re
+import shutil
+import tempfile
+from typing import IO, Any, ClassVar, Iterator
 
-from ..errors import UnknownStorageError
+from ..errors import (
+    ButlerError,
+    DatasetNotFoundError,
+    RepositoryError,
+    UnknownStorageError,
+    UnsafePathError,
+    describe_location,
+)
+from ..formatters import get_formatter
+from ..location import split_hdu
 from ..utils import doImport
 
-__all__ = ["StorageInterface", "Storage"]
+__all__ = ["StorageInterface", "Storage", "split_uri", "COMPRESSED_SUFFIXES"]
 
 _log = logging.getLogger(__name__)
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_PARENT_LINK = "_parent"
+_WILDCARDS = frozenset("*?[")
+#: The variants of a file name searched, in order, by `StorageInterface.findCompressed`.
+COMPRESSED_SUFFIXES = (".gz", ".fz")
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """Split a URI into its scheme (``""`` for a plain path) and the rest.
+
+    ``file://`` URIs give the scheme ``"file"`` and the plain path.
+    """
+    uri = os.fspath(uri)
+    match = _SCHEME.match(uri)
+    if match is None:
+        return "", uri
+    return match.group(1).lower(), uri[match.end():]
+
+
+def _is_within_textually(relpath: str) -> bool:
+    return not (relpath == ".." or relpath.startswith(("/", "../")))
+
 
 class StorageInterface(abc.ABC):
-    """What a storage class provides.
+    """A repository root and the operations on its files.
 
-    An instance is bound to one repository root; paths given to it are
-    relative to that root and may end in an ``[N]`` HDU selector. The static
-    methods take the root (a URI of the storage's scheme) explicitly.
+    Paths given to an instance are relative to its root (``/``-separated) and
+    may end in an ``[N]`` HDU selector where they name a dataset. A relative
+    path that escapes the root (an absolute path, or ``..`` above the root)
+    is refused with `UnsafePathError` by every operation.
 
     Parameters
     ----------
     uri : `str`
         The repository root.
     create : `bool`
-        Create the root if it does not exist.
+        Create the root if it does not exist; otherwise a missing root raises
+        `RepositoryError`.
     """
+
+    #: The root, as the storage names it in messages (a path or a URI).
+    root: str
+    #: Whether `localFile` gives the stored file itself (readers may then memory-map it).
+    hasLocalFiles: ClassVar[bool] = False
 
     @abc.abstractmethod
     def __init__(self, uri: str, create: bool):
         """Bind the storage to a root."""
 
-    @abc.abstractmethod
-    def exists(self, relpath: str) -> bool:
-        """Whether a file exists (an HDU selector is ignored)."""
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.root!r})"
+
+    # -- primitives -------------------------------------------------------------------------
 
     @abc.abstractmethod
+    def _exists(self, relpath: str) -> bool:
+        """Whether a file or a directory exists at a checked relative path."""
+
+    @abc.abstractmethod
+    def _openRead(self, relpath: str) -> IO[bytes]:
+        """Open a checked relative path for binary reading; `DatasetNotFoundError` when missing."""
+
+    @abc.abstractmethod
+    def _writer(self, relpath: str) -> contextlib.AbstractContextManager[str]:
+        """A context manager giving a new empty local temporary file, published atomically at exit."""
+
+    @abc.abstractmethod
+    def _listNames(self, relpath: str) -> list[str]:
+        """Every file under a checked relative directory (``""``: the root), relative to the root."""
+
+    @abc.abstractmethod
+    def _putFile(self, localPath: str, relpath: str, mode: str) -> None:
+        """Place a local file at a checked relative path (see `putFile`)."""
+
+    @abc.abstractmethod
+    def _remove(self, relpath: str) -> None:
+        """Remove the file at a checked relative path; `DatasetNotFoundError` when missing."""
+
+    @abc.abstractmethod
+    def _lock(self, relpath: str) -> contextlib.AbstractContextManager[None]:
+        """Hold an exclusive lock on a dataset (across processes where the storage is shared)."""
+
+    def _linkTarget(self, relpath: str) -> str | None:
+        """The target of a symbolic link at a checked relative path, None when it is not a link."""
+        return None
+
+    @contextlib.contextmanager
+    def _localFile(self, relpath: str) -> Iterator[str]:
+        """A local file holding the bytes of a checked relative path, removed at exit."""
+        with self._openRead(relpath) as stream, _scratch_file(relpath) as local:
+            with open(local, "wb") as out:
+                shutil.copyfileobj(stream, out)
+            yield local
+
+    # -- the checked public form of the primitives ---------------------------------------------
+
+    def _check(self, path: str) -> str:
+        """``path`` without its HDU selector, normalised; `UnsafePathError` when it escapes the root."""
+        relpath = split_hdu(path)[0] if path[-1:] == "]" else path
+        if relpath[:1] in ("/", ".") or "/." in relpath or "//" in relpath:  # on every read: cheap tests first
+            relpath = posixpath.normpath(relpath)
+            if not _is_within_textually(relpath):
+                raise UnsafePathError(f"path {path!r} is outside the repository root {self.root!r}")
+        return relpath
+
+    def exists(self, path: str) -> bool:
+        """Whether a file (or directory) exists at ``path`` (an HDU selector is ignored)."""
+        return self._exists(self._check(path))
+
+    def openRead(self, path: str) -> IO[bytes]:
+        """Open ``path`` for binary reading (the caller closes it).
+
+        Raises
+        ------
+        DatasetNotFoundError
+            When there is no file at ``path``.
+        """
+        return self._openRead(self._check(path))
+
+    def readBytes(self, path: str) -> bytes:
+        """Return the bytes of the file at ``path`` (`DatasetNotFoundError` when missing)."""
+        with self.openRead(path) as stream:
+            return stream.read()
+
+    def localFile(self, path: str) -> contextlib.AbstractContextManager[str]:
+        """A context manager giving a local path holding the file at ``path``.
+
+        For `hasLocalFiles` storages this is the stored file itself (it may not
+        exist: readers report the miss); others give a private copy, removed
+        when the block ends.
+        """
+        return self._localFile(self._check(path))
+
+    def writer(self, path: str) -> contextlib.AbstractContextManager[str]:
+        """A context manager giving a local temporary path to write ``path`` through.
+
+        When the block ends without an error the temporary file is published at
+        ``path`` atomically (replacing any file there); on an error nothing is
+        published and the temporary file is removed. A reader sees the old file
+        or the new one, never a part.
+
+        Raises
+        ------
+        UnsafePathError
+            When ``path`` is outside the root; nothing is written.
+        """
+        return self._writer(self._check(path))
+
+    def writeBytes(self, path: str, data: bytes) -> None:
+        """Write ``data`` at ``path`` atomically (see `writer`)."""
+        with self.writer(path) as tmp, open(tmp, "wb") as stream:
+            stream.write(data)
+
+    def listNames(self, prefix: str = "") -> list[str]:
+        """Return every file under the directory ``prefix`` (default: the root), relative to the root, sorted."""
+        return sorted(self._listNames(self._check(prefix) if prefix else ""))
+
+    def putFile(self, localPath: str, path: str, mode: str = "copy") -> None:
+        """Place the local file ``localPath`` at ``path`` in this storage.
+
+        Parameters
+        ----------
+        localPath : `str`
+            An existing local file.
+        path : `str`
+            The destination, relative to the root; any file there is replaced.
+        mode : `str`
+            ``"copy"``, ``"move"`` (the local file is gone afterwards),
+            ``"link"`` (a hard link) or ``"symlink"`` (a symbolic link to the
+            absolute local path). Storages that cannot link copy instead.
+
+        Raises
+        ------
+        UnsafePathError
+            When ``path`` is outside the root.
+        ValueError
+            When ``mode`` is none of those.
+        """
+        if mode not in ("copy", "move", "link", "symlink"):
+            raise ValueError(f"unknown placement mode {mode!r} for {path} in {self.root}; "
+                             "use copy, move, link or symlink")
+        self._putFile(localPath, self._check(path), mode)
+
+    def remove(self, path: str) -> None:
+        """Remove the file at ``path`` (`DatasetNotFoundError` when missing)."""
+        self._remove(self._check(path))
+
+    def lock(self, path: str) -> contextlib.AbstractContextManager[None]:
+        """Hold an exclusive lock on the dataset at ``path`` for the duration of a ``with`` block."""
+        return self._lock(self._check(path))
+
+    def linkTarget(self, path: str) -> str | None:
+        """The target of the symbolic link at ``path``, None when it is no link."""
+        return self._linkTarget(self._check(path))
+
+    # -- derived: objects through the formatters --------------------------------------------------
+
     def read(self, butlerLocation: Any) -> Any:
-        """Read the object(s) at a location: one object, or a list for several paths."""
+        """Read the object at each path of a location with the formatter of its storage name.
 
-    @abc.abstractmethod
-    def write(self, butlerLocation: Any, obj: Any) -> None:
-        """Write an object to every path of a location, atomically and inside the root."""
+        Returns
+        -------
+        obj : `object` or `list`
+            The object, or a list of objects when the location has several paths.
 
-    @abc.abstractmethod
-    def instanceSearch(self, path: str) -> list[str] | None:
-        """Search for a path under this storage's root (see `search`)."""
+        Raises
+        ------
+        DatasetNotFoundError
+            When a file does not exist.
+        UnknownStorageError
+            When no formatter has the location's storage name.
+        FormatterError
+            When a file cannot be read as asked; the message names the dataset
+            type, the data ID and the repository, as for any other package error
+            a formatter raises.
+        """
+        formatter = get_formatter(butlerLocation.storageName)
+        results = []
+        try:
+            for location in butlerLocation.locationList:
+                path, hdu = split_hdu(location)
+                results.append(formatter.readFrom(self, path, hdu=hdu, pythonType=butlerLocation.pythonType,
+                                                  additionalData=butlerLocation.additionalData))
+        except DatasetNotFoundError:
+            raise  # a miss: the search moves on (and names everything when it ends)
+        except ButlerError as exc:
+            exc.add_context(describe_location(butlerLocation, self.root))
+            raise
+        return results[0] if len(results) == 1 else results
 
-    @abc.abstractmethod
-    def getLocalFile(self, path: str) -> Any:
-        """Return an open text file for a path, or None when it does not exist."""
+    def write(self, butlerLocation: Any, obj: Any, doBackup: bool = False) -> None:
+        """Write ``obj`` to each path of a location, atomically and inside the root.
 
-    @abc.abstractmethod
+        Parameters
+        ----------
+        butlerLocation : `ButlerLocation`
+            Where and how (storage name) to write.
+        obj : `object`
+            The object.
+        doBackup : `bool`
+            Keep the versions already there (see `backup`); the backup and the
+            write are done under one lock on the dataset, so concurrent
+            backed-up writes keep every version.
+
+        Raises
+        ------
+        UnsafePathError
+            When a path resolves outside the root, or a backup name is a
+            symbolic link; nothing is written.
+        UnwritableObjectError
+            When the formatter cannot write ``obj``; nothing is written. The
+            message names the dataset type, the data ID and the repository.
+        """
+        formatter = get_formatter(butlerLocation.storageName)
+        for location in butlerLocation.locationList:
+            path, hdu = split_hdu(location)
+            try:
+                with self.lock(path) if doBackup else contextlib.nullcontext():
+                    if doBackup:
+                        self._shiftVersions(self._check(path))
+                    formatter.writeTo(self, path, obj, hdu=hdu, additionalData=butlerLocation.additionalData)
+            except ButlerError as exc:
+                exc.add_context(describe_location(butlerLocation, self.root))
+                raise
+            _log.debug("wrote %s %s in %s", butlerLocation.storageName, path, self.root)
+
+    # -- derived: backups ---------------------------------------------------------------------------
+
+    def backup(self, path: str) -> list[str]:
+        """Keep the versions of a file before it is overwritten, as Gen2 did: ``~1`` is the newest.
+
+        ``p~k`` is written as ``p~(k+1)``, highest first, then ``p`` as
+        ``p~1``; a version missing from the root is taken from its ``_parent``
+        chain. Each version is written whole by the atomic write (a copy, never
+        a rename chain), under the dataset's lock.
+
+        Returns
+        -------
+        backups : `list` of `str`
+            The backup names written, newest first (empty when ``path`` does
+            not exist).
+
+        Raises
+        ------
+        UnsafePathError
+            When ``path`` is outside the root or a backup name is a symbolic
+            link; nothing is touched.
+        """
+        relpath = self._check(path)
+        with self._lock(relpath):
+            return self._shiftVersions(relpath)
+
+    def _shiftVersions(self, relpath: str) -> list[str]:
+        """Copy ``relpath~(k-1)`` to ``relpath~k`` for every existing version, highest first (lock held)."""
+        versions: list[str] = []
+        name = relpath
+        while True:
+            if versions and self._linkTarget(name) is not None:
+                raise UnsafePathError(f"backup name {name!r} in repository {self.root!r} is a symbolic link "
+                                      f"({self._linkTarget(name)!r}); refusing to back up {relpath!r}")
+            found = self._findVersion(name)
+            if found is None:
+                break
+            versions.append(found)
+            name = f"{relpath}~{len(versions)}"
+        self._sweep(relpath)
+        written = []
+        for number in range(len(versions), 0, -1):
+            name = f"{relpath}~{number}"
+            self.writeBytes(name, self.readBytes(versions[number - 1]))
+            written.append(name)
+        if written:
+            _log.debug("backed up %s in %s: %d version(s)", relpath, self.root, len(written))
+        return written[::-1]
+
+    def _sweep(self, relpath: str) -> None:
+        """Remove what interrupted writes of a dataset left behind (lock held); nothing by default."""
+
+    def _findVersion(self, relpath: str) -> str | None:
+        """``relpath`` when it exists, else its first copy up the ``_parent`` chain, else None (no wildcards)."""
+        found = self._searchIn(relpath, searchParents=True, literal=True)
+        return found[0] if found else None
+
+    # -- derived: search ----------------------------------------------------------------------------
+
+    def _glob(self, relpath: str) -> list[str]:
+        """The files matching ``relpath`` (glob wildcards per path component), sorted."""
+        parts = relpath.split("/")
+        literal = 0
+        while literal < len(parts) and not _WILDCARDS.intersection(parts[literal]):
+            literal += 1
+        if literal == len(parts):
+            return [relpath] if self._exists(relpath) else []
+        directory = "/".join(parts[:literal])
+        if directory and not self._exists(directory):
+            return []
+        matches = []
+        for name in self._listNames(directory):
+            candidate = name.split("/")
+            if len(candidate) == len(parts) and all(
+                    fnmatch.fnmatchcase(c, p) for c, p in zip(candidate[literal:], parts[literal:])):
+                matches.append(name)
+        return sorted(matches)
+
+    def _searchIn(self, relpath: str, searchParents: bool, literal: bool = False) -> list[str]:
+        """Matches of a checked relative path (a glob pattern unless ``literal``) in the root, else
+        (optionally) up the ``_parent`` chain."""
+        prefix = ""
+        seen = 0
+        while True:
+            candidate = prefix + relpath
+            if literal:
+                found = [candidate] if self._exists(candidate) else []
+            else:
+                found = self._glob(candidate)
+            if found or not searchParents:
+                return found
+            prefix += _PARENT_LINK + "/"
+            seen += 1
+            if seen > 64 or not self._exists(prefix[:-1]):  # a _parent cycle ends the walk
+                return []
+
+    def _relativeQuery(self, path: str) -> str | None:
+        """An absolute ``path`` relative to the root, or None when it is not under it."""
+        prefix = self.root.rstrip("/") + "/"
+        return path[len(prefix):] if path.startswith(prefix) else None
+
+    def instanceSearch(self, path: str, searchParents: bool = False) -> list[str] | None:
+        """Find ``path`` under this root (and optionally up its ``_parent`` chain).
+
+        Parameters
+        ----------
+        path : `str`
+            Relative to the root, or absolute (a path or URI under the root);
+            may hold glob wildcards and end in an ``[N]`` HDU selector.
+        searchParents : `bool`
+            Look in ``_parent``, ``_parent/_parent``, ... when the file is not
+            in the root.
+
+        Returns
+        -------
+        matches : `list` of `str` or `None`
+            The matches, sorted, with the HDU selector kept: relative to the
+            root (through ``_parent/`` when found in a parent) for a relative
+            query, absolute for an absolute one; None when nothing matches.
+
+        Raises
+        ------
+        UnsafePathError
+            When ``path`` is outside the root.
+        """
+        plain, hdu = split_hdu(path)
+        absolute = plain.startswith("/") or _SCHEME.match(plain) is not None
+        relative = self._relativeQuery(plain) if absolute else plain
+        if relative is None:
+            raise UnsafePathError(f"path {path!r} is outside the repository root {self.root!r}")
+        found = self._searchIn(self._check(relative), searchParents)
+        if not found:
+            return None
+        suffix = f"[{hdu}]" if hdu is not None else ""
+        return [(self.locationWithRoot(f) if absolute else f) + suffix for f in found]
+
+    def findCompressed(self, path: str) -> str:
+        """Return ``path`` when its file exists, else its first existing ``.gz``/``.fz`` variant, else ``path``.
+
+        The HDU selector is kept; the common case costs one existence check.
+        """
+        filename, hdu = split_hdu(path)
+        if self.exists(filename):
+            return path
+        for ext in COMPRESSED_SUFFIXES:
+            if not filename.endswith(ext) and self.exists(filename + ext):
+                return filename + ext + ("" if hdu is None else f"[{hdu}]")
+        return path
+
+    # -- derived: Gen2 instance helpers -------------------------------------------------------
+
     def locationWithRoot(self, location: str) -> str:
-        """Return a location joined to the root."""
+        """Return ``location`` joined to the root."""
+        return self.root.rstrip("/") + "/" + location if self.root else location
 
-    @abc.abstractmethod
+    def getLocalFile(self, path: str) -> IO[str] | None:
+        """Return ``path`` open for reading as UTF-8 text, or None when it does not exist (the caller closes it)."""
+        try:
+            return io.TextIOWrapper(self.openRead(path), encoding="utf-8")
+        except DatasetNotFoundError:
+            return None
+
     def copyFile(self, fromLocation: str, toLocation: str) -> None:
-        """Copy a file within the storage."""
+        """Copy a file to another path under the root, atomically and inside the root."""
+        self.writeBytes(toLocation, self.readBytes(fromLocation))
+
+    def parentRoot(self) -> str | None:
+        """The root of the old-style parent (``_parent`` link or directory), or None."""
+        target = self._linkTarget(_PARENT_LINK)
+        if target is not None:
+            return self.absolutePath(self.root, target)
+        return self.locationWithRoot(_PARENT_LINK) if self._exists(_PARENT_LINK) else None
+
+    # -- derived: Gen2 static helpers ----------------------------------------------------------
+
+    @classmethod
+    def _open(cls, uri: str) -> StorageInterface | None:
+        """The storage at an existing root, or None."""
+        try:
+            return cls(uri, create=False)
+        except RepositoryError:
+            return None
+
+    @classmethod
+    def search(cls, root: str, path: str, searchParents: bool = False) -> list[str] | None:
+        """Find ``path`` under ``root`` (see `instanceSearch`); None when the root does not exist."""
+        storage = cls._open(root)
+        return storage.instanceSearch(path, searchParents) if storage is not None else None
+
+    @classmethod
+    def storageExists(cls, uri: str) -> bool:
+        """Whether a root exists at ``uri``."""
+        return cls._open(uri) is not None
 
     @staticmethod
-    @abc.abstractmethod
-    def search(root: str, path: str, searchParents: bool = False) -> list[str] | None:
-        """Find a path under a root (and its parents): ``[match]`` or None."""
-
-    @staticmethod
-    @abc.abstractmethod
     def getRepositoryCfg(uri: str) -> Any:
         """Read the `RepositoryCfg` at a root, or None."""
+        from ..cfg import RepositoryCfg
+
+        return RepositoryCfg.read(uri)
 
     @staticmethod
-    @abc.abstractmethod
     def putRepositoryCfg(cfg: Any, loc: str | None = None) -> None:
-        """Write a `RepositoryCfg` at ``loc`` (default: ``cfg.root``)."""
+        """Write a `RepositoryCfg` at ``loc`` (default: ``cfg.root``), atomically."""
+        cfg.write(cfg.root if loc is None else loc)
 
     @staticmethod
-    @abc.abstractmethod
     def getMapperClass(root: str) -> Any:
-        """Return the mapper class of the repository at a root, or None."""
+        """Return the mapper class of the repository at ``root``, or None (see `PosixStorage.getMapperClass`)."""
+        from .posix import PosixStorage
+
+        return PosixStorage.getMapperClass(root)
 
     @staticmethod
-    @abc.abstractmethod
     def relativePath(fromPath: str, toPath: str) -> str:
-        """Return ``toPath`` relative to ``fromPath``."""
+        """Return ``toPath`` relative to ``fromPath`` (``toPath`` as is when they are of other schemes)."""
+        from_scheme, from_rest = split_uri(fromPath)
+        to_scheme, to_rest = split_uri(toPath)
+        if {from_scheme, to_scheme} <= {"", "file"}:
+            return os.path.relpath(to_rest, from_rest)
+        if from_scheme != to_scheme:
+            return toPath
+        return posixpath.relpath("/" + to_rest, "/" + from_rest)
 
     @staticmethod
-    @abc.abstractmethod
     def absolutePath(fromPath: str, relativePath: str) -> str:
-        """Return ``relativePath`` made absolute against ``fromPath``."""
+        """Return ``relativePath`` made absolute against ``fromPath`` (an absolute path or URI as is).
 
-    @staticmethod
-    @abc.abstractmethod
-    def storageExists(uri: str) -> bool:
-        """Whether anything exists at a URI."""
+        Local paths come out absolute even when ``fromPath`` is relative.
+        """
+        scheme, rest = split_uri(fromPath)
+        rel_scheme, rel_rest = split_uri(relativePath)
+        if rel_scheme not in ("", "file"):
+            return relativePath
+        if scheme in ("", "file"):
+            return os.path.abspath(os.path.join(rest, rel_rest))
+        if rel_rest.startswith("/"):
+            return relativePath
+        return f"{scheme}://" + posixpath.normpath(posixpath.join(rest, rel_rest))
 
 
-def _scheme(uri: str) -> str:
-    """The URI scheme; ``""`` for a plain path."""
-    scheme = urllib.parse.urlparse(str(uri)).scheme
-    # "C:" style drive letters and plain paths have no real scheme
-    return scheme if len(scheme) > 1 else ""
+@contextlib.contextmanager
+def _scratch_file(relpath: str) -> Iterator[str]:
+    """A private local scratch file named like ``relpath`` (for libraries that sniff names), removed at exit."""
+    directory = tempfile.mkdtemp(prefix="butler-")
+    try:
+        yield os.path.join(directory, posixpath.basename(relpath) or "file")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class Storage:
@@ -123,14 +573,22 @@ class Storage:
     _storages: ClassVar[dict[str, Any]] = {
         "": "butler.storage.posix.PosixStorage",
         "file": "butler.storage.posix.PosixStorage",
+        "mem": "butler.storage.mem.MemStorage",
+    }
+    #: scheme -> how to install its backend, for schemes known but not installed
+    _install_hints: ClassVar[dict[str, str]] = {
+        "s3": "pip install 'butler[s3]'",
+        "gs": "pip install 'butler[gcs]'",
+        "http": "pip install 'butler[http]'",
+        "https": "pip install 'butler[http]'",
     }
 
     def __init__(self) -> None:
         self.repositoryCfgs: dict[str, Any] = {}
 
     @classmethod
-    def registerStorageClass(cls, scheme: str, storageClass: Any) -> None:
-        """Register the storage class (or its dotted path) for a URI scheme, replacing any.
+    def registerStorageClass(cls, scheme: str, storageClass: Any, clobber: bool = False) -> None:
+        """Register the storage class (or its dotted path) for a URI scheme.
 
         Parameters
         ----------
@@ -138,10 +596,24 @@ class Storage:
             E.g. ``"s3"``; ``""`` is plain paths.
         storageClass : `type` or `str`
             A `StorageInterface` subclass, or its importable dotted name.
+        clobber : `bool`
+            Replace a class already registered for the scheme.
+
+        Raises
+        ------
+        ValueError
+            When the scheme is registered already and ``clobber`` is false.
         """
-        if scheme in cls._storages:
-            _log.debug("storage class for scheme %r replaced by %r", scheme, storageClass)
+        scheme = scheme.lower()
+        if scheme in cls._storages and not clobber:
+            raise ValueError(f"storage scheme {scheme!r} is registered already ({cls._storages[scheme]!r}); "
+                             "pass clobber=True to replace it")
         cls._storages[scheme] = storageClass
+
+    @classmethod
+    def knownSchemes(cls) -> list[str]:
+        """The registered schemes, sorted (``""`` is plain paths)."""
+        return sorted(cls._storages)
 
     @classmethod
     def storageClass(cls, uri: str) -> type[StorageInterface]:
@@ -150,15 +622,18 @@ class Storage:
         Raises
         ------
         UnknownStorageError
-            When no class is registered for the scheme.
+            When no class is registered for the scheme (with an install hint
+            for a known optional backend); a URI is never taken for a path.
         """
-        scheme = _scheme(uri)
+        scheme = split_uri(str(uri))[0]
         try:
             entry = cls._storages[scheme]
         except KeyError:
-            known = ", ".join(repr(s) for s in sorted(cls._storages))
-            raise UnknownStorageError(f"no storage for scheme {scheme!r} of {uri!r}; known schemes: {known}") \
-                from None
+            known = ", ".join(repr(s) for s in cls.knownSchemes())
+            hint = cls._install_hints.get(scheme)
+            help_text = f"; install its backend with {hint}" if hint else ""
+            raise UnknownStorageError(f"no storage for scheme {scheme!r} of {uri!r}{help_text}; "
+                                      f"known schemes: {known}") from None
         if isinstance(entry, str):
             entry = cls._storages[scheme] = doImport(entry)
         return entry
@@ -199,9 +674,9 @@ class Storage:
         return Storage.storageClass(fromPath).absolutePath(fromPath, relativePath)
 
     @staticmethod
-    def search(uri: str, path: str) -> list[str] | None:
-        """Find ``path`` in the repository at ``uri``: ``[match]`` or None."""
-        return Storage.storageClass(uri).search(uri, path)
+    def search(uri: str, path: str, searchParents: bool = False) -> list[str] | None:
+        """Find ``path`` in the repository at ``uri``: the matches or None."""
+        return Storage.storageClass(uri).search(uri, path, searchParents)
 
     @staticmethod
     def storageExists(uri: str) -> bool:

@@ -1,37 +1,33 @@
 """`PosixStorage`: a repository in a local directory.
 
-Reads go through the formatter named by a location's storage name; writes go
-through :func:`butler.safeio.atomic_write` with the root as containment bound,
-so nothing is ever written outside the repository or half-written.
+The primitives of `StorageInterface` on the local file system. Writes go
+through :func:`butler.safeio.atomic_write` with the root as containment bound
+(symlinks and ``..`` resolved), so nothing is ever written outside the
+repository or half-written; locks are ``flock`` locks on the dataset's
+directory, so they hold across processes and leave no file behind.
 """
 
 from __future__ import annotations
 
-import glob
-import logging
+import contextlib
 import os
 import shutil
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
-from ..errors import ButlerError, DatasetNotFoundError, RepositoryError, describe_location
-from ..formatters import get_formatter
-from ..location import split_hdu
-from ..safeio import atomic_write, makedirs
+from ..errors import DatasetNotFoundError, RepositoryError
+from ..safeio import atomic_write, ensure_within, locked_directory, makedirs, remove_stale_temporaries
 from ..utils import resolve_mapper
-from .base import StorageInterface
+from .base import StorageInterface, split_uri
 
 __all__ = ["PosixStorage"]
 
-_log = logging.getLogger(__name__)
-
-_FILE_SCHEME = "file://"
 _PARENT_LINK = "_parent"
 
 
 def _path_from_uri(uri: str) -> str:
-    """A plain path from a plain path or a ``file://`` URI."""
-    uri = os.fspath(uri)
-    return uri[len(_FILE_SCHEME):] if uri.startswith(_FILE_SCHEME) else uri
+    """A plain path from a ``file://`` URI; anything else as it is."""
+    scheme, rest = split_uri(uri)
+    return rest if scheme == "file" else os.fspath(uri)
 
 
 def _strip_root(root: str, path: str) -> str | None:
@@ -63,32 +59,102 @@ class PosixStorage(StorageInterface):
         root raises `RepositoryError`.
     """
 
+    hasLocalFiles = True
+
     def __init__(self, uri: str, create: bool):
         self.root = _path_from_uri(uri)
         if self.root and not os.path.exists(self.root):
             if not create:
                 raise RepositoryError(f"no repository at {uri}")
             makedirs(self.root)
+        self._prefix = os.path.join(self.root, "")
 
-    def __repr__(self) -> str:
-        return f"PosixStorage({self.root!r})"
+    def _full(self, relpath: str) -> str:
+        return self._prefix + relpath if relpath else self.root
+
+    # -- primitives ------------------------------------------------------------------------
+
+    def _exists(self, relpath: str) -> bool:
+        return os.path.exists(self._full(relpath))
+
+    def _openRead(self, relpath: str) -> IO[bytes]:
+        path = self._full(relpath)
+        try:
+            return open(path, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise DatasetNotFoundError(f"no file {relpath} in {self.root} ({path})") from exc
+
+    @contextlib.contextmanager
+    def _localFile(self, relpath: str) -> Iterator[str]:
+        yield self._full(relpath)
+
+    def _writer(self, relpath: str) -> contextlib.AbstractContextManager[str]:
+        return atomic_write(relpath, root=self.root)
+
+    def _listNames(self, relpath: str) -> list[str]:
+        names: list[str] = []
+        for directory, _dirs, files in os.walk(self._full(relpath)):
+            below = os.path.relpath(directory, self.root)
+            names.extend(name if below == "." else f"{below}/{name}" for name in files)
+        return names
+
+    def _contained(self, relpath: str) -> str:
+        """The absolute destination of ``relpath``: its directory resolved inside the root, the name kept.
+
+        An existing symlink at the destination is replaced, not followed.
+        """
+        directory, name = os.path.split(relpath)
+        return os.path.join(ensure_within(self.root, directory or "."), name)
+
+    def _putFile(self, localPath: str, relpath: str, mode: str) -> None:
+        if not os.path.isfile(localPath):
+            raise DatasetNotFoundError(f"cannot place {localPath} at {relpath} in {self.root}: no such file")
+        destination = self._contained(relpath)
+        if mode == "move":
+            makedirs(os.path.dirname(destination))
+            try:
+                os.rename(localPath, destination)
+                return
+            except OSError:  # another file system: copy, then remove the source
+                self._putFile(localPath, relpath, "copy")
+                os.unlink(localPath)
+                return
+        with atomic_write(destination) as tmp:  # its directory is contained: a link there is replaced
+            if mode == "copy":
+                shutil.copyfile(localPath, tmp)
+            else:
+                os.unlink(tmp)
+                if mode == "link":
+                    os.link(localPath, tmp)
+                else:
+                    os.symlink(os.path.abspath(localPath), tmp)
+
+    def _remove(self, relpath: str) -> None:
+        try:
+            os.unlink(self._contained(relpath))
+        except FileNotFoundError as exc:
+            raise DatasetNotFoundError(f"cannot remove {relpath} from {self.root}: no such file") from exc
+
+    @contextlib.contextmanager
+    def _lock(self, relpath: str) -> Iterator[None]:
+        directory = os.path.dirname(self._contained(relpath))
+        makedirs(directory)
+        with locked_directory(directory):
+            yield
+
+    def _sweep(self, relpath: str) -> None:
+        remove_stale_temporaries(os.path.dirname(self._contained(relpath)), os.path.basename(relpath))
+
+    def _linkTarget(self, relpath: str) -> str | None:
+        try:
+            return os.readlink(self._full(relpath))
+        except OSError:
+            return None
+
+    def _relativeQuery(self, path: str) -> str | None:
+        return _strip_root(self.root, _path_from_uri(path))
 
     # -- Gen2 static helpers ---------------------------------------------------------------
-
-    @staticmethod
-    def relativePath(fromPath: str, toPath: str) -> str:
-        """Return ``toPath`` relative to ``fromPath`` (``('/x/a', '/x/b') -> '../b'``)."""
-        return os.path.relpath(_path_from_uri(toPath), _path_from_uri(fromPath))
-
-    @staticmethod
-    def absolutePath(fromPath: str, relativePath: str) -> str:
-        """Return ``relativePath`` joined to ``fromPath`` and normalised (an absolute one as is)."""
-        return os.path.normpath(os.path.join(_path_from_uri(fromPath), _path_from_uri(relativePath)))
-
-    @staticmethod
-    def storageExists(uri: str) -> bool:
-        """Whether anything exists at ``uri``."""
-        return os.path.exists(_path_from_uri(uri))
 
     @staticmethod
     def getParentSymlinkPath(root: str) -> str | None:
@@ -103,63 +169,6 @@ class PosixStorage(StorageInterface):
         if os.path.isdir(link):
             return _PARENT_LINK
         return None
-
-    @staticmethod
-    def search(root: str, path: str, searchParents: bool = False) -> list[str] | None:
-        """Find a file under ``root``, optionally through its ``_parent`` links.
-
-        Parameters
-        ----------
-        root : `str`
-            The repository root.
-        path : `str`
-            Relative to ``root``, or absolute; may hold glob wildcards and end
-            in an ``[N]`` HDU selector.
-        searchParents : `bool`
-            Look in ``root/_parent``, ``root/_parent/_parent``, ... when the
-            file is not in ``root``.
-
-        Returns
-        -------
-        matches : `list` of `str` or `None`
-            The matches, sorted, with the HDU selector kept: relative to
-            ``root`` (through ``_parent/`` links when found in a parent) for a
-            relative query, absolute for an absolute one; None when nothing
-            matches.
-        """
-        root = _path_from_uri(root)
-        path, hdu = split_hdu(path)
-        absolute = os.path.isabs(path)
-        relative = _strip_root(root, path) if absolute else path
-        if relative is None:  # an absolute path outside the root
-            candidates = sorted(glob.glob(path))
-        else:
-            candidates = []
-            prefix = ""
-            while True:
-                found = sorted(glob.glob(os.path.join(root, prefix, relative)))
-                if found:
-                    candidates = found if absolute else [os.path.relpath(f, root) for f in found]
-                    break
-                prefix = os.path.join(prefix, _PARENT_LINK)
-                if not searchParents or not os.path.exists(os.path.join(root, prefix)):
-                    break
-        if not candidates:
-            return None
-        suffix = f"[{hdu}]" if hdu is not None else ""
-        return [c + suffix for c in candidates]
-
-    @staticmethod
-    def getRepositoryCfg(uri: str) -> Any:
-        """Read the `RepositoryCfg` of the repository at ``uri``; None when it has none."""
-        from ..cfg import RepositoryCfg
-
-        return RepositoryCfg.read(_path_from_uri(uri))
-
-    @staticmethod
-    def putRepositoryCfg(cfg: Any, loc: str | None = None) -> None:
-        """Write ``cfg`` into the repository at ``loc`` (default: ``cfg.root``), atomically."""
-        cfg.write(_path_from_uri(cfg.root if loc is None else loc))
 
     @staticmethod
     def getMapperClass(root: str) -> Any:
@@ -189,94 +198,3 @@ class PosixStorage(StorageInterface):
     @staticmethod
     def _mapper_class(mapper: Any, source: str) -> Any:
         return resolve_mapper(mapper, source) if isinstance(mapper, str) else mapper
-
-    # -- instance methods ------------------------------------------------------------------
-
-    def instanceSearch(self, path: str) -> list[str] | None:
-        """Search for ``path`` under this root only (see `search`)."""
-        return self.search(self.root, path)
-
-    def exists(self, relpath: str) -> bool:
-        """Whether the file ``relpath`` exists under the root (an HDU selector is ignored).
-
-        A plain existence check, no wildcards: it is on the path of every read.
-        """
-        return os.path.exists(self.locationWithRoot(split_hdu(relpath)[0]))
-
-    def locationWithRoot(self, location: str) -> str:
-        """Return ``location`` joined to the root."""
-        return os.path.join(self.root, location)
-
-    def getLocalFile(self, path: str) -> IO[str] | None:
-        """Return ``path`` (relative to the root) open for reading as text, or None if it does not exist.
-
-        The caller closes the file.
-        """
-        try:
-            return open(self.locationWithRoot(path), encoding="utf-8")
-        except FileNotFoundError:
-            return None
-
-    def read(self, butlerLocation: Any) -> Any:
-        """Read the object at each path of a location with the formatter of its storage name.
-
-        Returns
-        -------
-        obj : `object` or `list`
-            The object, or a list of objects when the location has several paths.
-
-        Raises
-        ------
-        DatasetNotFoundError
-            When a file does not exist.
-        UnknownStorageError
-            When no formatter has the location's storage name.
-        FormatterError
-            When a file cannot be read as asked; the message names the dataset
-            type, the data ID and the repository, as for any other package error
-            a formatter raises.
-        """
-        formatter = get_formatter(butlerLocation.storageName)
-        results = []
-        try:
-            for location in butlerLocation.locationList:
-                path, hdu = split_hdu(location)
-                results.append(formatter.read(os.path.join(self.root, path), hdu=hdu,
-                                              pythonType=butlerLocation.pythonType,
-                                              additionalData=butlerLocation.additionalData))
-        except DatasetNotFoundError:
-            raise  # a miss: the search moves on (and names everything when it ends)
-        except ButlerError as exc:
-            exc.add_context(describe_location(butlerLocation, self.root))
-            raise
-        return results[0] if len(results) == 1 else results
-
-    def write(self, butlerLocation: Any, obj: Any) -> None:
-        """Write ``obj`` to each path of a location, atomically and inside the root.
-
-        Raises
-        ------
-        UnsafePathError
-            When a path resolves outside the root; nothing is written.
-        UnwritableObjectError
-            When the formatter cannot write ``obj``; nothing is written. The
-            message names the dataset type, the data ID and the repository.
-        """
-        formatter = get_formatter(butlerLocation.storageName)
-        for location in butlerLocation.locationList:
-            path, hdu = split_hdu(location)
-            try:
-                with atomic_write(path, root=self.root) as tmp:
-                    formatter.write(obj, tmp, hdu=hdu, additionalData=butlerLocation.additionalData)
-            except ButlerError as exc:
-                exc.add_context(describe_location(butlerLocation, self.root))
-                raise
-            _log.debug("wrote %s %s in %s", butlerLocation.storageName, path, self.root)
-
-    def copyFile(self, fromLocation: str, toLocation: str) -> None:
-        """Copy a file to another path under the root, atomically and inside the root."""
-        source = self.locationWithRoot(fromLocation)
-        if not os.path.isfile(source):
-            raise DatasetNotFoundError(f"cannot copy {source}: no such file")
-        with atomic_write(toLocation, root=self.root) as tmp:
-            shutil.copyfile(source, tmp)
