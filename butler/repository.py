@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any
 
-from .cfg import RepositoryCfg, find_mapper_file
+from .cfg import RepositoryCfg, _is_local, find_mapper_file
 from .errors import MapperError, RepositoryModeError, describe_data_id
 from .graph import RepoSpec, RepositoryNode
 from .location import ButlerComposite, ButlerLocation, split_hdu
@@ -26,17 +26,24 @@ _log = logging.getLogger(__name__)
 
 
 def describe_repository(root: str) -> RepoSpec:
-    """Read what is at a repository root: its cfg, or its old-style (V1) markers."""
+    """Read what is at a repository root: its cfg, or its old-style (V1) markers.
+
+    The spec's identity is the root's real path (symlinks resolved), or the
+    URI itself for other storages, so every spelling of one repository is one.
+    A ``_parent`` link is reported even when its target is gone.
+    """
+    identity = os.path.realpath(root) if _is_local(root) else root
     present = os.path.isdir(root)
     if not present:
-        return RepoSpec(root=root, present=False)
+        return RepoSpec(root=root, present=False, identity=identity)
     cfg = RepositoryCfg.read(root)
     parent_link = os.path.join(root, "_parent")
-    legacy_parent = os.path.realpath(parent_link) if os.path.exists(parent_link) else None
+    legacy_parent = os.path.realpath(parent_link) if os.path.lexists(parent_link) else None
     found = find_mapper_file(root) if cfg is None else None
     legacy_mapper = found[0] if found is not None else None
     return RepoSpec(root=root, cfg=cfg, legacyMapper=legacy_mapper, legacyParent=legacy_parent,
-                    hasRegistry=os.path.exists(os.path.join(root, "registry.sqlite3")), present=True)
+                    hasRegistry=os.path.exists(os.path.join(root, "registry.sqlite3")), present=True,
+                    identity=identity)
 
 
 def _mapper_class(mapper: Any) -> Any:
