@@ -18,9 +18,9 @@ import attrs
 from . import deprecation
 from .cfg import RepositoryArgs, RepositoryCfg, as_repository_args, resolve_mapper_name
 from .dataId import DataId, merge_data_id
-from .errors import (AliasError, DatasetNotFoundError, MapperError, MissingParentError, NoResults, RepositoryError,
-                     describe_data_id)
-from .graph import MissingParent, RepositoryGraph, RepositoryNode, build_graph
+from .errors import (AliasError, DatasetNotFoundError, MapperError, MissingParentError, NoResults,
+                     RepositoryError, describe_data_id)
+from .graph import MissingParent, RepositoryGraph, RepositoryNode, _roots, build_graph
 from .location import ButlerComposite, ButlerLocation
 from .mapper import Mapper
 from .readProxy import ReadProxy
@@ -639,7 +639,8 @@ def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
         if root is None:
             root = getattr(mapper, "root", None) or "."
         # as in Gen2, no mapper keywords means mapperArgs not given
-        return [], [_absolute(RepositoryArgs(root=root, mapper=mapper, mapperArgs=mapperArgs or None, mode="rw"))]
+        args = RepositoryArgs(root=root, mapper=mapper, mapperArgs=mapperArgs or None, mode="rw")
+        return [], [_absolute(args)]
     input_args = []
     for item in as_list(inputs):
         if isinstance(item, RepositoryCfg):
@@ -649,7 +650,8 @@ def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
     output_args = []
     for item in as_list(outputs):
         if isinstance(item, RepositoryCfg) and item.parents:
-            raise RepositoryError(f"output repository {item.root!r} is given with parents {item.parents!r}; an "
-                                  f"output's parents are the Butler's inputs: give them as inputs")
+            raise RepositoryError(f"output repository {item.root!r} is given with parents "
+                                  f"{_roots(item.parents)}; an output's parents are the Butler's inputs: "
+                                  f"give them as inputs")
         output_args.append(_absolute(as_repository_args(item)))
     return input_args, output_args

@@ -24,6 +24,8 @@ __all__ = ["Repository", "describe_repository"]
 
 _log = logging.getLogger(__name__)
 
+_UNSET = object()
+
 
 def describe_repository(root: str) -> RepoSpec:
     """Read what is at a repository root: its cfg, or its old-style (V1) markers.
@@ -137,14 +139,39 @@ class Repository:
             raise MapperError(f"repository {self.root!r} has no mapper")
         return mapper
 
+    #: the memoised `parentRegistry` (set on first use; parents never change)
+    _parent_registry: Any = _UNSET
+
     @property
     def parentRegistry(self) -> Any:
-        """The registry of the nearest ancestor that has a ``registry.sqlite3``, or None."""
-        for parent in self.parents:
-            registry = parent.ownRegistry if parent.node.hasRegistry else parent.parentRegistry
+        """The registry of the nearest ancestor that has a ``registry.sqlite3``, or None.
+
+        Parents are asked in order, depth-first, as far as the first registry;
+        each repository's answer is kept, and a stack replaces recursion, so
+        chains of any depth cost one visit per repository.
+        """
+        stack = [(self, 0)]
+        while stack:
+            repo, index = stack[-1]
+            if repo._parent_registry is not _UNSET:
+                stack.pop()
+                continue
+            if index == len(repo.parents):
+                repo._parent_registry = None
+                continue
+            parent = repo.parents[index]
+            if parent.node.hasRegistry:
+                registry = parent.ownRegistry
+            elif parent._parent_registry is _UNSET:
+                stack.append((parent, 0))
+                continue
+            else:
+                registry = parent._parent_registry
             if registry is not None:
-                return registry
-        return None
+                repo._parent_registry = registry
+            else:
+                stack[-1] = (repo, index + 1)
+        return self._parent_registry
 
     @property
     def ownRegistry(self) -> Any:
