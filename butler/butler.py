@@ -107,13 +107,19 @@ class Butler:
     Raises
     ------
     RepositoryError
-        The old and new forms are mixed, or an input is not a repository.
+        The old and new forms are mixed; an input is not a repository; one
+        repository (however spelled) is given twice as an output, or as an
+        input and an output; an output is given with parents, or reopened
+        with other mapperArgs or policy than its cfg records.
     RepositoryModeError
         A repository is used against its mode.
+    ParentCycleError
+        Recorded parents form a cycle, or an output is an ancestor of an input.
     ParentsMismatch
         An existing output is reopened with other parents.
     MapperError
-        An output's mapper cannot be inferred.
+        An output has no mapper (none given, recorded or inferable from the
+        inputs), or is reopened with another mapper than it records.
     """
 
     def __init__(self, root: Any = None, mapper: Any = None, inputs: Any = None, outputs: Any = None,
