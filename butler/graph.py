@@ -296,30 +296,30 @@ class _Builder:
         if not new:
             _add_tags(node, tags)
             return node
-        path = {self.key(node.location): node}
-        stack = [(node, iter(self._parent_entries(node)))]
+        path = {self.key(node.location): node}  # the nodes being opened, from ``node`` down
+        stack = [(node, iter(node.cfg.parents))]
         while stack:
-            child, entries = stack[-1]
-            entry_ = next(entries, None)
-            if entry_ is None:
+            current, entries = stack[-1]
+            parent_entry = next(entries, None)
+            if parent_entry is None:
                 stack.pop()
-                del path[self.key(child.location)]
+                del path[self.key(current.location)]
                 continue
-            root = _entry_root(entry_)
+            root = _entry_root(parent_entry)
             spec = self.spec(root)
             if not spec.present:
-                _log.debug("parent %s of %s does not exist; a read reaching it stops there", root, child.root)
-                child.gaps.append((len(child.parents), MissingParent(root=root, recordedBy=child.root)))
+                _log.debug("parent %s of %s does not exist; a read reaching it stops", root, current.root)
+                current.gaps.append((len(current.parents), MissingParent(root=root, recordedBy=current.root)))
                 continue
             if spec.key in path:
                 names = list(path)
                 cycle = [path[k].root for k in names[names.index(spec.key):]] + [root]
                 raise ParentCycleError("repositories are recorded as parents of each other", cycle)
-            parent, new = self._node_for(entry_, "parent", "r", tags, child.cfg)
-            child.parents.append(parent)
+            parent, new = self._node_for(parent_entry, "parent", "r", tags, current.cfg)
+            current.parents.append(parent)
             if new:
                 path[spec.key] = parent
-                stack.append((parent, iter(self._parent_entries(parent))))
+                stack.append((parent, iter(parent.cfg.parents)))
             else:
                 _add_tags(parent, tags)
         return node
@@ -341,9 +341,7 @@ class _Builder:
                 raise RepositoryError(f"no repository at {location!r}: no repositoryCfg.yaml, _mapper, "
                                       f"_parent or registry.sqlite3 there")
             if isinstance(entry, str):
-                # a V1 parent recorded by path opens with its child's mapperArgs, as Gen2 did
-                inherited = child.mapperArgs if spec.isLegacy and child is not None else None
-                entry = RepositoryArgs(root=location, mode="r", mapperArgs=inherited or None)
+                entry = self._path_parent_args(entry, child)
             cfg = self._effective_cfg(spec, entry)
         node = RepositoryNode(cfg=cfg, mode=mode, role=role, tags=tags, legacy=spec.isLegacy,
                               hasRegistry=spec.hasRegistry,
@@ -351,9 +349,13 @@ class _Builder:
         self._nodes[spec.key] = node
         return node, True
 
-    @staticmethod
-    def _parent_entries(node: RepositoryNode) -> list:
-        return list(node.cfg.parents)
+    def _path_parent_args(self, root: str, child: RepositoryCfg | None) -> RepositoryArgs:
+        """How a parent recorded by path opens: a V1 parent with its child's mapperArgs, as Gen2 did.
+
+        (Gen2 once recorded V1 parents by path, and their mapperArgs were the child's.)
+        """
+        inherited = child.mapperArgs if child is not None and self.spec(root).isLegacy else None
+        return RepositoryArgs(root=root, mode="r", mapperArgs=inherited or None)
 
     @staticmethod
     def _effective_cfg(spec: RepoSpec, args: RepositoryArgs) -> RepositoryCfg:
@@ -391,12 +393,10 @@ class _Builder:
     def _as_recorded(self, entry: str | RepositoryCfg, child: RepositoryCfg) -> str | RepositoryCfg:
         """A recorded parent as an input opened for it would be recorded now.
 
-        Gen2 once recorded V1 parents by path; such a parent opens with its
-        child's mapperArgs, so it compares as that nested cfg.
+        A V1 parent recorded by path compares as the nested cfg it opens with.
         """
         if isinstance(entry, str) and self.spec(entry).isLegacy:
-            args = RepositoryArgs(root=entry, mode="r", mapperArgs=child.mapperArgs or None)
-            return self._effective_cfg(self.spec(entry), args)
+            return self._effective_cfg(self.spec(entry), self._path_parent_args(entry, child))
         return entry
 
     # -- outputs ------------------------------------------------------------------------
@@ -521,8 +521,8 @@ def _check_outputs(builder: _Builder, inputs: Sequence[RepositoryArgs | Reposito
                 raise RepositoryError(f"output repositories {seen[key]!r} and {args.root!r} are one "
                                       f"repository ({key}); give it once")
         seen.update(dict.fromkeys(keys, args.root))
-    for args in inputs:
-        root = _entry_root(args)
+    for item in inputs:
+        root = _entry_root(item)
         output = seen.get(builder.key(root))
         if output is not None:
             raise RepositoryError(f"repository {root!r} is given as both an input and an output "
@@ -548,8 +548,10 @@ def _path_to(starts: Sequence[RepositoryNode], target: RepositoryNode) -> list[R
     for node in queue:
         if node is target:
             path = [node]
-            while previous[id(path[-1])] is not None:
-                path.append(previous[id(path[-1])])
+            step = previous[id(node)]
+            while step is not None:
+                path.append(step)
+                step = previous[id(step)]
             return path[::-1]
         for parent in node.parents:
             if id(parent) not in previous:
