@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator
 
 import attrs
@@ -655,9 +656,19 @@ def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
             input_args.append(_absolute(as_repository_args(item)))
     output_args = []
     for item in as_list(outputs):
-        if isinstance(item, RepositoryCfg) and item.parents:
-            raise RepositoryError(f"output repository {item.root!r} is given with parents "
-                                  f"{_roots(item.parents)}; an output's parents are the Butler's inputs: "
-                                  f"give them as inputs")
+        _refuse_given_parents(item)
         output_args.append(_absolute(as_repository_args(item)))
     return input_args, output_args
+
+
+def _refuse_given_parents(output: Any) -> None:
+    """An output's parents are the Butler's inputs: parents given on the output itself are refused."""
+    if isinstance(output, RepositoryCfg):
+        root, parents = output.root, output.parents
+    elif isinstance(output, Mapping):
+        root, parents = output.get("root", output.get("cfgRoot")), output.get("parents")
+    else:
+        return
+    if parents:
+        raise RepositoryError(f"output repository {root!r} is given with parents {_roots(parents)}; an "
+                              f"output's parents are the Butler's inputs: give them as inputs")

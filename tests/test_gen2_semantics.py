@@ -212,6 +212,8 @@ def test_parents_given_on_an_output_are_refused(tmp_path):
     with pytest.raises(RepositoryError, match="given with parents"):
         Butler(outputs=RepositoryCfg(root=str(tmp_path / "out"), mapper=WRITING,
                                      parents=[str(tmp_path / "a")]))
+    with pytest.raises(RepositoryError, match=f"{tmp_path / 'out'}.*given with parents"):
+        Butler(outputs={"root": str(tmp_path / "out"), "mapper": WRITING, "parents": [str(tmp_path / "a")]})
     assert not (tmp_path / "out").exists()
 
 
