@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator
 
 import attrs
@@ -18,8 +19,9 @@ import attrs
 from . import deprecation
 from .cfg import RepositoryArgs, RepositoryCfg, as_repository_args, resolve_mapper_name
 from .dataId import DataId, merge_data_id
-from .errors import AliasError, DatasetNotFoundError, MapperError, NoResults, RepositoryError, describe_data_id
-from .graph import RepositoryGraph, RepositoryNode, build_graph
+from .errors import (AliasError, DatasetNotFoundError, MapperError, MissingParentError, NoResults,
+                     RepositoryError, describe_data_id)
+from .graph import MissingParent, RepositoryGraph, RepositoryNode, _roots, build_graph
 from .location import ButlerComposite, ButlerLocation
 from .readProxy import ReadProxy
 from .repository import Repository, describe_repository, mapper_class
@@ -113,13 +115,19 @@ class Butler:
     Raises
     ------
     RepositoryError
-        The old and new forms are mixed, or an input is not a repository.
+        The old and new forms are mixed; an input is not a repository; one
+        repository (however spelled) is given twice as an output, or as an
+        input and an output; an output is given with parents, or reopened
+        with other mapperArgs or policy than its cfg records.
     RepositoryModeError
         A repository is used against its mode.
+    ParentCycleError
+        Recorded parents form a cycle, or an output is an ancestor of an input.
     ParentsMismatch
         An existing output is reopened with other parents.
     MapperError
-        An output's mapper cannot be inferred.
+        An output has no mapper (none given, recorded or inferable from the
+        inputs), or is reopened with another mapper than it records.
     UntrustedMapperError
         A repository's files name a mapper from no trusted module, or
         something that is not a mapper class; nothing was imported or run.
@@ -144,17 +152,27 @@ class Butler:
         self._outputs = [self._repositories[id(n)] for n in self._graph.outputs]
         for node in self._graph.outputs:
             if node.mustWriteCfg:
-                Storage.putRepositoryCfg(node.cfg, node.root)
+                if node.location != node.root:
+                    Storage.makeFromURI(node.location, create=True)  # RepositoryArgs.cfgRoot
+                Storage.putRepositoryCfg(node.cfg, node.location)
         self.datasetTypeAliasDict: dict[str, str] = {}
         self._orders: dict[frozenset, list[Repository]] = {}
         self._repos = RepositoriesView(self)
 
     def _repository(self, node: RepositoryNode) -> Repository:
-        repo = self._repositories.get(id(node))
-        if repo is None:
-            parents = [self._repository(p) for p in node.parents]
-            repo = self._repositories[id(node)] = Repository(node, parents)
-        return repo
+        """The repository of a node, made after its parents' (with a stack: chains may be deep)."""
+        made = self._repositories
+        stack = [node]
+        while stack:
+            top = stack[-1]
+            waiting = [p for p in top.parents if id(p) not in made]
+            if waiting:
+                stack.extend(waiting)
+                continue
+            stack.pop()
+            if id(top) not in made:
+                made[id(top)] = Repository(top, [made[id(p)] for p in top.parents])
+        return made[id(node)]
 
     def __repr__(self) -> str:
         inputs = [r.root for r in self._read_order(())]
@@ -257,8 +275,11 @@ class Butler:
         every repository searched.
         """
         repositories = self._outputs if write else self._read_order(dataId.tag)
+        missing = {} if write else self._graph.missing_parents(dataId.tag or ())
         failures: list[str] = []
-        for repo in repositories:
+        for position, repo in enumerate(repositories):
+            if position in missing:
+                self._raise_missing(missing[position], datasetType, dataId, repositories[:position])
             if repo.cfg.mapper is None:
                 continue
             try:
@@ -268,11 +289,20 @@ class Butler:
                 continue
             if location is not None:
                 yield repo, location
+        if len(repositories) in missing:
+            self._raise_missing(missing[len(repositories)], datasetType, dataId, repositories)
         searched = [repo.root for repo in repositories if repo.cfg.mapper is not None]
         reason = "no dataset found" if not failures else f"no dataset found ({failures[0]})"
         if not searched:
             reason = "no repository to search" + (" carries those tags" if dataId.tag else "")
         raise NoResults(reason, datasetType, dataId, searched)
+
+    @staticmethod
+    def _raise_missing(parent: MissingParent, datasetType: str, dataId: DataId,
+                       searched: list[Repository]) -> None:
+        """A read reached a recorded parent that does not exist: searching past it could answer wrongly."""
+        raise MissingParentError(parent.root, parent.recordedBy, datasetType, dataId,
+                                 [repo.root for repo in searched])
 
     def _locate(self, datasetType: str, dataId: DataId, write: bool) -> _Found:
         """Find the first repository holding the dataset, in search order."""
@@ -443,24 +473,55 @@ class Butler:
         **rest
             More data-ID keys.
 
+        Notes
+        -----
+        Every output is asked for a location before anything is written. An
+        output whose mapper has no location for the dataset (None, or
+        `NoResults`) is skipped, as in Gen2; if any mapping fails with an
+        error, nothing is written.
+
         Raises
         ------
         RepositoryError
             The Butler has no output.
         MapperError
-            An output's mapper gives no location to write to.
+            No output's mapper gives a location to write to, or one fails.
         """
         datasetType = self._resolve(datasetType)
         dataId = merge_data_id(dataId, rest)
         if not self._outputs:
             raise RepositoryError(f"cannot put {datasetType!r} {dataId!r}: this Butler has no output "
                                   f"repository")
-        for repo in self._outputs:
-            self._put_into(repo, obj, datasetType, dataId, doBackup)
+        planned = [(repo, self._map_for_put(repo, datasetType, dataId)) for repo in self._outputs]
+        planned = [(repo, location) for repo, location in planned if location is not None]
+        if not planned:
+            raise MapperError(f"no output takes {datasetType!r} {describe_data_id(dataId)}: the mappers of "
+                              f"{[repo.root for repo in self._outputs]} give no location to write it")
+        for repo, location in planned:
+            self._put_into(repo, obj, datasetType, dataId, doBackup, location)
+
+    @classmethod
+    def _map_for_put(cls, repo: Repository, datasetType: str, dataId: DataId) -> Any:
+        """Where an output would write a dataset, or None when its mapper has no location for it.
+
+        The components of a composite are mapped too, so that a failure is
+        found before anything is written.
+        """
+        try:
+            location = repo.map(datasetType, dataId, write=True)
+        except NoResults:
+            return None
+        if isinstance(location, ButlerComposite):
+            for info in location.componentInfo.values():
+                if not info.inputOnly and cls._map_for_put(repo, info.datasetType, dataId) is None:
+                    raise MapperError(f"the mapper of {repo.root!r} gives no location to write component "
+                                      f"{info.datasetType!r} of {datasetType!r} {describe_data_id(dataId)}")
+        return location
 
     def _put_into(self, repo: Repository, obj: Any, datasetType: str, dataId: DataId,
-                  doBackup: bool) -> None:
-        location = repo.map(datasetType, dataId, write=True)
+                  doBackup: bool, location: Any = None) -> None:
+        if location is None:
+            location = repo.map(datasetType, dataId, write=True)
         if location is None:
             raise MapperError(f"the mapper of {repo.root!r} gives no location to write {datasetType!r} "
                               f"for {dataId!r}")
@@ -608,16 +669,33 @@ def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
     if not new_form:
         if root is None:
             root = getattr(mapper, "root", None) or "."
-        output = _absolute(RepositoryArgs(root=root, mapper=mapper, mapperArgs=mapperArgs, mode="rw"))
-        return [], [output], [mapper] if isinstance(mapper, str) else []
+        # as in Gen2, no mapper keywords means mapperArgs not given
+        args = RepositoryArgs(root=root, mapper=mapper, mapperArgs=mapperArgs or None, mode="rw")
+        return [], [_absolute(args)], [mapper] if isinstance(mapper, str) else []
     input_args = []
     for item in as_list(inputs):
         if isinstance(item, RepositoryCfg):
             input_args.append(attrs.evolve(item, root=_absolute_root(item.root)))
         else:
             input_args.append(_absolute(as_repository_args(item)))
-    output_args = [_absolute(as_repository_args(item)) for item in as_list(outputs)]
+    output_args = []
+    for item in as_list(outputs):
+        _refuse_given_parents(item)
+        output_args.append(_absolute(as_repository_args(item)))
     given = [*as_list(inputs), *as_list(outputs)]
-    named = [args.mapper for item, args in zip(given, [*input_args, *output_args])
+    named = [args.mapper for item, args in zip(given, [*input_args, *output_args], strict=True)
              if isinstance(args.mapper, str) and not isinstance(item, RepositoryCfg)]
     return input_args, output_args, named
+
+
+def _refuse_given_parents(output: Any) -> None:
+    """An output's parents are the Butler's inputs: parents given on the output itself are refused."""
+    if isinstance(output, RepositoryCfg):
+        root, parents = output.root, output.parents
+    elif isinstance(output, Mapping):
+        root, parents = output.get("root", output.get("cfgRoot")), output.get("parents")
+    else:
+        return
+    if parents:
+        raise RepositoryError(f"output repository {root!r} is given with parents {_roots(parents)}; an "
+                              f"output's parents are the Butler's inputs: give them as inputs")

@@ -36,6 +36,8 @@ __all__ = [
     "IncompleteDataIdError",
     "RegistrySchemaError",
     "RegistryConflictError",
+    "ParentCycleError",
+    "MissingParentError",
 ]
 
 
@@ -198,3 +200,52 @@ class RegistrySchemaError(RegistryError):
 
 class RegistryConflictError(RegistryError):
     """A registry write would break a UNIQUE constraint (the row is registered already)."""
+
+
+class ParentCycleError(RepositoryError):
+    """Repositories are recorded as parents of each other, so none can be searched to the end.
+
+    Parameters
+    ----------
+    message : `str`
+        What went wrong.
+    roots : iterable of `str`
+        The repositories in the cycle, in parent order, the first repeated last.
+    """
+
+    def __init__(self, message: str, roots: Iterable[str]):
+        self.roots = list(roots)
+        super().__init__(f"{message}: {' -> '.join(self.roots)}")
+
+
+class MissingParentError(RepositoryError):
+    """A read reached a parent that a repository records but that does not exist.
+
+    Searching past it could answer with an older version of the dataset, or
+    with nothing, as if that were the answer; so the read stops there.
+
+    Parameters
+    ----------
+    root : `str`
+        The missing parent.
+    recordedBy : `str`
+        The repository whose cfg (or ``_parent`` link) records it.
+    datasetType : `str`
+        The dataset type read.
+    dataId : mapping
+        The data ID read.
+    searched : iterable of `str`
+        The repositories searched before it, in order.
+    """
+
+    def __init__(self, root: str, recordedBy: str, datasetType: str, dataId: Any,
+                 searched: Iterable[str] = ()):
+        self.root = root
+        self.recordedBy = recordedBy
+        self.searched = list(searched)
+        message = (f"parent repository {root} recorded by repository {recordedBy} does not exist, so the "
+                   f"search cannot go on past it; datasetType: {datasetType}; "
+                   f"dataId: {describe_data_id(dataId)}")
+        if self.searched:
+            message += "; searched: " + ", ".join(self.searched)
+        super().__init__(message)

@@ -14,9 +14,9 @@ from typing import Any, Callable, Iterable, Sequence
 import attrs
 
 from .cfg import RepositoryArgs, RepositoryCfg, resolve_mapper_name
-from .errors import MapperError, ParentsMismatch, RepositoryError, RepositoryModeError
+from .errors import MapperError, ParentCycleError, ParentsMismatch, RepositoryError, RepositoryModeError
 
-__all__ = ["RepoSpec", "RepositoryNode", "RepositoryGraph", "build_graph"]
+__all__ = ["MissingParent", "RepoSpec", "RepositoryNode", "RepositoryGraph", "build_graph"]
 
 _log = logging.getLogger(__name__)
 
@@ -37,11 +37,15 @@ class RepoSpec:
     legacyMapper : `str` or `None`
         The class named by a ``_mapper`` file at the root or up its ``_parent`` links.
     legacyParent : `str` or `None`
-        Absolute path of the ``_parent`` link's target.
+        Absolute path of the ``_parent`` link's target (which may not exist).
     hasRegistry : `bool`
         The root holds ``registry.sqlite3``.
     present : `bool`
         The root directory exists.
+    identity : `str` or `None`
+        What the root really is (its symlink-resolved path, or a normalised
+        URI): two roots with one identity are one repository. `None` means
+        the root itself.
     """
 
     root: str
@@ -50,6 +54,7 @@ class RepoSpec:
     legacyParent: str | None = None
     hasRegistry: bool = False
     present: bool = True
+    identity: str | None = None
 
     @property
     def isLegacy(self) -> bool:
@@ -61,6 +66,27 @@ class RepoSpec:
     def exists(self) -> bool:
         """Something at the root makes it a repository."""
         return self.cfg is not None or self.isLegacy
+
+    @property
+    def key(self) -> str:
+        """The identity of the repository: equal for every spelling of one root."""
+        return self.identity if self.identity is not None else self.root
+
+
+@attrs.frozen
+class MissingParent:
+    """A parent recorded by a repository that does not exist.
+
+    Attributes
+    ----------
+    root : `str`
+        The recorded root of the missing parent.
+    recordedBy : `str`
+        The root of the repository that records it.
+    """
+
+    root: str
+    recordedBy: str
 
 
 @attrs.define(eq=False, repr=False)
@@ -87,6 +113,11 @@ class RepositoryNode:
         The cfg is new or extended and must be persisted.
     hasRegistry : `bool`
         The root holds ``registry.sqlite3``.
+    cfgRoot : `str` or `None`
+        Where the cfg lives when not at the root (`RepositoryArgs.cfgRoot`).
+    gaps : `list` of ``(int, MissingParent)``
+        Recorded parents that do not exist, each with the index in
+        ``parents`` it comes before: a read that reaches one stops there.
     """
 
     cfg: RepositoryCfg
@@ -97,11 +128,18 @@ class RepositoryNode:
     legacy: bool = False
     mustWriteCfg: bool = False
     hasRegistry: bool = False
+    cfgRoot: str | None = None
+    gaps: list[tuple[int, MissingParent]] = attrs.Factory(list)
 
     @property
     def root(self) -> str:
         """Absolute root of the repository."""
         return self.cfg.root
+
+    @property
+    def location(self) -> str:
+        """Where the repository's cfg is read and written: ``cfgRoot``, else the root."""
+        return self.cfgRoot if self.cfgRoot is not None else self.root
 
     @property
     def readable(self) -> bool:
@@ -127,11 +165,15 @@ class RepositoryGraph:
         The output repositories, in the order given.
     inputs : `list` of `RepositoryNode`
         The input repositories, in the order given (parents not included).
+    inputGaps : `list` of ``(int, MissingParent)``
+        Missing repositories among the inputs (a lone 'rw' output's recorded
+        parents), each with the index in ``inputs`` it comes before.
     """
 
     outputs: list[RepositoryNode]
     inputs: list[RepositoryNode]
-    _orders: dict = attrs.field(factory=dict, init=False)
+    inputGaps: list[tuple[int, MissingParent]] = attrs.Factory(list)
+    _plans: dict = attrs.field(factory=dict, init=False)
 
     def search_order(self, tags: Iterable = ()) -> list[RepositoryNode]:
         """Return the repositories a read searches, in order.
@@ -140,41 +182,75 @@ class RepositoryGraph:
         parents, each repository once. With tags, only the outputs and inputs
         carrying one of them are searched, each with all of its parents.
         """
-        key = frozenset(tags)
-        order = self._orders.get(key)
-        if order is None:
-            order = self._orders[key] = self._read_order(key)
-        return order
+        return self._plan(tags)[0]
 
-    def _read_order(self, tags: frozenset) -> list[RepositoryNode]:
+    def missing_parents(self, tags: Iterable = ()) -> dict[int, MissingParent]:
+        """Return the missing parents a read would reach, by position in `search_order`.
+
+        ``{i: parent}`` means the search reaches ``parent`` after the first
+        ``i`` repositories of the search order (only the first at each place).
+        """
+        return self._plan(tags)[1]
+
+    def _plan(self, tags: Iterable) -> tuple[list[RepositoryNode], dict[int, MissingParent]]:
+        key = frozenset(tags)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._read_plan(key)
+        return plan
+
+    def _read_plan(self, tags: frozenset) -> tuple[list[RepositoryNode], dict[int, MissingParent]]:
         seen: set[int] = set()
         order: list[RepositoryNode] = []
-
-        def visit(node: RepositoryNode) -> None:
-            if id(node) in seen:
-                return
-            seen.add(id(node))
-            order.append(node)
-            for parent in node.parents:
-                visit(parent)
+        gaps: dict[int, MissingParent] = {}
 
         def selected(node: RepositoryNode) -> bool:
             return not tags or bool(node.tags & tags)
+
+        def walk(nodes: Sequence[RepositoryNode], node_gaps: Sequence[tuple[int, MissingParent]]) -> None:
+            """Depth-first over ``nodes`` and their parents, without recursion."""
+            stack: list[Any] = _reversed_with_gaps(nodes, node_gaps)
+            while stack:
+                item = stack.pop()
+                if isinstance(item, MissingParent):
+                    gaps.setdefault(len(order), item)
+                    continue
+                if id(item) in seen:
+                    continue
+                seen.add(id(item))
+                order.append(item)
+                stack.extend(_reversed_with_gaps(item.parents, item.gaps))
 
         for node in self.outputs:
             if node.readable and selected(node):
                 seen.add(id(node))
                 order.append(node)
-        for node in self.inputs:
-            if selected(node):
-                visit(node)
-        return order
+        walk([n for n in self.inputs if selected(n)],
+             [] if tags else self.inputGaps)
+        return order, gaps
 
     def all_nodes(self) -> list[RepositoryNode]:
         """Every repository: outputs (readable or not), then the read order."""
         nodes = list(self.outputs)
         nodes += [n for n in self.search_order() if n not in nodes]
         return nodes
+
+
+def _reversed_with_gaps(nodes: Sequence[RepositoryNode], gaps: Sequence[tuple[int, MissingParent]]) -> list:
+    """Nodes and the missing parents among them, in reverse order (for a stack)."""
+    items: list[Any] = []
+    for i, node in enumerate(nodes):
+        items += [gap for index, gap in gaps if index == i]
+        items.append(node)
+    items += [gap for index, gap in gaps if index >= len(nodes)]
+    return items[::-1]
+
+
+def _entry_root(entry: str | RepositoryCfg | RepositoryArgs) -> str:
+    """Where a parent entry or input is described: a path, a nested cfg's root, or args' cfg root."""
+    if isinstance(entry, RepositoryArgs):
+        return entry.cfgRoot
+    return entry.root if isinstance(entry, RepositoryCfg) else entry
 
 
 class _Builder:
@@ -191,60 +267,95 @@ class _Builder:
             spec = self._specs[root] = self._describe(root)
         return spec
 
+    def key(self, root: str) -> str:
+        """The identity of a root: every spelling of one repository has the same key."""
+        return self.spec(root).key
+
+    def node_at(self, root: str) -> RepositoryNode | None:
+        """The node already opened for the repository at ``root`` (by any spelling), if any."""
+        return self._nodes.get(self.key(root))
+
     # -- nodes for existing repositories ------------------------------------------------
 
-    def existing_node(self, args: RepositoryArgs | RepositoryCfg, role: str, mode: str,
-                      tags: frozenset = frozenset()) -> RepositoryNode:
-        """The node of an existing repository (an input or a parent), with its parents."""
-        root = args.root
-        given = args if isinstance(args, RepositoryCfg) else None
-        node = self._nodes.get(root)
-        if node is not None:
-            node.tags = node.tags | tags
-            self._propagate_tags(node, tags)
+    def existing_node(self, entry: RepositoryArgs | RepositoryCfg | str, role: str, mode: str,
+                      tags: frozenset = frozenset(), child: RepositoryCfg | None = None) -> RepositoryNode:
+        """The node of an existing repository (an input), with all its ancestors.
+
+        Ancestors are opened depth-first with an explicit stack, so a chain of
+        any depth builds; a repository that is its own ancestor is an error.
+        ``child`` is the cfg that records ``entry`` as a parent, if any.
+
+        Raises
+        ------
+        RepositoryError
+            Nothing is at the root (for a cfg given as an input: the root does not exist).
+        ParentCycleError
+            The recorded parents form a cycle.
+        """
+        node, new = self._node_for(entry, role, mode, tags, child)
+        if not new:
+            _add_tags(node, tags)
             return node
-        spec = self.spec(root)
-        if given is None and not spec.exists:
-            raise RepositoryError(f"no repository at {root!r}: no repositoryCfg.yaml, _mapper, _parent "
-                                  f"or registry.sqlite3 there")
-        cfg = given if given is not None else self._effective_cfg(spec, args)
-        node = RepositoryNode(cfg=cfg, mode=mode, role=role, tags=tags, legacy=spec.isLegacy,
-                              hasRegistry=spec.hasRegistry)
-        self._nodes[root] = node
-        node.parents = self.parent_nodes(self._parent_entries(spec, cfg), tags)
+        path = {self.key(node.location): node}  # the nodes being opened, from ``node`` down
+        stack = [(node, iter(node.cfg.parents))]
+        while stack:
+            current, entries = stack[-1]
+            parent_entry = next(entries, None)
+            if parent_entry is None:
+                stack.pop()
+                del path[self.key(current.location)]
+                continue
+            root = _entry_root(parent_entry)
+            spec = self.spec(root)
+            if not spec.present:
+                _log.debug("parent %s of %s does not exist; a read reaching it stops", root, current.root)
+                current.gaps.append((len(current.parents), MissingParent(root=root, recordedBy=current.root)))
+                continue
+            if spec.key in path:
+                names = list(path)
+                cycle = [path[k].root for k in names[names.index(spec.key):]] + [root]
+                raise ParentCycleError("repositories are recorded as parents of each other", cycle)
+            parent, new = self._node_for(parent_entry, "parent", "r", tags, current.cfg)
+            current.parents.append(parent)
+            if new:
+                path[spec.key] = parent
+                stack.append((parent, iter(parent.cfg.parents)))
+            else:
+                _add_tags(parent, tags)
         return node
 
-    def parent_nodes(self, entries: Iterable[str | RepositoryCfg], tags: frozenset) -> list[RepositoryNode]:
-        """The nodes of recorded parents; a parent whose root is gone is skipped with a warning.
+    def _node_for(self, entry: RepositoryArgs | RepositoryCfg | str, role: str, mode: str, tags: frozenset,
+                  child: RepositoryCfg | None) -> tuple[RepositoryNode, bool]:
+        """The node of one entry (input args, a given or nested cfg, a parent path) and whether it is new."""
+        location = _entry_root(entry)
+        spec = self.spec(location)
+        node = self._nodes.get(spec.key)
+        if node is not None:
+            return node, False
+        if isinstance(entry, RepositoryCfg):
+            if not spec.present:
+                raise RepositoryError(f"no repository at {location!r}: the directory does not exist")
+            cfg = entry
+        else:
+            if not spec.exists:
+                raise RepositoryError(f"no repository at {location!r}: no repositoryCfg.yaml, _mapper, "
+                                      f"_parent or registry.sqlite3 there")
+            if isinstance(entry, str):
+                entry = self._path_parent_args(entry, child)
+            cfg = self._effective_cfg(spec, entry)
+        node = RepositoryNode(cfg=cfg, mode=mode, role=role, tags=tags, legacy=spec.isLegacy,
+                              hasRegistry=spec.hasRegistry,
+                              cfgRoot=location if location != cfg.root else None)
+        self._nodes[spec.key] = node
+        return node, True
 
-        Legacy cfgs written elsewhere record absolute parent roots on their
-        author's machine; a repository must still open without them.
+    def _path_parent_args(self, root: str, child: RepositoryCfg | None) -> RepositoryArgs:
+        """How a parent recorded by path opens: a V1 parent with its child's mapperArgs, as Gen2 did.
+
+        (Gen2 once recorded V1 parents by path, and their mapperArgs were the child's.)
         """
-        nodes = []
-        for entry in entries:
-            root = entry.root if isinstance(entry, RepositoryCfg) else entry
-            if not self.spec(root).present:
-                _log.warning("parent repository %r does not exist; it is left out of the search", root)
-                continue
-            if isinstance(entry, RepositoryCfg):
-                nodes.append(self.existing_node(entry, "parent", "r", tags))
-            else:
-                nodes.append(self.existing_node(RepositoryArgs(root=root, mode="r"), "parent", "r", tags))
-        return nodes
-
-    def _propagate_tags(self, node: RepositoryNode, tags: frozenset) -> None:
-        for parent in node.parents:
-            if not tags <= parent.tags:
-                parent.tags = parent.tags | tags
-                self._propagate_tags(parent, tags)
-
-    @staticmethod
-    def _parent_entries(spec: RepoSpec, cfg: RepositoryCfg) -> list:
-        if cfg.parents:
-            return list(cfg.parents)
-        if spec.legacyParent is not None:
-            return [spec.legacyParent]
-        return []
+        inherited = child.mapperArgs if child is not None and self.spec(root).isLegacy else None
+        return RepositoryArgs(root=root, mode="r", mapperArgs=inherited or None)
 
     @staticmethod
     def _effective_cfg(spec: RepoSpec, args: RepositoryArgs) -> RepositoryCfg:
@@ -253,7 +364,7 @@ class _Builder:
             cfg = spec.cfg
             if args.mapper is None and not args.mapperArgs and args.policy is None:
                 return cfg
-            return RepositoryCfg(root=spec.root, mapper=args.mapper or cfg.mapper,
+            return RepositoryCfg(root=cfg.root, mapper=args.mapper or cfg.mapper,
                                  mapperArgs=args.mapperArgs or cfg.mapperArgs,
                                  parents=list(cfg.parents), policy=args.policy or cfg.policy)
         parents = [spec.legacyParent] if spec.legacyParent is not None else []
@@ -266,55 +377,108 @@ class _Builder:
         A nested cfg is recorded for an old-style repository and for a
         repository opened with arguments that differ from its persisted cfg.
         """
-        spec = self.spec(node.root)
+        spec = self.spec(node.location)
         if spec.cfg is not None and node.cfg is spec.cfg:
-            return node.root
+            return node.location
         return node.cfg
+
+    def same_entry(self, a: str | RepositoryCfg, b: str | RepositoryCfg) -> bool:
+        """Whether two parent entries stand for one repository opened the same way."""
+        if isinstance(a, str) and isinstance(b, str):
+            return self.key(a) == self.key(b)
+        if isinstance(a, RepositoryCfg) and isinstance(b, RepositoryCfg):
+            return self.key(a.root) == self.key(b.root) and attrs.evolve(a, root=b.root) == b
+        return False
+
+    def _as_recorded(self, entry: str | RepositoryCfg, child: RepositoryCfg) -> str | RepositoryCfg:
+        """A recorded parent as an input opened for it would be recorded now.
+
+        A V1 parent recorded by path compares as the nested cfg it opens with.
+        """
+        if isinstance(entry, str) and self.spec(entry).isLegacy:
+            return self._effective_cfg(self.spec(entry), self._path_parent_args(entry, child))
+        return entry
 
     # -- outputs ------------------------------------------------------------------------
 
-    def output_node(self, args: RepositoryArgs, inputs: list[RepositoryNode]) -> RepositoryNode:
+    def output_node(self, args: RepositoryArgs, entries: list | None,
+                    inputs: list[RepositoryNode]) -> RepositoryNode:
+        """The node of an output; ``entries`` are its parents to record (None: as recorded).
+
+        Raises
+        ------
+        MapperError
+            The output has no mapper (none given, recorded or inferable), or
+            its recorded mapper differs from the one given.
+        RepositoryError
+            Its recorded mapperArgs or policy differ from those given.
+        ParentsMismatch
+            Its recorded parents are neither equal to nor extended by ``entries``.
+        """
         mode = args.mode or "w"
-        spec = self.spec(args.root)
-        entries = [self.parent_entry(n) for n in inputs]
+        location = args.cfgRoot
+        spec = self.spec(location)
         if spec.cfg is not None:
-            cfg, must_write = self._reopen(spec.cfg, entries, mode, args)
+            _check_reopen_args(spec.cfg, args, location)
+            cfg, must_write = self._reopen(spec.cfg, entries, mode)
         else:
+            entries = entries or []
             mapper = args.mapper or spec.legacyMapper or infer_mapper(inputs, args.root)
             if spec.legacyParent is not None:
                 entries = [spec.legacyParent] + [e for e in entries if e != spec.legacyParent]
             cfg = RepositoryCfg(root=args.root, mapper=mapper, mapperArgs=args.mapperArgs,
                                 parents=entries, policy=args.policy)
             must_write = not spec.isLegacy
-        node = RepositoryNode(cfg=cfg, mode=mode, role="output", tags=frozenset(args.tags or ()),
-                              legacy=spec.isLegacy, mustWriteCfg=must_write, hasRegistry=spec.hasRegistry)
-        self._nodes[args.root] = node
-        return node
+        if cfg.mapper is None:
+            raise MapperError(f"output repository {cfg.root!r} has no mapper: none was given, none is "
+                              f"recorded there and there are no inputs to take one from; give the output "
+                              f"a mapper")
+        return RepositoryNode(cfg=cfg, mode=mode, role="output", tags=frozenset(args.tags or ()),
+                              legacy=spec.isLegacy, mustWriteCfg=must_write, hasRegistry=spec.hasRegistry,
+                              cfgRoot=location if location != cfg.root else None)
 
-    @staticmethod
-    def _reopen(cfg: RepositoryCfg, entries: list, mode: str,
-                args: RepositoryArgs) -> tuple[RepositoryCfg, bool]:
+    def _reopen(self, cfg: RepositoryCfg, entries: list | None, mode: str) -> tuple[RepositoryCfg, bool]:
         """Check the parents an existing output is reopened with; extend them if asked."""
         recorded = list(cfg.parents)
+        if entries is None:
+            return cfg, False
         if not entries:
             if recorded and mode == "w":
                 raise ParentsMismatch(
                     f"output repository {cfg.root!r} was written with parents {_roots(recorded)}; "
                     f"reopen it with those inputs (or in mode 'rw' to read them back)")
             return cfg, False
-        if entries == recorded:
-            return cfg, False
-        updated = attrs.evolve(cfg, parents=recorded)
-        try:
-            updated.extendParents(entries)
-        except ParentsMismatch as exc:
+        compared = [self._as_recorded(e, cfg) for e in recorded]
+        if len(entries) < len(compared) or not all(map(self.same_entry, compared, entries)):
             raise ParentsMismatch(
                 f"output repository {cfg.root!r} has parents {_roots(recorded)}; the inputs "
-                f"{_roots(entries)} neither equal them nor extend them at the end") from exc
-        if args.mapper is not None and resolve_mapper_name(args.mapper) != resolve_mapper_name(cfg.mapper):
-            raise MapperError(f"output repository {cfg.root!r} uses mapper {cfg.mapper!r}, "
-                              f"not {args.mapper!r}")
-        return updated, True
+                f"{_roots(entries)} neither equal them nor extend them at the end")
+        if len(entries) == len(recorded):
+            return cfg, False
+        return attrs.evolve(cfg, parents=recorded + list(entries[len(recorded):])), True
+
+
+def _add_tags(node: RepositoryNode, tags: frozenset) -> None:
+    """Give a node and all its ancestors ``tags`` (a repository's tags apply to its parents)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if tags <= current.tags:
+            continue
+        current.tags = current.tags | tags
+        stack.extend(current.parents)
+
+
+def _check_reopen_args(cfg: RepositoryCfg, args: RepositoryArgs, location: str) -> None:
+    """An existing output must be reopened with the mapper, mapperArgs and policy it records, as in Gen2."""
+    if args.mapper is not None and resolve_mapper_name(args.mapper) != resolve_mapper_name(cfg.mapper):
+        raise MapperError(f"output repository {location!r} records mapper {cfg.mapper!r}, not "
+                          f"{resolve_mapper_name(args.mapper)!r}")
+    if args.mapperArgs is not None and dict(args.mapperArgs) != cfg.mapperArgs:
+        raise RepositoryError(f"output repository {location!r} records mapperArgs {cfg.mapperArgs!r}, not "
+                              f"{dict(args.mapperArgs)!r}")
+    if args.policy is not None and args.policy != cfg.policy:
+        raise RepositoryError(f"output repository {location!r} records another policy than the one given")
 
 
 def _roots(entries: Iterable[str | RepositoryCfg]) -> list[str]:
@@ -332,16 +496,6 @@ def infer_mapper(inputs: Sequence[RepositoryNode], root: str) -> Any:
     return mappers[0] if mappers else None
 
 
-def _check_roles(inputs: Sequence[RepositoryArgs | RepositoryCfg], outputs: Sequence[RepositoryArgs]) -> None:
-    """A repository is an input or an output, never both (it would be its own parent)."""
-    output_roots = {a.root for a in outputs}
-    for args in inputs:
-        root = args.root
-        if root in output_roots:
-            raise RepositoryError(f"repository {root!r} is given as both an input and an output; to read "
-                                  f"and write one repository, give it as the only output, in mode 'rw'")
-
-
 def _check_modes(inputs: Sequence[RepositoryArgs], outputs: Sequence[RepositoryArgs]) -> None:
     for args in inputs:
         if (args.mode or "r") not in INPUT_MODES:
@@ -354,6 +508,56 @@ def _check_modes(inputs: Sequence[RepositoryArgs], outputs: Sequence[RepositoryA
         if args.mode == "rw" and len(outputs) > 1:
             raise RepositoryModeError(f"output repository {args.root!r} has mode 'rw', so it must be "
                                       f"the only output; {len(outputs)} outputs were given")
+
+
+def _check_outputs(builder: _Builder, inputs: Sequence[RepositoryArgs | RepositoryCfg],
+                   outputs: Sequence[RepositoryArgs]) -> None:
+    """No repository is given twice as an output, or as an input and an output, however spelled."""
+    seen: dict[str, str] = {}
+    for args in outputs:
+        keys = {builder.key(args.root), builder.key(args.cfgRoot)}
+        for key in keys:
+            if key in seen:
+                raise RepositoryError(f"output repositories {seen[key]!r} and {args.root!r} are one "
+                                      f"repository ({key}); give it once")
+        seen.update(dict.fromkeys(keys, args.root))
+    for item in inputs:
+        root = _entry_root(item)
+        output = seen.get(builder.key(root))
+        if output is not None:
+            raise RepositoryError(f"repository {root!r} is given as both an input and an output "
+                                  f"({output!r}); to read and write one repository, give it as the only "
+                                  f"output, in mode 'rw'")
+
+
+def _check_not_ancestor(builder: _Builder, outputs: Sequence[RepositoryArgs],
+                        inputs: Sequence[RepositoryNode]) -> None:
+    """An output that is already an ancestor of an input would become its own parent."""
+    for args in outputs:
+        node = builder.node_at(args.cfgRoot) or builder.node_at(args.root)
+        if node is not None:
+            cycle = [args.root] + [n.root for n in _path_to(inputs, node)]
+            raise ParentCycleError(f"output repository {args.root!r} is already an ancestor of its inputs, "
+                                   f"so writing it would make it its own parent", cycle)
+
+
+def _path_to(starts: Sequence[RepositoryNode], target: RepositoryNode) -> list[RepositoryNode]:
+    """A path of parent links from one of ``starts`` to ``target`` (breadth-first, no recursion)."""
+    previous: dict[int, RepositoryNode | None] = {id(n): None for n in starts}
+    queue = list(starts)
+    for node in queue:
+        if node is target:
+            path = [node]
+            step = previous[id(node)]
+            while step is not None:
+                path.append(step)
+                step = previous[id(step)]
+            return path[::-1]
+        for parent in node.parents:
+            if id(parent) not in previous:
+                previous[id(parent)] = node
+                queue.append(parent)
+    return [target]
 
 
 def build_graph(inputs: Sequence[RepositoryArgs | RepositoryCfg], outputs: Sequence[RepositoryArgs],
@@ -375,23 +579,33 @@ def build_graph(inputs: Sequence[RepositoryArgs | RepositoryCfg], outputs: Seque
         An input that is write-only, an output that is read-only, or an 'rw'
         output that is not the only output.
     RepositoryError
-        An input that is not a repository.
+        An input that is not a repository; one repository given twice as an
+        output, or as an input and an output; an output reopened with other
+        mapperArgs or policy than it records.
+    ParentCycleError
+        Parents that form a cycle, or an output that is an ancestor of an input.
     ParentsMismatch
         An existing output reopened with inputs that are not its recorded parents.
     MapperError
-        An output whose mapper cannot be inferred from its inputs.
+        An output without a mapper, or whose mapper cannot be inferred from
+        its inputs or differs from the one it records.
     """
     input_args = [a for a in inputs if isinstance(a, RepositoryArgs)]
     _check_modes(input_args, outputs)
-    _check_roles(inputs, outputs)
     builder = _Builder(describe)
+    _check_outputs(builder, inputs, outputs)
     input_nodes = [_input_node(builder, a) for a in inputs]
-    if not input_nodes:
-        input_nodes = _recorded_parents_as_inputs(builder, outputs)
-    output_nodes = [builder.output_node(a, input_nodes) for a in outputs]
+    _check_not_ancestor(builder, outputs, input_nodes)
+    input_gaps: list[tuple[int, MissingParent]] = []
+    entries: list | None = [builder.parent_entry(n) for n in input_nodes]
+    if not input_nodes and len(outputs) == 1 and outputs[0].mode == "rw":
+        input_nodes, input_gaps = _recorded_parents_as_inputs(builder, outputs[0])
+        _check_not_ancestor(builder, outputs, input_nodes)
+        entries = None
+    output_nodes = [builder.output_node(a, entries, input_nodes) for a in outputs]
     for node in output_nodes:
         node.parents = input_nodes
-    return RepositoryGraph(outputs=output_nodes, inputs=input_nodes)
+    return RepositoryGraph(outputs=output_nodes, inputs=input_nodes, inputGaps=input_gaps)
 
 
 def _input_node(builder: _Builder, args: RepositoryArgs | RepositoryCfg) -> RepositoryNode:
@@ -401,11 +615,18 @@ def _input_node(builder: _Builder, args: RepositoryArgs | RepositoryCfg) -> Repo
     return builder.existing_node(args, "input", args.mode or "r", tags)
 
 
-def _recorded_parents_as_inputs(builder: _Builder, outputs: Sequence[RepositoryArgs]) -> list[RepositoryNode]:
+def _recorded_parents_as_inputs(builder: _Builder, output: RepositoryArgs
+                                ) -> tuple[list[RepositoryNode], list[tuple[int, MissingParent]]]:
     """A lone 'rw' output reopened without inputs reads its recorded parents back."""
-    if len(outputs) != 1 or outputs[0].mode != "rw":
-        return []
-    spec = builder.spec(outputs[0].root)
-    if spec.cfg is None:
-        return []
-    return builder.parent_nodes(spec.cfg.parents, frozenset())
+    cfg = builder.spec(output.cfgRoot).cfg
+    if cfg is None:
+        return [], []
+    nodes: list[RepositoryNode] = []
+    gaps: list[tuple[int, MissingParent]] = []
+    for entry in cfg.parents:
+        root = _entry_root(entry)
+        if builder.spec(root).present:
+            nodes.append(builder.existing_node(entry, "input", "r", child=cfg))
+        else:
+            gaps.append((len(nodes), MissingParent(root=root, recordedBy=cfg.root)))
+    return nodes, gaps

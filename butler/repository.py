@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any, Iterable
 
-from .cfg import RepositoryCfg, find_mapper_file, mapper_source
+from .cfg import RepositoryCfg, _is_local, find_mapper_file, mapper_source
 from .errors import MapperError, RepositoryModeError, describe_data_id
 from .graph import RepoSpec, RepositoryNode
 from .location import ButlerComposite, ButlerLocation, split_hdu
@@ -24,12 +24,20 @@ __all__ = ["Repository", "describe_repository", "mapper_class"]
 
 _log = logging.getLogger(__name__)
 
+_UNSET = object()
+
 
 def describe_repository(root: str) -> RepoSpec:
-    """Read what is at a repository root, through its storage: its cfg, or its old-style (V1) markers."""
+    """Read what is at a repository root, through its storage: its cfg, or its old-style (V1) markers.
+
+    The spec's identity is the root's real path (symlinks resolved), or the
+    URI itself for other storages, so every spelling of one repository is one.
+    A ``_parent`` link is reported even when its target is gone.
+    """
+    identity = os.path.realpath(root) if _is_local(root) else root
     storage = Storage.storageClass(root)._open(root)
     if storage is None:
-        return RepoSpec(root=root, present=False)
+        return RepoSpec(root=root, present=False, identity=identity)
     cfg = RepositoryCfg.read(root)
     legacy_parent = storage.parentRoot()
     if legacy_parent is not None and not split_uri(legacy_parent)[0]:
@@ -37,7 +45,7 @@ def describe_repository(root: str) -> RepoSpec:
     found = find_mapper_file(root) if cfg is None else None
     legacy_mapper = found[0] if found is not None else None
     return RepoSpec(root=root, cfg=cfg, legacyMapper=legacy_mapper, legacyParent=legacy_parent,
-                    hasRegistry=storage.exists("registry.sqlite3"), present=True)
+                    hasRegistry=storage.exists("registry.sqlite3"), present=True, identity=identity)
 
 
 def mapper_class(mapper: Any, root: str, trusted: Iterable[str] = ()) -> Any:
@@ -137,14 +145,39 @@ class Repository:
             raise MapperError(f"repository {self.root!r} has no mapper")
         return mapper
 
+    #: the memoised `parentRegistry` (set on first use; parents never change)
+    _parent_registry: Any = _UNSET
+
     @property
     def parentRegistry(self) -> Any:
-        """The registry of the nearest ancestor that has a ``registry.sqlite3``, or None."""
-        for parent in self.parents:
-            registry = parent.ownRegistry if parent.node.hasRegistry else parent.parentRegistry
+        """The registry of the nearest ancestor that has a ``registry.sqlite3``, or None.
+
+        Parents are asked in order, depth-first, as far as the first registry;
+        each repository's answer is kept, and a stack replaces recursion, so
+        chains of any depth cost one visit per repository.
+        """
+        stack = [(self, 0)]
+        while stack:
+            repo, index = stack[-1]
+            if repo._parent_registry is not _UNSET:
+                stack.pop()
+                continue
+            if index == len(repo.parents):
+                repo._parent_registry = None
+                continue
+            parent = repo.parents[index]
+            if parent.node.hasRegistry:
+                registry = parent.ownRegistry
+            elif parent._parent_registry is _UNSET:
+                stack.append((parent, 0))
+                continue
+            else:
+                registry = parent._parent_registry
             if registry is not None:
-                return registry
-        return None
+                repo._parent_registry = registry
+            else:
+                stack[-1] = (repo, index + 1)
+        return self._parent_registry
 
     @property
     def ownRegistry(self) -> Any:

@@ -31,7 +31,7 @@ from astropy.table import Table
 
 import butler
 from butler import RepositoryArgs
-from butler.errors import NoResults, UnsafePathError
+from butler.errors import MissingParentError, NoResults, UnsafePathError
 from conftest import tree_fingerprint
 
 OBS_LSST = ("obs_lsst", "data", "input")
@@ -398,7 +398,9 @@ def test_calib_root_as_input(shared_data, camera, calib, dataId, relpath, shape)
     assert [r.repo.root for r in repo._repos.inputs()] == [str(calibRoot)]
     assert repo.getUri(calib, **dataId) == str(calibRoot / relpath)
     assert repo.get(calib, **dataId).shape == shape
-    assert not repo.datasetExists(calib, **dict(dataId, calibDate="1999-01-01"))
+    # a search that does not find it in CALIB reaches the missing parent: an error, not a silent False
+    with pytest.raises(MissingParentError, match="/Users/timj/.*recorded by repository " + str(calibRoot)):
+        repo.datasetExists(calib, **dict(dataId, calibDate="1999-01-01"))
     # the calibration registry of the root answers range queries
     if camera == "latiss":
         rangeId = {"dayObs": "2018-09-20", "detector": 0}

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import time
+
+import attrs
 import pytest
 
 from butler.cfg import RepositoryArgs, RepositoryCfg
-from butler.errors import MapperError, ParentsMismatch, RepositoryError, RepositoryModeError
-from butler.graph import RepoSpec, build_graph
+from butler.errors import (MapperError, ParentCycleError, ParentsMismatch, RepositoryError,
+                           RepositoryModeError)
+from butler.graph import MissingParent, RepoSpec, build_graph
 
 MAPPER_A = "butler.test.EmptyTestMapper"
 MAPPER_B = "butler.test.MapperForTestWriting"
 
 
 class FakeDisk:
-    """``describe(root)`` over a dict of cfgs and legacy markers."""
+    """``describe(root)`` over a dict of cfgs and legacy markers; ``links`` maps a root to its real one."""
 
-    def __init__(self, **specs: RepoSpec):
+    def __init__(self, links: dict[str, str] | None = None, **specs: RepoSpec):
         self.specs = {f"/{name}": spec for name, spec in specs.items()}
+        self.links = {f"/{link}": f"/{real}" for link, real in (links or {}).items()}
         self.described: list[str] = []
 
     def __call__(self, root: str) -> RepoSpec:
         self.described.append(root)
-        return self.specs.get(root, RepoSpec(root=root, present=False))
+        real = self.links.get(root, root)
+        spec = self.specs.get(real, RepoSpec(root=real, present=False))
+        return attrs.evolve(spec, root=root, identity=real)
 
 
 def cfg(name: str, parents=(), mapper=MAPPER_A) -> RepoSpec:
@@ -115,10 +122,126 @@ def test_legacy_parent_link_is_followed():
     assert roots(graph.search_order()) == ["/child", "/parent"]
 
 
-def test_missing_recorded_parent_is_skipped():
-    disk = FakeDisk(calib=cfg("calib", ["gone"]))
+def test_missing_recorded_parent_is_a_gap_where_the_search_would_reach_it():
+    disk = FakeDisk(calib=cfg("calib", ["gone"]), a=cfg("a"), b=cfg("b"), x=cfg("x", ["a", "lost", "b"]))
     graph = build_graph([args("calib")], [], disk)
     assert roots(graph.search_order()) == ["/calib"]
+    assert graph.missing_parents() == {1: MissingParent(root="/gone", recordedBy="/calib")}
+    middle = build_graph([args("x")], [], disk)
+    assert roots(middle.search_order()) == ["/x", "/a", "/b"]
+    assert middle.missing_parents() == {2: MissingParent(root="/lost", recordedBy="/x")}
+    assert middle.missing_parents({"untagged"}) == {}
+
+
+def test_lone_rw_output_keeps_its_missing_parents_in_place():
+    disk = FakeDisk(a=cfg("a"), out=cfg("out", ["gone", "a"]))
+    graph = build_graph([], [args("out", mode="rw")], disk)
+    assert roots(graph.search_order()) == ["/out", "/a"]
+    assert graph.missing_parents() == {1: MissingParent(root="/gone", recordedBy="/out")}
+    assert not graph.outputs[0].mustWriteCfg
+
+
+# -- one repository, several spellings -------------------------------------------------------
+
+def test_output_that_is_an_input_under_another_spelling_is_refused():
+    disk = FakeDisk(links={"a_link": "a"}, a=cfg("a"))
+    with pytest.raises(RepositoryError, match="both an input and an output"):
+        build_graph([args("a")], [args("a_link")], disk)
+    with pytest.raises(RepositoryError, match="both an input and an output"):
+        build_graph([args("a_link")], [args("a", mode="rw")], disk)
+
+
+def test_two_spellings_of_one_output_are_refused():
+    disk = FakeDisk(links={"o_link": "o"}, a=cfg("a"))
+    with pytest.raises(RepositoryError, match="one repository"):
+        build_graph([args("a")], [args("o"), args("o_link")], disk)
+
+
+def test_two_spellings_of_one_input_are_one_node():
+    disk = FakeDisk(links={"a_link": "a"}, a=cfg("a"), b=cfg("b", ["a_link"]))
+    graph = build_graph([args("b"), args("a")], [], disk)
+    order = graph.search_order()
+    assert roots(order) == ["/b", "/a"]
+    assert graph.inputs[1] is order[1]
+
+
+# -- cycles and depth --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("disk, start, cycle", [
+    (FakeDisk(a=cfg("a", ["a"])), "a", ["/a", "/a"]),  # _parents: [.]
+    (FakeDisk(a=cfg("a", ["b"]), b=cfg("b", ["a"])), "a", ["/a", "/b", "/a"]),
+    (FakeDisk(top=cfg("top", ["a"]), a=cfg("a", ["b"]), b=cfg("b", ["a"])), "top", ["/a", "/b", "/a"]),
+    (FakeDisk(v1=RepoSpec(root="/v1", legacyMapper=MAPPER_A, legacyParent="/v1")), "v1", ["/v1", "/v1"]),
+    (FakeDisk(links={"a_link": "a"}, a=cfg("a", ["a_link"])), "a", ["/a", "/a_link"]),
+], ids=["self", "a-b", "below-an-input", "legacy-link-to-itself", "through-a-link"])
+def test_parent_cycle_is_an_error_naming_the_repositories(disk, start, cycle):
+    with pytest.raises(ParentCycleError) as err:
+        build_graph([args(start)], [], disk)
+    assert err.value.roots == cycle
+    assert " -> ".join(cycle) in str(err.value)
+
+
+def test_output_that_is_already_an_ancestor_of_its_input_is_a_cycle():
+    disk = FakeDisk(out=cfg("out"), mid=cfg("mid", ["out"]), top=cfg("top", ["mid"]))
+    with pytest.raises(ParentCycleError) as err:
+        build_graph([args("top")], [args("out")], disk)
+    assert err.value.roots == ["/out", "/top", "/mid", "/out"]
+
+
+def test_a_chain_of_two_thousand_builds_quickly():
+    depth = 2000
+    disk = FakeDisk(c0=cfg("c0"), **{f"c{i}": cfg(f"c{i}", [f"c{i - 1}"]) for i in range(1, depth)})
+    start = time.perf_counter()
+    graph = build_graph([args(f"c{depth - 1}", tags="t")], [args("out")], disk)
+    order = graph.search_order({"t"})
+    elapsed = time.perf_counter() - start
+    assert len(order) == depth and order[-1].root == "/c0" and "t" in order[-1].tags
+    assert elapsed < 2.0
+
+
+# -- outputs: mapper, reopening, cfgRoot -------------------------------------------------------
+
+def test_output_without_a_mapper_is_refused():
+    disk = FakeDisk(a=cfg("a", mapper=None))
+    with pytest.raises(MapperError, match="'/out' has no mapper"):
+        build_graph([], [args("out")], disk)
+    with pytest.raises(MapperError, match="no mapper"):
+        build_graph([args("a")], [args("out")], disk)
+
+
+def test_reopened_output_keeps_its_mapper_mapper_args_and_policy():
+    recorded = RepoSpec(root="/out", cfg=RepositoryCfg(root="/out", mapper=MAPPER_A, mapperArgs={"x": 1},
+                                                       parents=[], policy={"p": 1}))
+    disk = FakeDisk(out=recorded)
+    same = build_graph([], [args("out", mapper=MAPPER_A, mapperArgs={"x": 1}, policy={"p": 1})], disk)
+    assert not same.outputs[0].mustWriteCfg
+    with pytest.raises(MapperError, match="records mapper"):
+        build_graph([], [args("out", mapper=MAPPER_B)], disk)
+    with pytest.raises(RepositoryError, match="records mapperArgs"):
+        build_graph([], [args("out", mapperArgs={"x": 2})], disk)
+    with pytest.raises(RepositoryError, match="records mapperArgs"):
+        build_graph([], [args("out", mapperArgs={})], disk)
+    with pytest.raises(RepositoryError, match="policy"):
+        build_graph([], [args("out", policy={"p": 2})], disk)
+
+
+def test_output_cfg_lives_at_its_cfg_root():
+    disk = FakeDisk(a=cfg("a"))
+    graph = build_graph([args("a")], [RepositoryArgs(cfgRoot="/cfgs", root="/data")], disk)
+    (out,) = graph.outputs
+    assert (out.root, out.location, out.mustWriteCfg) == ("/data", "/cfgs", True)
+    assert out.cfg.parents == ["/a"]
+
+
+def test_v1_parent_recorded_by_path_opens_with_its_childs_mapper_args():
+    child = RepoSpec(root="/b", cfg=RepositoryCfg(root="/b", mapper=MAPPER_A, mapperArgs={"calib": "foo"},
+                                                  parents=["/a"], policy=None))
+    disk = FakeDisk(a=RepoSpec(root="/a", legacyMapper=MAPPER_A), b=child)
+    graph = build_graph([args("b")], [], disk)
+    assert graph.search_order()[1].cfg.mapperArgs == {"calib": "foo"}
+    alone = build_graph([], [args("b", mode="rw")], disk)
+    assert alone.inputs[0].cfg.mapperArgs == {"calib": "foo"}
+    assert not alone.outputs[0].mustWriteCfg
 
 
 def test_reopening_an_output():
