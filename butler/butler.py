@@ -504,13 +504,13 @@ class Butler:
     def _map_for_put(cls, repo: Repository, datasetType: str, dataId: DataId) -> Any:
         """Where an output would write a dataset, or None when its mapper has no location for it.
 
+        A mapper that cannot complete the data ID raises (`NoResults`), as in
+        Gen2: that is an answer about the data ID, not about this output.
+
         The components of a composite are mapped too, so that a failure is
         found before anything is written.
         """
-        try:
-            location = repo.map(datasetType, dataId, write=True)
-        except NoResults:
-            return None
+        location = repo.map(datasetType, dataId, write=True)  # NoResults (a lookup that fails) propagates, as in Gen2
         if isinstance(location, ButlerComposite):
             for info in location.componentInfo.values():
                 if not info.inputOnly and cls._map_for_put(repo, info.datasetType, dataId) is None:

@@ -12,7 +12,7 @@ import pytest
 
 from butler import Butler, DataId, RepositoryArgs
 from butler.cfg import RepositoryCfg
-from butler.errors import NoResults, ParentsMismatch, UnknownStorageError
+from butler.errors import NoResults, ParentCycleError, UnknownStorageError
 from butler.storage import MemStorage, mem
 from butler.test import MapperForTestWriting, TestObject
 
@@ -64,8 +64,8 @@ def test_chained_reruns_and_masking():
         "only-in-base")
     reopened = Butler(outputs=RepositoryArgs(root="mem://rerun/v1", mode="rw"))  # parents come back
     assert [r.root for r in reopened.repositories()] == ["mem://rerun/v1", "mem://base"]
-    with pytest.raises(ParentsMismatch):
-        Butler(inputs="mem://rerun/v2", outputs="mem://rerun/v1")
+    with pytest.raises(ParentCycleError, match="mem://rerun/v1 -> mem://rerun/v2 -> mem://rerun/v1"):
+        Butler(inputs="mem://rerun/v2", outputs="mem://rerun/v1")  # v1 is an ancestor of v2
 
 
 def test_diamond_parents_are_searched_once_depth_first():
