@@ -10,8 +10,8 @@ all skipped for the one reason `NO_SHARED_DATA` when it is absent:
   for a whole module), when they use paths built from `SHARED_DATA` at import time.
 
 Module-level paths into the data may be built from `SHARED_DATA` freely (it is only a
-path), but nothing may be read from it at import time. ``-m "not needs_shared_data"``
-selects the tests that run without it.
+path); whatever is read from it at import time (a parameter list) must be guarded by
+`HAVE_SHARED_DATA`. ``-m "not needs_shared_data"`` selects the tests that run without it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from click.testing import CliRunner, Result
 SHARED_DATA_ENV = "BUTLER_SHARED_DATA"
 SHARED_DATA = Path(os.environ.get(SHARED_DATA_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data"
                    ).resolve()
+HAVE_SHARED_DATA = SHARED_DATA.is_dir()
 #: the one reason every test needing the shared data is skipped for when it is absent
 NO_SHARED_DATA = f"shared camera data not found at {SHARED_DATA} (set {SHARED_DATA_ENV} to its directory)"
 #: the marker name of a test that reads the shared data
@@ -43,13 +44,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test that uses `shared_data`; skip the marked ones when the data is absent."""
-    present = SHARED_DATA.is_dir()
+    """Mark every test that uses `shared_data`; skip the marked ones when the data is absent.
+
+    The skip goes first, so its reason wins over another skip, such as pytest's for a
+    parameter list read from the data (empty without it).
+    """
     for item in items:
         if "shared_data" in getattr(item, "fixturenames", ()):
             item.add_marker(NEEDS_SHARED_DATA)
-        if not present and item.get_closest_marker(NEEDS_SHARED_DATA):
-            item.add_marker(pytest.mark.skip(reason=NO_SHARED_DATA))
+        if not HAVE_SHARED_DATA and item.get_closest_marker(NEEDS_SHARED_DATA):
+            item.add_marker(pytest.mark.skip(reason=NO_SHARED_DATA), append=False)
 
 
 def tree_fingerprint(root: os.PathLike | str) -> dict[str, str]:
@@ -91,7 +95,7 @@ def run_together(target, argsets, timeout: float = 60) -> list:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The root of the read-only real camera data (tests taking it are skipped when it is absent)."""
-    if not SHARED_DATA.is_dir():  # reached only when requested with request.getfixturevalue
+    if not HAVE_SHARED_DATA:  # reached only when requested with request.getfixturevalue
         pytest.skip(NO_SHARED_DATA)
     return SHARED_DATA
 

@@ -22,7 +22,7 @@ DATA = str(SHARED_DATA)
 OBS_LSST = os.path.join(DATA, "obs_lsst", "data", "input")
 OBS_TEST = os.path.join(DATA, "obs_test", "data", "input")
 
-pytestmark = pytest.mark.skipif(not os.path.isdir(OBS_LSST), reason="shared test data not available")
+pytestmark = pytest.mark.needs_shared_data
 
 # README §2 "Raw templates"
 _FOCAL_PLANE = "raw/%(dayObs)s/%(expId)013d/%(expId)013d-%(raftName)s-%(detectorName)s-det%(detector)03d.fits"
