@@ -71,7 +71,8 @@ def test_query_of_a_dataset_without_keys_says_so():
 
 def test_missing_calibration_registry_is_named_with_where_it_was_looked_for():
     line = assert_user_error(butler("get", LSSTCAM, "bias", "expId=3019032200002", "detector=35"),
-                             "No registry for lookup", "'bias'", "no calibration registry (calibRegistry.sqlite3)", LSSTCAM)
+                             "No registry for lookup", "'bias'",
+                             "no calibration registry (calibRegistry.sqlite3)", LSSTCAM)
     assert "Traceback" not in line
 
 

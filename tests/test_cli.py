@@ -28,6 +28,8 @@ CFHT_OPTIONS = ("--mapper", "mappers.testing.MinMapper2", "--registry", os.path.
 
 #: the tests reading the shared repositories, which are byte-identical after this module
 needs_shared = pytest.mark.usefixtures("shared_data_untouched")
+#: one pytest-xdist worker runs this module, so the demo is made once
+pytestmark = pytest.mark.xdist_group("test_cli")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,8 @@ def demo(tmp_path_factory) -> dict:
     directory = str(tmp_path_factory.mktemp("demo") / "run")
     result = butler("demo", directory)
     assert result.exit_code == 0, result.stderr
-    return {"dir": directory, "out": result.stdout, **{n: os.path.join(directory, n) for n in ("input", "v1", "v2")}}
+    return {"dir": directory, "out": result.stdout,
+            **{name: os.path.join(directory, name) for name in ("input", "v1", "v2")}}
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +205,8 @@ def test_get_demo(demo, tmp_path):
         assert result.exit_code == 0 and out.read_bytes() == stream.read()
     # a calibration found through the chain and the validity range
     result = butler("get", demo["v1"], "flat", "visit=103", "detector=0", "--uri")
-    assert result.stdout.strip() == os.path.join(demo["input"], "flat/r/2024-04-15/flat_r_d00_2024-04-15.fits")
+    assert result.stdout.strip() == os.path.join(demo["input"], "flat", "r", "2024-04-15",
+                                                 "flat_r_d00_2024-04-15.fits")
 
 
 @needs_shared
@@ -211,7 +215,8 @@ def test_get_shared():
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [os.path.join(OBS_TEST, "raw/raw_v1_fg.fits.gz"),
                                           "CCDData: shape (2000, 1026), dtype uint16, unit adu"]
-    result = butler("get", os.path.join(OBS_LSST, "ts8"), "bias", "expId=201807241028453", "detector=67", "--uri")
+    result = butler("get", os.path.join(OBS_LSST, "ts8"), "bias", "expId=201807241028453", "detector=67",
+                    "--uri")
     assert result.stdout.strip().endswith("CALIB/bias/2018-07-24/bias-RTM-010-S11-det067_2018-07-24.fits")
 
 

@@ -62,8 +62,8 @@ def test_ingest_failure_exits_with_1_and_names_the_file_once_on_stderr(obs_test_
 def test_query_pipe_closed_early(shared_data: Path):
     """``butler query ... | head -1`` ends quietly, whatever the moment the reader goes."""
     cfht = shared_data / "obs_base" / "tests"
-    args = [sys.executable, "-m", "butler", "query", str(cfht), "raw", "--mapper", "mappers.testing.MinMapper2",
-            "--registry", str(cfht / "cfhtls.sqlite3")]
+    args = [sys.executable, "-m", "butler", "query", str(cfht), "raw",
+            "--mapper", "mappers.testing.MinMapper2", "--registry", str(cfht / "cfhtls.sqlite3")]
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=HERE) as writer:
         with subprocess.Popen(["head", "-1"], stdin=writer.stdout, stdout=subprocess.PIPE, text=True) as head:
             writer.stdout.close()  # head alone reads the pipe
