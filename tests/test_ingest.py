@@ -106,7 +106,7 @@ def test_reingest_reproduces_shipped_registry(tmp_path, camera):
     registry = os.path.join(tmp_path, "registry.sqlite3")
     assert rows(registry, "raw") == rows(shipped, "raw")
     assert rows(registry, "raw_visit") == rows(shipped, "raw_visit")
-    for source, relpath in zip(files, UPSTREAM_ORDER[camera]):
+    for source, relpath in zip(files, UPSTREAM_ORDER[camera], strict=True):
         assert sha256(os.path.join(tmp_path, relpath)) == sha256(source)
 
 
@@ -123,7 +123,7 @@ def test_reingest_obs_test(tmp_path):
 
 def test_link_mode(tmp_path):
     report = ingest(tmp_path, LSSTCAM, mode="link")
-    for source, item in zip(LSSTCAM, report.ingested):
+    for source, item in zip(LSSTCAM, report.ingested, strict=True):
         destination = os.path.join(tmp_path, item.destination)
         assert os.path.islink(destination)
         assert os.readlink(destination) == source
@@ -149,7 +149,7 @@ def test_move_mode_on_copies(tmp_path):
     report = ingest(root, copies, mode="move")
     assert len(report.ingested) == 3
     assert not list(staging.iterdir())
-    for source, item in zip(LSSTCAM, report.ingested):
+    for source, item in zip(LSSTCAM, report.ingested, strict=True):
         assert sha256(os.path.join(root, item.destination)) == sha256(source)
 
 
