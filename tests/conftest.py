@@ -1,4 +1,4 @@
-"""Shared fixtures: where the read-only camera data lives, and tree fingerprints.
+"""Shared test helpers: the read-only camera data, tree fingerprints, processes, the command in-process.
 
 Tests that read the real camera data (``shared/data`` beside the checkout, or the
 directory named by ``BUTLER_SHARED_DATA``) say so in one of two ways, and are then
