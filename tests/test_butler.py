@@ -13,8 +13,17 @@ import pytest
 import yaml
 
 import butler as dp
-from butler import (Butler, ButlerLocation, DataId, Mapper, NoResults, ParentsMismatch, ReadProxy,
-                    RepositoryArgs, RepositoryCfg)
+from butler import (
+    Butler,
+    ButlerLocation,
+    DataId,
+    Mapper,
+    NoResults,
+    ParentsMismatch,
+    ReadProxy,
+    RepositoryArgs,
+    RepositoryCfg,
+)
 from butler.test import EmptyTestMapper, MapperForTestWriting, TestObject
 
 from conftest import run_together, tree_fingerprint
@@ -391,7 +400,7 @@ class CatalogMapper(Mapper):
 
     def query_calexp(self, format, dataId):
         keys = ("visit", "ccd", "filter")
-        rows = [dict(zip(keys, r)) for r in self.ROWS]
+        rows = [dict(zip(keys, r, strict=True)) for r in self.ROWS]
         rows = [r for r in rows if all(r.get(k, v) == v for k, v in dataId.items())]
         return sorted({tuple(r[k] for k in format) for r in rows})
 

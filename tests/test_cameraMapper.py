@@ -220,7 +220,8 @@ def test_flat_lookup(mapper2, visit, run):
 
 def test_flat_validity_string_comparison_and_gaps(mapper2):
     # validEnd is a bare date: a later time of the same day compares greater, so no flat covers it
-    assert mapper2.map("flat", {"filter": "i", "taiObs": "2005-04-16T23:00:00"}).dataId["derivedRunId"] == "05Am03"
+    flat = mapper2.map("flat", {"filter": "i", "taiObs": "2005-04-16T23:00:00"})
+    assert flat.dataId["derivedRunId"] == "05Am03"
     for taiObs in ("2005-04-17T01:00:00", "2005-04-20T00:00:00"):
         with pytest.raises(NoResults, match="0 matches") as info:
             mapper2.map("flat", {"filter": "i", "taiObs": taiObs})

@@ -12,7 +12,8 @@ def test_obs_test_through_butler(shared_data):
     repo = butler.Butler(inputs=str(shared_data / "obs_test" / "data" / "input"))
     raw = repo.get("raw", visit=2)
     assert isinstance(raw, CCDData) and raw.shape == (2000, 1026)
-    assert repo.get("raw_filename", visit=2) == [str(shared_data / "obs_test/data/input/raw/raw_v2_fg.fits.gz")]
+    raw2 = shared_data / "obs_test/data/input/raw/raw_v2_fg.fits.gz"
+    assert repo.get("raw_filename", visit=2) == [str(raw2)]
     assert repo.get("raw_md", visit=3)["FILTER"] == "r"
     assert repo.queryMetadata("raw", "visit", filter="g") == [1, 2]
 

@@ -32,6 +32,7 @@ from astropy.table import Table
 import butler
 from butler import RepositoryArgs
 from butler.errors import MissingParentError, NoResults, UnsafePathError
+
 from conftest import tree_fingerprint
 
 OBS_LSST = ("obs_lsst", "data", "input")

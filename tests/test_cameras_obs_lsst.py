@@ -100,7 +100,8 @@ def test_latiss(input_dir):
     assert len(mapper.queryMetadata("raw", ["expId"], {"filter": "unknown~unknown"})) == 1
     assert mapper.queryMetadata("raw", ["expId"], {"filter": "foo"}) == []
     bias = mapper.map("bias", {"expId": 3018092000065, "detector": 0})
-    assert bias.getLocationsWithRoot() == [str(input_dir / "latiss/CALIB/bias/2018-09-21/bias-det000_2018-09-21.fits")]
+    path = input_dir / "latiss/CALIB/bias/2018-09-21/bias-det000_2018-09-21.fits"
+    assert bias.getLocationsWithRoot() == [str(path)]
     assert bias.dataId["calibDate"] == "2018-09-21"
 
 
@@ -137,7 +138,8 @@ def test_ucd_and_ts3(input_dir):
     assert sorted(ucd.queryMetadata("raw", ["run", "detector", "filter"], {})) == [
         ("2018-05-30", 2, "r"), ("2018-12-05", 0, "r")]
     ts3 = open_mapper(input_dir, "ts3")
-    assert sorted(ts3.queryMetadata("raw", ["detector", "filter"], {})) == [(71, "550CutOn"), (433, "550CutOn")]
+    assert sorted(ts3.queryMetadata("raw", ["detector", "filter"], {})) == [(71, "550CutOn"),
+                                                                            (433, "550CutOn")]
     assert ts3.queryMetadata("raw", ["dayObs", "run"], {"detector": 71}) == [("2016-07-21", "2016-07-22")]
 
 
@@ -181,10 +183,10 @@ def test_ucd_raw_has_empty_amplifiers(input_dir):
 
 def test_detectors_and_exposure_ids(input_dir):
     mapper = open_mapper(input_dir, "lsstCam")
-    detector = mapper.bypass_raw_detector("raw_detector", None, None, {"expId": 3019032200002, "detector": 35})
+    dataId = {"expId": 3019032200002, "detector": 35}
+    detector = mapper.bypass_raw_detector("raw_detector", None, None, dataId)
     assert (detector.name, detector.id) == ("R10_S22", 35)
-    assert mapper.bypass_ccdExposureId("ccdExposureId", None, None,
-                                       {"expId": 3019032200002, "detector": 35}) == 3019032200002 * 1000 + 35
+    assert mapper.bypass_ccdExposureId("ccdExposureId", None, None, dataId) == 3019032200002 * 1000 + 35
     assert mapper.bypass_ccdExposureId_bits("ccdExposureId_bits", None, None, {}) == 36
 
 

@@ -147,7 +147,7 @@ def test_bad_types_fail_to_format(mapper):
 def test_repository_policy_wins(shared_data):
     from butler.cfg import RepositoryCfg
 
-    cfg = RepositoryCfg.read(str(shared_data / "obs_test" / "tests" / "policyTest" / "a" / "repositoryCfg.yaml"))
+    cfg = RepositoryCfg.read(str(shared_data / "obs_test/tests/policyTest/a/repositoryCfg.yaml"))
     mapper = obs_test.TestMapper(root=str(shared_data / "obs_test" / "data" / "input"), repositoryCfg=cfg)
     assert mapper.map("raw", {"visit": 1}).getLocations() == ["raw/v1_fg.fits.gz"]
 

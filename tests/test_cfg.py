@@ -147,6 +147,7 @@ def test_make_from_args_and_matches_args():
 
 # -- the shipped legacy files ------------------------------------------------------------------
 
+@pytest.mark.needs_shared_data
 def test_read_every_shipped_cfg():
     paths = sorted(glob.glob(f"{DATA}/**/repositoryCfg.yaml", recursive=True))
     assert len(paths) == 6
@@ -181,6 +182,7 @@ def test_read_every_shipped_cfg():
         assert (parent.mapper, parent.mapperArgs, parent.parents, parent.policy) == (mapper, {}, [], None)
 
 
+@pytest.mark.needs_shared_data
 def test_read_from_root_or_file_and_missing(tmp_path):
     assert RepositoryCfg.read(f"{POLICY_TEST}/b") == RepositoryCfg.read(f"{POLICY_TEST}/b/repositoryCfg.yaml")
     assert RepositoryCfg.read(pathlib.Path(POLICY_TEST) / "b").root == f"{POLICY_TEST}/b"
@@ -191,6 +193,7 @@ def test_read_from_root_or_file_and_missing(tmp_path):
         RepositoryCfg.read(tmp_path)
 
 
+@pytest.mark.needs_shared_data
 def test_read_every_shipped_mapper_file(tmp_path):
     expected = {
         "obs_test/data/input": TEST_MAPPER,
@@ -241,6 +244,7 @@ def test_unsafe_tags_are_refused(tmp_path, document, tag):
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.needs_shared_data
 def test_loads_without_any_unsafe_yaml_entry_point(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("unsafe YAML entry point used")

@@ -1,68 +1,35 @@
-"""The ``butler`` command, run as a subprocess on real repositories.
+"""The ``butler`` command, run in this process (click's CliRunner) on real repositories.
 
 The demo's repositories (made once by ``butler demo``) and the shared Gen2
-repositories under ``../shared/data``, which must stay byte-identical.
+repositories under the shared data, which must stay byte-identical. The command
+as a process (``python -m butler``, exit codes, a closed pipe) is tested in
+``test_cli_e2e.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 from astropy.io import fits
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.path.realpath(os.path.join(HERE, "..", "..", "shared", "data"))
+from conftest import SHARED_DATA, assert_user_error, run_cli as butler
+
+SHARED = str(SHARED_DATA)
 OBS_TEST = os.path.join(SHARED, "obs_test", "data", "input")
 OBS_LSST = os.path.join(SHARED, "obs_lsst", "data", "input")
-CAMERAS = sorted(os.listdir(OBS_LSST)) if os.path.isdir(OBS_LSST) else []
+CAMERAS = ("comCam", "imsim", "latiss", "lsstCam", "phosim", "ts3", "ts8", "ucd")
 #: obs_base's CFHT registries: no _mapper, no images; read with the MinMapper2 fixture's policy
 CFHT = os.path.join(SHARED, "obs_base", "tests")
 CFHT_OPTIONS = ("--mapper", "mappers.testing.MinMapper2", "--registry", os.path.join(CFHT, "cfhtls.sqlite3"))
 
-needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED), reason="shared test data not present")
-
-
-def butler(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m butler ARGS`` and return the finished process (text output)."""
-    return subprocess.run([sys.executable, "-m", "butler", *args], capture_output=True, text=True,
-                          cwd=cwd or HERE, timeout=120)
-
-
-def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    """Exit code 2, one line on stderr starting with ``Error:``, no traceback."""
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0]
-
-
-def tree_digest(root: str) -> dict[str, str]:
-    """``{relative path: sha256}`` of every file under ``root`` (symlinks by target name)."""
-    digests = {}
-    for directory, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(directory, name)
-            with open(path, "rb") as stream:
-                digests[os.path.relpath(path, root)] = hashlib.sha256(stream.read()).hexdigest()
-    return digests
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shared_untouched():
-    """The shared repositories are byte-identical after every test of this module."""
-    before = tree_digest(SHARED) if os.path.isdir(SHARED) else {}
-    yield
-    if before:
-        assert tree_digest(SHARED) == before
+#: the tests reading the shared repositories, which are byte-identical after this module
+needs_shared = pytest.mark.usefixtures("shared_data_untouched")
+#: one pytest-xdist worker runs this module, so the demo is made once
+pytestmark = pytest.mark.xdist_group("test_cli")
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +37,9 @@ def demo(tmp_path_factory) -> dict:
     """Run ``butler demo`` once; return its directory and output."""
     directory = str(tmp_path_factory.mktemp("demo") / "run")
     result = butler("demo", directory)
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    return {"dir": directory, "out": result.stdout, **{n: os.path.join(directory, n) for n in ("input", "v1", "v2")}}
+    assert result.exit_code == 0, result.stderr
+    return {"dir": directory, "out": result.stdout,
+            **{name: os.path.join(directory, name) for name in ("input", "v1", "v2")}}
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +90,7 @@ def test_demo_refuses_a_non_empty_directory(demo):
 def test_help_on_every_subcommand():
     for command in ("demo", "show", "query", "get", "compare", "ingest"):
         result = butler(command, "--help")
-        assert result.returncode == 0 and "Usage: butler " + command in result.stdout
+        assert result.exit_code == 0 and "Usage: butler " + command in result.stdout
 
 
 # -- show ------------------------------------------------------------------------------------
@@ -131,7 +98,7 @@ def test_help_on_every_subcommand():
 
 def test_show_demo_chain(demo):
     result = butler("show", demo["v1"])
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     out = result.stdout
     assert f"repository: {demo['v1']}" in out and "mappers.demo.DemoMapper" in out
     assert f"`-- {demo['input']}" in out
@@ -144,7 +111,7 @@ def test_show_demo_chain(demo):
 def test_show_obs_lsst(camera):
     root = os.path.join(OBS_LSST, camera)
     result = butler("show", root)
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "legacy (_mapper, registry.sqlite3)" in result.stdout
     assert "-> mappers.lsst." in result.stdout
     assert f"{root}/registry.sqlite3: raw " in result.stdout
@@ -153,7 +120,7 @@ def test_show_obs_lsst(camera):
 @needs_shared
 def test_show_obs_test():
     result = butler("show", OBS_TEST, "--types")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "lsst.obs.test.testMapper.TestMapper -> mappers.test.TestMapper" in result.stdout
     assert "raw 3, raw_skyTile 5, raw_visit 3" in result.stdout
     assert f"{OBS_TEST}: defects 1, raw 3" in result.stdout
@@ -163,7 +130,7 @@ def test_show_obs_test():
 @needs_shared
 def test_show_parent_chain_of_legacy_cfgs():
     result = butler("show", os.path.join(SHARED, "obs_test", "tests", "policyTest", "b"))
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "`-- " + os.path.join(SHARED, "obs_test", "tests", "policyTest", "a") in result.stdout
 
 
@@ -173,7 +140,7 @@ def test_show_parent_chain_of_legacy_cfgs():
 @needs_shared
 def test_query_obs_test():
     result = butler("query", OBS_TEST, "raw", "--format", "json")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == [{"visit": 1, "filter": "g"}, {"visit": 2, "filter": "g"},
                                          {"visit": 3, "filter": "r"}]
     result = butler("query", OBS_TEST, "raw", "filter=g", "--keys", "visit", "--format", "csv")
@@ -184,11 +151,11 @@ def test_query_obs_test():
 def test_query_obs_lsst():
     root = os.path.join(OBS_LSST, "lsstCam")
     result = butler("query", root, "raw", "--keys", "visit,detector,filter", "--format", "csv")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert sorted(result.stdout.split()[1:]) == ["3019031900001,29,unknown", "3019031900001,97,unknown",
                                                  "3019032200002,35,SDSSi~ND_OD0.5"]
     result = butler("query", root, "raw", "detector=29")  # a typed key: detector is an int
-    assert result.returncode == 0 and "(1 row)" in result.stdout and "R10" in result.stdout
+    assert result.exit_code == 0 and "(1 row)" in result.stdout and "R10" in result.stdout
     result = butler("query", os.path.join(OBS_LSST, "latiss"), "raw", "--keys", "expId,seqNum,dayObs",
                     "--format", "json")
     assert json.loads(result.stdout) == [{"expId": 3018092000065, "seqNum": 65, "dayObs": "2018-09-20"}]
@@ -197,7 +164,7 @@ def test_query_obs_lsst():
 @needs_shared
 def test_query_cfht():
     result = butler("query", CFHT, "raw", "filter=g", "--keys", "visit", "--format", "json", *CFHT_OPTIONS)
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert [row["visit"] for row in json.loads(result.stdout)] == [787784, 787796, 788455, 792933]
     ccds = json.loads(butler("query", CFHT, "raw", "--keys", "ccd", "--format", "json", *CFHT_OPTIONS).stdout)
     assert [row["ccd"] for row in ccds] == [c for c in range(36) if c != 3]
@@ -212,25 +179,10 @@ def test_query_cfht():
 @needs_shared
 def test_show_cfht():
     result = butler("show", CFHT, *CFHT_OPTIONS)
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "mapper:     mappers.testing.MinMapper2" in result.stdout
     assert f"{CFHT}/cfhtls.sqlite3: raw 1260, raw_skyTile 2070, raw_visit 18" in result.stdout
     assert f"{CFHT}/calibRegistry.sqlite3: bias 53, dark 56, flat 252, fringe 94" in result.stdout
-
-
-@needs_shared
-def test_query_pipe_closed_early():
-    """``butler query ... | head -1`` ends quietly, whatever the moment the reader goes."""
-    args = [sys.executable, "-m", "butler", "query", CFHT, "raw", *CFHT_OPTIONS]
-    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=HERE) as writer:
-        with subprocess.Popen(["head", "-1"], stdin=writer.stdout, stdout=subprocess.PIPE, text=True) as head:
-            writer.stdout.close()  # head alone reads the pipe
-            assert head.communicate(timeout=120)[0] == "ccd\n"
-        assert writer.stderr.read() == b"" and writer.wait(timeout=120) in (0, 1)
-    # a reader gone before the first write: click's quiet exit code 1
-    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=HERE) as writer:
-        writer.stdout.close()
-        assert writer.stderr.read() == b"" and writer.wait(timeout=120) == 1
 
 
 def test_query_demo(demo):
@@ -250,19 +202,21 @@ def test_get_demo(demo, tmp_path):
     out = tmp_path / "copy.fits"
     result = butler("get", demo["v1"], "src", "visit=101", "detector=1", "--out", str(out))
     with open(os.path.join(demo["v1"], "src/v0101/src_v0101_d01.fits"), "rb") as stream:
-        assert result.returncode == 0 and out.read_bytes() == stream.read()
+        assert result.exit_code == 0 and out.read_bytes() == stream.read()
     # a calibration found through the chain and the validity range
     result = butler("get", demo["v1"], "flat", "visit=103", "detector=0", "--uri")
-    assert result.stdout.strip() == os.path.join(demo["input"], "flat/r/2024-04-15/flat_r_d00_2024-04-15.fits")
+    assert result.stdout.strip() == os.path.join(demo["input"], "flat", "r", "2024-04-15",
+                                                 "flat_r_d00_2024-04-15.fits")
 
 
 @needs_shared
 def test_get_shared():
     result = butler("get", OBS_TEST, "raw", "visit=1")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [os.path.join(OBS_TEST, "raw/raw_v1_fg.fits.gz"),
                                           "CCDData: shape (2000, 1026), dtype uint16, unit adu"]
-    result = butler("get", os.path.join(OBS_LSST, "ts8"), "bias", "expId=201807241028453", "detector=67", "--uri")
+    result = butler("get", os.path.join(OBS_LSST, "ts8"), "bias", "expId=201807241028453", "detector=67",
+                    "--uri")
     assert result.stdout.strip().endswith("CALIB/bias/2018-07-24/bias-RTM-010-S11-det067_2018-07-24.fits")
 
 
@@ -270,7 +224,7 @@ def test_get_shared():
 def test_get_cfht_calibration():
     """The flat of a visit, by validity range: where it would be (the registries have no images)."""
     result = butler("get", CFHT, "flat_filename", "visit=787650", "ccd=13", "--uri", *CFHT_OPTIONS)
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == os.path.join(CFHT, "flat-05Am03-fi.fits")
     assert_user_error(butler("get", CFHT, "flat", "visit=787650", "ccd=13", "--uri", *CFHT_OPTIONS),
                       "no such dataset", "flat")
@@ -281,15 +235,15 @@ def test_get_cfht_calibration():
 
 def test_compare_identical(demo):
     result = butler("compare", demo["v1"], demo["v1"], "postISRCCD")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert result.stdout.strip().endswith("IDENTICAL")
     result = butler("compare", demo["v1"], demo["v2"], "postISRCCD", "visit=102", "--format", "json")
-    assert result.returncode == 0 and json.loads(result.stdout)["identical"] is True
+    assert result.exit_code == 0 and json.loads(result.stdout)["identical"] is True
 
 
 def test_compare_planted_image_changes(demo, planted):
     result = butler("compare", demo["v1"], planted, "postISRCCD")
-    assert result.returncode == 1, result.stderr
+    assert result.exit_code == 1, result.stderr
     lines = result.stdout.splitlines()
     pixel = next(line for line in lines if "visit=101 detector=0" in line)
     assert "1 of 12288 pixels differ; max |diff| 7.5" in pixel and "at (10, 20)" in pixel
@@ -304,7 +258,7 @@ def test_compare_planted_image_changes(demo, planted):
 
 def test_compare_planted_table_changes(demo, planted):
     result = butler("compare", demo["v1"], planted, "src", "visit=103", "--format", "json")
-    assert result.returncode == 1, result.stderr
+    assert result.exit_code == 1, result.stderr
     report = json.loads(result.stdout)
     assert report["A"] == "v1" and report["B"] == "v1x"
     assert report["onlyInA"] == [{"visit": 103, "detector": 1}] and report["onlyInB"] == []
@@ -326,13 +280,13 @@ def test_ingest(demo, tmp_path):
     sources = sorted(os.path.join(demo["input"], "raw", "v0102", name)
                      for name in os.listdir(os.path.join(demo["input"], "raw", "v0102")))
     result = butler("ingest", root, *sources, "--mode", "copy")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "ingested 2 file(s)" in result.stdout
     assert os.path.isfile(os.path.join(root, "raw/v0102/raw_v0102_d01.fits"))
     assert json.loads(butler("query", root, "raw", "--format", "json").stdout) == [
         {"visit": 102, "detector": 0}, {"visit": 102, "detector": 1}]
     assert_user_error(butler("ingest", root, *sources), "already ingested")
-    assert butler("ingest", root, *sources, "--ignore-ingested").returncode == 0
+    assert butler("ingest", root, *sources, "--ignore-ingested").exit_code == 0
     assert_user_error(butler("ingest", root, str(tmp_path / "missing.fits")), "no such file")
 
 

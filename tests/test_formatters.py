@@ -203,7 +203,8 @@ def test_parquet_roundtrip(tmp_path):
 
 
 def test_fits_catalog_roundtrip(tmp_path):
-    table = Table({"id": np.arange(4, dtype=np.int64), "x": [1.0, 2.0, 3.0, 4.0], "tag": ["a", "bb", "c", "d"]})
+    table = Table({"id": np.arange(4, dtype=np.int64), "x": [1.0, 2.0, 3.0, 4.0],
+                   "tag": ["a", "bb", "c", "d"]})
     table.meta["SURVEY"] = "test"
     path = tmp_path / "src.fits"
     result = _roundtrip("FitsCatalogStorage", table, path)
@@ -269,8 +270,8 @@ def test_stddev_uncertainty_is_written_as_variance(tmp_path):
 def test_fits_array_header_hdulist_and_table_writes(tmp_path):
     formatter = get_formatter("FitsStorage")
     array = np.arange(20, dtype=np.int16).reshape(4, 5)
-    np.testing.assert_array_equal(_roundtrip("FitsStorage", array, tmp_path / "a.fits", pythonType=np.ndarray),
-                                  array)
+    read = _roundtrip("FitsStorage", array, tmp_path / "a.fits", pythonType=np.ndarray)
+    np.testing.assert_array_equal(read, array)
     header = fits.Header({"KEY": 5, "NAME": "x"})
     result = _roundtrip("FitsStorage", header, tmp_path / "h.fits", pythonType=fits.Header)
     assert (result["KEY"], result["NAME"]) == (5, "x")

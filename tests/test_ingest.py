@@ -23,7 +23,7 @@ DATA = str(SHARED_DATA)
 OBS_LSST = os.path.join(DATA, "obs_lsst", "data", "input")
 OBS_TEST = os.path.join(DATA, "obs_test", "data", "input")
 
-pytestmark = pytest.mark.skipif(not os.path.isdir(OBS_LSST), reason="shared test data not available")
+pytestmark = pytest.mark.needs_shared_data
 
 # README §2 "Raw templates"
 _FOCAL_PLANE = "raw/%(dayObs)s/%(expId)013d/%(expId)013d-%(raftName)s-%(detectorName)s-det%(detector)03d.fits"
@@ -107,7 +107,7 @@ def test_reingest_reproduces_shipped_registry(tmp_path, camera):
     registry = os.path.join(tmp_path, "registry.sqlite3")
     assert rows(registry, "raw") == rows(shipped, "raw")
     assert rows(registry, "raw_visit") == rows(shipped, "raw_visit")
-    for source, relpath in zip(files, UPSTREAM_ORDER[camera]):
+    for source, relpath in zip(files, UPSTREAM_ORDER[camera], strict=True):
         assert sha256(os.path.join(tmp_path, relpath)) == sha256(source)
 
 
@@ -124,7 +124,7 @@ def test_reingest_obs_test(tmp_path):
 
 def test_link_mode(tmp_path):
     report = ingest(tmp_path, LSSTCAM, mode="link")
-    for source, item in zip(LSSTCAM, report.ingested):
+    for source, item in zip(LSSTCAM, report.ingested, strict=True):
         destination = os.path.join(tmp_path, item.destination)
         assert os.path.islink(destination)
         assert os.readlink(destination) == source
@@ -150,7 +150,7 @@ def test_move_mode_on_copies(tmp_path):
     report = ingest(root, copies, mode="move")
     assert len(report.ingested) == 3
     assert not list(staging.iterdir())
-    for source, item in zip(LSSTCAM, report.ingested):
+    for source, item in zip(LSSTCAM, report.ingested, strict=True):
         assert sha256(os.path.join(root, item.destination)) == sha256(source)
 
 

@@ -171,6 +171,7 @@ def test_empty_file(tmp_path):
     assert Policy(str(path)) == {}
 
 
+@pytest.mark.needs_shared_data
 def test_embedded_legacy_policy_file():
     from butler.cfg import load_yaml
 

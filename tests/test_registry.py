@@ -28,7 +28,7 @@ def _digest(path: str) -> str:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def registries_unchanged():
+def registries_unchanged(shared_data):
     before = {path: _digest(path) for path in REGISTRY_FILES}
     yield
     assert {path: _digest(path) for path in REGISTRY_FILES} == before

@@ -271,7 +271,8 @@ def test_concurrent_cfg_writers_all_succeed(tmp_path):
     cfgmod = pytest.importorskip("butler.cfg")
     root = str(tmp_path / "repo")
     assert run_together(_put_cfg, [(root,)] * 3, timeout=20) == [0, 0, 0]
-    assert cfgmod.RepositoryCfg.read(root) == cfgmod.RepositoryCfg(root=root, mapper="butler.test.EmptyTestMapper")
+    expected = cfgmod.RepositoryCfg(root=root, mapper="butler.test.EmptyTestMapper")
+    assert cfgmod.RepositoryCfg.read(root) == expected
     assert os.listdir(root) == ["repositoryCfg.yaml"]
 
 

@@ -13,7 +13,7 @@ from butler.errors import IngestError
 from mappers import translators
 from mappers.translators import TRANSLATORS
 
-from conftest import SHARED_DATA
+from conftest import HAVE_SHARED_DATA, SHARED_DATA
 
 DATA = str(SHARED_DATA)
 OBS_LSST = os.path.join(DATA, "obs_lsst", "data", "input")
@@ -22,7 +22,7 @@ CAMERAS = ("lsstCam", "comCam", "latiss", "ts8", "ts3", "ucd", "imsim", "phosim"
 UNREGISTERED = os.path.join(OBS_LSST, "lsstCam", "raw", "2021-12-12", "30211212000310",
                             "30211212000310-R22-S22-det098.fits")
 
-pytestmark = pytest.mark.skipif(not os.path.isdir(OBS_LSST), reason="shared test data not available")
+pytestmark = pytest.mark.needs_shared_data
 
 
 def read_registry(path: str, table: str) -> list[dict]:
@@ -63,7 +63,7 @@ def registered_raws() -> list[tuple[str, str, dict]]:
     return cases
 
 
-REGISTERED = registered_raws()
+REGISTERED = registered_raws() if HAVE_SHARED_DATA else []
 
 
 def test_every_registry_row_has_a_file():
