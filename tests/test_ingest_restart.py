@@ -214,6 +214,7 @@ def test_move_keeps_a_source_whose_place_holds_another_file(repo, sources):
     assert sha256(path) == sources[path] and destination.read_bytes() == b"someone else's"
 
 
+@pytest.mark.needs_shared_data
 def test_obs_test_ingest_then_query(repo):
     files = sorted(str(path) for path in (OBS_TEST / "raw").iterdir())
     result = run_ingest(repo, files, "--mode", "copy")
@@ -238,6 +239,7 @@ def test_obs_test_ingest_then_query(repo):
     assert {"ix_skyTile_id", "ix_skyTile_tile", "ix_raw_filter"} <= names
 
 
+@pytest.mark.needs_shared_data
 def test_registry_of_another_schema_is_a_package_error(repo):
     path = repo / "registry.sqlite3"
     with sqlite3.connect(path) as connection:

@@ -164,6 +164,7 @@ def test_an_existing_table_of_another_schema_is_named(registry):
     assert registry.columns("raw") == {"id": "INTEGER", "visit": "INT", "filter": "TEXT"}
 
 
+@pytest.mark.needs_shared_data
 def test_shipped_registry_schema_view():
     with SqliteRegistry(OBS_TEST / "registry.sqlite3") as registry:
         assert registry.root == str(OBS_TEST)
