@@ -55,6 +55,15 @@ _PUBLIC = {
     "DuplicatePolicyError": "errors",
     "PolicyError": "errors",
     "IngestError": "errors",
+    "MapperImportError": "errors",
+    "UntrustedMapperError": "errors",
+    "DataIdValueError": "errors",
+    "UnsafeDataIdValueError": "errors",
+    "IncompleteDataIdError": "errors",
+    "RegistrySchemaError": "errors",
+    "RegistryConflictError": "errors",
+    "ParentCycleError": "errors",
+    "MissingParentError": "errors",
 }
 
 #: submodules reachable as attributes of the package

@@ -113,3 +113,15 @@ def test_iterify():
     assert iterify("abc") == ["abc"]
     values = (1, 2)
     assert iterify(values) is values
+
+
+def test_every_package_error_is_a_public_name():
+    import butler.errors
+
+    classes = {name for name in butler.errors.__all__
+               if isinstance(getattr(butler.errors, name), type)
+               and issubclass(getattr(butler.errors, name), butler.errors.ButlerError)}
+    missing = sorted(classes - set(butler.__all__))
+    assert not missing, f"errors not exported by the package: {missing}"
+    for name in classes:
+        assert getattr(butler, name) is getattr(butler.errors, name)
