@@ -278,3 +278,71 @@ def test_scanner_leaves_ordinary_code_alone():
                                     "butler.repository"])
 def test_core_modules_have_no_exemption(module):
     assert not any(key.startswith(module + ":") for key in {**ALLOWED, **TEMPORARY_ALLOWED})
+
+
+# -- what the seam gives the modules outside it ------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    return int(done.stdout)
+
+
+def test_open_existing_creates_nothing(tmp_path):
+    from butler.storage import MemStorage, PosixStorage, Storage
+
+    missing = tmp_path / "missing"
+    assert Storage.openExisting(str(missing)) is None
+    assert not missing.exists()
+    storage = Storage.openExisting(str(tmp_path))
+    assert isinstance(storage, PosixStorage) and storage.root == str(tmp_path)
+    assert Storage.openExisting("mem://seam-test/never-made") is None
+    Storage.makeFromURI("mem://seam-test/made")
+    assert isinstance(Storage.openExisting("mem://seam-test/made"), MemStorage)
+
+
+def test_a_file_outside_any_repository_through_the_storage_of_its_directory(tmp_path):
+    import hashlib
+
+    from butler.errors import DatasetNotFoundError
+    from butler.storage import Storage
+
+    source = tmp_path / "incoming" / "raw.fits"
+    source.parent.mkdir()
+    source.write_bytes(b"x" * 3000)
+    storage, name = Storage.forFile(str(source))
+    assert (storage.root, name) == (str(source.parent), "raw.fits")
+    assert storage.checksum(name) == hashlib.sha256(b"x" * 3000).hexdigest()
+    storage.remove(name)
+    assert not source.exists() and source.parent.exists()
+    with pytest.raises(DatasetNotFoundError, match="elsewhere"):
+        Storage.forFile(str(tmp_path / "elsewhere" / "raw.fits"))
+    with pytest.raises(DatasetNotFoundError, match="raw.fits"):
+        storage.checksum(name)
+
+
+def test_stale_temporaries_of_dead_writers_are_swept_from_a_directory(tmp_path):
+    import os
+
+    from butler.errors import UnsafePathError
+    from butler.storage import Storage
+
+    dead, live = _dead_pid(), os.getpid()
+    directory = tmp_path / "raw"
+    directory.mkdir()
+    stale = [f".a.fits.{dead}.0123456789ab.tmp", f".registry.sqlite3.{dead}.abcdef012345.tmp-journal"]
+    kept = [f".a.fits.{live}.0123456789ab.tmp", "a.fits", ".a.fits.tmp", f".b.{dead}.notahex.tmp"]
+    for name in stale + kept:
+        (directory / name).write_text("x")
+    storage = Storage.makeFromURI(str(tmp_path))
+    removed = storage.removeStaleTemporaries("raw")
+    assert sorted(os.path.basename(path) for path in removed) == sorted(stale)
+    assert sorted(os.listdir(directory)) == sorted(kept)
+    assert storage.removeStaleTemporaries() == []  # the root: none there
+    with pytest.raises(UnsafePathError):
+        storage.removeStaleTemporaries("../elsewhere")
+    assert Storage.makeFromURI("mem://seam-test/sweep").removeStaleTemporaries() == []
