@@ -431,7 +431,8 @@ def _plan(root: str, registry: Registry, paths: Sequence[str], translator: Trans
 
 
 def _place(registry: Registry, storage: StorageInterface, planned: Sequence[tuple[IngestedFile, str]],
-           translator: Translator, mode: str, ignore_ingested: bool, progress: bool, report: IngestReport) -> None:
+           translator: Translator, mode: str, ignore_ingested: bool, progress: bool,
+           report: IngestReport) -> None:
     """Register each file and put it in place, both or neither; then add the new visits to ``raw_visit``."""
     per_raw = [spec.name for spec in translator.tables() if spec.row_per_raw]
     for item, destination in tqdm(planned, desc=f"ingesting ({mode})", unit="file", disable=not progress):
@@ -544,6 +545,7 @@ def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translat
     if mode == "move":  # the registry is committed: the moved sources can go
         ingested = {id(item) for item in report.ingested}
         moved = [(item.source, destination) for item, destination in plan.place if id(item) in ingested]
-        _remove_sources(storage, moved + [(item.source, destination) for item, destination in plan.duplicates])
+        duplicates = [(item.source, destination) for item, destination in plan.duplicates]
+        _remove_sources(storage, moved + duplicates)
     _log.info("%s into %s", report.summary(), root)
     return report

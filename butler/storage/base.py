@@ -171,7 +171,7 @@ class StorageInterface(abc.ABC):
             return stream.read()
 
     def checksum(self, path: str) -> str:
-        """The SHA-256 (hex) of the file at ``path``, read as a stream (`DatasetNotFoundError` when missing)."""
+        """The SHA-256 (hex) of the file at ``path``, read as a stream; `DatasetNotFoundError` when missing."""
         digest = hashlib.sha256()
         with self.openRead(path) as stream:
             while block := stream.read(1 << 20):
