@@ -18,7 +18,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, Iterable
+from typing import IO, Any, Iterable
 
 import attrs
 import yaml
@@ -338,13 +338,8 @@ class RepositoryCfg:
         storage = _storage_at(directory)
         if storage is None or not storage.exists(name):
             return None
-        with storage.localFile(name) as local:
-            try:
-                cfg = load_yaml(local)
-            except UnsafeYamlError as exc:
-                if local != path:  # a private copy: name the stored file
-                    exc.add_context(f"file: {path}")
-                raise
+        with storage.openRead(name) as stream:
+            cfg = load_yaml(stream, source=path)
         if isinstance(cfg, _VersionedCfgFields):
             cfg = _cfg_from_fields(cfg)
         if not isinstance(cfg, RepositoryCfg):
@@ -412,10 +407,7 @@ def _storage_at(root: str, create: bool = False) -> Any:
     """The storage of the repository at ``root``; None when it does not exist (and ``create`` is false)."""
     from .storage import Storage
 
-    storage_class = Storage.storageClass(root)
-    if create:
-        return storage_class(root, create=True)
-    return storage_class._open(root)
+    return Storage.makeFromURI(root, create=True) if create else Storage.openExisting(root)
 
 
 def read_mapper_file(root: str | os.PathLike) -> str | None:
@@ -463,7 +455,8 @@ def mapper_source(root: str | os.PathLike) -> str:
     repository itself (a cfg recorded in a child's cfg, or given in a program).
     """
     cfg_path = RepositoryCfg._cfg_path(root)
-    if os.path.exists(cfg_path):
+    storage = _storage_at(os.path.dirname(cfg_path))
+    if storage is not None and storage.exists(CFG_FILENAME):
         return cfg_path
     found = find_mapper_file(root)
     return found[1] if found is not None else f"the cfg of repository {os.fspath(root)}"
@@ -543,12 +536,12 @@ _SafeCfgLoader.add_multi_constructor("tag:yaml.org,2002:python/object:", _constr
 _SafeCfgLoader.add_constructor(None, _refuse)
 
 
-def _read_bounded(path: str) -> bytes:
-    """The bytes of a cfg or policy file; `UnsafeYamlError` when it is over `MAX_YAML_BYTES`."""
-    with open(path, "rb") as stream:
-        data = stream.read(MAX_YAML_BYTES + 1)
+def _read_bounded(stream: IO[bytes], source: str) -> bytes:
+    """The bytes of a cfg or policy stream (at most one past the limit are read); `UnsafeYamlError` when
+    it is over `MAX_YAML_BYTES`."""
+    data = stream.read(MAX_YAML_BYTES + 1)
     if len(data) > MAX_YAML_BYTES:
-        raise UnsafeYamlError(f"{path}: larger than {MAX_YAML_BYTES} bytes, the limit for a cfg or policy "
+        raise UnsafeYamlError(f"{source}: larger than {MAX_YAML_BYTES} bytes, the limit for a cfg or policy "
                               "file; it is not read")
     return data
 
@@ -606,8 +599,8 @@ def _check_expansion(data: bytes, source: str) -> None:
         loader.dispose()
 
 
-def load_yaml(path: str | os.PathLike) -> Any:
-    """Load a YAML file with the safe repository-cfg loader.
+def load_yaml(file: str | os.PathLike | IO[bytes], source: str | None = None) -> Any:
+    """Load a YAML file (or binary stream) with the safe repository-cfg loader.
 
     Plain YAML (anchors and aliases included), ``!RepositoryCfg_v1`` (to
     `RepositoryCfg`), another ``!RepositoryCfg_v<N>`` (to a plain mapping of
@@ -618,7 +611,18 @@ def load_yaml(path: str | os.PathLike) -> Any:
     The file must be at most `MAX_YAML_BYTES` long, use at most
     `MAX_YAML_ALIASES` aliases, stand for at most `MAX_YAML_NODES` nodes with
     its aliases expanded and nest at most `MAX_YAML_DEPTH` levels; these are
-    checked before anything is built.
+    checked before anything is built; at most one byte past the size limit is
+    read.
+
+    Parameters
+    ----------
+    file : `str`, `os.PathLike` or binary stream
+        A path (of a file in no repository: it is read through
+        `butler.storage.Storage.forFile`), or a stream open for binary reading,
+        such as a storage's ``openRead`` gives (read from its position, not
+        closed).
+    source : `str`, optional
+        What messages call the file (default: the path, or the stream's ``name``).
 
     Raises
     ------
@@ -628,11 +632,19 @@ def load_yaml(path: str | os.PathLike) -> Any:
     OSError
         When the file cannot be read.
     """
-    path = os.fspath(path)
-    data = _read_bounded(path)
-    _check_expansion(data, path)
+    if isinstance(file, (str, os.PathLike)):
+        from .storage import Storage
+
+        path = os.fspath(file)
+        storage, name = Storage.forFile(path)
+        with storage.openRead(name) as stream:
+            return load_yaml(stream, source if source is not None else path)
+    if source is None:
+        source = str(getattr(file, "name", "<stream>"))
+    data = _read_bounded(file, source)
+    _check_expansion(data, source)
     loader = _SafeCfgLoader(data)
-    loader.source = path
+    loader.source = source
     try:
         return loader.get_single_data()
     finally:

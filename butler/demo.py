@@ -165,18 +165,22 @@ def _raw_pixels(spec: DemoSpec, visit: int, filter: str, detector: int) -> Any:
 
 
 def make_raws(directory: str, spec: DemoSpec) -> list[str]:
-    """Write one raw FITS file per visit and detector into ``directory``; return their paths."""
+    """Write one raw FITS file per visit and detector into ``directory`` (created if missing), each through
+    the storage's atomic write; return their paths."""
     from astropy.io import fits
 
-    os.makedirs(directory, exist_ok=True)
+    from .storage import Storage
+
+    storage = Storage.makeFromURI(directory, create=True)
     paths = []
     for visit, filter, mjd in spec.visits:
         for detector in spec.detectors:
             hdu = fits.PrimaryHDU(_raw_pixels(spec, visit, filter, detector),
                                   header=_raw_header(spec, visit, filter, mjd, detector))
-            path = os.path.join(directory, f"DM_{visit:07d}_{detector:02d}.fits")
-            hdu.writeto(path)
-            paths.append(path)
+            name = f"DM_{visit:07d}_{detector:02d}.fits"
+            with storage.writer(name) as tmp:
+                hdu.writeto(tmp, overwrite=True)  # the writer's temporary exists, empty
+            paths.append(storage.locationWithRoot(name))
     return paths
 
 
@@ -302,13 +306,13 @@ def make_input_repository(root: str, spec: DemoSpec) -> tuple[int, int]:
     from .ingest import ingest_raws
 
     butler = Butler(outputs=RepositoryArgs(root=root, mapper=MAPPER))
-    staging = os.path.join(os.path.dirname(root), "incoming")
-    raws = make_raws(staging, spec)
     mapper = butler.outputRepositories()[0].mapper
-    report = ingest_raws(root, raws, mode="move", mapper=mapper, workers=1, progress=False)
+    # staged beside the repository (one file system: the move is a hard link), gone once they are moved in
+    with tempfile.TemporaryDirectory(prefix=".incoming-", dir=os.path.dirname(root)) as staging:
+        raws = make_raws(staging, spec)
+        report = ingest_raws(root, raws, mode="move", mapper=mapper, workers=1, progress=False)
     if report.failed:
         raise IngestError(f"demo ingest failed: {report.failed[0].source}: {report.failed[0].reason}")
-    os.rmdir(staging)
     calibs = make_calibs(spec)
     for datasetType, dataId, image in calibs:
         butler.put(image, datasetType, dataId)
@@ -317,12 +321,16 @@ def make_input_repository(root: str, spec: DemoSpec) -> tuple[int, int]:
 
 
 def _fresh_directory(directory: str | None) -> str:
+    """``directory`` (absolute), created when missing; `FileExistsError` when it holds anything. None: a new
+    private temporary directory."""
+    from .safeio import makedirs
+
     if directory is None:
         return tempfile.mkdtemp(prefix="butler-demo-")
     directory = os.path.abspath(directory)
     if os.path.exists(directory) and os.listdir(directory):
         raise FileExistsError(f"demo directory {directory} exists and is not empty")
-    os.makedirs(directory, exist_ok=True)
+    makedirs(directory)
     return directory
 
 

@@ -31,11 +31,9 @@ import ctypes
 import fnmatch
 import functools
 import gzip
-import hashlib
 import logging
 import os
-import re
-import shutil
+import posixpath
 import signal
 import struct
 import sys
@@ -48,11 +46,12 @@ import attrs
 from astropy.io import fits
 from tqdm import tqdm
 
-from .errors import IngestError, RegistryConflictError, UnsafePathError
+from .errors import DatasetNotFoundError, IngestError, RegistryConflictError, UnsafePathError
 from .registry.base import Registry, TableSpec
 from .registry.fsScanner import template_fields
 from .registry.sqlite import SqliteRegistry
-from .safeio import atomic_write, ensure_within, makedirs
+from .safeio import ensure_within
+from .storage import Storage, StorageInterface
 
 __all__ = ["MODES", "IngestedFile", "IngestProblem", "IngestReport", "ingest_raws", "read_primary_header"]
 
@@ -64,9 +63,6 @@ MODES = ("link", "copy", "move", "skip")
 REGISTRY_NAME = "registry.sqlite3"
 _GZIP_MAGIC = b"\x1f\x8b"
 _FITS_BLOCK = 2880
-
-#: a temporary written by `butler.safeio.atomic_write` (and a journal SQLite kept beside one)
-_TEMPORARY = re.compile(r"\..+\.(?P<pid>\d+)\.[0-9a-f]+\.tmp(?:-journal|-wal|-shm)?")
 
 #: ``prctl`` option: the signal a process gets when its parent dies (Linux)
 _PR_SET_PDEATHSIG = 1
@@ -157,7 +153,8 @@ def read_primary_header(path: str) -> fits.Header:
     Parameters
     ----------
     path : `str`
-        The file.
+        The file (read through a storage over its directory, see
+        `butler.storage.Storage.forFile`).
 
     Returns
     -------
@@ -168,13 +165,14 @@ def read_primary_header(path: str) -> fits.Header:
     OSError, ValueError, EOFError
         When the file cannot be read or is not a complete FITS file.
     """
-    with open(path, "rb") as stream:
+    storage, name = Storage.forFile(path)
+    with storage.openRead(name) as stream:
         compressed = stream.read(2) == _GZIP_MAGIC
         if compressed:
             stream.seek(-4, os.SEEK_END)
             (size,) = struct.unpack("<I", stream.read(4))  # uncompressed size mod 2**32
         else:
-            size = os.fstat(stream.fileno()).st_size
+            size = stream.seek(0, os.SEEK_END)
         if size % _FITS_BLOCK:
             raise ValueError(f"size {size} is not a whole number of FITS blocks (truncated?)")
         stream.seek(0)
@@ -241,15 +239,16 @@ def _translate_all(translator: Translator, paths: Sequence[str], workers: int,
 
 
 def _contained(root: str, relpath: str) -> str:
-    """The absolute destination of ``relpath``: its directory must resolve inside ``root``.
+    """``relpath`` normalised, after checking that its directory resolves inside ``root``.
 
     The directory, not the file, is resolved, so an existing symlink at the
     destination (a linked raw) does not count as leaving the root.
     """
-    directory, name = os.path.split(os.path.normpath(relpath))
+    directory, name = posixpath.split(posixpath.normpath(relpath))
     if name in ("", ".", ".."):
         raise UnsafePathError(f"destination {relpath!r} does not name a file")
-    return os.path.join(ensure_within(root, directory or "."), name)
+    ensure_within(root, directory or ".")
+    return posixpath.join(directory, name)
 
 
 def _destination(row: Mapping[str, Any], mapper: Any, template: str | None) -> str:
@@ -325,101 +324,59 @@ def _create_schema(registry: Registry, translator: Translator, template_keys: It
 # -- files -------------------------------------------------------------------------------------
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _same_content(source: str, destination: str) -> bool:
-    """Whether two files hold the same bytes (the same file, or same size and SHA-256)."""
+def _same_content(source: str, storage: StorageInterface, relpath: str) -> bool:
+    """Whether a source file and a file in the repository hold the same bytes (the same file, or same size
+    and SHA-256)."""
+    destination = storage.locationWithRoot(relpath)
     if os.path.samefile(source, destination):
         return True
-    return os.path.getsize(source) == os.path.getsize(destination) and _sha256(source) == _sha256(destination)
+    if os.path.getsize(source) != os.path.getsize(destination):
+        return False
+    source_storage, name = Storage.forFile(source)
+    return source_storage.checksum(name) == storage.checksum(relpath)
 
 
-def _same_path(source: str, destination: str) -> bool:
-    return os.path.realpath(source) == os.path.realpath(destination)
-
-
-def _copy(source: str, destination: str, root: str) -> None:
-    with atomic_write(destination, root=root) as tmp:
-        shutil.copyfile(source, tmp)
-
-
-def _transfer(source: str, destination: str, mode: str, root: str) -> None:
+def _transfer(storage: StorageInterface, source: str, relpath: str, mode: str) -> None:
     """Put one file in place; a destination with the source's content already is left alone.
 
-    ``move`` hard-links the source into place (copies it across file
-    systems); the caller removes the source once the registry is committed.
-    Links are made under their final name in one system call, so no partial
-    destination is ever visible.
+    ``link`` places an absolute symbolic link; ``move`` places a hard link
+    (a copy across file systems) and the caller removes the source once the
+    registry is committed. The storage publishes each under its final name at
+    once, so no partial destination is ever visible.
     """
     if mode == "skip":
         return
-    if os.path.lexists(destination):
-        if os.path.exists(destination) and _same_content(source, destination):
-            _log.debug("%s is in place already (%s)", source, destination)
+    if storage.exists(relpath) or storage.linkTarget(relpath) is not None:
+        if storage.exists(relpath) and _same_content(source, storage, relpath):
+            _log.debug("%s is in place already (%s)", source, relpath)
             return
-        raise FileExistsError(f"{destination} exists already and is another file")
-    makedirs(os.path.dirname(destination))
-    if mode == "link":
-        os.symlink(os.path.abspath(source), destination)
-    elif mode == "copy":
-        _copy(source, destination, root)
-    else:
-        try:
-            os.link(source, destination)
-        except FileExistsError:
-            raise
-        except OSError:  # another file system, or no hard links there: copy
-            _copy(source, destination, root)
+        raise FileExistsError(f"{storage.locationWithRoot(relpath)} exists already and is another file")
+    if mode != "move":
+        storage.putFile(source, relpath, "symlink" if mode == "link" else mode)
+        return
+    try:
+        storage.putFile(source, relpath, "link")
+    except DatasetNotFoundError:
+        raise
+    except OSError:  # another file system, or no hard links there: copy
+        storage.putFile(source, relpath, "copy")
 
 
-def _remove_sources(pairs: Iterable[tuple[str, str]]) -> None:
-    """End moves: remove each source whose destination holds its content.
+def _remove_sources(storage: StorageInterface, pairs: Iterable[tuple[str, str]]) -> None:
+    """End moves: remove each source whose destination (relative to the storage's root) holds its content.
 
     A source that is its own destination (a file registered in place) stays.
     """
-    for source, destination in pairs:
-        if (os.path.exists(source) and os.path.exists(destination) and not _same_path(source, destination)
-                and _same_content(source, destination)):
+    for source, relpath in pairs:
+        destination = storage.locationWithRoot(relpath)
+        if (os.path.exists(source) and storage.exists(relpath)
+                and os.path.realpath(source) != os.path.realpath(destination)
+                and _same_content(source, storage, relpath)):
             try:
-                os.unlink(source)
+                source_storage, name = Storage.forFile(source)
+                source_storage.remove(name)
             except OSError as err:
                 _log.warning("%s is ingested as %s but could not be removed: %s", source, destination, err)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        pass
-    return True
-
-
-def _remove_dead_temporaries(directories: Iterable[str]) -> None:
-    """Remove the temporaries (and SQLite journals) that ingests no longer running left in ``directories``.
-
-    A temporary is ``.<name>.<pid>.<hex>.tmp``; it is dead when no process
-    has that pid (on this host).
-    """
-    for directory in directories:
-        try:
-            entries = list(os.scandir(directory))
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            found = _TEMPORARY.fullmatch(entry.name)
-            if found is None or int(found["pid"]) == os.getpid() or _alive(int(found["pid"])):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-                _log.info("removed %s, left by a dead ingest", entry.path)
 
 
 # -- planning and placing ----------------------------------------------------------------------
@@ -432,9 +389,10 @@ class _Plan:
     place: list[tuple[IngestedFile, str]]
     duplicates: list[tuple[IngestProblem, str]]
 
-    def directories(self, root: str) -> set[str]:
-        """The root and every destination directory (where dead temporaries may lie)."""
-        return {root} | {os.path.dirname(destination) for _, destination in [*self.place, *self.duplicates]}
+    def directories(self) -> set[str]:
+        """The root (``""``) and every destination directory, relative to the root (where dead temporaries
+        may lie)."""
+        return {""} | {posixpath.dirname(destination) for _, destination in [*self.place, *self.duplicates]}
 
 
 def _plan(root: str, registry: Registry, paths: Sequence[str], translator: Translator, mapper: Any,
@@ -472,8 +430,9 @@ def _plan(root: str, registry: Registry, paths: Sequence[str], translator: Trans
     return plan
 
 
-def _place(registry: Registry, planned: Sequence[tuple[IngestedFile, str]], translator: Translator, mode: str,
-           root: str, ignore_ingested: bool, progress: bool, report: IngestReport) -> None:
+def _place(registry: Registry, storage: StorageInterface, planned: Sequence[tuple[IngestedFile, str]],
+           translator: Translator, mode: str, ignore_ingested: bool, progress: bool,
+           report: IngestReport) -> None:
     """Register each file and put it in place, both or neither; then add the new visits to ``raw_visit``."""
     per_raw = [spec.name for spec in translator.tables() if spec.row_per_raw]
     for item, destination in tqdm(planned, desc=f"ingesting ({mode})", unit="file", disable=not progress):
@@ -482,7 +441,7 @@ def _place(registry: Registry, planned: Sequence[tuple[IngestedFile, str]], tran
                 (rowid,) = registry.insert("raw", [item.row])
                 for table in per_raw:
                     registry.insert(table, [{"id": rowid}])
-                _transfer(item.source, destination, mode, root)
+                _transfer(storage, item.source, destination, mode)
         except (OSError, RegistryConflictError) as err:
             concurrent = isinstance(err, RegistryConflictError)
             reason = f"{err} (ingested concurrently?)" if concurrent else str(err)
@@ -574,17 +533,19 @@ def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translat
         if dry_run:
             report.ingested.extend(item for item, _ in plan.place)
             return report
-        _remove_dead_temporaries(plan.directories(root))
+        storage = Storage.makeFromURI(root, create=True)
+        for directory in plan.directories():
+            storage.removeStaleTemporaries(directory)
         if plan.place or not os.path.exists(registry.location):
             # else nothing to add: the registry (perhaps someone else's) is left byte for byte as it was
-            makedirs(root)
             keys = template_fields(template) if template is not None else mapper.getKeys("raw", None) or {}
             with registry.transaction():
                 _create_schema(registry, translator, keys)
-                _place(registry, plan.place, translator, mode, root, ignore_ingested, progress, report)
+                _place(registry, storage, plan.place, translator, mode, ignore_ingested, progress, report)
     if mode == "move":  # the registry is committed: the moved sources can go
         ingested = {id(item) for item in report.ingested}
         moved = [(item.source, destination) for item, destination in plan.place if id(item) in ingested]
-        _remove_sources(moved + [(item.source, destination) for item, destination in plan.duplicates])
+        duplicates = [(item.source, destination) for item, destination in plan.duplicates]
+        _remove_sources(storage, moved + duplicates)
     _log.info("%s into %s", report.summary(), root)
     return report

@@ -279,10 +279,10 @@ class Policy:
         """
         import yaml
 
-        from .safeio import atomic_write
+        from .safeio import write_bytes
 
-        with atomic_write(os.fspath(path)) as tmp, open(tmp, "w") as stream:
-            yaml.safe_dump(self._data, stream, default_flow_style=False, sort_keys=False)
+        text = yaml.safe_dump(self._data, default_flow_style=False, sort_keys=False)
+        write_bytes(os.fspath(path), text.encode("utf-8"))
 
     @staticmethod
     def defaultPolicyFile(productName: str, fileName: str, relativePath: str | None = None) -> str:

@@ -35,7 +35,7 @@ def describe_repository(root: str) -> RepoSpec:
     A ``_parent`` link is reported even when its target is gone.
     """
     identity = os.path.realpath(root) if _is_local(root) else root
-    storage = Storage.storageClass(root)._open(root)
+    storage = Storage.openExisting(root)
     if storage is None:
         return RepoSpec(root=root, present=False, identity=identity)
     cfg = RepositoryCfg.read(root)

@@ -24,6 +24,7 @@ import fcntl
 import filecmp
 import logging
 import os
+import re
 import secrets
 import stat
 from typing import IO, Iterator
@@ -35,6 +36,7 @@ __all__ = [
     "ensure_within",
     "locked_directory",
     "remove_stale_temporaries",
+    "write_bytes",
     "makedirs",
     "FileForWriteOnceCompareSame",
     "SafeLockedFileForRead",
@@ -264,12 +266,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(directory: str, name: str) -> list[str]:
-    """Remove the temporary files that killed writers of ``name`` (and ``name~N``) left in ``directory``.
+#: a temporary of :func:`atomic_write` (``.<name>.<pid>.<hex>.tmp``), or the journal SQLite kept beside one
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]+\.tmp(?:-journal|-wal|-shm)?")
+
+
+def remove_stale_temporaries(directory: str, name: str | None = None) -> list[str]:
+    """Remove the temporary files that killed writers left in ``directory``.
 
     A write killed between the creation of its temporary file and the rename
-    (SIGKILL, power loss) leaves the temporary behind; it is never visible
-    under the target's name. Temporaries of live processes are kept.
+    (SIGKILL, power loss) leaves the temporary behind (and, for a registry
+    edited in place of one, its SQLite journal); it is never visible under the
+    target's name. Temporaries of live processes (this one included) are kept.
+
+    Parameters
+    ----------
+    directory : `str`
+        The directory to sweep (not its subdirectories); a missing one has none.
+    name : `str`, optional
+        Only the temporaries of ``name`` (and ``name~N``); default: all of them.
 
     Returns
     -------
@@ -277,16 +291,15 @@ def remove_stale_temporaries(directory: str, name: str) -> list[str]:
         The paths removed.
     """
     removed = []
-    prefix = f".{name}"
     try:
         entries = os.listdir(directory)
     except FileNotFoundError:
         return removed
     for entry in entries:
-        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+        found = _TEMPORARY.fullmatch(entry)
+        if found is None or _pid_alive(int(found["pid"])):
             continue
-        parts = entry.rsplit(".", 3)
-        if len(parts) != 4 or not parts[1].isdigit() or _pid_alive(int(parts[1])):
+        if name is not None and not (found["name"] == name or found["name"].startswith(name + "~")):
             continue
         path = os.path.join(directory, entry)
         with contextlib.suppress(FileNotFoundError):
@@ -294,6 +307,12 @@ def remove_stale_temporaries(directory: str, name: str) -> list[str]:
             removed.append(path)
             _log.info("removed %s, left by an interrupted write", path)
     return removed
+
+
+def write_bytes(path: str, data: bytes, root: str | None = None) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_write` (same parameters)."""
+    with atomic_write(path, root=root) as tmp, open(tmp, "wb") as stream:
+        stream.write(data)
 
 
 @contextlib.contextmanager

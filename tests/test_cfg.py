@@ -325,3 +325,35 @@ def test_concurrent_writers(tmp_path):
     assert os.listdir(tmp_path) == ["repositoryCfg.yaml"]
     cfg = RepositoryCfg.read(tmp_path)
     assert cfg.mapperArgs == {"k": "v" * 2000} and cfg.parents == ["/p1", "/p2"]
+
+
+def test_load_yaml_reads_a_stream_at_most_one_byte_past_the_limit(tmp_path):
+    from butler.cfg import MAX_YAML_BYTES
+
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"a: 1\n" + b"#" * (3 * MAX_YAML_BYTES) + b"\n")
+    with open(path, "rb") as stream:
+        with pytest.raises(UnsafeYamlError, match="stored/big.yaml"):
+            load_yaml(stream, source="stored/big.yaml")
+        assert stream.tell() == MAX_YAML_BYTES + 1
+    with open(path, "rb") as stream:
+        stream.seek(len(b"a: 1\n") + 3 * MAX_YAML_BYTES - 10)  # read from the stream's position
+        assert load_yaml(stream) is None  # a comment only
+    small = tmp_path / "small.yaml"
+    small.write_text("b: [1, 2]\n")
+    with open(small, "rb") as stream:
+        assert load_yaml(stream) == {"b": [1, 2]}
+
+
+def test_cfg_read_from_a_storage_without_local_files():
+    from butler.storage import Storage
+
+    root = "mem://cfg-test/repo"
+    RepositoryCfg(root=None, mapper="butler.test.EmptyTestMapper", mapperArgs=None, parents=[],
+                  policy=None).write(root)
+    cfg = RepositoryCfg.read(root)
+    assert cfg.mapper == "butler.test.EmptyTestMapper" and cfg.root == root
+    Storage.makeFromURI("mem://cfg-test/bad").writeBytes(
+        "repositoryCfg.yaml", b"a: !!python/object/apply:os.getcwd []\n")
+    with pytest.raises(UnsafeYamlError, match="mem://cfg-test/bad/repositoryCfg.yaml"):
+        RepositoryCfg.read("mem://cfg-test/bad")

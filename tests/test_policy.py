@@ -190,3 +190,15 @@ def test_default_policy_file(monkeypatch, tmp_path):
     assert Policy.defaultPolicyFile("yaml", "x").startswith(os.path.dirname(__import__("yaml").__file__))
     with pytest.raises(PolicyError):
         Policy.defaultPolicyFile("no_such_product_here", "x.yaml")
+
+
+def test_dump_replaces_the_file_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "dump.yaml"
+    Policy({"name": "caméra", "n": 1}).dumpToFile(path)
+    assert Policy(path) == {"name": "caméra", "n": 1}  # UTF-8 whatever the locale
+    unwritable = Policy({"n": 2})
+    unwritable["obj"] = object()
+    with pytest.raises(Exception, match="object"):
+        unwritable.dumpToFile(path)
+    assert Policy(path) == {"name": "caméra", "n": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["dump.yaml"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import fnmatch
+import hashlib
 import io
 import logging
 import os
@@ -168,6 +169,14 @@ class StorageInterface(abc.ABC):
         """Return the bytes of the file at ``path`` (`DatasetNotFoundError` when missing)."""
         with self.openRead(path) as stream:
             return stream.read()
+
+    def checksum(self, path: str) -> str:
+        """The SHA-256 (hex) of the file at ``path``, read as a stream; `DatasetNotFoundError` when missing."""
+        digest = hashlib.sha256()
+        with self.openRead(path) as stream:
+            while block := stream.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
 
     def localFile(self, path: str) -> contextlib.AbstractContextManager[str]:
         """A context manager giving a local path holding the file at ``path``.
@@ -363,6 +372,25 @@ class StorageInterface(abc.ABC):
     def _sweep(self, relpath: str) -> None:
         """Remove what interrupted writes of a dataset left behind (lock held); nothing by default."""
 
+    def removeStaleTemporaries(self, directory: str = "") -> list[str]:
+        """Remove what interrupted writes (of any dataset, by processes now dead) left in a directory.
+
+        Parameters
+        ----------
+        directory : `str`
+            Relative to the root (default: the root itself); not searched below.
+
+        Returns
+        -------
+        removed : `list` of `str`
+            What was removed (none for storages whose writes leave nothing behind).
+        """
+        return self._sweepDirectory(self._check(directory) if directory else "")
+
+    def _sweepDirectory(self, relpath: str) -> list[str]:
+        """Remove the stale temporaries in a checked relative directory; nothing by default."""
+        return []
+
     def _findVersion(self, relpath: str) -> str | None:
         """``relpath`` when it exists, else its first copy up the ``_parent`` chain, else None (no wildcards)."""
         found = self._searchIn(relpath, searchParents=True, literal=True)
@@ -487,8 +515,8 @@ class StorageInterface(abc.ABC):
     # -- derived: Gen2 static helpers ----------------------------------------------------------
 
     @classmethod
-    def _open(cls, uri: str) -> StorageInterface | None:
-        """The storage at an existing root, or None."""
+    def openExisting(cls, uri: str) -> StorageInterface | None:
+        """The storage at an existing root, or None when there is none (nothing is created)."""
         try:
             return cls(uri, create=False)
         except RepositoryError:
@@ -497,13 +525,13 @@ class StorageInterface(abc.ABC):
     @classmethod
     def search(cls, root: str, path: str, searchParents: bool = False) -> list[str] | None:
         """Find ``path`` under ``root`` (see `instanceSearch`); None when the root does not exist."""
-        storage = cls._open(root)
+        storage = cls.openExisting(root)
         return storage.instanceSearch(path, searchParents) if storage is not None else None
 
     @classmethod
     def storageExists(cls, uri: str) -> bool:
         """Whether a root exists at ``uri``."""
-        return cls._open(uri) is not None
+        return cls.openExisting(uri) is not None
 
     @staticmethod
     def getRepositoryCfg(uri: str) -> Any:
@@ -642,6 +670,33 @@ class Storage:
     def makeFromURI(cls, uri: str, create: bool = True) -> StorageInterface:
         """Return a storage bound to ``uri``, of the class its scheme names."""
         return cls.storageClass(uri)(uri, create)
+
+    @classmethod
+    def openExisting(cls, uri: str) -> StorageInterface | None:
+        """Return the storage at an existing root ``uri``, or None when there is none (nothing is created)."""
+        return cls.storageClass(uri).openExisting(uri)
+
+    @classmethod
+    def forFile(cls, uri: str) -> tuple[StorageInterface, str]:
+        """The storage of a file's directory and the file's name in it, for a file that is in no repository.
+
+        Ingest sources and policy files are read (and moved sources removed)
+        through it, with the same primitives as a repository's files.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            When the file's directory does not exist.
+        """
+        scheme, rest = split_uri(uri)
+        if scheme in ("", "file"):
+            directory, name = os.path.split(os.path.abspath(rest))
+        else:
+            directory, name = posixpath.split(str(uri))
+        storage = cls.openExisting(directory)
+        if storage is None or not name:
+            raise DatasetNotFoundError(f"no file {uri}: no directory {directory}")
+        return storage, name
 
     def getRepositoryCfg(self, uri: str) -> Any:
         """Return the `RepositoryCfg` at ``uri`` (cached), or None when there is none."""

@@ -145,6 +145,9 @@ class PosixStorage(StorageInterface):
     def _sweep(self, relpath: str) -> None:
         remove_stale_temporaries(os.path.dirname(self._contained(relpath)), os.path.basename(relpath))
 
+    def _sweepDirectory(self, relpath: str) -> list[str]:
+        return remove_stale_temporaries(ensure_within(self.root, relpath or "."))
+
     def _linkTarget(self, relpath: str) -> str | None:
         try:
             return os.readlink(self._full(relpath))
