@@ -62,7 +62,7 @@ def mapper_class(mapper: Any, root: str, trusted: Iterable[str] = ()) -> Any:
     return mapper
 
 
-def construct_mapper(mapper: Any, repository: "Repository") -> Any:
+def construct_mapper(mapper: Any, repository: Repository) -> Any:
     """Construct a repository's mapper class with keywords only, passing only those its ``__init__`` accepts.
 
     Offered: ``root``, ``parentRegistry`` and ``repositoryCfg`` (the Gen2
@@ -98,7 +98,7 @@ def construct_mapper(mapper: Any, repository: "Repository") -> Any:
                           f"with {sorted(offered)}: {exc}") from exc
 
 
-def open_repository_view(root: str, repositoryCfg: RepositoryCfg | None = None) -> "Repository":
+def open_repository_view(root: str, repositoryCfg: RepositoryCfg | None = None) -> Repository:
     """The repository at ``root`` as a mapper constructed without a Butler sees it (read-only).
 
     Gen2 scripts and tests construct mappers alone (``TestMapper(root=...)``);
@@ -117,17 +117,19 @@ def open_repository_view(root: str, repositoryCfg: RepositoryCfg | None = None) 
     if not spec.present:
         raise RepositoryError(f"no repository at {root!r}: it does not exist")
     if repositoryCfg is None and not spec.exists:
-        return Repository(RepositoryNode(cfg=RepositoryCfg(root, None, None, [], None), mode="r", role="input"),
-                          [])
-    entry = repositoryCfg if repositoryCfg is not None else RepositoryArgs(root=root, mode="r")
+        bare = RepositoryNode(cfg=RepositoryCfg(root, None, None, [], None), mode="r", role="input")
+        return Repository(bare, [])
+    absolute = os.path.abspath(root) if _is_local(root) else root  # the graph takes absolute roots
+    entry: RepositoryCfg | RepositoryArgs = (RepositoryArgs(root=absolute, mode="r") if repositoryCfg is None
+                                             else attrs.evolve(repositoryCfg, root=absolute))
     graph = build_graph([entry], [], describe_repository)
     # the view's root is the root as given, so the mapper's paths are spelled as the caller spelled it
     node = attrs.evolve(graph.inputs[0], cfg=attrs.evolve(graph.inputs[0].cfg, root=root))
     return open_repositories([node])[0]
 
 
-def open_repositories(nodes: Iterable[RepositoryNode], made: dict[int, "Repository"] | None = None
-                      ) -> list["Repository"]:
+def open_repositories(nodes: Iterable[RepositoryNode], made: dict[int, Repository] | None = None
+                      ) -> list[Repository]:
     """The `Repository` of each node, each made after its parents' (with a stack: chains may be deep).
 
     ``made`` (``id(node) -> Repository``) keeps the repositories already made
@@ -159,7 +161,7 @@ class Repository:
         The parent repositories, for the mapper's ``parentRegistry``.
     """
 
-    def __init__(self, node: RepositoryNode, parents: list["Repository"]):
+    def __init__(self, node: RepositoryNode, parents: list[Repository]):
         self.node = node
         self.cfg = node.cfg
         self.parents = parents
@@ -248,7 +250,7 @@ class Repository:
         return self._own_registry
 
     def openRegistry(self, path: str, storage: StorageInterface | None = None) -> Any:
-        """The registry at ``path`` (a ``.sqlite3`` file, or a directory scanned) in this repository's storage.
+        """The registry at ``path`` in this repository's storage: a ``.sqlite3`` file, or a directory scanned.
 
         Parameters
         ----------
@@ -277,7 +279,7 @@ class Repository:
         absolute = os.path.isabs(path) or bool(split_uri(path)[0])
         return Storage.makeFromURI(path if absolute else self.storage.locationWithRoot(path), create=False)
 
-    def ancestry(self) -> list["Repository"]:
+    def ancestry(self) -> list[Repository]:
         """This repository, then its ancestors: depth-first through `parents`, each once.
 
         Parents that were recorded but do not exist (the graph keeps them as

@@ -653,8 +653,8 @@ class CameraMapper(Mapper):
 
     def _internalLocation(self, pythonType: str, dataId: Any, datasetType: str) -> ButlerLocation:
         """The location of a dataset served from memory by its bypass (no file)."""
-        return ButlerLocation(pythonType, None, "Internal", "ignored", dict(dataId or {}), self, self.rootStorage,
-                              datasetType=datasetType, repository=self.repository)
+        return ButlerLocation(pythonType, None, "Internal", "ignored", dict(dataId or {}), self,
+                              self.rootStorage, datasetType=datasetType, repository=self.repository)
 
     def map_camera(self, dataId: Any, write: bool = False) -> ButlerLocation:
         """Map the camera (served from memory by `bypass_camera`)."""

@@ -56,7 +56,8 @@ def rerun_chain(base, roots):
     return Butler(inputs=parent, outputs=RepositoryArgs(root=roots[-1], mode="rw"))
 
 
-def test_a_butler_built_mapper_uses_the_repository_storage_and_its_locations_as_made(tmp_path, obs_test_input):
+def test_a_butler_built_mapper_uses_the_repository_storage_and_makes_complete_locations(tmp_path,
+                                                                                      obs_test_input):
     butler = Butler(inputs=str(obs_test_input), outputs=str(tmp_path / "out"))
     out, = butler.outputRepositories()
     source = butler.repositories()[0]
@@ -153,7 +154,8 @@ def test_test_mapper_put_get_in_mem_output_chained_to_a_file_input(obs_test_inpu
     metadata = {"visit": 1, "quality": "good"}
     Butler(inputs=str(obs_test_input), outputs="mem://seam/out").put(metadata, "processCcd_metadata", visit=1)
     butler = Butler(inputs="mem://seam/out")
-    assert butler.get("processCcd_metadata", visit=1) == metadata  # filter completed by the file input's registry
+    # the filter is completed from the file input's registry
+    assert butler.get("processCcd_metadata", visit=1) == metadata
     assert butler.getUri("processCcd_metadata", visit=1) == "mem://seam/out/processCcd_metadata/v1_fg.yaml"
 
 
@@ -176,7 +178,8 @@ def test_standalone_mappers_ask_the_core_for_their_view(tmp_path, obs_test_input
 def test_a_standalone_view_has_the_ancestry_of_the_root(tmp_path, latiss):
     rerun_chain(latiss, [str(tmp_path / "r1"), str(tmp_path / "r2")])
     view = open_repository_view(str(tmp_path / "r2"))
-    assert [repo.root for repo in view.ancestry()] == [str(tmp_path / "r2"), str(tmp_path / "r1"), str(latiss)]
+    roots = [str(tmp_path / "r2"), str(tmp_path / "r1"), str(latiss)]
+    assert [repo.root for repo in view.ancestry()] == roots
     mapper = LatissMapper(root=str(tmp_path / "r2"))
     assert mapper.calibRoot == str(latiss / "CALIB")
     assert os.path.isdir(mapper.calibRoot)
