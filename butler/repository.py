@@ -1,8 +1,11 @@
 """`Repository`: one live repository = its configuration, its storage and its mapper.
 
-The repository asks its mapper for locations and hands them to its storage;
-it enforces its mode. The mapper is built on first use, so opening a Butler
-over many repositories costs only the reading of their cfgs.
+The repository owns its storage and opens its registries; it hands both, and
+its ancestry, to its mapper (``repository=``), asks the mapper for locations
+and hands them to its storage; it enforces its mode. The mapper is built on
+first use, so opening a Butler over many repositories costs only the reading
+of their cfgs. A mapper constructed without a Butler gets the same view of
+its root from `open_repository_view`.
 """
 
 from __future__ import annotations
@@ -303,7 +306,7 @@ class Repository:
     # -- mapping ---------------------------------------------------------------------------
 
     def map(self, datasetType: str, dataId: Any, write: bool = False) -> Any:
-        """Ask the mapper for the location(s) of a dataset; stamp them with this repository.
+        """Ask the mapper for the location(s) of a dataset, complete (see `_completed`).
 
         Raises
         ------

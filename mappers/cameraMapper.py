@@ -612,7 +612,8 @@ class CameraMapper(Mapper):
 
         entry = self.policy[f"{self._sectionOf(datasetType)}.{datasetType}"]
         composite = ButlerComposite(entry.get("assembler"), entry.get("disassembler"), entry.get("python"),
-                                    dict(dataId or {}), self, datasetType=datasetType)
+                                    dict(dataId or {}), self, repository=self.repository,
+                                    datasetType=datasetType)
         for name in entry["composite"]:
             part = entry["composite"][name]
             composite.add(name, part["datasetType"], setter=part.get("setter"), getter=part.get("getter"),
