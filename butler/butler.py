@@ -24,7 +24,7 @@ from .errors import (AliasError, DatasetNotFoundError, MapperError, MissingParen
 from .graph import MissingParent, RepositoryGraph, RepositoryNode, _roots, build_graph
 from .location import ButlerComposite, ButlerLocation
 from .readProxy import ReadProxy
-from .repository import Repository, describe_repository, mapper_class
+from .repository import Repository, describe_repository, mapper_class, open_repositories
 from .storage import Storage
 from .storage.base import split_uri
 from .utils import as_list, doImport, resolve_mapper, sequencify
@@ -160,19 +160,8 @@ class Butler:
         self._repos = RepositoriesView(self)
 
     def _repository(self, node: RepositoryNode) -> Repository:
-        """The repository of a node, made after its parents' (with a stack: chains may be deep)."""
-        made = self._repositories
-        stack = [node]
-        while stack:
-            top = stack[-1]
-            waiting = [p for p in top.parents if id(p) not in made]
-            if waiting:
-                stack.extend(waiting)
-                continue
-            stack.pop()
-            if id(top) not in made:
-                made[id(top)] = Repository(top, [made[id(p)] for p in top.parents])
-        return made[id(node)]
+        """The repository of a node, made after its parents' (see `open_repositories`)."""
+        return open_repositories([node], self._repositories)[0]
 
     def __repr__(self) -> str:
         inputs = [r.root for r in self._read_order(())]

@@ -66,6 +66,9 @@ class ButlerLocation:
         The dataset type.
     additionalData : mapping, optional
         Extra values for the formatter (sub-image boxes, write recipes, ...).
+    repository : `butler.repository.Repository`, optional
+        The repository the paths are in: given by a mapper that knows it;
+        otherwise `Repository.map` hands on a completed copy.
     """
 
     pythonType: Any
@@ -161,6 +164,10 @@ class ButlerComposite:
         The data ID.
     mapper : `Mapper`
         The mapper that made it.
+    repository : `butler.repository.Repository`, optional
+        The repository it was found in (as for `ButlerLocation`).
+    datasetType : `str`, optional
+        The dataset type.
     """
 
     assembler: Callable | None

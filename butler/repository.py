@@ -1,8 +1,11 @@
 """`Repository`: one live repository = its configuration, its storage and its mapper.
 
-The repository asks its mapper for locations and hands them to its storage;
-it enforces its mode. The mapper is built on first use, so opening a Butler
-over many repositories costs only the reading of their cfgs.
+The repository owns its storage and opens its registries; it hands both, and
+its ancestry, to its mapper (``repository=``), asks the mapper for locations
+and hands them to its storage; it enforces its mode. The mapper is built on
+first use, so opening a Butler over many repositories costs only the reading
+of their cfgs. A mapper constructed without a Butler gets the same view of
+its root from `open_repository_view`.
 """
 
 from __future__ import annotations
@@ -12,15 +15,17 @@ import logging
 import os
 from typing import Any, Iterable
 
-from .cfg import RepositoryCfg, _is_local, find_mapper_file, mapper_source
-from .errors import MapperError, RepositoryModeError, describe_data_id
-from .graph import RepoSpec, RepositoryNode
+import attrs
+
+from .cfg import RepositoryArgs, RepositoryCfg, _is_local, find_mapper_file, mapper_source
+from .errors import MapperError, RepositoryError, RepositoryModeError, describe_data_id
+from .graph import RepoSpec, RepositoryNode, build_graph
 from .location import ButlerComposite, ButlerLocation, split_hdu
 from .storage import Storage, StorageInterface
 from .storage.base import split_uri
 from .utils import resolve_mapper
 
-__all__ = ["Repository", "describe_repository", "mapper_class"]
+__all__ = ["Repository", "describe_repository", "mapper_class", "open_repository_view"]
 
 _log = logging.getLogger(__name__)
 
@@ -60,18 +65,22 @@ def mapper_class(mapper: Any, root: str, trusted: Iterable[str] = ()) -> Any:
     return mapper
 
 
-def construct_mapper(mapper: Any, root: str, parentRegistry: Any, cfg: RepositoryCfg) -> Any:
-    """Construct a mapper class with keywords only, passing only those its ``__init__`` accepts.
+def construct_mapper(mapper: Any, repository: Repository) -> Any:
+    """Construct a repository's mapper class with keywords only, passing only those its ``__init__`` accepts.
 
-    A mapper given as an instance is used as it is (with a warning).
+    Offered: ``root``, ``parentRegistry`` and ``repositoryCfg`` (the Gen2
+    keywords), the cfg's mapper arguments, and ``repository`` (the live
+    `Repository`: its storage, registries and ancestry) to a mapper that names
+    it. A mapper given as an instance is used as it is (with a warning).
     """
+    root, cfg = repository.root, repository.cfg
     mapper = mapper_class(mapper, root)
     if mapper is None:
         return None
     if not isinstance(mapper, type):
         _log.warning("mapper %r was given as an instance; it is used as is for %s", mapper, root)
         return mapper
-    offered = {"root": root, "parentRegistry": parentRegistry, "repositoryCfg": cfg}
+    offered = {"root": root, "parentRegistry": repository.parentRegistry, "repositoryCfg": cfg}
     mapper_args = dict(cfg.mapperArgs or {})
     if "root" in mapper_args:
         del offered["root"]
@@ -83,11 +92,65 @@ def construct_mapper(mapper: Any, root: str, parentRegistry: Any, cfg: Repositor
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     if not takes_any:
         offered = {k: v for k, v in offered.items() if k in params}
+    if "repository" in params and "root" not in mapper_args:  # named, never through **kwargs
+        offered["repository"] = repository
     try:
         return mapper(**offered)
     except TypeError as exc:
         raise MapperError(f"cannot construct mapper {mapper.__name__} for repository {root!r} "
                           f"with {sorted(offered)}: {exc}") from exc
+
+
+def open_repository_view(root: str, repositoryCfg: RepositoryCfg | None = None) -> Repository:
+    """The repository at ``root`` as a mapper constructed without a Butler sees it (read-only).
+
+    Gen2 scripts and tests construct mappers alone (``TestMapper(root=...)``);
+    such a mapper asks here for what a Butler would hand it: the root's
+    storage and its ancestors, opened by the same graph code as a Butler's
+    inputs (``repositoryCfg``, when given, stands for the cfg on disk). A
+    directory that is not (yet) a repository is a view with no ancestors.
+
+    Raises
+    ------
+    RepositoryError
+        When nothing exists at ``root``.
+    """
+    root = os.fspath(root)
+    spec = describe_repository(root)
+    if not spec.present:
+        raise RepositoryError(f"no repository at {root!r}: it does not exist")
+    if repositoryCfg is None and not spec.exists:
+        bare = RepositoryNode(cfg=RepositoryCfg(root, None, None, [], None), mode="r", role="input")
+        return Repository(bare, [])
+    absolute = os.path.abspath(root) if _is_local(root) else root  # the graph takes absolute roots
+    entry: RepositoryCfg | RepositoryArgs = (RepositoryArgs(root=absolute, mode="r") if repositoryCfg is None
+                                             else attrs.evolve(repositoryCfg, root=absolute))
+    graph = build_graph([entry], [], describe_repository)
+    # the view's root is the root as given, so the mapper's paths are spelled as the caller spelled it
+    node = attrs.evolve(graph.inputs[0], cfg=attrs.evolve(graph.inputs[0].cfg, root=root))
+    return open_repositories([node])[0]
+
+
+def open_repositories(nodes: Iterable[RepositoryNode], made: dict[int, Repository] | None = None
+                      ) -> list[Repository]:
+    """The `Repository` of each node, each made after its parents' (with a stack: chains may be deep).
+
+    ``made`` (``id(node) -> Repository``) keeps the repositories already made
+    and receives the new ones.
+    """
+    made = {} if made is None else made
+    nodes = list(nodes)
+    stack = list(nodes)
+    while stack:
+        top = stack[-1]
+        waiting = [p for p in top.parents if id(p) not in made]
+        if waiting:
+            stack.extend(waiting)
+            continue
+        stack.pop()
+        if id(top) not in made:
+            made[id(top)] = Repository(top, [made[id(p)] for p in top.parents])
+    return [made[id(node)] for node in nodes]
 
 
 class Repository:
@@ -101,7 +164,7 @@ class Repository:
         The parent repositories, for the mapper's ``parentRegistry``.
     """
 
-    def __init__(self, node: RepositoryNode, parents: list["Repository"]):
+    def __init__(self, node: RepositoryNode, parents: list[Repository]):
         self.node = node
         self.cfg = node.cfg
         self.parents = parents
@@ -133,8 +196,7 @@ class Repository:
     def _mapper(self) -> Any:
         """The mapper, constructed on first use."""
         if self._mapper_instance is None and self.cfg.mapper is not None:
-            self._mapper_instance = construct_mapper(self.cfg.mapper, self.root, self.parentRegistry,
-                                                     self.cfg)
+            self._mapper_instance = construct_mapper(self.cfg.mapper, self)
         return self._mapper_instance
 
     @property
@@ -186,16 +248,65 @@ class Repository:
             mapper = self._mapper
             registry = mapper.getRegistry() if mapper is not None else None
             if registry is None:
-                from .registry import SqliteRegistry
-
-                registry = SqliteRegistry(os.path.join(self.root, "registry.sqlite3"))
+                registry = self.openRegistry("registry.sqlite3")
             self._own_registry = registry
         return self._own_registry
+
+    def openRegistry(self, path: str, storage: StorageInterface | None = None) -> Any:
+        """The registry at ``path`` in this repository's storage: a ``.sqlite3`` file, or a directory scanned.
+
+        Parameters
+        ----------
+        path : `str`
+            Relative to the storage.
+        storage : storage, optional
+            Another storage of this repository (e.g. one from `storageAt`).
+
+        Returns
+        -------
+        registry : `butler.registry.Registry` or `None`
+            None when there is no ``.sqlite3`` file at ``path``.
+        """
+        from .registry import Registry
+
+        return Registry.create(self.storage if storage is None else storage, path)
+
+    def storageAt(self, path: str) -> StorageInterface:
+        """The storage of a directory of this repository (``path`` relative to the root), or of another root.
+
+        ``""`` and ``"."`` give this repository's own storage; an absolute path
+        or a URI opens the storage there (which must exist).
+        """
+        if path in ("", "."):
+            return self.storage
+        absolute = os.path.isabs(path) or bool(split_uri(path)[0])
+        return Storage.makeFromURI(path if absolute else self.storage.locationWithRoot(path), create=False)
+
+    def ancestry(self) -> list[Repository]:
+        """This repository, then its ancestors: depth-first through `parents`, each once.
+
+        Parents that were recorded but do not exist (the graph keeps them as
+        gaps) are not in the list; they are logged at debug level.
+        """
+        order: list[Repository] = []
+        seen: set[int] = set()
+        stack: list[Repository] = [self]
+        while stack:
+            repo = stack.pop()
+            if id(repo) in seen:
+                continue
+            seen.add(id(repo))
+            order.append(repo)
+            for _, gap in repo.node.gaps:
+                _log.debug("ancestry of %s: parent %s recorded by %s does not exist; skipped",
+                           self.root, gap.root, gap.recordedBy)
+            stack.extend(reversed(repo.parents))
+        return order
 
     # -- mapping ---------------------------------------------------------------------------
 
     def map(self, datasetType: str, dataId: Any, write: bool = False) -> Any:
-        """Ask the mapper for the location(s) of a dataset; stamp them with this repository.
+        """Ask the mapper for the location(s) of a dataset, complete (see `_completed`).
 
         Raises
         ------
@@ -212,16 +323,28 @@ class Repository:
             exc.add_context(f"datasetType: {datasetType}; dataId: {describe_data_id(dataId)}; "
                             f"repository: {self.root}")
             raise
-        if location.__class__ is ButlerLocation:
-            location.repository = self
-            if location.datasetType is None:
-                location.datasetType = datasetType
-        else:
-            for loc in _iter_locations(location):
-                loc.setRepository(self)
-                if isinstance(loc, ButlerLocation) and loc.datasetType is None:
-                    loc.datasetType = datasetType
-        return location
+        return self._completed(location, datasetType)
+
+    def _completed(self, location: Any, datasetType: str) -> Any:
+        """A mapper's answer as this repository hands it on: every location naming this repository,
+        its dataset type and its storage.
+
+        A location the mapper made complete is returned as it is (the common
+        case: a mapper built with ``repository``); otherwise a completed copy,
+        so the mapper's own object is never changed.
+        """
+        if isinstance(location, (list, tuple)):
+            return [self._completed(loc, datasetType) for loc in location]
+        if not isinstance(location, (ButlerLocation, ButlerComposite)):
+            return location  # None, or an answer of the mapper's own kind
+        changes: dict[str, Any] = {}
+        if location.repository is not self:
+            changes["repository"] = self
+        if location.datasetType is None:
+            changes["datasetType"] = datasetType
+        if isinstance(location, ButlerLocation) and location.storage is None:
+            changes["storage"] = self.storage
+        return attrs.evolve(location, **changes) if changes else location
 
     def bypass(self, datasetType: str) -> Any:
         """The mapper's ``bypass_<datasetType>``, or None (looked up once per dataset type)."""
@@ -277,14 +400,3 @@ class Repository:
             raise RepositoryModeError(f"repository {self.root!r} is read-only (mode {self.mode!r})")
         if not write and not self.node.readable:
             raise RepositoryModeError(f"repository {self.root!r} is write-only (mode {self.mode!r})")
-
-
-def _iter_locations(location: Any) -> list:
-    if location is None:
-        return []
-    if isinstance(location, (list, tuple)):
-        return list(location)
-    if isinstance(location, (ButlerLocation, ButlerComposite)):
-        return [location]
-    return []
-

@@ -10,12 +10,16 @@ itself always wins.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import posixpath
 import re
 import zlib
 from typing import Any, Callable, ClassVar, Iterable, Iterator
+
+import attrs
 
 from butler.dataId import check_data_id
 from butler.formatters.fits import python_kind
@@ -28,7 +32,7 @@ from . import astro
 from .camera import Camera, ExposureIdInfo, FilterDefinition, FilterLabel, best_filter
 from .mapping import CalibrationMapping, DatasetMapping, ExposureMapping, ImageMapping, Mapping
 
-__all__ = ["CameraMapper", "POLICY_DIR", "compose_policy"]
+__all__ = ["CameraMapper", "POLICY_DIR", "compose_policy", "local_file"]
 
 _log = logging.getLogger(__name__)
 
@@ -90,37 +94,6 @@ def compose_policy(files: Iterable[str | Policy], repositoryPolicy: Any = None) 
     return policy
 
 
-def repository_ancestry(root: str, repositoryCfg: Any = None) -> Iterator[str]:
-    """Yield a repository root and then its ancestors' roots, depth-first, each once.
-
-    Parents come from the cfg given for ``root`` (else the one persisted
-    there), from persisted cfgs further up, and from old-style ``_parent`` links.
-    """
-    from butler.cfg import RepositoryCfg
-
-    seen: set[str] = set()
-
-    def walk(directory: str, cfg: Any) -> Iterator[str]:
-        real = os.path.realpath(directory)
-        if real in seen or not os.path.isdir(directory):
-            return
-        seen.add(real)
-        yield directory
-        if cfg is None:
-            cfg = RepositoryCfg.read(directory)
-        parents = list(getattr(cfg, "parents", None) or ())
-        link = os.path.join(directory, "_parent")
-        if not parents and os.path.exists(link):
-            parents = [os.path.realpath(link)]
-        for parent in parents:
-            if isinstance(parent, (str, os.PathLike)):
-                yield from walk(os.path.join(directory, parent), None)
-            else:
-                yield from walk(os.path.join(directory, parent.root), parent)
-
-    yield from walk(root, repositoryCfg)
-
-
 def _flatten_recipe(recipe: Any, defaults: Any) -> dict[str, Any]:
     flat = {}
     for plane in _PLANES:
@@ -152,9 +125,16 @@ def _mapping_defaults() -> Policy:
     return Policy(os.path.join(POLICY_DIR, "mappingDefaults.yaml"))
 
 
-def _location_file(location: ButlerLocation) -> tuple[str, int | None]:
-    """The file (with root) and HDU of a location's first path."""
-    return split_hdu(location.getLocationsWithRoot()[0])
+@contextlib.contextmanager
+def local_file(location: ButlerLocation) -> Iterator[tuple[str, int | None]]:
+    """A local file holding a location's first path, through the location's storage, and its HDU.
+
+    For a local storage the file is the stored one (no copy), so astropy reads
+    only the headers it needs.
+    """
+    path, hdu = split_hdu(location.locationList[0])
+    with location.storage.localFile(path) as local:
+        yield local, hdu
 
 
 # -- generated methods ----------------------------------------------------------------------------
@@ -197,15 +177,14 @@ def _map_sub(self: "CameraMapper", datasetType: str, dataId: Any, write: bool = 
         raise MapperError(f"{datasetType}_sub needs a 'bbox' in the data ID: (x0, y0, width, height) or a box "
                           f"with minX, minY, width and height; got {bbox!r} in data ID {dict(dataId)!r}") from None
     location = getattr(self, "map_" + datasetType)(subId, write)
-    location.additionalData.update(llcX=int(x0), llcY=int(y0), width=int(width), height=int(height))
+    box = {"llcX": int(x0), "llcY": int(y0), "width": int(width), "height": int(height)}
     if "imageOrigin" in dataId:
-        location.additionalData["imageOrigin"] = dataId["imageOrigin"]
-    return location
+        box["imageOrigin"] = dataId["imageOrigin"]
+    return attrs.evolve(location, additionalData={**location.additionalData, **box})
 
 
 def _map_detector(self: "CameraMapper", datasetType: str, dataId: Any, write: bool = False) -> ButlerLocation:
-    return ButlerLocation("mappers.camera.Detector", None, "Internal", "ignored", dict(dataId or {}), self, None,
-                          datasetType=datasetType + "_detector")
+    return self._internalLocation("mappers.camera.Detector", dataId, datasetType + "_detector")
 
 
 def _bypass_filename(self, datasetType, _t, _pythonType, location, dataId):
@@ -213,25 +192,27 @@ def _bypass_filename(self, datasetType, _t, _pythonType, location, dataId):
 
 
 def _bypass_md(self, datasetType, _t, _pythonType, location, dataId):
-    path, hdu = _location_file(location)
-    if hdu is None and self.mappings[datasetType].storage == "FitsCatalogStorage":
-        hdu = 1
-    return astro.read_header(path, hdu)
+    with local_file(location) as (path, hdu):
+        if hdu is None and self.mappings[datasetType].storage == "FitsCatalogStorage":
+            hdu = 1
+        return astro.read_header(path, hdu)
 
 
 def _bypass_bbox(self, datasetType, _t, _pythonType, location, dataId):
-    return astro.image_bbox(astro.read_image_header(*_location_file(location)))
+    with local_file(location) as (path, hdu):
+        return astro.image_bbox(astro.read_image_header(path, hdu))
 
 
 def _bypass_wcs(self, datasetType, _t, _pythonType, location, dataId):
-    return astro.header_wcs(astro.read_header(*_location_file(location)))
+    with local_file(location) as (path, hdu):
+        return astro.header_wcs(astro.read_header(path, hdu))
 
 
 def _bypass_header_wcs(self, datasetType, _t, _pythonType, location, dataId):
     if not datasetType.startswith("raw"):
         raise NoResults("Can only get header WCS for raw exposures.", datasetType, dataId)
-    path, _ = _location_file(location)
-    return astro.header_wcs(astro.read_header(path, 0))
+    with local_file(location) as (path, _):
+        return astro.header_wcs(astro.read_header(path, 0))
 
 
 def _header_filter(self: "CameraMapper", header: Any, dataId: Any) -> FilterLabel | None:
@@ -242,7 +223,8 @@ def _header_filter(self: "CameraMapper", header: Any, dataId: Any) -> FilterLabe
 
 
 def _bypass_filter(self, datasetType, _t, _pythonType, location, dataId):
-    return _header_filter(self, astro.read_header(*_location_file(location)), dataId)
+    with local_file(location) as (path, hdu):
+        return _header_filter(self, astro.read_header(path, hdu), dataId)
 
 
 def _bypass_detector(self, datasetType, _t, _pythonType, location, dataId):
@@ -253,11 +235,13 @@ def _bypass_detector(self, datasetType, _t, _pythonType, location, dataId):
 
 
 def _bypass_len(self, datasetType, _t, _pythonType, location, dataId):
-    return astro.catalog_length(_location_file(location)[0])
+    with local_file(location) as (path, _):
+        return astro.catalog_length(path)
 
 
 def _bypass_schema(self, datasetType, _t, _pythonType, location, dataId):
-    return astro.catalog_schema(_location_file(location)[0])
+    with local_file(location) as (path, _):
+        return astro.catalog_schema(path)
 
 
 def _is_fits(mapping: Mapping, section: str, declared: set) -> bool:
@@ -319,6 +303,10 @@ class CameraMapper(Mapper):
         The nearest ancestor repository's registry, used when this root has none.
     repositoryCfg : `butler.cfg.RepositoryCfg`, optional
         The repository configuration (its ``policy`` is updated into the camera policy).
+    repository : `butler.repository.Repository`, optional
+        The repository this mapper maps (given by the Butler): its storage,
+        registries and ancestors. A mapper constructed without one asks
+        `butler.repository.open_repository_view` for the view of ``root``.
 
     Raises
     ------
@@ -340,11 +328,16 @@ class CameraMapper(Mapper):
     def __init__(self, policy: Any = None, repositoryDir: str | None = None, root: str | None = None,
                  registry: Any = None, calibRoot: str | None = None, calibRegistry: Any = None,
                  provided: Iterable[str] | None = None, parentRegistry: Any = None,
-                 repositoryCfg: Any = None, **kwargs: Any):
+                 repositoryCfg: Any = None, repository: Any = None, **kwargs: Any):
         self.getPackageName()
         if root is None and repositoryCfg is not None:
             root = getattr(repositoryCfg, "root", None)
-        self.root = os.fspath(root) if root is not None else "."
+        if repository is None:
+            from butler.repository import open_repository_view
+
+            repository = open_repository_view(os.fspath(root) if root is not None else ".", repositoryCfg)
+        self.repository = repository
+        self.root = os.fspath(root) if root is not None else repository.root
         self.repositoryCfg = repositoryCfg
         files = self.policyFiles if policy is None else [policy if isinstance(policy, Policy)
                                                          else Policy(policy)]
@@ -354,12 +347,9 @@ class CameraMapper(Mapper):
         self.defaultLevel = self.policy.get("defaultLevel")
         self.defaultSubLevels = (self.policy.get("defaultSubLevels") or Policy()).toDict()
 
-        from butler.storage import Storage
-
-        self.rootStorage = Storage.makeFromURI(self.root, create=False)
-        self.calibRoot = self._findCalibRoot(calibRoot, repositoryCfg)
-        self.calibStorage = (self.rootStorage if os.path.abspath(self.calibRoot) == os.path.abspath(self.root)
-                             else Storage.makeFromURI(self.calibRoot, create=False))
+        self.rootStorage = repository.storage
+        self.calibStorage = self._findCalibStorage(calibRoot)
+        self.calibRoot = self.calibStorage.root
         self.registry = self._openRegistry(registry, parentRegistry)
         self.calibRegistry = (self._openCalibRegistry(calibRegistry)
                               if self.policy.get("needCalibRegistry") else None)
@@ -370,27 +360,30 @@ class CameraMapper(Mapper):
 
     # -- construction -----------------------------------------------------------------------------
 
-    def _findCalibRoot(self, calibRoot: str | None, repositoryCfg: Any) -> str:
-        """The calibration root.
+    def _findCalibStorage(self, calibRoot: str | None) -> Any:
+        """The storage of the calibration root.
 
         The argument (relative to root), else ``policy.calibRoot``, else the
         first directory holding ``calibRegistry.sqlite3`` among this repository
-        and its ancestors (each tried as ``<repo>/<calibSubdir>`` when the
-        camera sets one, then ``<repo>``), so an output chained to a camera
-        repository finds the calibrations of its inputs; else the root.
+        and its ancestors (`butler.repository.Repository.ancestry`; each asked
+        for ``<calibSubdir>/calibRegistry.sqlite3`` when the camera sets a
+        subdirectory, then ``calibRegistry.sqlite3``), so an output chained to a
+        camera repository finds the calibrations of its inputs; else the root.
         """
         for candidate in (calibRoot, self.policy.get("calibRoot")):
             if candidate:
-                return os.path.join(self.root, candidate)
-        for repository in repository_ancestry(self.root, repositoryCfg):
-            candidates = [os.path.join(repository, self.calibSubdir)] if self.calibSubdir else []
-            for candidate in candidates + [repository]:
-                if os.path.exists(os.path.join(candidate, "calibRegistry.sqlite3")):
-                    return candidate
-        return self.root
+                return self.repository.storageAt(os.fspath(candidate))
+        subdirs = [self.calibSubdir, ""] if self.calibSubdir else [""]
+        for ancestor in self.repository.ancestry():
+            for subdir in subdirs:
+                if ancestor.storage.exists(posixpath.join(subdir, "calibRegistry.sqlite3")):
+                    return ancestor.storageAt(subdir)
+        return self.rootStorage
 
-    def _registryPath(self, argument: Any, policyKey: str, directory: str, filename: str) -> Any:
-        """Return an open registry given as argument, or the path of the registry to open, or None."""
+    def _findRegistry(self, argument: Any, policyKey: str, storage: Any, filename: str) -> Any:
+        """The registry given as argument (open, or a path relative to the root), else the one the
+        policy names in ``storage``, else ``filename`` in ``storage``; None when there is none.
+        """
         if argument is not None and not isinstance(argument, (str, os.PathLike)):
             return argument
         if argument is not None:
@@ -398,36 +391,39 @@ class CameraMapper(Mapper):
             prefix = self.root.rstrip(os.sep) + os.sep
             if path.startswith(prefix):
                 path = path[len(prefix):]
-            return os.path.join(self.root, path)
+            if os.path.isabs(path) or posixpath.dirname(path).startswith(".."):
+                directory, path = os.path.split(path)
+                return self.repository.openRegistry(path, self.repository.storageAt(directory))
+            return self.repository.openRegistry(path)
         configured = self.policy.get(policyKey)
         if configured:
             if os.path.isabs(configured):
                 raise PolicyError(f"{policyKey} must be relative to the repository root: {configured}")
-            path = os.path.join(directory, configured)
-            if os.path.exists(path):
-                return path
-        path = os.path.join(directory, filename)
-        return path if os.path.exists(path) else None
+            if storage.exists(configured):
+                return self.repository.openRegistry(configured, storage)
+        return self.repository.openRegistry(filename, storage)
 
     def _openRegistry(self, argument: Any, parentRegistry: Any) -> Any:
-        from butler.registry import PosixRegistry, Registry
-
-        found = self._registryPath(argument, "registryPath", self.root, "registry.sqlite3")
+        found = self._findRegistry(argument, "registryPath", self.rootStorage, "registry.sqlite3")
         if found is None:
             if parentRegistry is not None:
                 _log.debug("%s: using the parent registry", self.root)
                 return parentRegistry
-            return PosixRegistry(self.root)
-        return Registry.create(found) if isinstance(found, str) else found
+            return self._fileNameRegistry()
+        return found
+
+    def _fileNameRegistry(self) -> Any:
+        """The registry of file names under the root, or None where the storage keeps no local files."""
+        if not self.rootStorage.hasLocalFiles:
+            _log.debug("%s: no registry (no local files to scan)", self.root)
+            return None
+        return self.repository.openRegistry("")
 
     def _openCalibRegistry(self, argument: Any) -> Any:
-        from butler.registry import Registry
-
-        found = self._registryPath(argument, "calibRegistryPath", self.calibRoot, "calibRegistry.sqlite3")
+        found = self._findRegistry(argument, "calibRegistryPath", self.calibStorage, "calibRegistry.sqlite3")
         if found is None:
             _log.debug("%s: no calibration registry", self.calibRoot)
-            return None
-        return Registry.create(found) if isinstance(found, str) else found
+        return found
 
     def _initWriteRecipes(self) -> dict[str, dict]:
         recipes, defaults = _base_write_recipes()
@@ -616,7 +612,8 @@ class CameraMapper(Mapper):
 
         entry = self.policy[f"{self._sectionOf(datasetType)}.{datasetType}"]
         composite = ButlerComposite(entry.get("assembler"), entry.get("disassembler"), entry.get("python"),
-                                    dict(dataId or {}), self, datasetType=datasetType)
+                                    dict(dataId or {}), self, repository=self.repository,
+                                    datasetType=datasetType)
         for name in entry["composite"]:
             part = entry["composite"][name]
             composite.add(name, part["datasetType"], setter=part.get("setter"), getter=part.get("getter"),
@@ -655,10 +652,14 @@ class CameraMapper(Mapper):
 
     # -- fixed dataset types ----------------------------------------------------------------------
 
+    def _internalLocation(self, pythonType: str, dataId: Any, datasetType: str) -> ButlerLocation:
+        """The location of a dataset served from memory by its bypass (no file)."""
+        return ButlerLocation(pythonType, None, "Internal", "ignored", dict(dataId or {}), self,
+                              self.rootStorage, datasetType=datasetType, repository=self.repository)
+
     def map_camera(self, dataId: Any, write: bool = False) -> ButlerLocation:
         """Map the camera (served from memory by `bypass_camera`)."""
-        return ButlerLocation("mappers.camera.Camera", None, "Internal", "ignored", dict(dataId or {}), self,
-                              self.rootStorage, datasetType="camera")
+        return self._internalLocation("mappers.camera.Camera", dataId, "camera")
 
     def bypass_camera(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> Camera:
         """Return the camera.
@@ -674,8 +675,7 @@ class CameraMapper(Mapper):
 
     def map_expIdInfo(self, dataId: Any, write: bool = False) -> ButlerLocation:
         """Map the exposure-ID information (served by `bypass_expIdInfo`)."""
-        return ButlerLocation("mappers.camera.ExposureIdInfo", None, "Internal", "ignored", dict(dataId or {}),
-                              self, self.rootStorage, datasetType="expIdInfo")
+        return self._internalLocation("mappers.camera.ExposureIdInfo", dataId, "expIdInfo")
 
     def bypass_expIdInfo(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> ExposureIdInfo:
         """Return the exposure id and its bit count for a data ID."""
@@ -683,8 +683,7 @@ class CameraMapper(Mapper):
 
     def map_skypolicy(self, dataId: Any, write: bool = False) -> ButlerLocation:
         """Map the sky-tiling policy (served by `bypass_skypolicy`)."""
-        return ButlerLocation("butler.policy.Policy", None, "Internal", "ignored", dict(dataId or {}), self,
-                              self.rootStorage, datasetType="skypolicy")
+        return self._internalLocation("butler.policy.Policy", dataId, "skypolicy")
 
     def bypass_skypolicy(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> Policy:
         """Return the ``skytiles`` section of the policy (empty when absent)."""

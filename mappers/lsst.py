@@ -10,11 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from butler.location import split_hdu
-
 from . import astro, translators
 from .camera import Camera, Detector
-from .cameraMapper import CameraMapper
+from .cameraMapper import CameraMapper, local_file
 
 __all__ = ["LsstCamMapper", "LsstComCamMapper", "LatissMapper", "Ts8Mapper", "Ts3Mapper", "UcdMapper",
            "ImsimMapper", "PhosimMapper"]
@@ -75,13 +73,13 @@ class LsstCamMapper(CameraMapper):
 
     def bypass_raw(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> Any:
         """Return the whole raw file as one `CCDData`, amplifiers tiled by ``DETSEC`` (untrimmed)."""
-        path, _ = split_hdu(location.getLocationsWithRoot()[0])
-        return astro.assemble_amplifiers(path)
+        with local_file(location) as (path, _):
+            return astro.assemble_amplifiers(path)
 
     def bypass_raw_amp(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> Any:
         """Return one amplifier as a `CCDData` (0×0 when the file keeps headers only)."""
-        path, hdu = split_hdu(location.getLocationsWithRoot()[0])
-        return astro.read_amplifier(path, hdu)
+        with local_file(location) as (path, hdu):
+            return astro.read_amplifier(path, hdu)
 
 
 class LsstComCamMapper(LsstCamMapper):

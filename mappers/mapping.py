@@ -4,7 +4,8 @@ A `Mapping` is built once per dataset type from its policy entry. It knows the
 template and its keys, fills a partial data ID from the registry, checks and
 converts the data-ID values (`butler.dataId.check_data_id`, against the kinds
 of the template fields and of the registry columns) before any path is built
-or any registry is queried, and finds compressed variants of a file on read.
+or any registry is queried, and finds compressed variants of a file on read
+(through the repository's storage).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Iterable
 
 from butler.dataId import check_data_id, check_path, kind_of_column
 from butler.errors import IncompleteDataIdError, MapperError, NoResults, RegistryError, TemplateError
-from butler.location import ButlerLocation, split_hdu
+from butler.location import ButlerLocation
 from butler.registry import template_fields
 
 __all__ = ["Mapping", "ImageMapping", "ExposureMapping", "CalibrationMapping", "DatasetMapping"]
@@ -27,8 +28,8 @@ _log = logging.getLogger(__name__)
 SKYMAP_KEYS = ("tract", "patch")
 #: properties that the one-row-per-visit table ``raw_visit`` can answer
 _VISIT_PROPERTIES = frozenset(("filter", "expTime", "taiObs"))
-#: suffixes of the compressed variants of a file, tried in order after the file itself
-_COMPRESSED_SUFFIXES = (".gz", ".fz")
+
+
 def _as_list(value: Any) -> list | None:
     if value is None:
         return None
@@ -134,12 +135,16 @@ class Mapping:
             raise MapperError(f"Mapped path should not be absolute: {path!r} (dataset type "
                               f"{self.datasetType!r})")
         if not write:
-            path = self._findCompressed(path)
+            path = self.rootStorage.findCompressed(path)
         addFunc = getattr(mapper, "add_" + self.datasetType, None)
         additionalData = actualId if addFunc is None else {**addFunc(self.datasetType, actualId), **actualId}
         return ButlerLocation(self.python, self.persistable, self.storage, path, actualId, mapper,
-                              self.rootStorage, usedDataId=usedDataId, datasetType=self.datasetType,
-                              additionalData=additionalData)
+                              self.storageFor(write), usedDataId=usedDataId, datasetType=self.datasetType,
+                              additionalData=additionalData, repository=getattr(mapper, "repository", None))
+
+    def storageFor(self, write: bool) -> Any:
+        """The storage this mapping's locations are relative to (for reading, or for writing)."""
+        return self.rootStorage
 
     def checkDataId(self, mapper: Any, dataId: Any) -> Any:
         """Return the data ID with its values converted to the kinds of their keys (see `keyKinds`).
@@ -203,18 +208,6 @@ class Mapping:
             raise IncompleteDataIdError(f"cannot complete the data ID {dataId!r} of dataset type "
                                         f"{self.datasetType!r}: the template keys {missing} are missing and "
                                         f"the policy names no registry table to look them up in ({exc})") from exc
-
-    def _findCompressed(self, path: str) -> str:
-        """Return ``path`` when its file exists in this root, else its first ``.gz``/``.fz`` variant
-        that does (HDU selector kept), else ``path``: one existence check in the common case."""
-        filename, hdu = split_hdu(path)
-        exists = self.rootStorage.exists
-        if exists(filename):
-            return path
-        for ext in _COMPRESSED_SUFFIXES:
-            if not filename.endswith(ext) and exists(filename + ext):
-                return filename + ext + ("" if hdu is None else f"[{hdu}]")
-        return path
 
     def have(self, properties: Iterable[str], dataId: Any) -> bool:
         """Return whether every property is in the data ID."""
@@ -369,12 +362,9 @@ class CalibrationMapping(Mapping):
         """The calibration tables, and the reference tables of the exposure registry."""
         return [(self.registry, self.tables or []), (self.refRegistry, self.reference or [])]
 
-    def map(self, mapper: Any, dataId: Any, write: bool = False) -> ButlerLocation:
-        """As `Mapping.map`; a location for writing is relative to the output root."""
-        location = super().map(mapper, dataId, write=write)
-        if write and self.dataRoot is not None:
-            location.storage = self.dataRoot
-        return location
+    def storageFor(self, write: bool) -> Any:
+        """The calibration root's storage; for writing, the output root's (``dataRoot``) when given."""
+        return self.dataRoot if write and self.dataRoot is not None else self.rootStorage
 
     def lookup(self, properties: Iterable[str], dataId: Any) -> list[tuple]:
         """Look up calibration keys: the reference (exposure) registry first, then the calib registry."""

@@ -70,7 +70,8 @@ def test_calibrations(mapper):
     assert mapper.map("bias", {"visit": 1}).getLocations() == ["bias/bias.fits.gz"]
     flat = mapper.map("flat", {"visit": 3})
     assert flat.getLocations() == ["flat/flat_fr.fits.gz"]
-    assert not flat.repository and flat.storage.exists("flat/flat_fr.fits.gz") is False
+    assert flat.repository is mapper.repository and flat.storage is mapper.rootStorage
+    assert flat.storage.exists("flat/flat_fr.fits.gz") is False
     assert mapper.calibRegistry is None  # needCalibRegistry: false
 
 

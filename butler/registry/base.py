@@ -84,14 +84,18 @@ class Registry(abc.ABC):
     location: str
 
     @staticmethod
-    def create(location: str | os.PathLike | None) -> "Registry | None":
+    def create(location: Any, path: str | None = None) -> "Registry | None":
         """Return a registry for a location, opened for reading.
 
         Parameters
         ----------
-        location : `str`, `os.PathLike` or `None`
+        location : `str`, `os.PathLike`, storage or `None`
             A ``.sqlite3`` file (→ `SqliteRegistry`) or a directory
-            (→ `PosixRegistry`).
+            (→ `PosixRegistry`); or a repository's storage
+            (`butler.storage.StorageInterface`), with ``path`` relative to it.
+        path : `str`, optional
+            With a storage: the registry file, or the directory scanned
+            (``""``: the storage's root), relative to the storage.
 
         Returns
         -------
@@ -102,10 +106,13 @@ class Registry(abc.ABC):
         Raises
         ------
         butler.errors.RegistryError
-            When ``location`` is neither.
+            When ``location`` is neither, or is a storage whose files are not
+            local (a SQLite file or a directory scan needs local files).
         """
         if location is None:
             return None
+        if not isinstance(location, (str, os.PathLike)):
+            return _create_in_storage(location, path or "")
         location = os.fspath(location)
         if location.endswith(".sqlite3"):
             from .sqlite import SqliteRegistry
@@ -273,3 +280,19 @@ class Registry(abc.ABC):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _create_in_storage(storage: Any, path: str) -> Registry | None:
+    """The registry at ``path`` in a storage (see `Registry.create`).
+
+    A SQLite file is opened where the storage keeps it (`localFile`: for a
+    local storage, the stored file itself); a directory is scanned in place.
+    """
+    if path.endswith(".sqlite3") and not storage.exists(path):
+        _log.debug("no registry %s in %s", path, storage.root)
+        return None
+    if not storage.hasLocalFiles:
+        raise RegistryError(f"cannot open the registry {path or '(file names)'} of {storage.root}: "
+                            f"{type(storage).__name__} keeps no local files")
+    with storage.localFile(path) as local:
+        return Registry.create(local)
