@@ -44,11 +44,13 @@ class MapperForTestWriting(Mapper):
     Keys are sorted; reading a file that does not exist maps to None.
     """
 
-    def __init__(self, root: str, **kwargs: Any):
-        from .storage import Storage
+    def __init__(self, root: str, repository: Any = None, **kwargs: Any):
+        if repository is None:  # constructed alone: ask the core for the repository, as CameraMapper does
+            from .repository import open_repository_view
 
+            repository = open_repository_view(root)
         self.root = root
-        self.storage = Storage.makeFromURI(root)
+        self.storage = repository.storage
 
     def map_foo(self, dataId: Any, write: bool) -> ButlerLocation | None:
         """Map ``foo``: a `TestObject` in a pickle file named after the data ID.
