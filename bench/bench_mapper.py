@@ -26,7 +26,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from astropy.io import fits
@@ -130,11 +130,11 @@ def bench_map(work: str, rows: int, repeat: int) -> None:
         missing = ", ".join(key for key in ("dayObs", "expId", "raftName", "detectorName") if key not in keys)
         query = f"SELECT DISTINCT {missing} FROM raw WHERE {keys[0]}=? AND {keys[1]}=?"
 
-        def butler_map() -> None:
+        def butler_map(partial: list = partial) -> None:
             for dataId in partial:
                 mapper.map("raw", dataId)
 
-        def floor_query() -> None:
+        def floor_query(partial: list = partial, query: str = query) -> None:
             for dataId in partial:
                 conn.execute(query, tuple(dataId.values())).fetchall()
 

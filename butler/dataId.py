@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any, Iterator
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import Any
 
 from .errors import DataIdValueError, UnsafeDataIdValueError, describe_data_id
 
@@ -108,7 +108,7 @@ class DataId(MutableMapping):
             return f"DataId({self._data!r}, tag={self.tag!r})"
         return f"DataId({self._data!r})"
 
-    def copy(self) -> "DataId":
+    def copy(self) -> DataId:
         """Return a copy with the same data and tags."""
         return DataId(self)
 

@@ -9,7 +9,8 @@ the rules can be tested without files.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import attrs
 
@@ -124,7 +125,7 @@ class RepositoryNode:
     mode: str
     role: str
     tags: frozenset = frozenset()
-    parents: list["RepositoryNode"] = attrs.Factory(list)
+    parents: list[RepositoryNode] = attrs.Factory(list)
     legacy: bool = False
     mustWriteCfg: bool = False
     hasRegistry: bool = False

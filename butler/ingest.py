@@ -39,8 +39,9 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import attrs
 from astropy.io import fits

@@ -11,7 +11,8 @@ instance whose ``__init__`` never ran.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import MapperError
 

@@ -107,7 +107,7 @@ class Policy:
             raise PolicyError(f"cannot make a Policy from {type(data).__name__}: {data!r}")
 
     @classmethod
-    def _wrap(cls, data: dict) -> "Policy":
+    def _wrap(cls, data: dict) -> Policy:
         """Return a `Policy` sharing ``data`` (no copy)."""
         policy = cls.__new__(cls)
         policy._data = data
@@ -228,7 +228,7 @@ class Policy:
 
     # -- combining --------------------------------------------------------------------------
 
-    def update(self, other: Mapping | "Policy") -> None:
+    def update(self, other: Mapping | Policy) -> None:
         """Merge ``other`` into this policy recursively; ``other`` wins on conflicts.
 
         Unlike `dict.update`, a nested mapping is merged into the existing one
@@ -236,7 +236,7 @@ class Policy:
         """
         _update_tree(self._data, other._data if isinstance(other, Policy) else other)
 
-    def merge(self, other: Mapping | "Policy") -> None:
+    def merge(self, other: Mapping | Policy) -> None:
         """Add the keys of ``other`` that this policy lacks, recursively; this policy wins.
 
         ``other`` is not modified (what is added is copied).
@@ -257,10 +257,10 @@ class Policy:
     def __repr__(self) -> str:
         return f"Policy({self._data!r})"
 
-    def __copy__(self) -> "Policy":
+    def __copy__(self) -> Policy:
         return Policy(self)
 
-    def __deepcopy__(self, memo: dict) -> "Policy":
+    def __deepcopy__(self, memo: dict) -> Policy:
         return Policy(self)
 
     def __setstate__(self, state: dict) -> None:

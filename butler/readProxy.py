@@ -7,7 +7,8 @@ operators, iteration and comparisons to it. The subject is ``__subject__``.
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["ReadProxy"]
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
 from .cfg import RepositoryArgs, RepositoryCfg, _is_local, find_mapper_file, mapper_source
 from .errors import MapperError, RepositoryError, RepositoryModeError, describe_data_id
-from .graph import RepoSpec, RepositoryNode, build_graph
+from .graph import RepositoryNode, RepoSpec, build_graph
 from .location import ButlerComposite, ButlerLocation, split_hdu
 from .storage import Storage, StorageInterface
 from .storage.base import split_uri

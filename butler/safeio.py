@@ -27,7 +27,8 @@ import os
 import re
 import secrets
 import stat
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from .errors import FileContentMismatch, UnsafePathError
 
@@ -374,7 +375,7 @@ class _LockedFile:
         """Open the file now at the path (subclasses may create it and set ``_created``)."""
         return os.open(self.path, os.O_RDONLY)
 
-    def __enter__(self) -> "_LockedFile":
+    def __enter__(self) -> _LockedFile:
         operation = fcntl.LOCK_EX if self._exclusive else fcntl.LOCK_SH
         while True:
             fd = self._open_current()

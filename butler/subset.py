@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from .dataId import DataId, merge_data_id
 
@@ -31,7 +32,7 @@ class ButlerSubset:
         The partial data ID.
     """
 
-    def __init__(self, butler: "Butler", datasetType: str, level: str | None, dataId: DataId):
+    def __init__(self, butler: Butler, datasetType: str, level: str | None, dataId: DataId):
         self.butler = butler
         self.datasetType = datasetType
         self.level = level
@@ -50,7 +51,7 @@ class ButlerSubset:
     def __len__(self) -> int:
         return len(self.cache)
 
-    def __iter__(self) -> Iterator["ButlerDataRef"]:
+    def __iter__(self) -> Iterator[ButlerDataRef]:
         for row in self.cache:
             dataId = DataId(self.dataId)
             dataId.update(zip(self._fields, row))
@@ -114,6 +115,6 @@ class ButlerDataRef:
                 return []
         return butler.subset(self.butlerSubset.datasetType, level, merge_data_id(self.dataId))
 
-    def getButler(self) -> "Butler":
+    def getButler(self) -> Butler:
         """Return the Butler this reference reads through."""
         return self.butlerSubset.butler

@@ -22,7 +22,7 @@ __all__ = ["read_header", "read_image_header", "image_bbox", "header_wcs", "asse
 _SECTION = re.compile(r"\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]")
 
 
-def read_header(path: str, hdu: int | None = None) -> "Header":
+def read_header(path: str, hdu: int | None = None) -> Header:
     """Return the header of an HDU; without ``hdu`` the primary, merged with HDU 1 when it holds no data.
 
     In the merged header the keys of HDU 1 win.
@@ -46,7 +46,7 @@ def read_header(path: str, hdu: int | None = None) -> "Header":
         return primary
 
 
-def read_image_header(path: str, hdu: int | None = None) -> "Header":
+def read_image_header(path: str, hdu: int | None = None) -> Header:
     """Return the header of the HDU that holds the image, ``NAXIS1/2`` kept.
 
     Parameters
@@ -65,21 +65,21 @@ def read_image_header(path: str, hdu: int | None = None) -> "Header":
         return hdus[hdu].header.copy()
 
 
-def _image_header(hdu: Any) -> "Header":
+def _image_header(hdu: Any) -> Header:
     """The header of an HDU as it describes the image (tile compression unwrapped)."""
     header = hdu.header.copy()
     header.strip()
     return header
 
 
-def image_bbox(header: "Header") -> tuple[int, int, int, int]:
+def image_bbox(header: Header) -> tuple[int, int, int, int]:
     """Return ``(x0, y0, width, height)`` of an image: origin ``-LTV1, -LTV2``, size ``NAXIS1/2``."""
     x0 = -int(round(header.get("LTV1", 0)))
     y0 = -int(round(header.get("LTV2", 0)))
     return x0, y0, int(header.get("NAXIS1", 0)), int(header.get("NAXIS2", 0))
 
 
-def header_wcs(header: "Header") -> "WCS":
+def header_wcs(header: Header) -> WCS:
     """Return the `astropy.wcs.WCS` a header describes (celestial part)."""
     import warnings
 
@@ -110,7 +110,7 @@ def _section(text: str) -> tuple[int, int, int, int]:
     return x1, x2, y1, y2
 
 
-def assemble_amplifiers(path: str) -> "CCDData":
+def assemble_amplifiers(path: str) -> CCDData:
     """Return a raw file as one untrimmed `CCDData`, its amplifiers tiled by ``DETSEC``.
 
     Every image HDU with a ``DETSEC`` is one amplifier. Amplifiers are placed on
@@ -142,7 +142,7 @@ def assemble_amplifiers(path: str) -> "CCDData":
     return to_ccddata(image, primary)
 
 
-def read_amplifier(path: str, hdu: int) -> "CCDData":
+def read_amplifier(path: str, hdu: int) -> CCDData:
     """Return one amplifier HDU as a `CCDData` (a 0×0 image when it holds no pixels)."""
     import numpy as np
     from astropy.io import fits
@@ -154,7 +154,7 @@ def read_amplifier(path: str, hdu: int) -> "CCDData":
     return to_ccddata(data, header)
 
 
-def to_ccddata(item: Any, header: "Header | None" = None) -> "CCDData":
+def to_ccddata(item: Any, header: Header | None = None) -> CCDData:
     """Return ``item`` as a `CCDData` whose ``meta`` is ``header`` (image keys winning).
 
     Parameters

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import attrs
 
@@ -93,7 +93,7 @@ class Camera:
     detectors: dict[str, Detector] = attrs.field(factory=dict)
 
     @classmethod
-    def from_detectors(cls, name: str, detectors: Iterable[Detector]) -> "Camera":
+    def from_detectors(cls, name: str, detectors: Iterable[Detector]) -> Camera:
         """Make a camera from its detectors."""
         return cls(name, {det.name: det for det in detectors})
 

@@ -17,13 +17,14 @@ import os
 import posixpath
 import re
 import zlib
-from typing import Any, Callable, ClassVar, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar
 
 import attrs
 
 from butler.dataId import check_data_id
-from butler.formatters.fits import python_kind
 from butler.errors import DuplicatePolicyError, MapperError, NoResults, PolicyError, TemplateError
+from butler.formatters.fits import python_kind
 from butler.location import ButlerLocation, split_hdu
 from butler.mapper import Mapper
 from butler.policy import Policy
@@ -141,31 +142,31 @@ def local_file(location: ButlerLocation) -> Iterator[tuple[str, int | None]]:
 # Each generator takes (mapper, datasetType) first; the instance binds both.
 
 
-def _gen_map(self: "CameraMapper", datasetType: str, dataId: Any, write: bool = False) -> ButlerLocation:
+def _gen_map(self: CameraMapper, datasetType: str, dataId: Any, write: bool = False) -> ButlerLocation:
     return self.mappings[datasetType].map(self, dataId, write)
 
 
-def _gen_query(self: "CameraMapper", datasetType: str, format: Any, dataId: Any) -> list[tuple]:
+def _gen_query(self: CameraMapper, datasetType: str, format: Any, dataId: Any) -> list[tuple]:
     return self.mappings[datasetType].lookup([format] if isinstance(format, str) else format, dataId)
 
 
-def _gen_std(self: "CameraMapper", datasetType: str, item: Any, dataId: Any) -> Any:
+def _gen_std(self: CameraMapper, datasetType: str, item: Any, dataId: Any) -> Any:
     return self.mappings[datasetType].standardize(self, item, dataId)
 
 
-def _gen_add(self: "CameraMapper", datasetType: str, _datasetType: str, dataId: Any) -> dict[str, Any]:
+def _gen_add(self: CameraMapper, datasetType: str, _datasetType: str, dataId: Any) -> dict[str, Any]:
     return self._writeRecipe(self.mappings[datasetType], dataId)
 
 
-def _derived_map(self: "CameraMapper", datasetType: str, dataId: Any, write: bool = False) -> Any:
+def _derived_map(self: CameraMapper, datasetType: str, dataId: Any, write: bool = False) -> Any:
     return getattr(self, "map_" + datasetType)(dataId, write)
 
 
-def _derived_query(self: "CameraMapper", datasetType: str, format: Any, dataId: Any) -> Any:
+def _derived_query(self: CameraMapper, datasetType: str, format: Any, dataId: Any) -> Any:
     return getattr(self, "query_" + datasetType)(format, dataId)
 
 
-def _map_sub(self: "CameraMapper", datasetType: str, dataId: Any, write: bool = False) -> ButlerLocation:
+def _map_sub(self: CameraMapper, datasetType: str, dataId: Any, write: bool = False) -> ButlerLocation:
     subId = dict(dataId)
     bbox = subId.pop("bbox", None)
     try:
@@ -183,7 +184,7 @@ def _map_sub(self: "CameraMapper", datasetType: str, dataId: Any, write: bool = 
     return attrs.evolve(location, additionalData={**location.additionalData, **box})
 
 
-def _map_detector(self: "CameraMapper", datasetType: str, dataId: Any, write: bool = False) -> ButlerLocation:
+def _map_detector(self: CameraMapper, datasetType: str, dataId: Any, write: bool = False) -> ButlerLocation:
     return self._internalLocation("mappers.camera.Detector", dataId, datasetType + "_detector")
 
 
@@ -215,7 +216,7 @@ def _bypass_header_wcs(self, datasetType, _t, _pythonType, location, dataId):
         return astro.header_wcs(astro.read_header(path, 0))
 
 
-def _header_filter(self: "CameraMapper", header: Any, dataId: Any) -> FilterLabel | None:
+def _header_filter(self: CameraMapper, header: Any, dataId: Any) -> FilterLabel | None:
     """The filter best matching a header's ``FILTER`` and the data ID's ``filter`` (see `best_filter`)."""
     stored = header.get("FILTER")
     label = FilterLabel(physical=str(stored).strip()) if stored else None

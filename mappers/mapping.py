@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from butler.dataId import check_data_id, check_path, kind_of_column
 from butler.errors import IncompleteDataIdError, MapperError, NoResults, RegistryError, TemplateError

@@ -22,8 +22,9 @@ import datetime
 import math
 import os
 import re
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import erfa
 from astropy.io import fits

@@ -8,8 +8,7 @@ import attrs
 import pytest
 
 from butler.cfg import RepositoryArgs, RepositoryCfg
-from butler.errors import (MapperError, ParentCycleError, ParentsMismatch, RepositoryError,
-                           RepositoryModeError)
+from butler.errors import MapperError, ParentCycleError, ParentsMismatch, RepositoryError, RepositoryModeError
 from butler.graph import MissingParent, RepoSpec, build_graph
 
 MAPPER_A = "butler.test.EmptyTestMapper"

@@ -23,8 +23,7 @@ from astropy.table import Table
 from butler.cfg import RepositoryCfg
 from butler.errors import DatasetNotFoundError, RepositoryError, UnsafePathError, UnwritableObjectError
 from butler.location import ButlerLocation
-from butler.storage import MemStorage, PosixStorage, Storage, StorageInterface
-from butler.storage import mem as mem_module
+from butler.storage import MemStorage, PosixStorage, Storage, StorageInterface, mem as mem_module
 from butler.test import EmptyTestMapper, TestObject
 
 

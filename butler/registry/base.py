@@ -19,7 +19,8 @@ import abc
 import contextlib
 import logging
 import os
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -84,7 +85,7 @@ class Registry(abc.ABC):
     location: str
 
     @staticmethod
-    def create(location: Any, path: str | None = None) -> "Registry | None":
+    def create(location: Any, path: str | None = None) -> Registry | None:
         """Return a registry for a location, opened for reading.
 
         Parameters
@@ -272,10 +273,10 @@ class Registry(abc.ABC):
 
     # -- lifetime ----------------------------------------------------------------------------------
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a hook: registries holding nothing need not override it)
         """Release what the registry holds (nothing by default)."""
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Registry:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -10,7 +10,8 @@ import glob
 import logging
 import os
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["TEMPLATE_FIELD", "FsScanner", "template_fields", "strip_hdu"]
 

@@ -28,7 +28,8 @@ import re
 import shutil
 import sqlite3
 import urllib.parse
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from ..errors import RegistryConflictError, RegistryError, RegistrySchemaError
 from ..safeio import atomic_write

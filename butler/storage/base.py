@@ -28,7 +28,8 @@ import posixpath
 import re
 import shutil
 import tempfile
-from typing import IO, Any, ClassVar, Iterator
+from collections.abc import Iterator
+from typing import IO, Any, ClassVar
 
 from ..errors import (
     ButlerError,
@@ -369,7 +370,7 @@ class StorageInterface(abc.ABC):
             _log.debug("backed up %s in %s: %d version(s)", relpath, self.root, len(written))
         return written[::-1]
 
-    def _sweep(self, relpath: str) -> None:
+    def _sweep(self, relpath: str) -> None:  # noqa: B027 (a hook: only storages with temporaries override it)
         """Remove what interrupted writes of a dataset left behind (lock held); nothing by default."""
 
     def removeStaleTemporaries(self, directory: str = "") -> list[str]:

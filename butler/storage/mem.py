@@ -13,7 +13,8 @@ import logging
 import os
 import posixpath
 import threading
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from ..errors import DatasetNotFoundError, RepositoryError
 from .base import StorageInterface, _scratch_file, split_uri

@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 
 from ..errors import DatasetNotFoundError, RepositoryError
 from ..safeio import atomic_write, ensure_within, locked_directory, makedirs, remove_stale_temporaries
