@@ -34,7 +34,9 @@ __all__ = [
     "RepositoryCfg",
     "as_repository_args",
     "find_mapper_file",
+    "check_yaml_bytes",
     "load_yaml",
+    "load_yaml_bytes",
     "mapper_source",
     "read_mapper_file",
     "resolve_mapper_name",
@@ -629,10 +631,28 @@ def load_yaml(path: str | os.PathLike) -> Any:
         When the file cannot be read.
     """
     path = os.fspath(path)
-    data = _read_bounded(path)
-    _check_expansion(data, path)
+    return load_yaml_bytes(_read_bounded(path), path)
+
+
+def check_yaml_bytes(data: bytes, name: str) -> None:
+    """Check YAML bytes against the limits of `load_yaml` (size, aliases, nodes, depth); nothing is built.
+
+    Raises
+    ------
+    butler.errors.UnsafeYamlError
+        When a limit is exceeded, naming ``name`` and the limit.
+    """
+    if len(data) > MAX_YAML_BYTES:
+        raise UnsafeYamlError(f"{name}: larger than {MAX_YAML_BYTES} bytes, the limit for a YAML file read "
+                              "from a repository; it is not read")
+    _check_expansion(data, name)
+
+
+def load_yaml_bytes(data: bytes, name: str) -> Any:
+    """Load YAML bytes as `load_yaml` loads a file (same loader, same limits); ``name`` names them in messages."""
+    check_yaml_bytes(data, name)
     loader = _SafeCfgLoader(data)
-    loader.source = path
+    loader.source = name
     try:
         return loader.get_single_data()
     finally:
