@@ -153,8 +153,13 @@ def trusted_prefixes(trusted: Iterable[str] = ()) -> tuple[str, ...]:
         variable ``BUTLER_TRUSTED_MAPPERS`` (comma-separated) and ``trusted``;
         each without a trailing dot.
     """
-    env = os.environ.get(TRUSTED_MAPPERS_ENV, "").split(",")
-    cleaned = (str(p).strip().rstrip(".") for p in (*PACKAGE_PREFIXES, *env, *trusted))
+    return _prefixes(os.environ.get(TRUSTED_MAPPERS_ENV, ""), tuple(map(str, trusted)))
+
+
+@functools.lru_cache(maxsize=64)
+def _prefixes(env: str, trusted: tuple[str, ...]) -> tuple[str, ...]:
+    """`trusted_prefixes` of one value of the environment variable (cached: it is asked on every unpickled class)."""
+    cleaned = (p.strip().rstrip(".") for p in (*PACKAGE_PREFIXES, *env.split(","), *trusted))
     return tuple(dict.fromkeys(p for p in cleaned if p))
 
 

@@ -22,7 +22,6 @@ it is imported or called. Writes are plain `pickle.dumps`.
 from __future__ import annotations
 
 import _compat_pickle
-import functools
 import importlib
 import pickle
 from typing import IO, Any, ClassVar
@@ -60,17 +59,24 @@ def _reconstructor(module: str, name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-@functools.lru_cache(maxsize=1024)
-def _allowed(module: str, name: str, prefixes: tuple[str, ...]) -> Any:
-    """The object a pickle's global stands for; `LookupError` when it is refused (refusals are not cached:
-    the module may be imported or trusted later)."""
-    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-    if (module, name) in RECONSTRUCTORS:
-        return _reconstructor(module, name)
-    found = trusted_type(module, name, prefixes)
-    if found is None:
-        raise LookupError(f"{module}.{name}")
+#: (module, name) -> what a pickle's global resolved to; refusals are not kept (the module may be
+#: imported or trusted later), and a resolved global stays resolved for the process
+_RESOLVED: dict[tuple[str, str], Any] = {}
+
+
+def _resolve(module: str, name: str) -> Any:
+    """The object a pickle's global stands for, or None when it is refused."""
+    found = _RESOLVED.get((module, name))
+    if found is not None:
+        return found
+    mapped_module, mapped_name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    mapped_module = _compat_pickle.IMPORT_MAPPING.get(mapped_module, mapped_module)
+    if (mapped_module, mapped_name) in RECONSTRUCTORS:
+        found = _reconstructor(mapped_module, mapped_name)
+    else:
+        found = trusted_type(mapped_module, mapped_name, trusted_prefixes())
+    if found is not None:
+        _RESOLVED[(module, name)] = found
     return found
 
 
@@ -88,16 +94,15 @@ class RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, stream: IO[bytes], source: str):
         super().__init__(stream)
         self._source = source
-        self._prefixes = trusted_prefixes()
 
     def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _allowed(module, name, self._prefixes)
-        except LookupError:
+        found = _resolve(module, name)
+        if found is None:
             raise UnsafePickleError(
                 f"{self._source}: refusing to unpickle global {module}.{name}: only plain data, numpy, "
                 f"astropy, butler and trusted classes are read from a repository (nothing was imported or "
-                f"called); if you trust its module, set {TRUSTED_MAPPERS_ENV}={module} or import it first") from None
+                f"called); if you trust its module, set {TRUSTED_MAPPERS_ENV}={module} or import it first")
+        return found
 
 
 class PickleStorage(Formatter):
