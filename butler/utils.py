@@ -158,7 +158,7 @@ def trusted_prefixes(trusted: Iterable[str] = ()) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=64)
 def _prefixes(env: str, trusted: tuple[str, ...]) -> tuple[str, ...]:
-    """`trusted_prefixes` of one value of the environment variable (cached: it is asked on every unpickled class)."""
+    """`trusted_prefixes` for one value of the environment variable (cached: asked per unpickled class)."""
     cleaned = (p.strip().rstrip(".") for p in (*PACKAGE_PREFIXES, *env.split(","), *trusted))
     return tuple(dict.fromkeys(p for p in cleaned if p))
 
@@ -257,7 +257,8 @@ SAFE_STDLIB_MODULES = frozenset({"collections", "datetime", "decimal", "fraction
 LIBRARY_PREFIXES = ("numpy", "astropy")
 #: classes (and their subclasses) whose construction touches files or repositories: never resolved
 _FILE_TOUCHING = ("numpy.memmap", "astropy.io.fits.file._File", "astropy.io.fits.hdu.streaming.StreamingHDU",
-                  "astropy.io.fits.diff.FITSDiff", "butler.butler.Butler", "butler.storage.base.StorageInterface")
+                  "astropy.io.fits.diff.FITSDiff", "butler.butler.Butler",
+                  "butler.storage.base.StorageInterface")
 #: modules of the trusted libraries whose classes are servers, caches, file sources or tools: never resolved
 _UNTRUSTED_MODULES = ("astropy.samp", "astropy.config", "astropy.utils.data", "numpy.lib._datasource",
                       "numpy.f2py", "numpy.distutils", "numpy.testing")
@@ -265,7 +266,7 @@ _UNTRUSTED_MODULES = ("astropy.samp", "astropy.config", "astropy.utils.data", "n
 
 @functools.lru_cache(maxsize=1)
 def _installed_roots() -> tuple[str, ...]:
-    """The directories of the standard library and of installed packages, resolved, each ending in a separator."""
+    """The directories of the standard library and of installed packages, resolved, ending in a separator."""
     import site
     import sysconfig
 

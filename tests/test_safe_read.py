@@ -26,7 +26,6 @@ from astropy.io import fits
 from astropy.nddata import CCDData, VarianceUncertainty
 from astropy.table import Table
 from astropy.time import Time
-from conftest import assert_user_error, run_cli
 
 from butler import Butler, ButlerLocation, RepositoryArgs
 from butler.errors import (
@@ -41,6 +40,8 @@ from butler.formatters import get_formatter
 from butler.storage.posix import PosixStorage
 from butler.test import MapperForTestWriting, TestObject
 from butler.utils import TRUSTED_MAPPERS_ENV, resolve_type_name
+
+from conftest import assert_user_error, run_cli
 
 # -- a repository with one dataset type per format ----------------------------------------------
 

@@ -83,7 +83,7 @@ class Formatter:
         raise NotImplementedError
 
     def wantsLocalFile(self, storage: Any, pythonType: Any) -> bool:
-        """Whether to read this dataset through `read_file` (by default: `prefersLocalFile` on local storages)."""
+        """Whether to read through `read_file` (by default: `prefersLocalFile`, on local storages)."""
         return self.prefersLocalFile and storage.hasLocalFiles
 
     def wantsFile(self, obj: Any) -> bool:
@@ -138,9 +138,9 @@ class Formatter:
         except ButlerError:
             raise
         except _MISSING as exc:
-            if not storage.exists(path) or storage.locationWithRoot(path) == exc.filename:
-                raise DatasetNotFoundError(f"no {self.storageName} file at {storage.locationWithRoot(path)}") \
-                    from exc
+            source = storage.locationWithRoot(path)
+            if not storage.exists(path) or source == exc.filename:
+                raise DatasetNotFoundError(f"no {self.storageName} file at {source}") from exc
             raise self._unreadable(storage, path, exc) from exc
         except _BAD_FILE + self.readErrors as exc:
             raise self._unreadable(storage, path, exc) from exc
@@ -182,8 +182,9 @@ class Formatter:
 
     def _unwritable(self, obj: Any, exc: BaseException) -> UnwritableObjectError:
         given = type(obj)
-        return UnwritableObjectError(f"{self.storageName} cannot write a {given.__module__}.{given.__qualname__} "
-                                     f"({type(exc).__name__}: {exc}); it writes {self.writes}")
+        return UnwritableObjectError(f"{self.storageName} cannot write a {given.__module__}."
+                                     f"{given.__qualname__} ({type(exc).__name__}: {exc}); "
+                                     f"it writes {self.writes}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import gzip
 import io
-import zlib
 import logging
 import re
+import zlib
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import FormatterError
