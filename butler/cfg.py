@@ -33,10 +33,9 @@ __all__ = [
     "RepositoryArgs",
     "RepositoryCfg",
     "as_repository_args",
-    "find_mapper_file",
     "check_yaml_bytes",
+    "find_mapper_file",
     "load_yaml",
-    "load_yaml_bytes",
     "mapper_source",
     "read_mapper_file",
     "resolve_mapper_name",
@@ -631,28 +630,10 @@ def load_yaml(path: str | os.PathLike) -> Any:
         When the file cannot be read.
     """
     path = os.fspath(path)
-    return load_yaml_bytes(_read_bounded(path), path)
-
-
-def check_yaml_bytes(data: bytes, name: str) -> None:
-    """Check YAML bytes against the limits of `load_yaml` (size, aliases, nodes, depth); nothing is built.
-
-    Raises
-    ------
-    butler.errors.UnsafeYamlError
-        When a limit is exceeded, naming ``name`` and the limit.
-    """
-    if len(data) > MAX_YAML_BYTES:
-        raise UnsafeYamlError(f"{name}: larger than {MAX_YAML_BYTES} bytes, the limit for a YAML file read "
-                              "from a repository; it is not read")
-    _check_expansion(data, name)
-
-
-def load_yaml_bytes(data: bytes, name: str) -> Any:
-    """Load YAML bytes as `load_yaml` loads a file (same loader, same limits); ``name`` names them in messages."""
-    check_yaml_bytes(data, name)
+    data = _read_bounded(path)
+    _check_expansion(data, path)
     loader = _SafeCfgLoader(data)
-    loader.source = name
+    loader.source = path
     try:
         return loader.get_single_data()
     finally:
@@ -669,3 +650,20 @@ class _TaggedCfgMapping(dict):
 
 _CfgDumper.add_representer(_TaggedCfgMapping,
                            lambda dumper, data: dumper.represent_mapping(CFG_TAG, data))
+
+
+def check_yaml_bytes(data: bytes, name: str) -> None:
+    """Check YAML bytes against the limits of `load_yaml` (size, aliases, nodes, depth); nothing is built.
+
+    For YAML read with another loader (datasets: `butler.formatters.yaml`),
+    so every YAML file a repository holds is read within the same limits.
+
+    Raises
+    ------
+    butler.errors.UnsafeYamlError
+        When a limit is exceeded, naming ``name`` and the limit.
+    """
+    if len(data) > MAX_YAML_BYTES:
+        raise UnsafeYamlError(f"{name}: larger than {MAX_YAML_BYTES} bytes, the limit for a YAML file read "
+                              "from a repository; it is not read")
+    _check_expansion(data, name)

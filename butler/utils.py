@@ -1,11 +1,8 @@
-"""Small helpers of the Gen2 API (`sequencify`, `iterify`, `doImport`) and the trusted resolvers.
+"""Small helpers of the Gen2 API (`sequencify`, `iterify`, `doImport`) and the mapper resolver.
 
 `doImport` imports whatever a program asks for. `resolve_mapper` is for mapper
 names read from a repository's files: it imports only from sources the user
-trusts, and returns only `butler.mapper.Mapper` subclasses. `trusted_type`
-and `resolve_type_name` do the same for the classes a repository's files name
-(policy ``python:`` types, pickled objects): they return only classes, and
-import only from trusted modules.
+trusts, and returns only `butler.mapper.Mapper` subclasses.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ import sys
 from typing import Any, Iterable
 
 __all__ = ["sequencify", "iterify", "as_list", "doImport", "resolve_mapper", "trusted_prefixes",
-           "trusted_type", "resolve_type_name", "LEGACY_PREFIXES", "PACKAGE_PREFIXES", "TRUSTED_MAPPERS_ENV"]
+           "LEGACY_PREFIXES", "PACKAGE_PREFIXES", "TRUSTED_MAPPERS_ENV"]
 
 _log = logging.getLogger(__name__)
 
@@ -187,63 +184,6 @@ def _already_loaded(name: str) -> Any:
     return None
 
 
-def resolve_mapper(name: str, source: str, trusted: Iterable[str] = ()) -> type:
-    """Return the mapper class a repository's file names, importing only trusted modules.
-
-    A name resolves through, in order: the ``butler.mappers`` entry-point
-    group (legacy Gen2 names included), the modules under a trusted prefix
-    (this package's, ``BUTLER_TRUSTED_MAPPERS``'s and ``trusted``; legacy
-    ``lsst.daf.persistence.`` names map to ``butler.``), and the modules the
-    running program has already imported (nothing new is imported). Anything
-    else is refused before any import. What it finds must be a subclass of
-    `butler.mapper.Mapper`; nothing is constructed.
-
-    Parameters
-    ----------
-    name : `str`
-        The dotted name, as read from the file.
-    source : `str`
-        The file (or other place) the name was read from, for messages.
-    trusted : iterable of `str`, optional
-        More module prefixes to trust (``Butler(trustedMappers=...)``,
-        ``butler --mapper``).
-
-    Raises
-    ------
-    butler.errors.UntrustedMapperError
-        When the name is from no trusted source, or does not name a mapper class.
-    butler.errors.MapperImportError
-        When a trusted name cannot be imported.
-    """
-    from .errors import MapperImportError, UntrustedMapperError
-    from .mapper import Mapper
-
-    given = name.strip() if isinstance(name, str) else name
-    if not isinstance(given, str) or not _DOTTED_NAME.match(given):
-        raise UntrustedMapperError(f"{source}: mapper {name!r} is not a dotted Python name; "
-                                   "nothing was imported")
-    target = _modern_name(given)
-    entry = _entry_point_classes().get(target)
-    if entry is not None or any(_within(target, prefix) for prefix in trusted_prefixes(trusted)):
-        try:
-            found = entry.load() if entry is not None else _import_dotted(target)
-        except (ImportError, AttributeError) as exc:
-            raise MapperImportError(f"{source}: mapper {given!r} cannot be imported: {exc}") from exc
-    else:
-        found = _already_loaded(target)
-        if found is None:
-            module = target.rpartition(".")[0] or target
-            raise UntrustedMapperError(
-                f"{source}: mapper {given!r} is not from a trusted module, so it was not imported; "
-                f"to trust it, set {TRUSTED_MAPPERS_ENV}={module}, pass Butler(..., "
-                f"trustedMappers=[{module!r}]), give butler --mapper {given}, or import {module} first")
-    if not (isinstance(found, type) and issubclass(found, Mapper)):
-        raise UntrustedMapperError(f"{source}: {given!r} names {type(found).__name__} {found!r}, not a "
-                                   "subclass of butler.mapper.Mapper; it is not constructed")
-    _log.debug("mapper %r named in %s resolved to %r", given, source, found)
-    return found
-
-
 # -- classes named by a repository's files ------------------------------------------------------
 
 #: builtins a repository's files may name: plain data types, never functions (``eval``,
@@ -367,3 +307,60 @@ def resolve_type_name(name: str, trusted: Iterable[str] = ()) -> type | None:
         if found is not None:
             return found
     return None
+
+
+def resolve_mapper(name: str, source: str, trusted: Iterable[str] = ()) -> type:
+    """Return the mapper class a repository's file names, importing only trusted modules.
+
+    A name resolves through, in order: the ``butler.mappers`` entry-point
+    group (legacy Gen2 names included), the modules under a trusted prefix
+    (this package's, ``BUTLER_TRUSTED_MAPPERS``'s and ``trusted``; legacy
+    ``lsst.daf.persistence.`` names map to ``butler.``), and the modules the
+    running program has already imported (nothing new is imported). Anything
+    else is refused before any import. What it finds must be a subclass of
+    `butler.mapper.Mapper`; nothing is constructed.
+
+    Parameters
+    ----------
+    name : `str`
+        The dotted name, as read from the file.
+    source : `str`
+        The file (or other place) the name was read from, for messages.
+    trusted : iterable of `str`, optional
+        More module prefixes to trust (``Butler(trustedMappers=...)``,
+        ``butler --mapper``).
+
+    Raises
+    ------
+    butler.errors.UntrustedMapperError
+        When the name is from no trusted source, or does not name a mapper class.
+    butler.errors.MapperImportError
+        When a trusted name cannot be imported.
+    """
+    from .errors import MapperImportError, UntrustedMapperError
+    from .mapper import Mapper
+
+    given = name.strip() if isinstance(name, str) else name
+    if not isinstance(given, str) or not _DOTTED_NAME.match(given):
+        raise UntrustedMapperError(f"{source}: mapper {name!r} is not a dotted Python name; "
+                                   "nothing was imported")
+    target = _modern_name(given)
+    entry = _entry_point_classes().get(target)
+    if entry is not None or any(_within(target, prefix) for prefix in trusted_prefixes(trusted)):
+        try:
+            found = entry.load() if entry is not None else _import_dotted(target)
+        except (ImportError, AttributeError) as exc:
+            raise MapperImportError(f"{source}: mapper {given!r} cannot be imported: {exc}") from exc
+    else:
+        found = _already_loaded(target)
+        if found is None:
+            module = target.rpartition(".")[0] or target
+            raise UntrustedMapperError(
+                f"{source}: mapper {given!r} is not from a trusted module, so it was not imported; "
+                f"to trust it, set {TRUSTED_MAPPERS_ENV}={module}, pass Butler(..., "
+                f"trustedMappers=[{module!r}]), give butler --mapper {given}, or import {module} first")
+    if not (isinstance(found, type) and issubclass(found, Mapper)):
+        raise UntrustedMapperError(f"{source}: {given!r} names {type(found).__name__} {found!r}, not a "
+                                   "subclass of butler.mapper.Mapper; it is not constructed")
+    _log.debug("mapper %r named in %s resolved to %r", given, source, found)
+    return found
