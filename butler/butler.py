@@ -27,7 +27,7 @@ from .readProxy import ReadProxy
 from .repository import Repository, describe_repository, mapper_class, open_repositories
 from .storage import Storage
 from .storage.base import split_uri
-from .utils import as_list, doImport, resolve_mapper, sequencify
+from .utils import as_list, resolve_mapper, resolve_type_name, sequencify
 
 __all__ = ["Butler"]
 
@@ -36,11 +36,9 @@ _log = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=256)
 def _python_type(pythonType: str) -> Any:
-    """The class a type-name string names, or the string itself when it cannot be imported."""
-    try:
-        return doImport(pythonType)
-    except (ImportError, TypeError):
-        return pythonType
+    """The class a policy's type name names, through trusted modules only (`resolve_type_name`), else the string."""
+    found = resolve_type_name(pythonType)
+    return pythonType if found is None else found
 
 
 @attrs.frozen

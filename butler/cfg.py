@@ -33,6 +33,7 @@ __all__ = [
     "RepositoryArgs",
     "RepositoryCfg",
     "as_repository_args",
+    "check_yaml_bytes",
     "find_mapper_file",
     "load_yaml",
     "mapper_source",
@@ -661,3 +662,20 @@ class _TaggedCfgMapping(dict):
 
 _CfgDumper.add_representer(_TaggedCfgMapping,
                            lambda dumper, data: dumper.represent_mapping(CFG_TAG, data))
+
+
+def check_yaml_bytes(data: bytes, name: str) -> None:
+    """Check YAML bytes against the limits of `load_yaml` (size, aliases, nodes, depth); nothing is built.
+
+    For YAML read with another loader (datasets: `butler.formatters.yaml`),
+    so every YAML file a repository holds is read within the same limits.
+
+    Raises
+    ------
+    butler.errors.UnsafeYamlError
+        When a limit is exceeded, naming ``name`` and the limit.
+    """
+    if len(data) > MAX_YAML_BYTES:
+        raise UnsafeYamlError(f"{name}: larger than {MAX_YAML_BYTES} bytes, the limit for a YAML file read "
+                              "from a repository; it is not read")
+    _check_expansion(data, name)

@@ -23,6 +23,7 @@ __all__ = [
     "DatasetNotFoundError",
     "FormatterError",
     "UnwritableObjectError",
+    "UnsafePickleError",
     "UnknownStorageError",
     "FileContentMismatch",
     "RegistryError",
@@ -249,3 +250,11 @@ class MissingParentError(RepositoryError):
         if self.searched:
             message += "; searched: " + ", ".join(self.searched)
         super().__init__(message)
+
+
+class UnsafePickleError(FormatterError):
+    """A pickle file names a global (a class or function) that reading a repository must not use.
+
+    Nothing was imported or called; the message names the file, the module and
+    name refused, and how to trust the module.
+    """

@@ -150,8 +150,13 @@ def trusted_prefixes(trusted: Iterable[str] = ()) -> tuple[str, ...]:
         variable ``BUTLER_TRUSTED_MAPPERS`` (comma-separated) and ``trusted``;
         each without a trailing dot.
     """
-    env = os.environ.get(TRUSTED_MAPPERS_ENV, "").split(",")
-    cleaned = (str(p).strip().rstrip(".") for p in (*PACKAGE_PREFIXES, *env, *trusted))
+    return _prefixes(os.environ.get(TRUSTED_MAPPERS_ENV, ""), tuple(map(str, trusted)))
+
+
+@functools.lru_cache(maxsize=64)
+def _prefixes(env: str, trusted: tuple[str, ...]) -> tuple[str, ...]:
+    """`trusted_prefixes` for one value of the environment variable (cached: asked per unpickled class)."""
+    cleaned = (p.strip().rstrip(".") for p in (*PACKAGE_PREFIXES, *env.split(","), *trusted))
     return tuple(dict.fromkeys(p for p in cleaned if p))
 
 
@@ -176,6 +181,131 @@ def _already_loaded(name: str) -> Any:
             except AttributeError:
                 return None
         return obj
+    return None
+
+
+# -- classes named by a repository's files ------------------------------------------------------
+
+#: builtins a repository's files may name: plain data types, never functions (``eval``,
+#: ``getattr``, ``open``...) nor ``type``
+SAFE_BUILTINS = frozenset({"object", "bool", "int", "float", "complex", "str", "bytes", "bytearray", "list",
+                           "tuple", "dict", "set", "frozenset", "slice", "range"})
+#: standard-library modules whose classes are plain values (other standard-library classes,
+#: ``subprocess.Popen`` or ``zipfile.ZipFile``, are never resolved)
+SAFE_STDLIB_MODULES = frozenset({"collections", "datetime", "decimal", "fractions", "uuid"})
+#: libraries whose classes are trusted (with the package's own and the trusted prefixes)
+LIBRARY_PREFIXES = ("numpy", "astropy")
+#: classes (and their subclasses) whose construction touches files or repositories: never resolved
+_FILE_TOUCHING = ("numpy.memmap", "astropy.io.fits.file._File", "astropy.io.fits.hdu.streaming.StreamingHDU",
+                  "astropy.io.fits.diff.FITSDiff", "butler.butler.Butler",
+                  "butler.storage.base.StorageInterface")
+#: modules of the trusted libraries whose classes are servers, caches, file sources or tools: never resolved
+_UNTRUSTED_MODULES = ("astropy.samp", "astropy.config", "astropy.utils.data", "numpy.lib._datasource",
+                      "numpy.f2py", "numpy.distutils", "numpy.testing")
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_roots() -> tuple[str, ...]:
+    """The directories of the standard library and of installed packages, resolved, ending in a separator."""
+    import site
+    import sysconfig
+
+    paths = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths.update(site.getsitepackages())
+    paths.add(site.getusersitepackages())
+    return tuple(os.path.join(os.path.realpath(p), "") for p in paths if p)
+
+
+def _program_module(module: str) -> Any:
+    """The already-imported module ``module`` when it is the program's own code, else None.
+
+    The program's own code is a module with a source file outside the standard
+    library and outside every installed package's directory (a script, its
+    modules, a test file); nothing is imported.
+    """
+    if module.partition(".")[0] in sys.stdlib_module_names or module in sys.builtin_module_names:
+        return None
+    found = sys.modules.get(module)
+    filename = vars(found).get("__file__") if found is not None else None
+    if not isinstance(filename, str) or os.path.realpath(filename).startswith(_installed_roots()):
+        return None
+    return found
+
+
+def _touches_files(cls: type) -> bool:
+    for name in _FILE_TOUCHING:
+        base = _already_loaded(name)  # a base class of ``cls`` is loaded when ``cls`` is
+        if isinstance(base, type) and issubclass(cls, base):
+            return True
+    return False
+
+
+def _static_attribute(obj: Any, qualname: str) -> Any:
+    """``obj.<qualname>`` looked up statically (no ``__getattr__``, no descriptors), or None."""
+    for part in qualname.split("."):
+        try:
+            obj = inspect.getattr_static(obj, part)
+        except AttributeError:
+            return None
+    return obj
+
+
+def trusted_type(module: str, qualname: str, trusted: Iterable[str] = ()) -> type | None:
+    """Return the class ``module.qualname`` when a repository's files may name it, else None.
+
+    A class resolves when it is: a plain builtin type (`SAFE_BUILTINS`); a
+    class of a standard-library value module (`SAFE_STDLIB_MODULES`); a class
+    under numpy, astropy, this package (``lsst.daf.persistence.`` read as
+    ``butler.``) or a trusted prefix (``BUTLER_TRUSTED_MAPPERS``,
+    ``trusted``), whose module is imported; or a class of a module of the
+    program's own code that is already imported (nothing is imported for it).
+    Functions, methods and other objects never resolve, nor do classes whose
+    construction touches files (``numpy.memmap``, `butler.Butler`, storages...)
+    or that are servers and file sources (``astropy.samp``, ``astropy.utils.data``...).
+
+    Parameters
+    ----------
+    module : `str`
+        The module, as named by the file.
+    qualname : `str`
+        The class's qualified name in the module (dotted for nested classes).
+    trusted : iterable of `str`, optional
+        More trusted module prefixes.
+    """
+    if not (isinstance(module, str) and isinstance(qualname, str)
+            and _DOTTED_NAME.match(module) and _DOTTED_NAME.match(qualname)):
+        return None
+    module = _modern_name(module + ".")[:-1]
+    if any(_within(module, prefix) for prefix in _UNTRUSTED_MODULES):
+        return None
+    if module == "builtins":
+        found = vars(sys.modules["builtins"]).get(qualname) if qualname in SAFE_BUILTINS else None
+    elif module in SAFE_STDLIB_MODULES or any(_within(module, prefix)
+                                              for prefix in (*LIBRARY_PREFIXES, *trusted_prefixes(trusted))):
+        try:
+            found = _static_attribute(importlib.import_module(module), qualname)
+        except ImportError:
+            return None
+    else:
+        program = _program_module(module)
+        found = _static_attribute(program, qualname) if program is not None else None
+    return found if isinstance(found, type) and not _touches_files(found) else None
+
+
+def resolve_type_name(name: str, trusted: Iterable[str] = ()) -> type | None:
+    """Return the class a dotted type name (a policy's ``python:``) names, through `trusted_type`, or None.
+
+    ``"astropy.nddata.CCDData"``, ``"numpy.ndarray"``, ``"dict"`` resolve;
+    ``"lsst.afw.image.ExposureF"`` (not installed, not trusted) and
+    ``"os.system"`` give None, with nothing imported.
+    """
+    parts = name.strip().split(".") if isinstance(name, str) else []
+    if len(parts) == 1:
+        return trusted_type("builtins", parts[0], trusted)
+    for end in range(len(parts) - 1, 0, -1):
+        found = trusted_type(".".join(parts[:end]), ".".join(parts[end:]), trusted)
+        if found is not None:
+            return found
     return None
 
 

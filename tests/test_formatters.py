@@ -7,6 +7,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from astropy.nddata import CCDData, StdDevUncertainty, VarianceUncertainty
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from butler.errors import DatasetNotFoundError, UnknownStorageError, UnsafeYamlError
+from butler.errors import DatasetNotFoundError, UnknownStorageError, UnsafeYamlError, UnwritableObjectError
 from butler.formatters import (
     Formatter,
     FormatterTable,
@@ -25,6 +26,7 @@ from butler.formatters import (
     python_kind,
 )
 from butler.formatters.pickle import PickleStorage
+from butler.storage.posix import PosixStorage
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning",
                                         "error::pytest.PytestUnraisableExceptionWarning")
@@ -40,10 +42,25 @@ OBS_TEST_DEFECTS = "obs_test/data/input/defects/defects.fits"
 CALEXP = "obs_test/data/calexpMetadataObjectsTest/example-calexp.fits.gz"
 
 
+def _storage(directory) -> PosixStorage:
+    return PosixStorage(str(directory), create=False)
+
+
+def _read(storageName: str, path, **kwargs):
+    """Read a local file with a formatter, through the storage of its directory."""
+    path = Path(path)
+    return get_formatter(storageName).readFrom(_storage(path.parent), path.name, **kwargs)
+
+
+def _write(storageName: str, obj, path, **kwargs):
+    """Write a local file with a formatter, through the storage of its directory."""
+    path = Path(path)
+    get_formatter(storageName).writeTo(_storage(path.parent), path.name, obj, **kwargs)
+
+
 def _roundtrip(storageName: str, obj, path, **read_kwargs):
-    formatter = get_formatter(storageName)
-    formatter.write(obj, str(path))
-    return formatter.read(str(path), **read_kwargs)
+    _write(storageName, obj, path)
+    return _read(storageName, path, **read_kwargs)
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -101,7 +118,7 @@ def test_missing_file_raises_dataset_not_found(tmp_path):
     missing = str(tmp_path / "nope.fits")
     for name in known_storage_names():
         with pytest.raises(DatasetNotFoundError) as info:
-            get_formatter(name).read(missing)
+            _read(name, missing)
         assert missing in str(info.value)
         assert isinstance(info.value, FileNotFoundError)
 
@@ -124,11 +141,11 @@ def test_yaml_refuses_python_objects(tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text("!!python/object/apply:os.system ['true']\n")
     with pytest.raises(UnsafeYamlError, match="evil.yaml"):
-        get_formatter("YamlStorage").read(str(path))
+        _read("YamlStorage", path)
 
 
 def test_yaml_reads_legacy_property_set(shared_data):
-    metadata = get_formatter("YamlStorage").read(str(shared_data / PHOSIM_METADATA))
+    metadata = _read("YamlStorage", shared_data / PHOSIM_METADATA)
     assert isinstance(metadata, dict)
     assert "processCcd" in metadata and "processCcd:charImage:detection" in metadata
     assert metadata["processCcd"]["runDataRefEndCpuTime"] == 326.86
@@ -148,8 +165,8 @@ def test_numpy_roundtrip_on_a_name_without_npy_suffix(tmp_path):
 
 
 def test_numpy_refuses_object_arrays(tmp_path):
-    with pytest.raises(ValueError):
-        get_formatter("NumpyStorage").write(np.array([{"a": 1}], dtype=object), str(tmp_path / "o.npy"))
+    with pytest.raises(UnwritableObjectError, match="NumpyStorage"):
+        _write("NumpyStorage", np.array([{"a": 1}], dtype=object), tmp_path / "o.npy")
 
 
 def test_text_roundtrip(tmp_path):
@@ -187,7 +204,7 @@ def test_config_roundtrip_as_yaml_mapping(tmp_path):
     assert _roundtrip("ConfigStorage", config, tmp_path / "c.yaml",
                       pythonType="lsst.pipe.tasks.NoSuchConfig") == config
     with pytest.raises(TypeError):
-        get_formatter("ConfigStorage").write([1, 2], str(tmp_path / "bad.yaml"))
+        _write("ConfigStorage", [1, 2], tmp_path / "bad.yaml")
 
 
 def test_parquet_roundtrip(tmp_path):
@@ -211,16 +228,16 @@ def test_fits_catalog_roundtrip(tmp_path):
     assert isinstance(result, Table)
     np.testing.assert_array_equal(result["x"], table["x"])
     assert list(result["tag"]) == ["a", "bb", "c", "d"]
-    header = get_formatter("FitsCatalogStorage").read(str(path), pythonType="PropertyList")
+    header = _read("FitsCatalogStorage", path, pythonType="PropertyList")
     assert isinstance(header, fits.Header)
     assert header["SURVEY"] == "test" and header["TTYPE1"] == "id"
 
 
 def test_fits_catalog_reads_obs_test_defects(shared_data):
-    defects = get_formatter("FitsCatalogStorage").read(str(shared_data / OBS_TEST_DEFECTS))
+    defects = _read("FitsCatalogStorage", shared_data / OBS_TEST_DEFECTS)
     assert len(defects) == 504
     assert defects.colnames == ["X", "Y", "SHAPE", "R", "ROTANG", "COMPONENT"]
-    as_catalog = get_formatter("FitsStorage").read(str(shared_data / OBS_TEST_DEFECTS),
+    as_catalog = _read("FitsStorage", shared_data / OBS_TEST_DEFECTS,
                                                    pythonType="lsst.afw.table.BaseCatalog")
     assert len(as_catalog) == 504
 
@@ -268,7 +285,6 @@ def test_stddev_uncertainty_is_written_as_variance(tmp_path):
 
 
 def test_fits_array_header_hdulist_and_table_writes(tmp_path):
-    formatter = get_formatter("FitsStorage")
     array = np.arange(20, dtype=np.int16).reshape(4, 5)
     read = _roundtrip("FitsStorage", array, tmp_path / "a.fits", pythonType=np.ndarray)
     np.testing.assert_array_equal(read, array)
@@ -276,21 +292,21 @@ def test_fits_array_header_hdulist_and_table_writes(tmp_path):
     result = _roundtrip("FitsStorage", header, tmp_path / "h.fits", pythonType=fits.Header)
     assert (result["KEY"], result["NAME"]) == (5, "x")
     hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(array.astype(np.float64), name="SCI")])
-    formatter.write(hdul, str(tmp_path / "l.fits"))
-    np.testing.assert_array_equal(formatter.read(str(tmp_path / "l.fits"), hdu=1).data, array)
+    _write("FitsStorage", hdul, tmp_path / "l.fits")
+    np.testing.assert_array_equal(_read("FitsStorage", tmp_path / "l.fits", hdu=1).data, array)
     table = Table({"a": [1, 2]})
     assert list(_roundtrip("FitsStorage", table, tmp_path / "t.fits", pythonType=Table)["a"]) == [1, 2]
     with pytest.raises(TypeError):
-        formatter.write({"not": "fits"}, str(tmp_path / "bad.fits"))
+        _write("FitsStorage", {"not": "fits"}, tmp_path / "bad.fits")
 
 
 def test_uint16_with_bzero_reads_as_uint16(tmp_path):
     array = np.array([[0, 1], [40000, 65535]], dtype=np.uint16)
     path = tmp_path / "u.fits"
-    get_formatter("FitsStorage").write(array, str(path))
+    _write("FitsStorage", array, path)
     with fits.open(path, do_not_scale_image_data=True) as hdul:
         assert hdul[0].header["BZERO"] == 32768
-    result = get_formatter("FitsStorage").read(str(path))
+    result = _read("FitsStorage", path)
     assert result.data.dtype == np.uint16
     np.testing.assert_array_equal(result.data, array)
 
@@ -299,7 +315,7 @@ def test_uint16_with_bzero_reads_as_uint16(tmp_path):
 
 
 def test_obs_test_gzip_raw(shared_data):
-    raw = get_formatter("FitsStorage").read(str(shared_data / OBS_TEST_RAW), pythonType="DecoratedImageU")
+    raw = _read("FitsStorage", shared_data / OBS_TEST_RAW, pythonType="DecoratedImageU")
     assert isinstance(raw, CCDData)
     assert raw.shape == (2000, 1026)
     assert raw.data.dtype == np.uint16
@@ -313,30 +329,30 @@ def test_lsstcam_raw_named_fits_but_gzipped(shared_data):
     path = shared_data / LSSTCAM_RAW
     with open(path, "rb") as stream:
         assert stream.read(2) == b"\x1f\x8b"
-    amp = get_formatter("FitsStorage").read(str(path), hdu=1)
+    amp = _read("FitsStorage", path, hdu=1)
     assert amp.shape == (2048, 576)
     assert amp.meta["RAFTBAY"] == "R10"  # primary keys merged into the amplifier's
-    header = get_formatter("FitsStorage").read(str(path), hdu=16, pythonType="PropertyList")
+    header = _read("FitsStorage", path, hdu=16, pythonType="PropertyList")
     assert header["EXTNAME"] == "Segment00"
-    merged = get_formatter("FitsStorage").read(str(path), pythonType="PropertyList")
+    merged = _read("FitsStorage", path, pythonType="PropertyList")
     assert merged["RAFTBAY"] == "R10" and merged["CHANNEL"] == 1  # primary merged with HDU 1
     assert "EXTNAME" not in merged
 
 
 def test_tile_compressed_imsim_raw(shared_data):
-    amp = get_formatter("FitsStorage").read(str(shared_data / IMSIM_RAW), hdu=1, pythonType=np.ndarray)
+    amp = _read("FitsStorage", shared_data / IMSIM_RAW, hdu=1, pythonType=np.ndarray)
     assert amp.shape == (2048, 544)
 
 
 def test_tile_compressed_calib(shared_data):
-    bias = get_formatter("FitsStorage").read(str(shared_data / IMSIM_BIAS), hdu=1)
+    bias = _read("FitsStorage", shared_data / IMSIM_BIAS, hdu=1)
     assert bias.shape == (4000, 4072)
     assert bias.data.dtype == np.float32
     assert bias.meta["OBSTYPE"].strip().lower() == "bias"
 
 
 def test_lsst_stack_mef_reads_with_mask_and_variance(shared_data):
-    calexp = get_formatter("FitsStorage").read(str(shared_data / CALEXP), pythonType="ExposureF")
+    calexp = _read("FitsStorage", shared_data / CALEXP, pythonType="ExposureF")
     assert calexp.shape == (4, 8)
     assert calexp.mask is not None and calexp.mask.shape == (4, 8)
     assert isinstance(calexp.uncertainty, VarianceUncertainty)
@@ -352,21 +368,19 @@ def _box(x, y, width, height, **extra):
 
 
 def test_sub_image_of_gzip_raw(shared_data):
-    formatter = get_formatter("FitsStorage")
     path = str(shared_data / OBS_TEST_RAW)
-    full = formatter.read(path, pythonType=np.ndarray)
-    cut = formatter.read(path, additionalData=_box(100, 200, 30, 20))
+    full = _read("FitsStorage", path, pythonType=np.ndarray)
+    cut = _read("FitsStorage", path, additionalData=_box(100, 200, 30, 20))
     assert cut.shape == (20, 30)
     np.testing.assert_array_equal(cut.data, full[200:220, 100:130])
     with pytest.raises(ValueError, match="not inside"):
-        formatter.read(path, additionalData=_box(1020, 0, 30, 20))
+        _read("FitsStorage", path, additionalData=_box(1020, 0, 30, 20))
 
 
 def test_sub_image_of_tile_compressed_hdu(shared_data):
-    formatter = get_formatter("FitsStorage")
     path = str(shared_data / IMSIM_RAW)
-    full = formatter.read(path, hdu=1, pythonType=np.ndarray)
-    cut = formatter.read(path, hdu=1, pythonType=np.ndarray, additionalData=_box(5, 7, 11, 13))
+    full = _read("FitsStorage", path, hdu=1, pythonType=np.ndarray)
+    cut = _read("FitsStorage", path, hdu=1, pythonType=np.ndarray, additionalData=_box(5, 7, 11, 13))
     np.testing.assert_array_equal(cut, full[7:20, 5:16])
 
 
@@ -375,9 +389,8 @@ def test_sub_image_honours_parent_origin(tmp_path):
     header = fits.Header({"LTV1": -1000, "LTV2": -2000})
     path = str(tmp_path / "patch.fits")
     fits.PrimaryHDU(data, header=header).writeto(path)
-    formatter = get_formatter("FitsStorage")
-    parent = formatter.read(path, additionalData=_box(1002, 2003, 4, 2))
-    local = formatter.read(path, additionalData=_box(2, 3, 4, 2, imageOrigin="LOCAL"))
+    parent = _read("FitsStorage", path, additionalData=_box(1002, 2003, 4, 2))
+    local = _read("FitsStorage", path, additionalData=_box(2, 3, 4, 2, imageOrigin="LOCAL"))
     np.testing.assert_array_equal(parent.data, data[3:5, 2:6])
     np.testing.assert_array_equal(local.data, data[3:5, 2:6])
 
@@ -398,9 +411,8 @@ def test_sub_image_reads_only_the_box(tmp_path):
     data[1000:1100, 2000:2100] = 7
     fits.PrimaryHDU(data).writeto(path)
     del data
-    formatter = get_formatter("FitsStorage")
     before = _bytes_read()
-    cut = formatter.read(path, pythonType=np.ndarray, additionalData=_box(2000, 1000, 100, 100))
+    cut = _read("FitsStorage", path, pythonType=np.ndarray, additionalData=_box(2000, 1000, 100, 100))
     used = _bytes_read() - before
     assert cut.shape == (100, 100) and (cut == 7).all()
     assert used < 2_000_000, f"read {used} bytes of a {os.path.getsize(path)}-byte file for a 100x100 box"

@@ -1,29 +1,40 @@
-"""The `Formatter` base: object <-> file for one storage name.
+"""The `Formatter` base: object <-> file for one storage name, through a storage.
 
-The base owns the flow (through a storage or at a local path; a missing file
-is reported the same way by every format); a format fills the hooks its
-library allows: `read_stream` or `read_file`, `to_bytes` or `write_file`.
+The base owns the flow: it reads from the stream or the local file a storage
+hands it and writes through the storage's atomic writer (formatters never
+open files themselves), reports a missing file the same way for every
+format, and turns what a format's library raises on a bad file or an object
+it cannot write into `FormatterError` or `UnwritableObjectError`, in one
+place per direction. A format fills the hooks its library allows:
+`read_stream` or `read_file`, `to_bytes` or `write_file`.
 """
 
 from __future__ import annotations
 
-import os
 from typing import IO, Any, ClassVar, Mapping
 
-from ..errors import DatasetNotFoundError
+from ..errors import ButlerError, DatasetNotFoundError, FormatterError, UnwritableObjectError
 
 __all__ = ["Formatter", "type_name"]
 
+#: what a library raises on a corrupt, truncated or foreign file (with a format's `readErrors`)
+_BAD_FILE: tuple[type[BaseException], ...] = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError,
+                                              AttributeError, ArithmeticError, RecursionError, MemoryError)
+#: what a library raises on an object it cannot write (with a format's `writeErrors`)
+_BAD_OBJECT: tuple[type[BaseException], ...] = (TypeError, ValueError, AttributeError, KeyError, IndexError,
+                                                RecursionError)
+_MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
 
 class Formatter:
-    """Read and write one kind of file, through a storage or at a local path.
+    """Read and write one kind of file through a storage.
 
     Subclasses set `storageName` (the key of the formatter table, as found in
-    a `ButlerLocation`) and `extensions`, and fill the hooks their libraries
-    allow: a format that reads from a binary stream implements `read_stream`,
-    one that needs a local file `read_file`; a format that can serialise to
-    bytes implements `to_bytes`, one whose library writes files `write_file`.
-    The base reads and writes through a storage's primitives
+    a `ButlerLocation`), `extensions` and `writes`, and fill the hooks their
+    libraries allow: a format that reads from a binary stream implements
+    `read_stream`, one that needs a local file `read_file`; a format that can
+    serialise to bytes implements `to_bytes`, one whose library writes files
+    `write_file`. The base reads and writes through a storage's primitives
     (`StorageInterface.openRead`, ``localFile``, ``writeBytes``, ``writer``),
     asking for a local file only where a hook needs one.
     """
@@ -32,9 +43,15 @@ class Formatter:
     storageName: ClassVar[str]
     #: Filename extensions this formatter writes (for information only).
     extensions: ClassVar[tuple[str, ...]] = ()
+    #: What this formatter writes, for the message of an `UnwritableObjectError`.
+    writes: ClassVar[str] = "objects of its format"
     #: Read through `read_file` when the storage's local files are the stored files
     #: themselves (memory maps, partial reads), even though `read_stream` exists.
     prefersLocalFile: ClassVar[bool] = False
+    #: More exceptions the format's library raises on a file it cannot read.
+    readErrors: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: More exceptions the format's library raises on an object it cannot write.
+    writeErrors: ClassVar[tuple[type[BaseException], ...]] = ()
     _readsStreams: ClassVar[bool] = False
     _writesBytes: ClassVar[bool] = False
 
@@ -50,7 +67,7 @@ class Formatter:
 
     def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
                     additionalData: dict) -> Any:
-        """Read from a binary stream (hook); ``source`` names the file in messages."""
+        """Read from a binary stream the storage opened (hook); ``source`` names the file in messages."""
         raise NotImplementedError
 
     def to_bytes(self, obj: Any, *, hdu: int | None, additionalData: dict) -> bytes:
@@ -58,16 +75,20 @@ class Formatter:
         raise NotImplementedError
 
     def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
-        """Read an existing local file (hook; by default through `read_stream`)."""
-        with open(path, "rb") as stream:
-            return self.read_stream(stream, source=path, hdu=hdu, pythonType=pythonType,
-                                    additionalData=additionalData)
+        """Read the local file the storage gives (hook)."""
+        raise NotImplementedError
 
     def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
-        """Write a local file, replacing any there (hook; by default the bytes of `to_bytes`)."""
-        data = self.to_bytes(obj, hdu=hdu, additionalData=additionalData)
-        with open(path, "wb") as stream:
-            stream.write(data)
+        """Write the storage writer's new temporary file ``path`` (hook)."""
+        raise NotImplementedError
+
+    def wantsLocalFile(self, storage: Any, pythonType: Any) -> bool:
+        """Whether to read through `read_file` (by default: `prefersLocalFile`, on local storages)."""
+        return self.prefersLocalFile and storage.hasLocalFiles
+
+    def wantsFile(self, obj: Any) -> bool:
+        """Whether to write ``obj`` through `write_file` (by default: when the format has no `to_bytes`)."""
+        return not self._writesBytes
 
     @classmethod
     def _overrides(cls, hook: str) -> bool:
@@ -102,14 +123,31 @@ class Formatter:
         ------
         DatasetNotFoundError
             When there is no file at ``path``.
+        FormatterError
+            When the file cannot be read as this format (corrupt, truncated,
+            of another format, refused by a safe loader); the message names it.
         """
         extra = dict(additionalData) if additionalData else {}
-        if self._readsStreams and not (self.prefersLocalFile and storage.hasLocalFiles):
-            with storage.openRead(path) as stream:
-                return self.read_stream(stream, source=storage.locationWithRoot(path), hdu=hdu,
-                                        pythonType=pythonType, additionalData=extra)
-        with storage.localFile(path) as local:
-            return self._read_local(local, hdu, pythonType, extra)
+        try:
+            if self._readsStreams and not self.wantsLocalFile(storage, pythonType):
+                with storage.openRead(path) as stream:
+                    return self.read_stream(stream, source=storage.locationWithRoot(path), hdu=hdu,
+                                            pythonType=pythonType, additionalData=extra)
+            with storage.localFile(path) as local:
+                return self.read_file(local, hdu=hdu, pythonType=pythonType, additionalData=extra)
+        except ButlerError:
+            raise
+        except _MISSING as exc:
+            source = storage.locationWithRoot(path)
+            if not storage.exists(path) or source == exc.filename:
+                raise DatasetNotFoundError(f"no {self.storageName} file at {source}") from exc
+            raise self._unreadable(storage, path, exc) from exc
+        except _BAD_FILE + self.readErrors as exc:
+            raise self._unreadable(storage, path, exc) from exc
+
+    def _unreadable(self, storage: Any, path: str, exc: BaseException) -> FormatterError:
+        return FormatterError(f"cannot read {storage.locationWithRoot(path)} as {self.storageName}: "
+                              f"{type(exc).__name__}: {exc}")
 
     def writeTo(self, storage: Any, path: str, obj: Any, *, hdu: int | None = None,
                 additionalData: Mapping[str, Any] | None = None) -> None:
@@ -117,43 +155,36 @@ class Formatter:
 
         Nothing is visible at ``path`` until the whole file is, and a failed
         write leaves what was there.
-        """
-        extra = dict(additionalData or {})
-        if self._writesBytes:
-            storage.writeBytes(path, self.to_bytes(obj, hdu=hdu, additionalData=extra))
-            return
-        with storage.writer(path) as tmp:
-            self.write_file(obj, tmp, hdu=hdu, additionalData=extra)
-
-    # -- at a local path -------------------------------------------------------------------
-
-    def read(self, path: str, *, hdu: int | None = None, pythonType: Any = None,
-             additionalData: Mapping[str, Any] | None = None) -> Any:
-        """Read the object stored in the local file ``path`` (see `readFrom`).
 
         Raises
         ------
-        DatasetNotFoundError
-            When there is no file at ``path``.
+        UnwritableObjectError
+            When the format cannot write ``obj``; the message names the type
+            given and the types the format writes, and nothing is written.
         """
-        return self._read_local(path, hdu, pythonType, dict(additionalData) if additionalData else {})
-
-    def _read_local(self, path: str, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
-        try:
-            return self.read_file(path, hdu=hdu, pythonType=pythonType, additionalData=additionalData)
-        except (FileNotFoundError, IsADirectoryError) as exc:
-            # a miss is on the hot path of a search: no stat when the error names the file itself
-            if exc.filename != path and os.path.isfile(path):
+        extra = dict(additionalData or {})
+        if not self.wantsFile(obj):
+            try:
+                data = self.to_bytes(obj, hdu=hdu, additionalData=extra)
+            except ButlerError:
                 raise
-            raise DatasetNotFoundError(f"no {self.storageName} file at {path}") from exc
+            except _BAD_OBJECT + self.writeErrors as exc:
+                raise self._unwritable(obj, exc) from exc
+            storage.writeBytes(path, data)
+            return
+        with storage.writer(path) as tmp:
+            try:
+                self.write_file(obj, tmp, hdu=hdu, additionalData=extra)
+            except ButlerError:
+                raise
+            except _BAD_OBJECT + self.writeErrors as exc:
+                raise self._unwritable(obj, exc) from exc
 
-    def write(self, obj: Any, path: str, *, hdu: int | None = None,
-              additionalData: Mapping[str, Any] | None = None) -> None:
-        """Write ``obj`` as a plain local file at ``path``, replacing any file there.
-
-        Not atomic: storages write through `writeTo`.
-        """
-        self.write_file(obj, path, hdu=hdu, additionalData=dict(additionalData or {}))
+    def _unwritable(self, obj: Any, exc: BaseException) -> UnwritableObjectError:
+        given = type(obj)
+        return UnwritableObjectError(f"{self.storageName} cannot write a {given.__module__}."
+                                     f"{given.__qualname__} ({type(exc).__name__}: {exc}); "
+                                     f"it writes {self.writes}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

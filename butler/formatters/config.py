@@ -2,18 +2,23 @@
 
 An object with a ``save(path)`` method is written with it, and a type with a
 ``load(path)`` method is read as ``obj = pythonType(); obj.load(path)`` (the
-pex_config protocol). Anything else is a mapping stored as safe YAML.
+pex_config protocol), where ``pythonType`` is the type the mapper asks for:
+a class, or a type name resolved only through trusted modules
+(`butler.utils.resolve_type_name`); nothing named inside the file is
+imported. Anything else is a mapping stored as safe YAML (read with the
+limits of `butler.formatters.yaml.load_yaml_stream`).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import IO, Any, ClassVar, Mapping
 
-from ..errors import UnwritableObjectError
-from ..utils import doImport
+import yaml
+
+from ..utils import resolve_type_name
 from .base import Formatter
-from .yaml import dump_yaml_file, load_yaml_file
+from .yaml import dump_yaml_bytes, load_yaml_stream
 
 __all__ = ["ConfigStorage"]
 
@@ -23,10 +28,10 @@ _log = logging.getLogger(__name__)
 def _loadable_type(pythonType: Any) -> type | None:
     """Return ``pythonType`` as a class with a ``load`` method, or None."""
     if isinstance(pythonType, str):
-        try:
-            pythonType = doImport(pythonType)
-        except ImportError:
-            _log.debug("config type %r cannot be imported; reading the file as YAML", pythonType)
+        name = pythonType
+        pythonType = resolve_type_name(name)
+        if pythonType is None:
+            _log.debug("config type %r is not a trusted class; reading the file as YAML", name)
             return None
     if isinstance(pythonType, type) and callable(getattr(pythonType, "load", None)):
         return pythonType
@@ -38,20 +43,29 @@ class ConfigStorage(Formatter):
 
     storageName = "ConfigStorage"
     extensions = (".py", ".yaml")
+    writes = "objects with a save(path) method, or mappings of plain data"
+    readErrors: ClassVar[tuple[type[BaseException], ...]] = (yaml.YAMLError,)
+    writeErrors: ClassVar[tuple[type[BaseException], ...]] = (yaml.YAMLError,)
+
+    def wantsLocalFile(self, storage: Any, pythonType: Any) -> bool:
+        return _loadable_type(pythonType) is not None
+
+    def wantsFile(self, obj: Any) -> bool:
+        return callable(getattr(obj, "save", None))
+
+    def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
+                    additionalData: dict) -> Any:
+        return load_yaml_stream(stream, source)
 
     def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
-        cls = _loadable_type(pythonType)
-        if cls is None:
-            return load_yaml_file(path)
-        config = cls()
+        config = _loadable_type(pythonType)()  # type: ignore[misc]  # wantsLocalFile: a loadable class
         config.load(path)
         return config
 
-    def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
-        if callable(getattr(obj, "save", None)):
-            obj.save(path)
-            return
+    def to_bytes(self, obj: Any, *, hdu: int | None, additionalData: dict) -> bytes:
         if not isinstance(obj, Mapping):
-            raise UnwritableObjectError(f"ConfigStorage writes objects with a save(path) method or mappings, "
-                            f"not {type(obj).__name__}")
-        dump_yaml_file(dict(obj), path)
+            raise TypeError("neither a mapping nor an object with a save(path) method")
+        return dump_yaml_bytes(dict(obj))
+
+    def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
+        obj.save(path)

@@ -31,9 +31,10 @@ import gzip
 import io
 import logging
 import re
+import zlib
 from typing import IO, TYPE_CHECKING, Any
 
-from ..errors import FormatterError, UnwritableObjectError
+from ..errors import FormatterError
 from .base import Formatter, type_name
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ _NAXIS_N = re.compile(r"NAXIS\d+$")
 _MEF_ROLES = ("IMAGE", "MASK", "VARIANCE")
 _BOX_KEYS = ("llcX", "llcY", "width", "height")
 _GZIP_MAGIC = b"\x1f\x8b"
+
+#: what gzip raises on a broken stream besides the base's built-ins
+_FITS_READ_ERRORS: tuple[type[BaseException], ...] = (zlib.error,)
 
 
 def python_kind(pythonType: Any) -> str:
@@ -286,21 +290,24 @@ def _wants_box(additionalData: dict) -> bool:
 
 
 def open_for_every_pixel(path: str) -> fits_types.HDUList:
-    """Open a FITS file whose pixels will all be read, its HDUs loaded on access.
+    """Open a local FITS file whose pixels will all be read, its HDUs loaded on access.
 
     A plain file is opened as `astropy.io.fits.getdata` opens it, through a
-    memory map (`_pixels` copies the pixels out). A gzip stream is inflated
-    into memory once: astropy reads it through `gzip.GzipFile`, where every
-    backward seek (to the pixels of an HDU after a look at the next header)
-    restarts decompression from the first byte.
+    memory map (`_pixels` copies the pixels out). A gzip stream (astropy
+    recognises it by content) is inflated into memory once: astropy reads it
+    through `gzip.GzipFile`, where every backward seek (to the pixels of an
+    HDU after a look at the next header) restarts decompression from the
+    first byte.
     """
     from astropy.io import fits
 
-    with open(path, "rb") as stream:
-        if stream.read(2) == _GZIP_MAGIC:
-            stream.seek(0)
-            return fits.open(io.BytesIO(gzip.decompress(stream.read())), lazy_load_hdus=True)
-    return fits.open(path, lazy_load_hdus=True)
+    hdul = fits.open(path, lazy_load_hdus=True)
+    handle = hdul.fileinfo(0)["file"]
+    if handle.compression != "gzip":
+        return hdul
+    with hdul:
+        handle.seek(0)
+        return fits.open(io.BytesIO(handle.read()), lazy_load_hdus=True)
 
 
 def _in_memory(stream: IO[bytes]) -> io.BytesIO:
@@ -331,7 +338,9 @@ class FitsStorage(Formatter):
 
     storageName = "FitsStorage"
     extensions = (".fits", ".fits.gz", ".fits.fz")
+    writes = "CCDData, numpy arrays, Headers, Tables and HDULists"
     prefersLocalFile = True  # memory-mapped pixels, headers and boxes read alone
+    readErrors = _FITS_READ_ERRORS
 
     def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
         return self._read(path, path, hdu, pythonType, additionalData)
@@ -363,7 +372,7 @@ class FitsStorage(Formatter):
         from astropy.table import Table
 
         if hdu:
-            raise FormatterError(f"cannot write HDU {hdu} alone; FitsStorage writes whole files ({path})")
+            raise ValueError(f"HDU {hdu} cannot be written alone; FitsStorage writes whole files")
         if isinstance(obj, fits.HDUList):
             hdul = obj
         elif isinstance(obj, CCDData):
@@ -375,9 +384,11 @@ class FitsStorage(Formatter):
         elif isinstance(obj, np.ndarray):
             hdul = fits.HDUList([fits.PrimaryHDU(obj)])
         else:
-            raise UnwritableObjectError(f"FitsStorage cannot write a {type(obj).__name__}; it writes CCDData, "
-                            "numpy arrays, Headers, Tables and HDULists")
-        hdul.writeto(path, overwrite=True)
+            raise TypeError("not a FITS object")
+        try:
+            hdul.writeto(path, overwrite=True)
+        except fits.VerifyError as exc:  # an Exception: a ValueError for the base to report
+            raise ValueError(str(exc)) from exc
 
 
 class FitsCatalogStorage(Formatter):
@@ -385,7 +396,9 @@ class FitsCatalogStorage(Formatter):
 
     storageName = "FitsCatalogStorage"
     extensions = (".fits",)
+    writes = "astropy Tables and what Table() accepts (mappings of columns, structured arrays)"
     prefersLocalFile = True
+    readErrors = _FITS_READ_ERRORS
 
     def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
         return self._read(path, hdu, pythonType)

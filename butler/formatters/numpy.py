@@ -15,6 +15,7 @@ class NumpyStorage(Formatter):
 
     storageName = "NumpyStorage"
     extensions = (".npy",)
+    writes = "numpy arrays (and array-likes) of plain dtypes, never object arrays"
 
     def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
                     additionalData: dict) -> Any:

@@ -44,6 +44,7 @@ class ParquetStorage(Formatter):
 
     storageName = "ParquetStorage"
     extensions = (".parq", ".parquet")
+    writes = "astropy Tables and what Table() accepts (mappings of columns, structured arrays)"
 
     def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
         return _read_table(path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import IO, Any
 
-from ..errors import UnwritableObjectError
 from .base import Formatter
 
 __all__ = ["TextStorage"]
@@ -15,6 +14,7 @@ class TextStorage(Formatter):
 
     storageName = "TextStorage"
     extensions = (".txt",)
+    writes = "str"
 
     def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
                     additionalData: dict) -> str:
@@ -22,5 +22,5 @@ class TextStorage(Formatter):
 
     def to_bytes(self, obj: Any, *, hdu: int | None, additionalData: dict) -> bytes:
         if not isinstance(obj, str):
-            raise UnwritableObjectError(f"TextStorage writes str, not {type(obj).__name__}")
+            raise TypeError("not a str")
         return obj.encode("utf-8")

@@ -11,18 +11,18 @@ constructed.
 
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import yaml
 
+from ..cfg import MAX_YAML_BYTES, check_yaml_bytes
 from ..errors import UnsafeYamlError
 from .base import Formatter
 
-__all__ = ["YamlStorage", "PropertySetLoader", "load_yaml_stream", "load_yaml_file", "dump_yaml_bytes",
-           "dump_yaml_file"]
+__all__ = ["YamlStorage", "PropertySetLoader", "load_yaml_stream", "dump_yaml_bytes"]
 
 
-class PropertySetLoader(yaml.SafeLoader):
+class PropertySetLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """A safe loader that also reads legacy PropertySet / PropertyList YAML as dicts."""
 
 
@@ -43,35 +43,32 @@ for _tag in ("lsst.daf.base.PropertySet", "lsst.daf.base.PropertyList"):
     PropertySetLoader.add_constructor(_tag, _construct_property_set)
 
 
-def load_yaml_stream(stream: IO[bytes] | IO[str], source: str,
-                     loader: type[yaml.SafeLoader] = PropertySetLoader) -> Any:
-    """Load YAML safely from a stream.
+def load_yaml_stream(stream: IO[bytes], source: str) -> Any:
+    """Load a YAML dataset safely from a binary stream, within the limits of repository cfgs.
+
+    Plain YAML and the legacy PropertySet form (as dicts) are read; no other
+    tag is constructed. The limits are those of `butler.cfg.load_yaml` (size,
+    aliases, expanded nodes, depth), checked before anything is built.
 
     Parameters
     ----------
-    stream : file object
-        Binary or text.
+    stream : binary file object
+        The YAML.
     source : `str`
         The file's name, for messages.
-    loader : `type`
-        A `yaml.SafeLoader` subclass.
 
     Raises
     ------
     UnsafeYamlError
-        When the document holds a tag the loader does not construct; the
-        message names ``source``.
+        When the document holds a tag the loader does not construct, or goes
+        past a limit; the message names ``source``.
     """
+    data = stream.read(MAX_YAML_BYTES + 1)
+    check_yaml_bytes(data, source)
     try:
-        return yaml.load(stream, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(data, Loader=PropertySetLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.constructor.ConstructorError as exc:
         raise UnsafeYamlError(f"{source}: {exc}") from exc
-
-
-def load_yaml_file(path: str, loader: type[yaml.SafeLoader] = PropertySetLoader) -> Any:
-    """Load a YAML file safely (see `load_yaml_stream`)."""
-    with open(path, "rb") as stream:
-        return load_yaml_stream(stream, path, loader)
 
 
 def dump_yaml_bytes(obj: Any) -> bytes:
@@ -79,17 +76,14 @@ def dump_yaml_bytes(obj: Any) -> bytes:
     return yaml.safe_dump(obj, default_flow_style=False, sort_keys=False).encode("utf-8")
 
 
-def dump_yaml_file(obj: Any, path: str) -> None:
-    """Write plain data (mappings, lists, scalars) to a YAML file, keeping key order."""
-    with open(path, "wb") as stream:
-        stream.write(dump_yaml_bytes(obj))
-
-
 class YamlStorage(Formatter):
     """YAML files of plain data."""
 
     storageName = "YamlStorage"
     extensions = (".yaml", ".yml")
+    writes = "plain data (mappings, lists, strings, numbers, booleans, None, dates)"
+    readErrors: ClassVar[tuple[type[BaseException], ...]] = (yaml.YAMLError,)
+    writeErrors: ClassVar[tuple[type[BaseException], ...]] = (yaml.YAMLError,)
 
     def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
                     additionalData: dict) -> Any:
