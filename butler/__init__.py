@@ -64,6 +64,7 @@ _PUBLIC = {
     "RegistryConflictError": "errors",
     "ParentCycleError": "errors",
     "MissingParentError": "errors",
+    "UnsafePickleError": "errors",
 }
 
 #: submodules reachable as attributes of the package

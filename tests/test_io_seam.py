@@ -43,16 +43,9 @@ ALLOWED = {
     "butler.demo:make_input_repository": "a self-removing staging directory for the demo raws",
 }
 
-#: TEMPORARY: modules other engineers are moving behind the seam right now (safe-read: butler/formatters/,
-#: seam-mappers: mappers/, cli-trust: butler/cli.py). The lead empties this section after merging
-#: their branches; `test_allow_list_entries_are_still_needed` fails for each entry no longer needed.
+#: TEMPORARY: modules being moved behind the seam right now (butler/cli.py). Emptied once they are; `test_allow_list_entries_are_still_needed` fails for each entry no longer needed.
 TEMPORARY_ALLOWED = {
     "butler.cli:get": "cli-trust: `butler get --output` copies the file with shutil.copyfile",
-    "butler.formatters.base:Formatter.read_file": "safe-read: formatters open local files",
-    "butler.formatters.base:Formatter.write_file": "safe-read: formatters open local files",
-    "butler.formatters.fits:open_for_every_pixel": "safe-read: formatters open local files",
-    "butler.formatters.yaml:load_yaml_file": "safe-read: formatters open local files",
-    "butler.formatters.yaml:dump_yaml_file": "safe-read: formatters open local files",
 }
 
 _OS_CALLS = {"open", "fdopen", "replace", "rename", "renames", "link", "symlink", "unlink", "remove",
