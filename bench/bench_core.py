@@ -87,7 +87,8 @@ def bench_chain(work: str, repeat: int, depth: int = 10) -> None:
     counter = iter(range(10**9))
     cfg_paths = [os.path.join(r, "repositoryCfg.yaml") for r in roots]
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    yaml.add_constructor("!RepositoryCfg_v1", lambda loader_, node: loader_.construct_mapping(node, deep=True), Loader=loader)
+    yaml.add_constructor("!RepositoryCfg_v1", lambda loader_, node: loader_.construct_mapping(node, deep=True),
+                         Loader=loader)
 
     def construct():
         Butler(inputs=roots[-1], outputs=os.path.join(work, "out", str(next(counter))))

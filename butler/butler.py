@@ -11,16 +11,23 @@ import functools
 import logging
 import os
 import warnings
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import attrs
 
 from . import deprecation
 from .cfg import RepositoryArgs, RepositoryCfg, as_repository_args, resolve_mapper_name
 from .dataId import DataId, merge_data_id
-from .errors import (AliasError, DatasetNotFoundError, MapperError, MissingParentError, NoResults,
-                     RepositoryError, describe_data_id)
+from .errors import (
+    AliasError,
+    DatasetNotFoundError,
+    MapperError,
+    MissingParentError,
+    NoResults,
+    RepositoryError,
+    describe_data_id,
+)
 from .graph import MissingParent, RepositoryGraph, RepositoryNode, _roots, build_graph
 from .location import ButlerComposite, ButlerLocation
 from .readProxy import ReadProxy
@@ -70,7 +77,7 @@ class RepoData:
 class RepositoriesView:
     """A read-only view of a Butler's repositories: ``inputs()`` and ``outputs()``."""
 
-    _butler: "Butler"
+    _butler: Butler
 
     def inputs(self) -> list[RepoData]:
         """The repositories reads search, in search order."""

@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
-from typing import IO, Any, Iterable
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
 
 import attrs
 import yaml
@@ -256,7 +256,7 @@ class RepositoryCfg:
     __hash__ = None  # type: ignore[assignment]
 
     @classmethod
-    def makeFromArgs(cls, args: Any, parents: Iterable | None = None) -> "RepositoryCfg":
+    def makeFromArgs(cls, args: Any, parents: Iterable | None = None) -> RepositoryCfg:
         """Make the cfg of a new repository from the arguments it was asked for with.
 
         Parameters
@@ -280,9 +280,9 @@ class RepositoryCfg:
             return False
         if args.mapper is not None and resolve_mapper_name(args.mapper) != resolve_mapper_name(self.mapper):
             return False
-        if args.mapperArgs:
-            if any(self.mapperArgs[k] != v for k, v in args.mapperArgs.items() if k in self.mapperArgs):
-                return False
+        if args.mapperArgs and any(self.mapperArgs[k] != v for k, v in args.mapperArgs.items()
+                                   if k in self.mapperArgs):
+            return False
         return not args.policy or args.policy == self.policy
 
     def extendParents(self, newParents: Iterable) -> None:
@@ -312,7 +312,7 @@ class RepositoryCfg:
         return os.path.join(location, CFG_FILENAME)
 
     @classmethod
-    def read(cls, location: str | os.PathLike) -> "RepositoryCfg | None":
+    def read(cls, location: str | os.PathLike) -> RepositoryCfg | None:
         """Read the cfg of a repository.
 
         Parameters
@@ -361,7 +361,7 @@ class RepositoryCfg:
             elif _is_local(parent) and not os.path.isabs(parent):
                 self.parents[i] = os.path.normpath(os.path.join(base, parent))
 
-    def _to_yaml_mapping(self, base: str, root: str | None) -> "_TaggedCfgMapping":
+    def _to_yaml_mapping(self, base: str, root: str | None) -> _TaggedCfgMapping:
         """The ``!RepositoryCfg_v1`` mapping, local locations made relative to ``base``."""
         def relative(location: str) -> str:
             return os.path.relpath(location, base) \

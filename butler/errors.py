@@ -7,7 +7,8 @@ that catches ``RuntimeError`` or ``OSError`` keeps working.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "ButlerError",

@@ -43,7 +43,8 @@ ALLOWED = {
     "butler.demo:make_input_repository": "a self-removing staging directory for the demo raws",
 }
 
-#: TEMPORARY: modules being moved behind the seam right now (butler/cli.py). Emptied once they are; `test_allow_list_entries_are_still_needed` fails for each entry no longer needed.
+#: TEMPORARY: modules being moved behind the seam right now (butler/cli.py). Emptied once they are;
+#: `test_allow_list_entries_are_still_needed` fails for each entry no longer needed.
 TEMPORARY_ALLOWED = {
     "butler.cli:get": "cli-trust: `butler get --output` copies the file with shutil.copyfile",
 }

@@ -12,7 +12,7 @@ only when pyarrow is installed.
 from __future__ import annotations
 
 import importlib.util
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import UnknownStorageError
 from .base import Formatter

@@ -11,7 +11,8 @@ place per direction. A format fills the hooks its library allows:
 
 from __future__ import annotations
 
-from typing import IO, Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import IO, Any, ClassVar
 
 from ..errors import ButlerError, DatasetNotFoundError, FormatterError, UnwritableObjectError
 
@@ -55,7 +56,7 @@ class Formatter:
     _readsStreams: ClassVar[bool] = False
     _writesBytes: ClassVar[bool] = False
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Formatter":
+    def __new__(cls, *args: Any, **kwargs: Any) -> Formatter:
         readable = cls._overrides("read_stream") or cls._overrides("read_file")
         writable = cls._overrides("to_bytes") or cls._overrides("write_file")
         if not (readable and writable):

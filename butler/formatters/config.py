@@ -12,7 +12,8 @@ limits of `butler.formatters.yaml.load_yaml_stream`).
 from __future__ import annotations
 
 import logging
-from typing import IO, Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import IO, Any, ClassVar
 
 import yaml
 
