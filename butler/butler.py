@@ -204,7 +204,7 @@ class Butler:
 
     def _getDefaultMapper(self) -> Any:
         """The mapper class every repository uses, or None when they differ or have none."""
-        mappers = {}
+        mappers: dict[str | None, Repository] = {}
         for repo in self._all_repositories():
             if repo.cfg.mapper is not None:
                 mappers.setdefault(resolve_mapper_name(repo.cfg.mapper), repo)
@@ -666,7 +666,7 @@ def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
         # as in Gen2, no mapper keywords means mapperArgs not given
         args = RepositoryArgs(root=root, mapper=mapper, mapperArgs=mapperArgs or None, mode="rw")
         return [], [_absolute(args)], [mapper] if isinstance(mapper, str) else []
-    input_args = []
+    input_args: list[RepositoryArgs | RepositoryCfg] = []
     for item in as_list(inputs):
         if isinstance(item, RepositoryCfg):
             input_args.append(attrs.evolve(item, root=_absolute_root(item.root)))
@@ -684,6 +684,7 @@ def _normalise_arguments(root: Any, mapper: Any, inputs: Any, outputs: Any,
 
 def _refuse_given_parents(output: Any) -> None:
     """An output's parents are the Butler's inputs: parents given on the output itself are refused."""
+    parents: Any
     if isinstance(output, RepositoryCfg):
         root, parents = output.root, output.parents
     elif isinstance(output, Mapping):

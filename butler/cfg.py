@@ -306,10 +306,11 @@ class RepositoryCfg:
 
     @staticmethod
     def _cfg_path(location: str | os.PathLike) -> str:
-        location = _as_location(location, True)
-        if os.path.basename(location) == CFG_FILENAME:
-            return location
-        return os.path.join(location, CFG_FILENAME)
+        path = _as_location(location, True)
+        assert path is not None  # a location given (not None) stays one
+        if os.path.basename(path) == CFG_FILENAME:
+            return path
+        return os.path.join(path, CFG_FILENAME)
 
     @classmethod
     def read(cls, location: str | os.PathLike) -> RepositoryCfg | None:
