@@ -1,42 +1,70 @@
 """The ``butler`` command: a thin click layer over the library.
 
-Subcommands: ``demo``, ``show``, ``query``, ``get``, ``compare`` and ``ingest``.
-Repositories given to ``show``, ``query``, ``get`` and ``compare`` are opened
-as read-only Butler inputs, whatever their kind (new-style cfg, or legacy
-``_mapper``/``_parent``), and are never written. They all take ``--mapper``
-and ``--registry`` for a root that names no mapper, such as a directory of
-bare Gen2 registries.
+Subcommands: ``create``, ``mappers``, ``demo``, ``show``, ``query``, ``get``,
+``compare`` and ``ingest``. Repositories given to ``show``, ``query``, ``get``
+and ``compare`` are opened as read-only Butler inputs, whatever their kind
+(new-style cfg, or legacy ``_mapper``/``_parent``), and are never written. They
+all take ``--mapper`` and ``--registry`` for a root that names no mapper, such
+as a directory of bare Gen2 registries.
 
-Mistakes in the input (a missing root, an unknown dataset type, a malformed
-``KEY=VALUE``, a path that is no repository, no dataset found) give one line on
-standard error and exit code 2; ``compare`` exits with 1 when the versions
-differ. ``--log-level DEBUG`` also logs the traceback behind an error.
+Exit codes (`EXIT_CODES`): 0 success; 1 ``compare`` found differences (or
+``ingest`` could not ingest some files); 2 a mistake in the input or the data,
+reported on one line of standard error naming the file or repository (a package
+error, `ButlerError`, or a file-system, YAML or decompression error); 3 a bug
+in the library, reported with the last frames of its traceback.
+``--log-level DEBUG`` also logs the traceback behind a one-line error.
 """
 
 from __future__ import annotations
 
 import csv
 import difflib
+import fnmatch
 import functools
 import io
 import json
 import logging
 import os
-import shutil
 import sys
+import traceback
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
+import yaml
 
-from .errors import ButlerError, NoResults
+from .errors import ButlerError
 
-__all__ = ["cli", "main", "parse_data_id", "read_data_id", "UserError"]
+__all__ = ["cli", "main", "parse_data_id", "read_data_id", "UserError", "EXIT_CODES"]
 
 _log = logging.getLogger(__name__)
 
-#: exceptions that mean "the input was wrong", reported in one line
-USER_ERRORS = (ButlerError, OSError, ValueError, LookupError, RuntimeError, ImportError)
+#: exit code of ``compare`` when the versions differ
+EXIT_DIFFERENT = 1
+#: exit code of a mistake in the input or the data
+EXIT_USER_ERROR = 2
+#: exit code of a bug in the library
+EXIT_BUG = 3
+#: what each exit code means, as ``butler --help`` prints it
+EXIT_CODES = {
+    0: "success",
+    EXIT_DIFFERENT: "compare: the versions differ; ingest: some files were not ingested",
+    EXIT_USER_ERROR: "a mistake in the input or the data (one line on standard error)",
+    EXIT_BUG: "a bug in butler or a mapper (the end of its traceback on standard error)",
+}
+
+#: exceptions that mean "the input or the data is wrong", reported in one line: the package's
+#: errors, and the built-ins the library lets through from files (the file system, a YAML file
+#: that does not parse, a compressed file cut short)
+USER_ERRORS: tuple[type[BaseException], ...] = (ButlerError, OSError, EOFError, yaml.YAMLError, zlib.error)
+
+#: exceptions that a file decoder (astropy, gzip, numpy) raises for a corrupt file; raised while
+#: reading a dataset from outside this package, they are reported as a user error naming the file
+DECODE_ERRORS: tuple[type[BaseException], ...] = (*USER_ERRORS, ValueError, TypeError, IndexError, KeyError)
+
+#: traceback frames shown for a library bug
+BUG_FRAMES = 4
 
 #: longest line `describe_object` returns
 MAX_LINE = 160
@@ -46,18 +74,42 @@ MAX_LINE = 160
 #: which click's standalone mode ends quietly
 _PASS_THROUGH = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError)
 
+#: directories of this project's code: an exception raised there is a bug, not a corrupt file
+_OWN_CODE = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), package) + os.sep
+                  for package in ("butler", "mappers"))
+
 
 class UserError(click.ClickException):
     """A mistake in the command's input: ``Error: <message>`` on one line, exit code 2."""
 
-    exit_code = 2
+    exit_code = EXIT_USER_ERROR
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
 
 
+def _message(exc: BaseException) -> str:
+    """The text of an exception for one line: its message, with the file an `OSError` names."""
+    text = str(exc) or type(exc).__name__
+    filename = getattr(exc, "filename", None)
+    if isinstance(exc, OSError) and filename and str(filename) not in text:
+        text = f"{filename}: {exc.strerror or text}"
+    if isinstance(exc, yaml.YAMLError):
+        text = f"malformed YAML: {text}"
+    return text
+
+
+def _report_bug(exc: BaseException) -> None:
+    """Print the last frames of a bug's traceback and exit with `EXIT_BUG`."""
+    frames = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-BUG_FRAMES, chain=False)
+    click.echo("".join(frames).rstrip("\n"), err=True)
+    click.echo(f"butler: internal error ({type(exc).__name__}): this is a bug in butler or in the mapper, "
+               "not in your input; please report it with the lines above", err=True)
+    raise click.exceptions.Exit(EXIT_BUG)
+
+
 def _user_errors(func: Callable) -> Callable:
-    """Turn the package's and the relevant built-in exceptions into a `UserError`."""
+    """Report user errors on one line (exit code 2) and anything else as a bug (exit code 3)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -67,9 +119,25 @@ def _user_errors(func: Callable) -> Callable:
             raise
         except USER_ERRORS as exc:
             _log.debug("%s failed", func.__name__, exc_info=True)
-            raise UserError(str(exc) or type(exc).__name__) from None
+            raise UserError(_message(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - everything else is a bug, shown as one
+            _report_bug(exc)
 
     return wrapper
+
+
+def _raised_by_own_code(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback is in this project's code (a bug there)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_OWN_CODE)
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of a decoder's message (astropy's next ones suggest keyword arguments)."""
+    head, sep, _ = text.partition(". ")
+    return head + ("." if sep else "")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
