@@ -1102,6 +1102,10 @@ def ingest(ctx: click.Context, root: str, files: tuple[str, ...], mode: str, ign
     their headers. Exit code 1 when some files could not be ingested. An
     interrupted ingest is completed by running it again with --ignore-ingested:
     files already in place with the same content are registered, not copied again.
+
+    \b
+    Example:
+      butler ingest /data/repo /incoming/*.fits --mode copy
     """
     from .ingest import ingest_raws
 
