@@ -949,10 +949,10 @@ def write_dataset(obj: Any, out: str) -> None:
 
     name = os.path.basename(out).lower()
     formats: dict[str, str] = {}
-    for storage in sorted(known_storage_names(), key=lambda n: n != "FitsStorage"):  # it writes tables too
-        for ext in get_formatter(storage).extensions:
+    for known in sorted(known_storage_names(), key=lambda n: n != "FitsStorage"):  # it writes tables too
+        for ext in get_formatter(known).extensions:
             if not ext.endswith((".gz", ".fz")):  # formatters write uncompressed files
-                formats.setdefault(ext, storage)
+                formats.setdefault(ext, known)
     storage = next((formats[ext] for ext in sorted(formats, key=len, reverse=True) if name.endswith(ext)), None)
     if storage is None:
         raise UserError(f"--out {out}: cannot tell the format from the name; use one of "
