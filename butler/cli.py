@@ -206,12 +206,15 @@ def open_butler(roots: Sequence[str], tags: Sequence[str] | None = None, mapper:
         mapper = check_mapper(mapper)
     mapperArgs = {"registry": registry} if registry else None
     tags = tags or [None] * len(roots)
+    inputs = [RepositoryArgs(root=root, mode="r", tags=tag, mapper=mapper, mapperArgs=mapperArgs)
+              for root, tag in zip(roots, tags)]
     try:
-        return Butler(inputs=[RepositoryArgs(root=root, mode="r", tags=tag, mapper=mapper, mapperArgs=mapperArgs)
-                              for root, tag in zip(roots, tags)],
-                      trustedMappers=[mapper] if mapper is not None else None)  # typed by the user: trusted
+        return Butler(inputs=inputs, trustedMappers=[mapper] if mapper is not None else None)  # typed: trusted
     except yaml.YAMLError as exc:  # the parser names no file: "<byte string>"
         raise UserError(f"a repositoryCfg.yaml of {' or '.join(roots)} (or of a parent) is not valid YAML: "
+                        f"{exc}") from None
+    except UnicodeError as exc:  # a cfg or _mapper file that is no text; the decoder names no file
+        raise UserError(f"a file of the repository {' or '.join(roots)} (or of a parent) is not UTF-8 text: "
                         f"{exc}") from None
 
 
@@ -748,6 +751,10 @@ def _reading_options(func: Callable) -> Callable:
                              "mappers.testing.MinMapper2, or a legacy Gen2 name.")(func)
 
 
+#: files that make a directory a repository: ``create`` refuses a root holding one
+REPOSITORY_MARKERS = ("repositoryCfg.yaml", "_mapper", "_parent", "registry.sqlite3")
+
+
 def _refuse_existing(path: str, force: bool) -> None:
     if os.path.exists(path) and not force:
         raise UserError(f"{path} exists; give --force to overwrite it")
@@ -770,8 +777,9 @@ def create(root: str, mapper: str, parents: tuple[str, ...]) -> None:
     from .butler import Butler
     from .cfg import CFG_FILENAME, RepositoryArgs
 
-    if os.path.exists(os.path.join(root, CFG_FILENAME)) or os.path.exists(os.path.join(root, "_mapper")):
-        raise UserError(f"a repository exists at {os.path.abspath(root)} already")
+    found = [name for name in REPOSITORY_MARKERS if os.path.lexists(os.path.join(root, name))]
+    if found:
+        raise UserError(f"a repository exists at {os.path.abspath(root)} already (it has {', '.join(found)})")
     target = check_mapper(mapper)
     inputs = [RepositoryArgs(root=_check_root(parent), mode="r") for parent in parents]
     Butler(inputs=inputs, outputs=RepositoryArgs(root=os.path.abspath(root), mapper=target),

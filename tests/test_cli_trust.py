@@ -75,6 +75,13 @@ def test_a_cfg_that_is_no_yaml_is_one_line(tmp_path, content):
     assert "Traceback" not in line
 
 
+def test_a_mapper_file_that_is_no_text_is_one_line(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "_mapper").write_bytes(b"\xff\xfe\x00 not text")
+    assert_user_error(butler("show", str(root)), str(root), "not UTF-8 text")
+
+
 @pytest.mark.parametrize("visit, words", [
     ("1", ["raw_v1_fg.fits.gz", "buffer is too small"]),
     ("2", ["raw_v2_fg.fits.gz", "EOFError", "Compressed file ended"]),
@@ -227,6 +234,7 @@ def test_create_and_mappers(demo, tmp_path):
     listed = json.loads(butler("query", root, "raw", "--format", "json").stdout)
     assert len(listed) == 6  # read through the parent
     assert_user_error(butler("create", root, "--mapper", "DemoMapper"), "exists", root)
+    assert_user_error(butler("create", demo["input"], "--mapper", "DemoMapper"), "exists", "registry.sqlite3")
     line = assert_user_error(butler("create", str(tmp_path / "other"), "--mapper", "NoSuchMapper"),
                              "unknown mapper 'NoSuchMapper'", "MinMapper2", "DemoMapper")
     assert not os.path.exists(tmp_path / "other"), line
