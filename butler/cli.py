@@ -209,7 +209,8 @@ def open_butler(roots: Sequence[str], tags: Sequence[str] | None = None, mapper:
     inputs = [RepositoryArgs(root=root, mode="r", tags=tag, mapper=mapper, mapperArgs=mapperArgs)
               for root, tag in zip(roots, tags)]
     try:
-        return Butler(inputs=inputs, trustedMappers=[mapper] if mapper is not None else None)  # typed: trusted
+        # a mapper typed by the user is trusted
+        return Butler(inputs=inputs, trustedMappers=[mapper] if mapper is not None else None)
     except yaml.YAMLError as exc:  # the parser names no file: "<byte string>"
         raise UserError(f"a repositoryCfg.yaml of {' or '.join(roots)} (or of a parent) is not valid YAML: "
                         f"{exc}") from None
@@ -461,8 +462,8 @@ def describe_object(obj: Any) -> str:
         stats = summary["stats"]
         line = f"{kind}: shape {tuple(summary['shape'])}, dtype {summary['dtype']}"
         line += f", unit {summary['unit']}" if summary["unit"] else ""
-        return (line + "\n" + " ".join(f"{name} {_number(stats[name])}" for name in ("min", "max", "mean", "median"))
-                + f"; {stats['nan']} NaN; zero fraction {stats['zeroFraction']:.3g}")
+        values = " ".join(f"{name} {_number(stats[name])}" for name in ("min", "max", "mean", "median"))
+        return f"{line}\n{values}; {stats['nan']} NaN; zero fraction {stats['zeroFraction']:.3g}"
     if "cards" in summary:
         return f"{kind}: {summary['cards']} cards"
     if "keys" in summary:
@@ -566,7 +567,7 @@ def _files_under(root: str) -> list[str]:
 
 
 def _datasets_on_disk(repo: Any) -> dict[str, int]:
-    """``{dataset type: files}`` for the dataset types of a repository's mapper whose files are in its root."""
+    """``{dataset type: files}`` of the dataset types of a repository's mapper with files in its root."""
     from .registry import FsScanner
 
     mappings = getattr(repo.mapper, "mappings", None) if repo.cfg.mapper is not None else None
@@ -612,7 +613,8 @@ def repository_info(butler: Any) -> dict:
         "tags": sorted(map(str, top.tags)),
         "parents": [repo.root for repo in repos[1:]],
         "registries": {path: counts for repo in repos for path, counts in _registry_counts(repo).items()},
-        "datasetsOnDisk": {repo.root: _or_problem(functools.partial(_datasets_on_disk, repo)) for repo in repos},
+        "datasetsOnDisk": {repo.root: _or_problem(functools.partial(_datasets_on_disk, repo))
+                           for repo in repos},
         "datasetTypes": types,
     }
 
@@ -629,7 +631,8 @@ def repository_report(butler: Any, listTypes: bool = False) -> str:
 
     info = repository_info(butler)
     top = butler.repositories()[0]
-    lines = [f"repository: {info['repository']}", f"cfg:        {info['cfg']}", f"mapper:     {info['mapper']}"]
+    lines = [f"repository: {info['repository']}", f"cfg:        {info['cfg']}",
+             f"mapper:     {info['mapper']}"]
     if info["mapperArgs"]:
         lines.append(f"mapperArgs: {info['mapperArgs']}")
     if info["policy"]:
@@ -638,10 +641,12 @@ def repository_report(butler: Any, listTypes: bool = False) -> str:
               f"tags:       {', '.join(info['tags']) or 'none'}",
               "parents:", f"  {top.root}"]
     lines += ["  " + line for line in _parent_tree(top)]
-    registries = [f"  {path}: {_counts_text(counts) or 'no tables'}" for path, counts in info["registries"].items()]
+    registries = [f"  {path}: {_counts_text(counts) or 'no tables'}"
+                  for path, counts in info["registries"].items()]
     lines += ["registries (rows per table):"] + (registries or ["  none"])
     lines.append("datasets on disk (files per dataset type):")
-    lines += [f"  {root}: {_counts_text(counts) or 'none'}" for root, counts in info["datasetsOnDisk"].items()]
+    lines += [f"  {root}: {_counts_text(counts) or 'none'}"
+              for root, counts in info["datasetsOnDisk"].items()]
     types = info["datasetTypes"]
     if isinstance(types, str):
         lines.append(f"dataset types: {types}")
@@ -799,8 +804,8 @@ def mappers() -> None:
     from .utils import mapper_names
 
     names = mapper_names()
-    click.echo(render_rows(("name", "resolves to"), sorted(names.items(), key=lambda kv: ("." in kv[0], kv[0])),
-                           "table"))
+    rows = sorted(names.items(), key=lambda kv: ("." in kv[0], kv[0]))  # class names first
+    click.echo(render_rows(("name", "resolves to"), rows, "table"))
 
 
 @command()
@@ -851,8 +856,8 @@ def parse_keys(keys: str, known: set[str] | None) -> list[str]:
     for name in names:
         if known is not None and name not in known:
             near = difflib.get_close_matches(name, sorted(known), n=3)
-            raise UserError(f"--keys: unknown key {name!r}" + (f"; did you mean {', '.join(near)}?" if near else
-                                                                f"; known: {', '.join(sorted(known))}"))
+            hint = f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(sorted(known))}"
+            raise UserError(f"--keys: unknown key {name!r}; {hint}")
     return names
 
 
@@ -878,7 +883,8 @@ def calibration_rows(mapping: Any, dataId: Mapping[str, Any]) -> tuple[list[str]
 @click.argument("dataset")
 @_DATA_ID
 @click.option("--keys", help="Comma-separated keys to list (their distinct values, queryMetadata).")
-@click.option("--exists", is_flag=True, help="List only the data IDs whose dataset exists (a check for each).")
+@click.option("--exists", is_flag=True,
+              help="List only the data IDs whose dataset exists (a check for each).")
 @_format_option("table", "json", "csv")
 @_reading_options
 def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, exists: bool, fmt: str,
@@ -939,7 +945,8 @@ def decoding(what: str) -> Iterator[None]:
         if isinstance(exc, ButlerError) or _raised_by_own_code(exc):
             raise
         _log.debug("reading %s failed", what, exc_info=True)
-        raise UserError(f"cannot read {what}: {type(exc).__name__}: {_first_sentence(_message(exc))}") from None
+        cause = _first_sentence(_message(exc))
+        raise UserError(f"cannot read {what}: {type(exc).__name__}: {cause}") from None
 
 
 def read_dataset(butler: Any, datasetType: str, dataId: Mapping[str, Any], path: str) -> Any:
@@ -961,7 +968,8 @@ def write_dataset(obj: Any, out: str) -> None:
         for ext in get_formatter(known).extensions:
             if not ext.endswith((".gz", ".fz")):  # formatters write uncompressed files
                 formats.setdefault(ext, known)
-    storage = next((formats[ext] for ext in sorted(formats, key=len, reverse=True) if name.endswith(ext)), None)
+    longest_first = sorted(formats, key=len, reverse=True)
+    storage = next((formats[ext] for ext in longest_first if name.endswith(ext)), None)
     if storage is None:
         raise UserError(f"--out {out}: cannot tell the format from the name; use one of "
                         f"{', '.join(sorted(formats))}")
@@ -977,8 +985,9 @@ def write_dataset(obj: Any, out: str) -> None:
 @click.argument("dataset")
 @_DATA_ID
 @click.option("--uri", is_flag=True, help="Print only the path of the dataset.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the dataset (exactly what get reads: one HDU "
-              "of an HDU dataset) to OUT, a .fits file (or .yaml, .npy, ... by the dataset's kind).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the dataset (exactly what get reads: one HDU of an HDU dataset) to OUT, a .fits "
+                   "file (or .yaml, .npy, ... by the dataset's kind).")
 @click.option("--force", is_flag=True, help="Overwrite OUT or PNG when it exists.")
 @click.option("--header", "showHeader", is_flag=True, help="Print the dataset's header.")
 @click.option("--png", type=click.Path(dir_okay=False), help="Render the image to PNG (ZScale, colour bar; "
@@ -1046,9 +1055,10 @@ def version_labels(rootA: str, rootB: str) -> tuple[str, str]:
               help="Absolute tolerance for numbers.")
 @click.option("--ignore-keys", metavar="K1,K2", default="",
               help="Header keywords not to compare (comma-separated; glob patterns such as DATE*).")
-@click.option("--pixels-only", is_flag=True, help="Compare only pixel (and table) values, not headers or metadata.")
-@click.option("--png", type=click.Path(dir_okay=False), help="Render A, B and A-B side by side for the one data "
-              "ID compared (needs the plot extra).")
+@click.option("--pixels-only", is_flag=True,
+              help="Compare only pixel (and table) values, not headers or metadata.")
+@click.option("--png", type=click.Path(dir_okay=False),
+              help="Render A, B and A-B side by side for the one data ID compared (needs the plot extra).")
 @click.option("--force", is_flag=True, help="Overwrite PNG when it exists.")
 @_format_option("table", "json")
 @_reading_options
@@ -1082,11 +1092,12 @@ def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id:
     if png:
         found = [r.dataId for r in report.results]
         if len(found) != 1:
-            raise UserError(f"--png draws one data ID; {len(found)} were compared in both versions: give more "
-                            f"KEY=VALUE items")
+            raise UserError(f"--png draws one data ID; {len(found)} were compared in both versions: "
+                            "give more KEY=VALUE items")
         images = [read_dataset(butler, dataset, DataId(found[0], tag=label), butler.getUri(
             dataset, DataId(found[0], tag=label))) for label in labels]
-        render_difference(images[0], images[1], png, labels=labels, title=f"{dataset} {format_items(found[0])}")
+        render_difference(images[0], images[1], png, labels=labels,
+                          title=f"{dataset} {format_items(found[0])}")
     click.echo(report.to_json() if fmt == "json" else report.to_text())
     ctx.exit(0 if report.identical else EXIT_DIFFERENT)
 

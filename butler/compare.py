@@ -408,7 +408,9 @@ class _Comparer:
         from astropy.io import fits
 
         def as_mapping(meta: Any) -> Mapping:
-            return self._header_values(meta) if isinstance(meta, fits.Header) else self._kept(dict(meta or {}))
+            if isinstance(meta, fits.Header):
+                return self._header_values(meta)
+            return self._kept(dict(meta or {}))
 
         if self.pixelsOnly:
             return

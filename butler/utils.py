@@ -17,8 +17,9 @@ import re
 import sys
 from typing import Any, Iterable
 
-__all__ = ["sequencify", "iterify", "as_list", "doImport", "resolve_mapper", "trusted_prefixes", "mapper_names",
-           "resolve_short_mapper_name", "LEGACY_PREFIXES", "PACKAGE_PREFIXES", "TRUSTED_MAPPERS_ENV"]
+__all__ = ["sequencify", "iterify", "as_list", "doImport", "resolve_mapper", "trusted_prefixes",
+           "mapper_names", "resolve_short_mapper_name", "LEGACY_PREFIXES", "PACKAGE_PREFIXES",
+           "TRUSTED_MAPPERS_ENV"]
 
 _log = logging.getLogger(__name__)
 
@@ -295,6 +296,7 @@ def resolve_short_mapper_name(name: str) -> str:
         return name
     known = mapper_names()
     if name not in known:
-        raise MapperImportError(f"unknown mapper {name!r}; known: {', '.join(n for n in known if '.' not in n)} "
-                          "(or an import string such as mappers.testing.MinMapper2)")
+        short = ", ".join(n for n in known if "." not in n)
+        raise MapperImportError(f"unknown mapper {name!r}; known: {short} "
+                                "(or an import string such as mappers.testing.MinMapper2)")
     return known[name]

@@ -77,7 +77,7 @@ def test_query_pipe_closed_early(shared_data: Path):
 
 
 def test_a_library_bug_exits_with_3_and_a_short_traceback(tmp_path):
-    """A mapper that fails inside (here a third-party one, trusted with --mapper) is a bug, not a user error."""
+    """A mapper failing inside (a third-party one, trusted with --mapper) is a bug, not a user error."""
     (tmp_path / "failing_camera.py").write_text(
         "from butler.mapper import Mapper\n\n\nclass FailingMapper(Mapper):\n"
         "    def getDatasetTypes(self):\n        raise RuntimeError('inconsistent camera')\n")
@@ -85,7 +85,8 @@ def test_a_library_bug_exits_with_3_and_a_short_traceback(tmp_path):
     root.mkdir()
     (root / "_mapper").write_text("failing_camera.FailingMapper\n")
     result = subprocess.run([sys.executable, "-m", "butler", "query", str(root), "raw", "--mapper",
-                             "failing_camera.FailingMapper"], capture_output=True, text=True, cwd=HERE, timeout=120,
+                             "failing_camera.FailingMapper"], capture_output=True, text=True, cwd=HERE,
+                            timeout=120,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(
                                 [str(tmp_path), os.environ.get("PYTHONPATH", "")])})
     assert result.returncode == 3, result.stderr
