@@ -193,7 +193,7 @@ def open_butler(roots: Sequence[str], tags: Sequence[str] | None = None, mapper:
         One tag per root.
     mapper : `str`, optional
         The mapper to read the roots with, in place of the one they record
-        (an import string or a legacy Gen2 name, checked with `doImport`).
+        (a short class name, an import string or a legacy Gen2 name; see `check_mapper`).
     registry : `str`, optional
         The registry to read the roots with (the mapper argument ``registry``)
         in place of ``ROOT/registry.sqlite3``.
