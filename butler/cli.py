@@ -1,20 +1,23 @@
 """The ``butler`` command: a thin click layer over the library.
 
-Subcommands: ``demo``, ``show``, ``query``, ``get``, ``compare`` and ``ingest``.
-Repositories given to ``show``, ``query``, ``get`` and ``compare`` are opened
-as read-only Butler inputs, whatever their kind (new-style cfg, or legacy
-``_mapper``/``_parent``), and are never written. They all take ``--mapper``
-and ``--registry`` for a root that names no mapper, such as a directory of
-bare Gen2 registries.
+Subcommands: ``create``, ``mappers``, ``demo``, ``show``, ``query``, ``get``,
+``compare`` and ``ingest``. Repositories given to ``show``, ``query``, ``get``
+and ``compare`` are opened as read-only Butler inputs, whatever their kind
+(new-style cfg, or legacy ``_mapper``/``_parent``), and are never written. They
+all take ``--mapper`` and ``--registry`` for a root that names no mapper, such
+as a directory of bare Gen2 registries.
 
-Mistakes in the input (a missing root, an unknown dataset type, a malformed
-``KEY=VALUE``, a path that is no repository, no dataset found) give one line on
-standard error and exit code 2; ``compare`` exits with 1 when the versions
-differ. ``--log-level DEBUG`` also logs the traceback behind an error.
+Exit codes (`EXIT_CODES`): 0 success; 1 ``compare`` found differences (or
+``ingest`` could not ingest some files); 2 a mistake in the input or the data,
+reported on one line of standard error naming the file or repository (a package
+error, `ButlerError`, or a file-system, YAML or decompression error); 3 a bug
+in the library, reported with the last frames of its traceback.
+``--log-level DEBUG`` also logs the traceback behind a one-line error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import functools
@@ -22,21 +25,46 @@ import io
 import json
 import logging
 import os
-import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import traceback
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import click
+import yaml
 
-from .errors import ButlerError, NoResults
+from .errors import ButlerError
 
-__all__ = ["cli", "main", "parse_data_id", "read_data_id", "UserError"]
+__all__ = ["cli", "main", "parse_data_id", "read_data_id", "UserError", "EXIT_CODES"]
 
 _log = logging.getLogger(__name__)
 
-#: exceptions that mean "the input was wrong", reported in one line
-USER_ERRORS = (ButlerError, OSError, ValueError, LookupError, RuntimeError, ImportError)
+#: exit code of ``compare`` when the versions differ
+EXIT_DIFFERENT = 1
+#: exit code of a mistake in the input or the data
+EXIT_USER_ERROR = 2
+#: exit code of a bug in the library
+EXIT_BUG = 3
+#: what each exit code means, as ``butler --help`` prints it
+EXIT_CODES = {
+    0: "success",
+    EXIT_DIFFERENT: "compare: the versions differ; ingest: some files were not ingested",
+    EXIT_USER_ERROR: "a mistake in the input or the data (one line on standard error)",
+    EXIT_BUG: "a bug in butler or a mapper (the end of its traceback on standard error)",
+}
+
+#: exceptions that mean "the input or the data is wrong", reported in one line: the package's
+#: errors, and the built-ins the library lets through from files (the file system, a YAML file
+#: that does not parse, a compressed file cut short)
+USER_ERRORS: tuple[type[BaseException], ...] = (ButlerError, OSError, EOFError, yaml.YAMLError, zlib.error)
+
+#: exceptions that a file decoder (astropy, gzip, numpy) raises for a corrupt file; raised while
+#: reading a dataset from outside this package, they are reported as a user error naming the file
+DECODE_ERRORS: tuple[type[BaseException], ...] = (*USER_ERRORS, ValueError, TypeError, IndexError, KeyError)
+
+#: traceback frames shown for a library bug
+BUG_FRAMES = 4
 
 #: longest line `describe_object` returns
 MAX_LINE = 160
@@ -46,18 +74,42 @@ MAX_LINE = 160
 #: which click's standalone mode ends quietly
 _PASS_THROUGH = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError)
 
+#: directories of this project's code: an exception raised there is a bug, not a corrupt file
+_OWN_CODE = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), package) + os.sep
+                  for package in ("butler", "mappers"))
+
 
 class UserError(click.ClickException):
     """A mistake in the command's input: ``Error: <message>`` on one line, exit code 2."""
 
-    exit_code = 2
+    exit_code = EXIT_USER_ERROR
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
 
 
+def _message(exc: BaseException) -> str:
+    """The text of an exception for one line: its message, with the file an `OSError` names."""
+    text = str(exc) or type(exc).__name__
+    filename = getattr(exc, "filename", None)
+    if isinstance(exc, OSError) and filename and str(filename) not in text:
+        text = f"{filename}: {exc.strerror or text}"
+    if isinstance(exc, yaml.YAMLError):
+        text = f"malformed YAML: {text}"
+    return text
+
+
+def _report_bug(exc: BaseException) -> None:
+    """Print the last frames of a bug's traceback and exit with `EXIT_BUG`."""
+    frames = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-BUG_FRAMES, chain=False)
+    click.echo("".join(frames).rstrip("\n"), err=True)
+    click.echo(f"butler: internal error ({type(exc).__name__}): this is a bug in butler or in the mapper, "
+               "not in your input; please report it with the lines above", err=True)
+    raise click.exceptions.Exit(EXIT_BUG)
+
+
 def _user_errors(func: Callable) -> Callable:
-    """Turn the package's and the relevant built-in exceptions into a `UserError`."""
+    """Report user errors on one line (exit code 2) and anything else as a bug (exit code 3)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -67,17 +119,39 @@ def _user_errors(func: Callable) -> Callable:
             raise
         except USER_ERRORS as exc:
             _log.debug("%s failed", func.__name__, exc_info=True)
-            raise UserError(str(exc) or type(exc).__name__) from None
+            raise UserError(_message(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - everything else is a bug, shown as one
+            _report_bug(exc)
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _raised_by_own_code(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback is in this project's code (a bug there)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_OWN_CODE)
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of a decoder's message (astropy's next ones suggest keyword arguments)."""
+    head, sep, _ = text.partition(". ")
+    return head + ("." if sep else "")
+
+
+_EPILOG = ("\b\nExit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+           + "\n\n\b\nExamples:\n  butler demo --keep\n  butler show DEMO/v1\n"
+           "  butler query DEMO/v1 src --exists\n  butler get DEMO/v1 postISRCCD visit=101 detector=0\n"
+           "\n\b\nShell completion (bash): eval \"$(_BUTLER_COMPLETE=bash_source butler)\"")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               default="WARNING", show_default=True, help="Logging level (messages go to standard error).")
 @click.version_option(package_name="butler")
 def cli(log_level: str) -> None:
-    """Work with Gen2 data repositories: show them, query and get datasets, compare versions."""
+    """Work with Gen2 data repositories: create, show, query and get datasets, compare versions."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
 
@@ -119,7 +193,7 @@ def open_butler(roots: Sequence[str], tags: Sequence[str] | None = None, mapper:
         One tag per root.
     mapper : `str`, optional
         The mapper to read the roots with, in place of the one they record
-        (an import string or a legacy Gen2 name, checked with `doImport`).
+        (a short class name, an import string or a legacy Gen2 name; see `check_mapper`).
     registry : `str`, optional
         The registry to read the roots with (the mapper argument ``registry``)
         in place of ``ROOT/registry.sqlite3``.
@@ -129,22 +203,39 @@ def open_butler(roots: Sequence[str], tags: Sequence[str] | None = None, mapper:
     from .cfg import RepositoryArgs
 
     if mapper is not None:
-        _check_mapper(mapper)
+        mapper = check_mapper(mapper)
     mapperArgs = {"registry": registry} if registry else None
     tags = tags or [None] * len(roots)
-    return Butler(inputs=[RepositoryArgs(root=root, mode="r", tags=tag, mapper=mapper, mapperArgs=mapperArgs)
-                          for root, tag in zip(roots, tags)],
-                  trustedMappers=[mapper] if mapper is not None else None)  # typed by the user: trusted
+    inputs = [RepositoryArgs(root=root, mode="r", tags=tag, mapper=mapper, mapperArgs=mapperArgs)
+              for root, tag in zip(roots, tags)]
+    try:
+        # a mapper typed by the user is trusted
+        return Butler(inputs=inputs, trustedMappers=[mapper] if mapper is not None else None)
+    except yaml.YAMLError as exc:  # the parser names no file: "<byte string>"
+        raise UserError(f"a repositoryCfg.yaml of {' or '.join(roots)} (or of a parent) is not valid YAML: "
+                        f"{exc}") from None
+    except UnicodeError as exc:  # a cfg or _mapper file that is no text; the decoder names no file
+        raise UserError(f"a file of the repository {' or '.join(roots)} (or of a parent) is not UTF-8 text: "
+                        f"{exc}") from None
 
 
-def _check_mapper(name: str) -> None:
-    """Raise a `UserError` unless ``name`` resolves to a mapper class."""
+def check_mapper(name: str) -> str:
+    """Return the import string of the mapper class ``name`` stands for; a `UserError` when none.
+
+    ``name`` is an import string, a legacy Gen2 name or the short class name of one
+    of the package's mappers (``MinMapper2``, see `butler.utils.mapper_names`).
+    """
     from .mapper import Mapper
-    from .utils import doImport
+    from .utils import doImport, resolve_short_mapper_name
 
-    found = doImport(name)
+    target = resolve_short_mapper_name(name)
+    try:
+        found = doImport(target)
+    except ImportError as exc:
+        raise UserError(f"--mapper {name}: {exc}") from None
     if not (isinstance(found, type) and issubclass(found, Mapper)):
         raise UserError(f"--mapper {name}: {found!r} is not a mapper class")
+    return target
 
 
 def dataset_keys(butler: Any, datasetType: str) -> dict:
@@ -292,26 +383,113 @@ def render_rows(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -
     return text_table(names, rows) + "\n" + count
 
 
-def describe_object(obj: Any) -> str:
-    """Return a one-line description of a dataset read by the butler."""
-    text = _describe(obj)
+#: rows of a table ``get`` prints
+TABLE_ROWS = 5
+
+
+def _pixels(obj: Any) -> Any:
+    """The pixel array of an image-like object (CCDData, an HDU, an array), or None."""
+    import numpy as np
+
+    data = getattr(obj, "data", obj) if not isinstance(obj, np.ndarray) else obj
+    if isinstance(data, np.ndarray) and data.ndim >= 2 and data.dtype.kind in "uifb":
+        return data
+    return None
+
+
+def image_statistics(data: Any) -> dict:
+    """``min``, ``max``, ``mean``, ``median`` of the finite pixels, ``nan`` count and ``zeroFraction``."""
+    import numpy as np
+
+    values = np.asarray(data, dtype=float)
+    finite = values[np.isfinite(values)]
+    stats: dict[str, Any] = {name: None for name in ("min", "max", "mean", "median")}
+    if finite.size:
+        stats.update(min=float(finite.min()), max=float(finite.max()), mean=float(finite.mean()),
+                     median=float(np.median(finite)))
+    stats["nan"] = int(np.isnan(values).sum())
+    stats["zeroFraction"] = float((values == 0).sum() / values.size) if values.size else 0.0
+    return stats
+
+
+def summarize(obj: Any) -> dict:
+    """What a dataset read by the butler holds, as ``get --format json`` prints it."""
+    summary: dict[str, Any] = {"type": type(obj).__name__}
+    if hasattr(obj, "colnames"):
+        rows = [{name: _plain(row[name]) for name in obj.colnames} for row in obj[:TABLE_ROWS]]
+        summary.update(rows=len(obj), columns=list(obj.colnames), firstRows=rows)
+    elif _pixels(obj) is not None:
+        data = _pixels(obj)
+        unit = getattr(obj, "unit", None)
+        summary.update(shape=list(data.shape), dtype=str(data.dtype), unit=str(unit) if unit else None,
+                       stats=image_statistics(data))
+    elif hasattr(obj, "cards"):
+        summary["cards"] = len(obj)
+    elif isinstance(obj, Mapping):
+        summary["keys"] = [str(key) for key in obj]
+    elif isinstance(obj, (list, tuple)):
+        summary.update(length=len(obj), items=[summarize(item) for item in obj[:TABLE_ROWS]])
+    else:
+        summary["repr"] = _shorten(repr(obj))
+    return summary
+
+
+def _plain(value: Any) -> Any:
+    """A table cell as a JSON value."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+def _shorten(text: str) -> str:
     return text if len(text) <= MAX_LINE else text[:MAX_LINE - 3] + "..."
 
 
-def _describe(obj: Any) -> str:
-    kind = type(obj).__name__
-    if hasattr(obj, "colnames"):
-        return f"{kind}: {len(obj)} rows; columns {', '.join(obj.colnames)}"
-    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
-        unit = getattr(obj, "unit", None)
-        return f"{kind}: shape {tuple(obj.shape)}, dtype {obj.dtype}" + (f", unit {unit}" if unit else "")
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.6g}"
+
+
+def describe_object(obj: Any) -> str:
+    """Describe a dataset read by the butler: a line, then image statistics or a table's first rows."""
+    from .compare import text_table
+
+    summary = summarize(obj)
+    kind = summary["type"]
+    if "columns" in summary:
+        line = _shorten(f"{kind}: {summary['rows']} rows; columns {', '.join(summary['columns'])}")
+        rows = [[row[name] for name in summary["columns"]] for row in summary["firstRows"]]
+        return line + ("\n" + text_table(summary["columns"], rows) if rows else "")
+    if "stats" in summary:
+        stats = summary["stats"]
+        line = f"{kind}: shape {tuple(summary['shape'])}, dtype {summary['dtype']}"
+        line += f", unit {summary['unit']}" if summary["unit"] else ""
+        values = " ".join(f"{name} {_number(stats[name])}" for name in ("min", "max", "mean", "median"))
+        return f"{line}\n{values}; {stats['nan']} NaN; zero fraction {stats['zeroFraction']:.3g}"
+    if "cards" in summary:
+        return f"{kind}: {summary['cards']} cards"
+    if "keys" in summary:
+        return _shorten(f"{kind}: {len(summary['keys'])} keys: {', '.join(summary['keys'][:10])}")
+    if "items" in summary:
+        return _shorten(f"{kind} of {summary['length']}: "
+                        + "; ".join(describe_object(item).splitlines()[0] for item in obj[:TABLE_ROWS]))
+    return summary["repr"]
+
+
+def header_of(obj: Any) -> Any:
+    """The FITS header (or ``meta`` mapping) of a dataset; a `UserError` when it has none."""
     if hasattr(obj, "cards"):
-        return f"{kind}: {len(obj)} cards"
-    if isinstance(obj, Mapping):
-        return f"{kind}: {len(obj)} keys: {', '.join(map(str, list(obj)[:10]))}"
-    if isinstance(obj, (list, tuple)):
-        return f"{kind} of {len(obj)}: " + "; ".join(_describe(o) for o in obj[:5])
-    return repr(obj)
+        return obj
+    for name in ("header", "meta"):
+        value = getattr(obj, name, None)
+        if value is not None and not callable(value):
+            return value
+    raise UserError(f"a {type(obj).__name__} has no header")
+
+
+def header_lines(header: Any) -> list[str]:
+    """A header as text: the FITS cards, or ``KEY = value`` lines of a mapping."""
+    if hasattr(header, "cards"):
+        return [str(card) for card in header.cards]
+    return [f"{key} = {value!r}" for key, value in header.items()]
 
 
 # -- show ------------------------------------------------------------------------------------
@@ -359,24 +537,24 @@ def _parent_tree(repo: Any, prefix: str = "", seen: set | None = None) -> list[s
     return lines
 
 
-def _registry_lines(repo: Any) -> list[str]:
+def _registry_counts(repo: Any) -> dict[str, dict[str, int]]:
+    """``{registry path: {table: rows}}`` of the registry files found in a repository."""
     from .registry import SqliteRegistry
 
     paths = [os.path.join(repo.root, name) for name in REGISTRY_FILES]
     given = (repo.cfg.mapperArgs or {}).get("registry")
     if isinstance(given, (str, os.PathLike)):
         paths[0] = os.path.join(repo.root, given)
-    lines = []
+    counts = {}
     for path in paths:
         if not os.path.isfile(path):
             continue
         registry = SqliteRegistry(path)
         try:
-            counts = ", ".join(f"{t} {registry.rowCount(t)}" for t in registry.tables())
+            counts[path] = {table: registry.rowCount(table) for table in registry.tables()}
         finally:
             registry.close()
-        lines.append(f"  {path}: {counts or 'no tables'}")
-    return lines
+    return counts
 
 
 def _files_under(root: str) -> list[str]:
@@ -388,8 +566,8 @@ def _files_under(root: str) -> list[str]:
     return files
 
 
-def _datasets_on_disk(repo: Any) -> str:
-    """``type count, ...`` for the dataset types of a repository's mapper whose files are in its root."""
+def _datasets_on_disk(repo: Any) -> dict[str, int]:
+    """``{dataset type: files}`` of the dataset types of a repository's mapper with files in its root."""
     from .registry import FsScanner
 
     mappings = getattr(repo.mapper, "mappings", None) if repo.cfg.mapper is not None else None
@@ -397,7 +575,7 @@ def _datasets_on_disk(repo: Any) -> str:
     files = _files_under(repo.root)
     # a file may be stored compressed under the template's name plus .gz or .fz
     files += [f[:-3] for f in files if f.endswith((".gz", ".fz"))]
-    counts = []
+    counts = {}
     for datasetType in sorted(mappings):
         try:
             template = mappings[datasetType].template
@@ -407,55 +585,157 @@ def _datasets_on_disk(repo: Any) -> str:
             scanner = FsScanner(template)
             count = sum(1 for f in files if scanner.match(f) is not None)
             if count:
-                counts.append(f"{datasetType} {count}")
-    return ", ".join(counts) or "none"
+                counts[datasetType] = count
+    return counts
+
+
+def _or_problem(func: Callable[[], Any]) -> Any:
+    """``func()``, or the one-line text of the user error it raises."""
+    try:
+        return func()
+    except USER_ERRORS as exc:
+        return "unavailable (" + " ".join(_message(exc).split()) + ")"
+
+
+def repository_info(butler: Any) -> dict:
+    """Describe the first input of a Butler and its parents, as ``butler show --format json`` prints it."""
+    repos = butler.repositories()
+    top = repos[0]
+    cfg = top.cfg
+    types = _or_problem(lambda: sorted(butler.getDatasetTypes()))
+    return {
+        "repository": top.root,
+        "cfg": _repository_kind(top),
+        "mapper": _mapper_text(cfg.mapper),
+        "mapperArgs": dict(cfg.mapperArgs or {}),
+        "policy": sorted(map(str, cfg.policy.names(topLevelOnly=True))) if cfg.policy else [],
+        "mode": top.mode,
+        "tags": sorted(map(str, top.tags)),
+        "parents": [repo.root for repo in repos[1:]],
+        "registries": {path: counts for repo in repos for path, counts in _registry_counts(repo).items()},
+        "datasetsOnDisk": {repo.root: _or_problem(functools.partial(_datasets_on_disk, repo))
+                           for repo in repos},
+        "datasetTypes": types,
+    }
+
+
+def _counts_text(counts: Any) -> str:
+    if isinstance(counts, str):
+        return counts
+    return ", ".join(f"{name} {count}" for name, count in counts.items())
 
 
 def repository_report(butler: Any, listTypes: bool = False) -> str:
     """Describe the first input of a Butler and its parents, as ``butler show`` prints it."""
     import textwrap
 
-    repos = butler.repositories()
-    top = repos[0]
-    cfg = top.cfg
-    lines = [
-        f"repository: {top.root}",
-        f"cfg:        {_repository_kind(top)}",
-        f"mapper:     {_mapper_text(cfg.mapper)}",
-    ]
-    if cfg.mapperArgs:
-        lines.append(f"mapperArgs: {dict(cfg.mapperArgs)}")
-    if cfg.policy:
-        lines.append(f"policy:     {', '.join(sorted(map(str, cfg.policy.names(topLevelOnly=True))))}")
-    lines += [f"mode:       {top.mode} (opened read-only)",
-              f"tags:       {', '.join(sorted(map(str, top.tags))) or 'none'}",
+    info = repository_info(butler)
+    top = butler.repositories()[0]
+    lines = [f"repository: {info['repository']}", f"cfg:        {info['cfg']}",
+             f"mapper:     {info['mapper']}"]
+    if info["mapperArgs"]:
+        lines.append(f"mapperArgs: {info['mapperArgs']}")
+    if info["policy"]:
+        lines.append(f"policy:     {', '.join(info['policy'])}")
+    lines += [f"mode:       {info['mode']} (opened read-only)",
+              f"tags:       {', '.join(info['tags']) or 'none'}",
               "parents:", f"  {top.root}"]
     lines += ["  " + line for line in _parent_tree(top)]
-    registries = [line for repo in repos for line in _registry_lines(repo)]
+    registries = [f"  {path}: {_counts_text(counts) or 'no tables'}"
+                  for path, counts in info["registries"].items()]
     lines += ["registries (rows per table):"] + (registries or ["  none"])
     lines.append("datasets on disk (files per dataset type):")
-    for repo in repos:
-        try:
-            found = _datasets_on_disk(repo)
-        except USER_ERRORS as exc:
-            found = f"unknown ({' '.join(str(exc).split())})"
-        lines.append(f"  {repo.root}: {found}")
-    try:
-        types = sorted(butler.getDatasetTypes())
-    except USER_ERRORS as exc:
-        lines.append(f"dataset types: unavailable ({' '.join(str(exc).split())})")
+    lines += [f"  {root}: {_counts_text(counts) or 'none'}"
+              for root, counts in info["datasetsOnDisk"].items()]
+    types = info["datasetTypes"]
+    if isinstance(types, str):
+        lines.append(f"dataset types: {types}")
+    elif not listTypes:
+        lines.append(f"dataset types: {len(types)} known to the mapper (--types lists them)")
     else:
-        if not listTypes:
-            lines.append(f"dataset types: {len(types)} known to the mapper (--types lists them)")
-        else:
-            lines.append(f"dataset types ({len(types)}):")
-            lines += textwrap.wrap(", ".join(types), width=100, initial_indent="  ", subsequent_indent="  ")
+        lines.append(f"dataset types ({len(types)}):")
+        lines += textwrap.wrap(", ".join(types), width=100, initial_indent="  ", subsequent_indent="  ")
     return "\n".join(lines)
+
+
+# -- pictures ----------------------------------------------------------------------------------
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend; a `UserError` naming the extra when it is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError("--png needs matplotlib: pip install 'butler[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _image_pixels(obj: Any, what: str) -> Any:
+    data = _pixels(obj)
+    if data is None or data.ndim != 2:
+        raise UserError(f"--png draws a 2-d image; {what} is a {type(obj).__name__}")
+    return data
+
+
+def _save_figure(figure: Any, png: str) -> None:
+    from .safeio import atomic_write
+
+    with atomic_write(png) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+
+
+def render_image(obj: Any, png: str, title: str) -> None:
+    """Draw an image with astropy's ZScale and a colour bar, to the PNG file ``png``."""
+    from astropy.visualization import ZScaleInterval
+
+    plt = _pyplot()
+    data = _image_pixels(obj, title)
+    low, high = ZScaleInterval().get_limits(data)
+    figure, axes = plt.subplots(figsize=(7, 6))
+    try:
+        shown = axes.imshow(data, origin="lower", cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+        figure.colorbar(shown, ax=axes)
+        axes.set_title(title)
+        _save_figure(figure, png)
+    finally:
+        plt.close(figure)
+
+
+def render_difference(a: Any, b: Any, png: str, labels: Sequence[str], title: str) -> None:
+    """Draw A, B (one ZScale) and A-B side by side, each with a colour bar, to the PNG file ``png``."""
+    import numpy as np
+    from astropy.visualization import ZScaleInterval
+
+    plt = _pyplot()
+    data_a, data_b = _image_pixels(a, labels[0]), _image_pixels(b, labels[1])
+    if data_a.shape != data_b.shape:
+        raise UserError(f"--png: the images differ in shape ({data_a.shape} and {data_b.shape})")
+    diff = data_a.astype(float) - data_b.astype(float)
+    low, high = ZScaleInterval().get_limits(np.concatenate([data_a.ravel(), data_b.ravel()]))
+    span = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.0
+    panels = ((data_a, labels[0], low, high, "gray"), (data_b, labels[1], low, high, "gray"),
+              (diff, f"{labels[0]} - {labels[1]}", -span or -1.0, span or 1.0, "coolwarm"))
+    figure, axes = plt.subplots(1, 3, figsize=(15, 5))
+    try:
+        for ax, (data, label, vmin, vmax, cmap) in zip(axes, panels):
+            shown = ax.imshow(data, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            figure.colorbar(shown, ax=ax)
+            ax.set_title(label)
+        figure.suptitle(title)
+        _save_figure(figure, png)
+    finally:
+        plt.close(figure)
 
 
 # -- commands ----------------------------------------------------------------------------------
 
 _DATA_ID = click.argument("data_id", nargs=-1, metavar="[KEY=VALUE]...")
+
+#: a query longer than this shows a progress bar while ``--exists`` checks each data ID
+PROGRESS_AFTER = 20
 
 
 def _format_option(*choices: str) -> Callable:
@@ -471,54 +751,233 @@ def _reading_options(func: Callable) -> Callable:
                              "(a path relative to the current directory).")(func)
     return click.option("--mapper", metavar="NAME",
                         help="Mapper to read the repository with, for a root that names none (no _mapper "
-                             "or repositoryCfg.yaml) or in place of its own: an import string such as "
+                             "or repositoryCfg.yaml) or in place of its own: a class name such as "
+                             "MinMapper2 (butler mappers lists them), an import string such as "
                              "mappers.testing.MinMapper2, or a legacy Gen2 name.")(func)
+
+
+#: files that make a directory a repository: ``create`` refuses a root holding one
+REPOSITORY_MARKERS = ("repositoryCfg.yaml", "_mapper", "_parent", "registry.sqlite3")
+
+
+def _refuse_existing(path: str, force: bool) -> None:
+    if os.path.exists(path) and not force:
+        raise UserError(f"{path} exists; give --force to overwrite it")
+
+
+@command()
+@click.argument("root")
+@click.option("--mapper", required=True, metavar="NAME",
+              help="The repository's mapper: a class name (butler mappers lists them), an import string or a "
+                   "legacy Gen2 name.")
+@click.option("--parent", "parents", multiple=True, metavar="ROOT",
+              help="A parent repository, read-only (repeat for more, in search order).")
+def create(root: str, mapper: str, parents: tuple[str, ...]) -> None:
+    """Create an empty repository at ROOT, recording its mapper and parents in its repositoryCfg.yaml.
+
+    \b
+    Example:
+      butler create /data/rerun --mapper DemoMapper --parent /data/input
+    """
+    from .butler import Butler
+    from .cfg import CFG_FILENAME, RepositoryArgs
+
+    found = [name for name in REPOSITORY_MARKERS if os.path.lexists(os.path.join(root, name))]
+    if found:
+        raise UserError(f"a repository exists at {os.path.abspath(root)} already (it has {', '.join(found)})")
+    target = check_mapper(mapper)
+    inputs = [RepositoryArgs(root=_check_root(parent), mode="r") for parent in parents]
+    Butler(inputs=inputs, outputs=RepositoryArgs(root=os.path.abspath(root), mapper=target),
+           trustedMappers=[target])  # typed by the user: trusted
+    click.echo(f"created {os.path.join(os.path.abspath(root), CFG_FILENAME)} (mapper {target}"
+               + (f"; parents {', '.join(os.path.abspath(p) for p in parents)})" if parents else ")"))
+
+
+@command()
+def mappers() -> None:
+    """List the mapper names --mapper accepts: class names, legacy Gen2 names, and what they resolve to.
+
+    \b
+    Example:
+      butler mappers
+    """
+    from .utils import mapper_names
+
+    names = mapper_names()
+    rows = sorted(names.items(), key=lambda kv: ("." in kv[0], kv[0]))  # class names first
+    click.echo(render_rows(("name", "resolves to"), rows, "table"))
 
 
 @command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
-def demo(directory: str | None) -> None:
+@click.option("--keep", is_flag=True, help="Keep the temporary directory (when no DIRECTORY is given).")
+def demo(directory: str | None, keep: bool) -> None:
     """Make a demo camera repository, process it twice (v1, v2) and compare the versions.
 
-    DIRECTORY must not exist yet or be empty; by default a fresh temporary
-    folder is made (its name is printed).
+    DIRECTORY must not exist yet or be empty, and is kept. By default a fresh
+    temporary folder is made, and removed at the end unless --keep is given.
+
+    \b
+    Example:
+      butler demo ./demo && butler show ./demo/v1
     """
     from .demo import run_demo
 
-    run_demo(directory, echo=click.echo)
+    run_demo(directory, echo=click.echo, keep=keep or directory is not None)
 
 
 @command()
 @click.argument("root")
 @click.option("--types", "listTypes", is_flag=True, help="List every dataset type the mapper knows.")
+@_format_option("text", "json")
 @_reading_options
-def show(root: str, listTypes: bool, mapper: str | None, registry: str | None) -> None:
-    """Describe the repository at ROOT: cfg, mapper, parents, registries, datasets, dataset types."""
-    click.echo(repository_report(open_butler([root], mapper=mapper, registry=registry), listTypes))
+def show(root: str, listTypes: bool, fmt: str, mapper: str | None, registry: str | None) -> None:
+    """Describe the repository at ROOT: cfg, mapper, parents, registries, datasets, dataset types.
+
+    \b
+    Example:
+      butler show DEMO/v1 --types
+    """
+    butler = open_butler([root], mapper=mapper, registry=registry)
+    if fmt == "json":
+        click.echo(json.dumps(repository_info(butler), indent=2, default=str))
+    else:
+        click.echo(repository_report(butler, listTypes))
+
+
+def parse_keys(keys: str, known: set[str] | None) -> list[str]:
+    """The names of ``--keys K1,K2``; a `UserError` for an empty, repeated or unknown one."""
+    names = [k.strip() for k in keys.split(",")]
+    if not all(names):
+        raise UserError(f"--keys {keys!r}: an empty key; give comma-separated keys such as visit,detector")
+    repeated = sorted({k for k in names if names.count(k) > 1})
+    if repeated:
+        raise UserError(f"--keys {keys!r}: {', '.join(repeated)} given twice")
+    for name in names:
+        if known is not None and name not in known:
+            near = difflib.get_close_matches(name, sorted(known), n=3)
+            hint = f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(sorted(known))}"
+            raise UserError(f"--keys: unknown key {name!r}; {hint}")
+    return names
+
+
+def _calibration_mapping(butler: Any, datasetType: str) -> Any:
+    """The calibration mapping of ``datasetType`` in the first input's mapper, or None."""
+    repo = butler.repositories()[0]
+    mapping = (getattr(repo.mapper, "mappings", None) or {}).get(datasetType) if repo.cfg.mapper else None
+    return mapping if mapping is not None and hasattr(mapping, "refRegistry") and mapping.tables else None
+
+
+def calibration_rows(mapping: Any, dataId: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
+    """The rows of a calibration dataset type's calibration registry tables matching ``dataId``."""
+    registry = mapping.registry
+    if registry is None:
+        raise UserError(f"no calibration registry for {mapping.datasetType!r}")
+    names = list(dict.fromkeys(c for table in mapping.tables for c in registry.columns(table) if c != "id"))
+    rows = registry.queryMetadata(mapping.tables, names, dataId)
+    return names, [row if isinstance(row, tuple) else (row,) for row in rows]
 
 
 @command()
 @click.argument("root")
 @click.argument("dataset")
 @_DATA_ID
-@click.option("--keys", help="Comma-separated keys to list (queryMetadata); "
-                             "by default the data IDs of the dataset's level (subset).")
+@click.option("--keys", help="Comma-separated keys to list (their distinct values, queryMetadata).")
+@click.option("--exists", is_flag=True,
+              help="List only the data IDs whose dataset exists (a check for each).")
 @_format_option("table", "json", "csv")
 @_reading_options
-def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, fmt: str, mapper: str | None,
-          registry: str | None) -> None:
-    """List the data IDs of DATASET in ROOT that match KEY=VALUE items."""
+def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, exists: bool, fmt: str,
+          mapper: str | None, registry: str | None) -> None:
+    """List the data IDs of DATASET in ROOT that match KEY=VALUE items.
+
+    What is listed are the registry's rows (the data IDs the mapper knows), whether
+    or not each dataset was written; --exists keeps those whose dataset exists. A
+    calibration dataset type lists its calibration registry's rows (validity ranges).
+
+    \b
+    Examples:
+      butler query DEMO/v1 src visit=101 --format json
+      butler query DEMO/v1 src --exists
+      butler query DEMO/input raw --keys visit,detector
+      butler query DEMO/input flat filter=g
+    """
+    from tqdm import tqdm
+
     butler = open_butler([root], mapper=mapper, registry=registry)
     dataId, datasetKeys = read_data_id(butler, dataset, data_id)
-    if keys:
-        names = [k.strip() for k in keys.split(",") if k.strip()]
-        values = butler.queryMetadata(dataset, names, dataId)
-        rows = [v if isinstance(v, tuple) else (v,) for v in values]
+    calibration = _calibration_mapping(butler, dataset)
+    if keys is not None:
+        names = parse_keys(keys, _known_keys(butler, dataset))
+        rows = [v if isinstance(v, tuple) else (v,) for v in butler.queryMetadata(dataset, names, dataId)]
+    elif calibration is not None:
+        names, rows = calibration_rows(calibration, dataId)
     else:
         ids = [dict(ref.dataId) for ref in butler.subset(dataset, dataId=dataId)]
         names = list(dict.fromkeys([*(k for d in ids for k in d), *([] if ids else [*dataId, *datasetKeys])]))
         rows = [tuple(d.get(k, "") for k in names) for d in ids]
+    if exists:
+        bar = tqdm(rows, desc=f"checking {dataset}", unit="dataId", file=sys.stderr,
+                   disable=len(rows) <= PROGRESS_AFTER or not sys.stderr.isatty())
+        rows = [row for row in bar
+                if butler.datasetExists(dataset, {**dataId, **{k: v for k, v in zip(names, row) if v != ""}})]
     click.echo(render_rows(names, rows, fmt))
+
+
+@contextlib.contextmanager
+def decoding(what: str) -> Iterator[None]:
+    """Report what a file decoder raises inside the block as a `UserError` about ``what``.
+
+    An exception raised inside this project's code stays what it is (a bug, or a
+    package error); one raised by a decoder (astropy, gzip, numpy) for a corrupt or
+    foreign file becomes one line naming ``what`` was read. The decoders' warnings
+    are logged after the block succeeds only: those of a failed read repeat its error.
+    """
+    import warnings
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for warning in caught:
+            _log.warning("%s: %s", what, warning.message)
+    except DECODE_ERRORS as exc:
+        if isinstance(exc, ButlerError) or _raised_by_own_code(exc):
+            raise
+        _log.debug("reading %s failed", what, exc_info=True)
+        cause = _first_sentence(_message(exc))
+        raise UserError(f"cannot read {what}: {type(exc).__name__}: {cause}") from None
+
+
+def read_dataset(butler: Any, datasetType: str, dataId: Mapping[str, Any], path: str) -> Any:
+    """Read a dataset; a file its decoder cannot read is a `UserError` naming the file (see `decoding`)."""
+    with decoding(f"{path} ({datasetType} {format_items(dataId)})"):
+        return butler.get(datasetType, dataId)
+
+
+def write_dataset(obj: Any, out: str) -> None:
+    """Write the object the butler read to ``out`` atomically, as FITS (``.fits``) or by its extension."""
+    from astropy.nddata import CCDData
+
+    from .formatters import get_formatter, known_storage_names
+    from .safeio import atomic_write
+
+    name = os.path.basename(out).lower()
+    formats: dict[str, str] = {}
+    for known in sorted(known_storage_names(), key=lambda n: n != "FitsStorage"):  # it writes tables too
+        for ext in get_formatter(known).extensions:
+            if not ext.endswith((".gz", ".fz")):  # formatters write uncompressed files
+                formats.setdefault(ext, known)
+    longest_first = sorted(formats, key=len, reverse=True)
+    storage = next((formats[ext] for ext in longest_first if name.endswith(ext)), None)
+    if storage is None:
+        raise UserError(f"--out {out}: cannot tell the format from the name; use one of "
+                        f"{', '.join(sorted(formats))}")
+    with atomic_write(out) as tmp:
+        if isinstance(obj, CCDData) and storage == "FitsStorage":  # one HDU: the image with its header
+            obj.to_hdu().writeto(tmp, overwrite=True)
+        else:
+            get_formatter(storage).write_file(obj, tmp, hdu=None, additionalData={})
 
 
 @command()
@@ -526,26 +985,57 @@ def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, f
 @click.argument("dataset")
 @_DATA_ID
 @click.option("--uri", is_flag=True, help="Print only the path of the dataset.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Copy the dataset's file to OUT.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the dataset (exactly what get reads: one HDU of an HDU dataset) to OUT, a .fits "
+                   "file (or .yaml, .npy, ... by the dataset's kind).")
+@click.option("--force", is_flag=True, help="Overwrite OUT or PNG when it exists.")
+@click.option("--header", "showHeader", is_flag=True, help="Print the dataset's header.")
+@click.option("--png", type=click.Path(dir_okay=False), help="Render the image to PNG (ZScale, colour bar; "
+              "needs the plot extra: pip install 'butler[plot]').")
+@_format_option("text", "json")
 @_reading_options
-def get(root: str, dataset: str, data_id: tuple[str, ...], uri: bool, out: str | None, mapper: str | None,
-        registry: str | None) -> None:
-    """Find one dataset: print where it is and what it holds, or copy it."""
+def get(root: str, dataset: str, data_id: tuple[str, ...], uri: bool, out: str | None, force: bool,
+        showHeader: bool, png: str | None, fmt: str, mapper: str | None, registry: str | None) -> None:
+    """Find one dataset: print where it is and what it holds (image statistics, a table's first rows).
+
+    \b
+    Examples:
+      butler get DEMO/v1 postISRCCD visit=101 detector=0
+      butler get DEMO/v1 src visit=101 detector=0 --format json
+      butler get DEMO/v1 postISRCCD visit=101 detector=0 --out ccd.fits --png ccd.png
+    """
     butler = open_butler([root], mapper=mapper, registry=registry)
     dataId, _ = read_data_id(butler, dataset, data_id)
-    if not butler.datasetExists(dataset, dataId):
-        raise NoResults("no such dataset", dataset, dataId, [os.path.abspath(root)])
-    path = butler.getUri(dataset, dataId)
+    path = butler.getUri(dataset, dataId)  # the library's message when none or several match
     if uri:
         click.echo(path)
-    elif out:
-        from .location import split_hdu
-
-        shutil.copyfile(split_hdu(path)[0], out)
-        click.echo(f"copied {path} -> {out}")
+        return
+    for target in (out, png):
+        if target:
+            _refuse_existing(target, force)
+    obj = read_dataset(butler, dataset, dataId, path)
+    if out:
+        write_dataset(obj, out)
+        click.echo(f"wrote {dataset} {format_items(dataId)} ({path}) -> {out}")
+    if png:
+        render_image(obj, png, title=f"{dataset} {format_items(dataId)}")
+        click.echo(f"wrote {png}")
+    if out or png:
+        return
+    if showHeader:
+        header = header_of(obj)
+        click.echo(json.dumps(dict(header), indent=2, default=str) if fmt == "json"
+                   else "\n".join(header_lines(header)))
+    elif fmt == "json":
+        click.echo(json.dumps({"uri": path, **summarize(obj)}, indent=2, default=str))
     else:
         click.echo(path)
-        click.echo(describe_object(butler.get(dataset, dataId)))
+        click.echo(describe_object(obj))
+
+
+def format_items(dataId: Mapping[str, Any]) -> str:
+    """A data ID as ``key=value`` words."""
+    return " ".join(f"{key}={value}" for key, value in dataId.items())
 
 
 def version_labels(rootA: str, rootB: str) -> tuple[str, str]:
@@ -563,25 +1053,53 @@ def version_labels(rootA: str, rootB: str) -> tuple[str, str]:
               help="Relative tolerance for numbers.")
 @click.option("--atol", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Absolute tolerance for numbers.")
+@click.option("--ignore-keys", metavar="K1,K2", default="",
+              help="Header keywords not to compare (comma-separated; glob patterns such as DATE*).")
+@click.option("--pixels-only", is_flag=True,
+              help="Compare only pixel (and table) values, not headers or metadata.")
+@click.option("--png", type=click.Path(dir_okay=False),
+              help="Render A, B and A-B side by side for the one data ID compared (needs the plot extra).")
+@click.option("--force", is_flag=True, help="Overwrite PNG when it exists.")
 @_format_option("table", "json")
 @_reading_options
 @click.pass_context
 def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id: tuple[str, ...],
-            rtol: float, atol: float, fmt: str, mapper: str | None, registry: str | None) -> None:
+            rtol: float, atol: float, ignore_keys: str, pixels_only: bool, png: str | None, force: bool,
+            fmt: str, mapper: str | None, registry: str | None) -> None:
     """Compare every DATASET matching KEY=VALUE items in two versions ROOT_A and ROOT_B.
 
     Both are opened as read-only inputs of one Butler, tagged with their
     directory names. Exit code 0 when identical within tolerance, 1 when different.
+
+    \b
+    Examples:
+      butler compare DEMO/v1 DEMO/v2 src visit=101
+      butler compare RAWS_A RAWS_B raw --ignore-keys 'DATE*,CHECKSUM' --pixels-only
+      butler compare DEMO/v1 DEMO/v2 postISRCCD visit=101 detector=0 --png diff.png
     """
     from .compare import compare_versions
+    from .dataId import DataId
 
+    ignore = [k.strip() for k in ignore_keys.split(",") if k.strip()]
     labels = version_labels(root_a, root_b)
     butler = open_butler([root_a, root_b], labels, mapper=mapper, registry=registry)
     dataId, _ = read_data_id(butler, dataset, data_id)
-    report = compare_versions(butler, dataset, dataId, *labels, rtol=rtol, atol=atol,
-                              progress=sys.stderr.isatty())
+    if png:
+        _refuse_existing(png, force)
+    with decoding(f"a {dataset} dataset of {root_a} or {root_b} (read it with butler get to see which)"):
+        report = compare_versions(butler, dataset, dataId, *labels, rtol=rtol, atol=atol,
+                                  progress=sys.stderr.isatty(), ignoreKeys=ignore, pixelsOnly=pixels_only)
+    if png:
+        found = [r.dataId for r in report.results]
+        if len(found) != 1:
+            raise UserError(f"--png draws one data ID; {len(found)} were compared in both versions: "
+                            "give more KEY=VALUE items")
+        images = [read_dataset(butler, dataset, DataId(found[0], tag=label), butler.getUri(
+            dataset, DataId(found[0], tag=label))) for label in labels]
+        render_difference(images[0], images[1], png, labels=labels,
+                          title=f"{dataset} {format_items(found[0])}")
     click.echo(report.to_json() if fmt == "json" else report.to_text())
-    ctx.exit(0 if report.identical else 1)
+    ctx.exit(0 if report.identical else EXIT_DIFFERENT)
 
 
 @command()
@@ -603,6 +1121,10 @@ def ingest(ctx: click.Context, root: str, files: tuple[str, ...], mode: str, ign
     their headers. Exit code 1 when some files could not be ingested. An
     interrupted ingest is completed by running it again with --ignore-ingested:
     files already in place with the same content are registered, not copied again.
+
+    \b
+    Example:
+      butler ingest /data/repo /incoming/*.fits --mode copy
     """
     from .ingest import ingest_raws
 

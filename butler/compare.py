@@ -28,6 +28,7 @@ theirs can only exist once they are loaded, so the dispatch looks at
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import math
@@ -264,6 +265,14 @@ class _Comparer:
 
     rtol: float = 0.0
     atol: float = 0.0
+    ignoreKeys: tuple[str, ...] = ()
+    pixelsOnly: bool = False
+
+    def _kept(self, values: Mapping) -> dict:
+        """``values`` without the keys matching an `ignoreKeys` glob pattern (case-insensitive)."""
+        patterns = [p.upper() for p in self.ignoreKeys]
+        return {k: v for k, v in values.items()
+                if not any(fnmatch.fnmatchcase(str(k).upper(), p) for p in patterns)}
 
     def compare(self, where: str, a: Any, b: Any) -> Iterator[Difference]:
         kind_a, kind_b = _category(a), _category(b)
@@ -387,9 +396,11 @@ class _Comparer:
                 values[key].append(card.value)
             else:
                 values[key] = card.value
-        return {k: (str(v) if type(v).__name__ == "Undefined" else v) for k, v in values.items()}
+        return self._kept({k: (str(v) if type(v).__name__ == "Undefined" else v) for k, v in values.items()})
 
     def _header(self, where: str, a: Any, b: Any) -> Iterator[Difference]:
+        if self.pixelsOnly:
+            return
         yield from self._mapping(where, self._header_values(a), self._header_values(b))
 
     def _meta(self, where: str, a: Any, b: Any) -> Iterator[Difference]:
@@ -397,8 +408,12 @@ class _Comparer:
         from astropy.io import fits
 
         def as_mapping(meta: Any) -> Mapping:
-            return self._header_values(meta) if isinstance(meta, fits.Header) else dict(meta or {})
+            if isinstance(meta, fits.Header):
+                return self._header_values(meta)
+            return self._kept(dict(meta or {}))
 
+        if self.pixelsOnly:
+            return
         yield from self._mapping(where, as_mapping(a), as_mapping(b))
 
     def _nddata(self, where: str, a: Any, b: Any) -> Iterator[Difference]:
@@ -466,7 +481,8 @@ class _Comparer:
         yield from self._meta(_join(where, "meta"), a.meta, b.meta)
 
 
-def compare_objects(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0) -> list[Difference]:
+def compare_objects(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0, ignoreKeys: Sequence[str] = (),
+                    pixelsOnly: bool = False) -> list[Difference]:
     """Compare two objects and return how they differ.
 
     Parameters
@@ -476,6 +492,11 @@ def compare_objects(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0) -> 
     rtol, atol : `float`
         Relative and absolute tolerance for numbers: equal when
         ``|b - a| <= atol + rtol * |a|``. NaNs in the same places are equal.
+    ignoreKeys : sequence of `str`, optional
+        Header (and metadata) keywords not compared: glob patterns such as
+        ``DATE*``, matched without regard to case.
+    pixelsOnly : `bool`, optional
+        Compare only values (pixels, masks, table columns), not headers or metadata.
 
     Returns
     -------
@@ -484,7 +505,8 @@ def compare_objects(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0) -> 
     """
     if rtol < 0 or atol < 0:
         raise ValueError(f"tolerances must not be negative (rtol={rtol}, atol={atol})")
-    return list(_Comparer(rtol=rtol, atol=atol).compare("", a, b))
+    return list(_Comparer(rtol=rtol, atol=atol, ignoreKeys=tuple(ignoreKeys), pixelsOnly=pixelsOnly
+                          ).compare("", a, b))
 
 
 # -- reports -------------------------------------------------------------------------------
@@ -618,7 +640,8 @@ def _enumerate(butler: Any, datasetType: str, dataId: Mapping, tags: Sequence[st
 
 def compare_versions(butler: Any, datasetType: str, dataId: Mapping | None = None,
                      tagA: str = "A", tagB: str = "B", *, rtol: float = 0.0, atol: float = 0.0,
-                     progress: bool = False) -> ComparisonReport:
+                     progress: bool = False, ignoreKeys: Sequence[str] = (),
+                     pixelsOnly: bool = False) -> ComparisonReport:
     """Compare every dataset of a type in two tagged inputs of one Butler.
 
     Parameters
@@ -635,6 +658,8 @@ def compare_versions(butler: Any, datasetType: str, dataId: Mapping | None = Non
         Tolerance for numbers (see `compare_objects`).
     progress : `bool`
         Show a tqdm progress bar on standard error.
+    ignoreKeys, pixelsOnly
+        What not to compare (see `compare_objects`).
 
     Returns
     -------
@@ -660,7 +685,8 @@ def compare_versions(butler: Any, datasetType: str, dataId: Mapping | None = Non
         if in_a and in_b:
             obj_a = butler.get(datasetType, DataId(candidate, tag=tagA))
             obj_b = butler.get(datasetType, DataId(candidate, tag=tagB))
-            differences = compare_objects(obj_a, obj_b, rtol=rtol, atol=atol)
+            differences = compare_objects(obj_a, obj_b, rtol=rtol, atol=atol, ignoreKeys=ignoreKeys,
+                                          pixelsOnly=pixelsOnly)
             _log.debug("%s %s: %d differences", datasetType, candidate, len(differences))
             results.append(DatasetComparison(candidate, differences))
         elif in_a:

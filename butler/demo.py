@@ -335,7 +335,7 @@ def _fresh_directory(directory: str | None) -> str:
 
 
 def run_demo(directory: str | None = None, spec: DemoSpec = DemoSpec(),
-             echo: Callable[[str], None] = print) -> DemoResult:
+             echo: Callable[[str], None] = print, keep: bool = True) -> DemoResult:
     """Make the demo repositories in ``directory`` (default: a fresh temporary folder) and compare v1 and v2.
 
     Parameters
@@ -346,16 +346,38 @@ def run_demo(directory: str | None = None, spec: DemoSpec = DemoSpec(),
         What to make.
     echo : callable
         Receives the lines to print.
+    keep : `bool`, optional
+        When False, the directory is removed at the end (even when the demo fails).
 
     Returns
     -------
     result : `DemoResult`
     """
+    directory = _fresh_directory(directory)
+    try:
+        return _run_demo_in(directory, spec, echo, keep)
+    finally:
+        if not keep:
+            _remove_tree(directory)
+            echo(f"removed {directory} (keep it with --keep or by giving a directory)")
+
+
+def _remove_tree(directory: str) -> None:
+    """Remove the demo's directory and everything in it (links are removed, never followed)."""
+    for path, dirs, files in os.walk(directory, topdown=False):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(path, d))]:
+            os.unlink(os.path.join(path, name))
+        for name in dirs:
+            if not os.path.islink(os.path.join(path, name)):
+                os.rmdir(os.path.join(path, name))
+    os.rmdir(directory)
+
+
+def _run_demo_in(directory: str, spec: DemoSpec, echo: Callable[[str], None], keep: bool) -> DemoResult:
     from .butler import Butler
     from .cfg import RepositoryArgs
     from .compare import compare_versions
 
-    directory = _fresh_directory(directory)
     root, v1, v2 = (os.path.join(directory, name) for name in ("input", "v1", "v2"))
     echo(f"butler demo in {directory}")
     nraw, ncalib = make_input_repository(root, spec)
@@ -377,8 +399,9 @@ def run_demo(directory: str | None = None, spec: DemoSpec = DemoSpec(),
         reports.append(report)
         echo("")
         echo(report.to_text())
-    echo("")
-    echo(f"try: butler show {v1}")
-    echo(f"     butler query {root} raw --format table")
-    echo(f"     butler compare {v1} {v2} src visit={spec.visits[0][0]}")
+    if keep:
+        echo("")
+        echo(f"try: butler show {v1}")
+        echo(f"     butler query {root} raw --format table")
+        echo(f"     butler compare {v1} {v2} src visit={spec.visits[0][0]}")
     return DemoResult(directory, root, v1, v2, tuple(reports))

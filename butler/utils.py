@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import inspect
 import logging
 import os
@@ -17,7 +18,8 @@ import sys
 from typing import Any, Iterable
 
 __all__ = ["sequencify", "iterify", "as_list", "doImport", "resolve_mapper", "trusted_prefixes",
-           "LEGACY_PREFIXES", "PACKAGE_PREFIXES", "TRUSTED_MAPPERS_ENV"]
+           "mapper_names", "resolve_short_mapper_name", "LEGACY_PREFIXES", "PACKAGE_PREFIXES",
+           "TRUSTED_MAPPERS_ENV"]
 
 _log = logging.getLogger(__name__)
 
@@ -30,6 +32,9 @@ ENTRY_POINT_GROUP = "butler.mappers"
 
 #: module prefixes of this project: always trusted as sources of mappers
 PACKAGE_PREFIXES = ("butler", "mappers")
+
+#: packages whose mapper classes may be named by their class name alone (``butler --mapper MinMapper2``)
+SHORT_NAME_PACKAGES = ("mappers",)
 
 #: environment variable holding more trusted module prefixes, comma-separated
 TRUSTED_MAPPERS_ENV = "BUTLER_TRUSTED_MAPPERS"
@@ -364,3 +369,64 @@ def resolve_mapper(name: str, source: str, trusted: Iterable[str] = ()) -> type:
                                    "subclass of butler.mapper.Mapper; it is not constructed")
     _log.debug("mapper %r named in %s resolved to %r", given, source, found)
     return found
+
+
+# -- mapper names a user types ------------------------------------------------------------------
+
+def _package_mapper_classes() -> dict[str, list[str]]:
+    """``{class name: [import strings]}`` of the mapper classes in `SHORT_NAME_PACKAGES`' modules."""
+    import pkgutil
+
+    from .mapper import Mapper
+
+    found: dict[str, list[str]] = {}
+    for package in SHORT_NAME_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        locations = spec.submodule_search_locations if spec is not None else None
+        for info in pkgutil.iter_modules(locations or []):
+            module = importlib.import_module(f"{package}.{info.name}")
+            for name, obj in vars(module).items():
+                if isinstance(obj, type) and issubclass(obj, Mapper) and obj.__module__ == module.__name__:
+                    found.setdefault(name, []).append(f"{module.__name__}.{name}")
+    return found
+
+
+def mapper_names() -> dict[str, str]:
+    """Every mapper name a user may type, with the import string it resolves to.
+
+    Returns
+    -------
+    names : `dict` [`str`, `str`]
+        The legacy Gen2 names and others of the ``butler.mappers`` entry-point
+        group, and the short class names (``MinMapper2``) of the mapper classes
+        of this project's camera modules and of the entry points, where a short
+        name stands for one class only; sorted by name.
+    """
+    names = {name: entry.value.replace(":", ".") for name, entry in _entry_point_classes().items()}
+    short = _package_mapper_classes()
+    for target in names.values():
+        short.setdefault(target.rpartition(".")[2], []).append(target)
+    for name, targets in short.items():
+        if len(set(targets)) == 1:
+            names.setdefault(name, targets[0])
+    return dict(sorted(names.items()))
+
+
+def resolve_short_mapper_name(name: str) -> str:
+    """Return the import string a name without a dot stands for (see `mapper_names`); others as given.
+
+    Raises
+    ------
+    butler.errors.MapperImportError
+        When a name without a dot is no known mapper; the message lists the known ones.
+    """
+    from .errors import MapperImportError
+
+    if "." in name:
+        return name
+    known = mapper_names()
+    if name not in known:
+        short = ", ".join(n for n in known if "." not in n)
+        raise MapperImportError(f"unknown mapper {name!r}; known: {short} "
+                                "(or an import string such as mappers.testing.MinMapper2)")
+    return known[name]

@@ -88,9 +88,11 @@ def test_demo_refuses_a_non_empty_directory(demo):
 
 
 def test_help_on_every_subcommand():
-    for command in ("demo", "show", "query", "get", "compare", "ingest"):
+    for command in ("create", "mappers", "demo", "show", "query", "get", "compare", "ingest"):
         result = butler(command, "--help")
         assert result.exit_code == 0 and "Usage: butler " + command in result.stdout
+        example = result.stdout.split("Example")[1] if "Example" in result.stdout else ""
+        assert f"butler {command}" in example, command
 
 
 # -- show ------------------------------------------------------------------------------------
@@ -214,7 +216,9 @@ def test_get_shared():
     result = butler("get", OBS_TEST, "raw", "visit=1")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [os.path.join(OBS_TEST, "raw/raw_v1_fg.fits.gz"),
-                                          "CCDData: shape (2000, 1026), dtype uint16, unit adu"]
+                                          "CCDData: shape (2000, 1026), dtype uint16, unit adu",
+                                          "min 936 max 61267 mean 1216.76 median 1182; 0 NaN; "
+                                          "zero fraction 0"]
     result = butler("get", os.path.join(OBS_LSST, "ts8"), "bias", "expId=201807241028453", "detector=67",
                     "--uri")
     assert result.stdout.strip().endswith("CALIB/bias/2018-07-24/bias-RTM-010-S11-det067_2018-07-24.fits")
@@ -226,8 +230,8 @@ def test_get_cfht_calibration():
     result = butler("get", CFHT, "flat_filename", "visit=787650", "ccd=13", "--uri", *CFHT_OPTIONS)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == os.path.join(CFHT, "flat-05Am03-fi.fits")
-    assert_user_error(butler("get", CFHT, "flat", "visit=787650", "ccd=13", "--uri", *CFHT_OPTIONS),
-                      "no such dataset", "flat")
+    assert_user_error(butler("get", CFHT, "flat", "visit=787650", "ccd=13", *CFHT_OPTIONS),
+                      "no dataset found", "flat")
 
 
 # -- compare ---------------------------------------------------------------------------------
@@ -299,7 +303,7 @@ def test_user_errors(demo, tmp_path):
     assert_user_error(butler("query", demo["v1"], "srcx"), "unknown dataset type", "src")
     assert_user_error(butler("query", demo["v1"], "src", "visit"), "malformed", "KEY=VALUE")
     assert_user_error(butler("get", demo["v1"], "src", "visit=abc", "detector=0"), "visit", "int")
-    assert_user_error(butler("get", demo["v1"], "src", "visit=999", "detector=0"), "no such dataset")
+    assert_user_error(butler("get", demo["v1"], "src", "visit=999", "detector=0"), "no dataset found")
     assert_user_error(butler("compare", demo["v1"], str(tmp_path / "nowhere"), "src"), "no such repository")
     assert_user_error(butler("compare", demo["v1"], demo["v2"], "src", "visit=999"), "no dataset")
 

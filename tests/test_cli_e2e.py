@@ -18,7 +18,7 @@ from astropy.io import fits
 from conftest import assert_user_error
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-COMMANDS = ("demo", "show", "query", "get", "compare", "ingest")
+COMMANDS = ("create", "mappers", "demo", "show", "query", "get", "compare", "ingest")
 
 
 def butler(*args: str) -> subprocess.CompletedProcess:
@@ -31,7 +31,8 @@ def test_python_m_butler_help_and_version():
     result = butler("--help")
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.startswith("Usage: butler [OPTIONS] COMMAND [ARGS]...")
-    listed = [line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()]
+    commands = result.stdout.split("Commands:")[1].split("Exit codes:")[0]
+    listed = [line.split()[0] for line in commands.splitlines() if line.strip()]
     assert sorted(listed) == sorted(COMMANDS)
     result = butler("--version")
     assert result.returncode == 0 and importlib.metadata.version("butler") in result.stdout
@@ -73,3 +74,22 @@ def test_query_pipe_closed_early(shared_data: Path):
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=HERE) as writer:
         writer.stdout.close()
         assert writer.stderr.read() == b"" and writer.wait(timeout=120) == 1
+
+
+def test_a_library_bug_exits_with_3_and_a_short_traceback(tmp_path):
+    """A mapper failing inside (a third-party one, trusted with --mapper) is a bug, not a user error."""
+    (tmp_path / "failing_camera.py").write_text(
+        "from butler.mapper import Mapper\n\n\nclass FailingMapper(Mapper):\n"
+        "    def getDatasetTypes(self):\n        raise RuntimeError('inconsistent camera')\n")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "_mapper").write_text("failing_camera.FailingMapper\n")
+    result = subprocess.run([sys.executable, "-m", "butler", "query", str(root), "raw", "--mapper",
+                             "failing_camera.FailingMapper"], capture_output=True, text=True, cwd=HERE,
+                            timeout=120,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                [str(tmp_path), os.environ.get("PYTHONPATH", "")])})
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and "RuntimeError: inconsistent camera" in lines
+    assert "bug" in lines[-1] and result.stdout == ""
