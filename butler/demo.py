@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .safeio import makedirs, remove_tree
+
 if TYPE_CHECKING:
     from astropy.nddata import CCDData
     from astropy.table import Table
@@ -323,7 +325,6 @@ def make_input_repository(root: str, spec: DemoSpec) -> tuple[int, int]:
 def _fresh_directory(directory: str | None) -> str:
     """``directory`` (absolute), created when missing; `FileExistsError` when it holds anything. None: a new
     private temporary directory."""
-    from .safeio import makedirs
 
     if directory is None:
         return tempfile.mkdtemp(prefix="butler-demo-")
@@ -358,19 +359,8 @@ def run_demo(directory: str | None = None, spec: DemoSpec = DemoSpec(),
         return _run_demo_in(directory, spec, echo, keep)
     finally:
         if not keep:
-            _remove_tree(directory)
+            remove_tree(directory)
             echo(f"removed {directory} (keep it with --keep or by giving a directory)")
-
-
-def _remove_tree(directory: str) -> None:
-    """Remove the demo's directory and everything in it (links are removed, never followed)."""
-    for path, dirs, files in os.walk(directory, topdown=False):
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(path, d))]:
-            os.unlink(os.path.join(path, name))
-        for name in dirs:
-            if not os.path.islink(os.path.join(path, name)):
-                os.rmdir(os.path.join(path, name))
-    os.rmdir(directory)
 
 
 def _run_demo_in(directory: str, spec: DemoSpec, echo: Callable[[str], None], keep: bool) -> DemoResult:

@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from typing import IO
@@ -67,6 +68,11 @@ def makedirs(path: str) -> None:
 def safeMakeDir(directory: str) -> None:
     """Gen2 name of :func:`makedirs`."""
     makedirs(directory)
+
+
+def remove_tree(directory: str) -> None:
+    """Remove a directory and everything in it; symbolic links are removed, never followed."""
+    shutil.rmtree(directory)
 
 
 def _is_within(root: str, path: str) -> bool:
@@ -148,14 +154,19 @@ def _create_temporary(directory: str, name: str) -> str:
     permission, ...) names the file that was to be written, not the temporary.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    made_directory = False
     while True:
         tmp = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
         try:
             fd = os.open(tmp, flags, 0o666)
         except FileExistsError:
             continue
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if made_directory:  # the directory is there and still cannot hold a file (/proc, a race)
+                raise FileNotFoundError(exc.errno, f"cannot write {name}: {exc.strerror}",
+                                        os.path.join(directory, name)) from exc
             _makedirs_for(directory, name)
+            made_directory = True
             continue
         except OSError as exc:
             raise type(exc)(exc.errno, f"cannot write {name}: {exc.strerror}",

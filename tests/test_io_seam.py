@@ -43,12 +43,6 @@ ALLOWED = {
     "butler.demo:make_input_repository": "a self-removing staging directory for the demo raws",
 }
 
-#: TEMPORARY: modules being moved behind the seam right now (butler/cli.py). Emptied once they are;
-#: `test_allow_list_entries_are_still_needed` fails for each entry no longer needed.
-TEMPORARY_ALLOWED = {
-    "butler.cli:get": "cli-trust: `butler get --output` copies the file with shutil.copyfile",
-}
-
 _OS_CALLS = {"open", "fdopen", "replace", "rename", "renames", "link", "symlink", "unlink", "remove",
              "removedirs", "makedirs", "mkdir", "rmdir", "truncate", "mkfifo"}
 _TEMPFILE_CALLS = {"mkdtemp", "mkstemp", "TemporaryDirectory", "NamedTemporaryFile", "TemporaryFile",
@@ -188,7 +182,7 @@ def scan_project(root: Path = PROJECT) -> list[Offence]:
 
 
 def test_no_file_or_database_access_outside_the_seam():
-    allowed = {**ALLOWED, **TEMPORARY_ALLOWED}
+    allowed = ALLOWED
     offenders = [str(offence) for offence in scan_project() if offence.key not in allowed]
     assert offenders == [], ("files or databases touched outside butler/storage/, butler/registry/ and "
                              "butler/safeio.py (ask a storage, a registry or safeio instead):\n"
@@ -197,7 +191,7 @@ def test_no_file_or_database_access_outside_the_seam():
 
 def test_allow_list_entries_are_still_needed():
     used = {offence.key for offence in scan_project()}
-    stale = sorted(set(ALLOWED) - used) + sorted(set(TEMPORARY_ALLOWED) - used)
+    stale = sorted(set(ALLOWED) - used)
     assert stale == [], f"allow-list entries no longer needed (remove them): {stale}"
 
 
@@ -271,7 +265,7 @@ def test_scanner_leaves_ordinary_code_alone():
 @pytest.mark.parametrize("module", ["butler.ingest", "butler.cfg", "butler.policy", "butler.compare",
                                     "butler.repository"])
 def test_core_modules_have_no_exemption(module):
-    assert not any(key.startswith(module + ":") for key in {**ALLOWED, **TEMPORARY_ALLOWED})
+    assert not any(key.startswith(module + ":") for key in ALLOWED)
 
 
 # -- what the seam gives the modules outside it ------------------------------------------------------

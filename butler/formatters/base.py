@@ -148,7 +148,11 @@ class Formatter:
 
     def _unreadable(self, storage: Any, path: str, exc: BaseException) -> FormatterError:
         return FormatterError(f"cannot read {storage.locationWithRoot(path)} as {self.storageName}: "
-                              f"{type(exc).__name__}: {exc}")
+                              f"{type(exc).__name__}: {self.describeReadError(exc)}")
+
+    def describeReadError(self, exc: BaseException) -> str:
+        """What a library's error on a bad file says, for a user (hook; by default its message)."""
+        return str(exc)
 
     def writeTo(self, storage: Any, path: str, obj: Any, *, hdu: int | None = None,
                 additionalData: Mapping[str, Any] | None = None) -> None:

@@ -279,7 +279,7 @@ def _header_from_meta(meta: Any) -> fits_types.Header:
     return header
 
 
-def _read_table(source: str | io.BytesIO, hdu: int | None) -> Any:
+def _read_table(source: IO[bytes], hdu: int | None) -> Any:
     from astropy.table import Table
 
     return Table.read(source, format="fits", hdu=1 if hdu is None else hdu, character_as_bytes=False)
@@ -310,26 +310,38 @@ def open_for_every_pixel(path: str) -> fits_types.HDUList:
         return fits.open(io.BytesIO(handle.read()), lazy_load_hdus=True)
 
 
-def _in_memory(stream: IO[bytes]) -> io.BytesIO:
-    """The content of a stream, inflated when it is gzipped, as a seekable in-memory file."""
+def _without_keyword_hint(exc: BaseException) -> str:
+    """astropy's message without its advice to pass a keyword (``ignore_missing_simple=True``),
+    which no butler user can pass."""
+    message = str(exc)
+    head, _, _ = message.partition(" If this is really a FITS file")
+    return head if "ignore_missing_simple" in message else message
+
+
+def _fits_source(stream: IO[bytes]) -> IO[bytes]:
+    """What astropy reads a FITS stream from: the stream itself when it is a seekable plain file
+    (a local storage's file: memory maps and partial reads work), else its content in memory,
+    inflated once when it is gzipped (astropy's own gzip reader restarts decompression from the
+    first byte at every backward seek, and leaks its file when the stream is cut short)."""
+    if stream.seekable():
+        magic = stream.read(2)
+        stream.seek(0)
+        if magic != _GZIP_MAGIC:
+            return stream
     data = stream.read()
     if data[:2] == _GZIP_MAGIC:
         data = gzip.decompress(data)
     return io.BytesIO(data)
 
 
-def _open(source: str | io.BytesIO, *, everyPixel: bool) -> fits_types.HDUList:
-    """Open a FITS file: `open_for_every_pixel`, else (headers, sub-images) to read only what is asked.
-
-    Without a memory map, astropy reads only the headers, or only the rows of
-    a box. An in-memory file (`_in_memory`) is opened as it is.
-    """
+def _open(source: IO[bytes], *, everyPixel: bool) -> fits_types.HDUList:
+    """Open a FITS stream (`_fits_source`): memory-mapped when every pixel is read (as
+    `astropy.io.fits.getdata` does; `_pixels` copies them out), else without a map, so astropy
+    reads only the headers, or only the rows of a box."""
     from astropy.io import fits
 
-    if not isinstance(source, str):
+    if everyPixel or isinstance(source, io.BytesIO):
         return fits.open(source, lazy_load_hdus=True)
-    if everyPixel:
-        return open_for_every_pixel(source)
     return fits.open(source, memmap=False, lazy_load_hdus=True)
 
 
@@ -339,18 +351,17 @@ class FitsStorage(Formatter):
     storageName = "FitsStorage"
     extensions = (".fits", ".fits.gz", ".fits.fz")
     writes = "CCDData, numpy arrays, Headers, Tables and HDULists"
-    prefersLocalFile = True  # memory-mapped pixels, headers and boxes read alone
     readErrors = _FITS_READ_ERRORS
 
-    def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
-        return self._read(path, path, hdu, pythonType, additionalData)
+    def describeReadError(self, exc: BaseException) -> str:
+        return _without_keyword_hint(exc)
 
     def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
                     additionalData: dict) -> Any:
-        return self._read(_in_memory(stream), source, hdu, pythonType, additionalData)
+        return self._read(_fits_source(stream), source, hdu, pythonType, additionalData)
 
     @staticmethod
-    def _read(source: str | io.BytesIO, name: str, hdu: int | None, pythonType: Any,
+    def _read(source: IO[bytes], name: str, hdu: int | None, pythonType: Any,
               additionalData: dict) -> Any:
         kind = python_kind(pythonType)
         if kind == "table":
@@ -397,18 +408,17 @@ class FitsCatalogStorage(Formatter):
     storageName = "FitsCatalogStorage"
     extensions = (".fits",)
     writes = "astropy Tables and what Table() accepts (mappings of columns, structured arrays)"
-    prefersLocalFile = True
     readErrors = _FITS_READ_ERRORS
 
-    def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
-        return self._read(path, hdu, pythonType)
+    def describeReadError(self, exc: BaseException) -> str:
+        return _without_keyword_hint(exc)
 
     def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
                     additionalData: dict) -> Any:
-        return self._read(_in_memory(stream), hdu, pythonType)
+        return self._read(_fits_source(stream), hdu, pythonType)
 
     @staticmethod
-    def _read(source: str | io.BytesIO, hdu: int | None, pythonType: Any) -> Any:
+    def _read(source: IO[bytes], hdu: int | None, pythonType: Any) -> Any:
         if python_kind(pythonType) == "header":
             with _open(source, everyPixel=False) as hdul:
                 return hdul[1 if hdu is None else hdu].header.copy()
