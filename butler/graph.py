@@ -135,7 +135,7 @@ class RepositoryNode:
     @property
     def root(self) -> str:
         """Absolute root of the repository."""
-        return self.cfg.root
+        return _entry_root(self.cfg)
 
     @property
     def location(self) -> str:
@@ -248,10 +248,26 @@ def _reversed_with_gaps(nodes: Sequence[RepositoryNode], gaps: Sequence[tuple[in
 
 
 def _entry_root(entry: str | RepositoryCfg | RepositoryArgs) -> str:
-    """Where a parent entry or input is described: a path, a nested cfg's root, or args' cfg root."""
+    """Where a parent entry or input is described: a path, a nested cfg's root, or args' cfg root.
+
+    Raises
+    ------
+    RepositoryError
+        A cfg (such as a parent recorded in a ``repositoryCfg.yaml``) that names no root.
+    """
     if isinstance(entry, RepositoryArgs):
-        return entry.cfgRoot
-    return entry.root if isinstance(entry, RepositoryCfg) else entry
+        return _given(entry.cfgRoot, entry)
+    if isinstance(entry, RepositoryCfg):
+        if entry.root is None:
+            raise RepositoryError(f"repository cfg {entry!r} names no root, so it cannot be opened")
+        return entry.root
+    return entry
+
+
+def _given(root: str | None, args: RepositoryArgs) -> str:
+    """``root`` or ``cfgRoot`` of input or output arguments: the Butler gives every one an absolute root."""
+    assert root is not None, f"{args!r} reached the graph without a root"
+    return root
 
 
 class _Builder:
@@ -388,7 +404,7 @@ class _Builder:
         if isinstance(a, str) and isinstance(b, str):
             return self.key(a) == self.key(b)
         if isinstance(a, RepositoryCfg) and isinstance(b, RepositoryCfg):
-            return self.key(a.root) == self.key(b.root) and attrs.evolve(a, root=b.root) == b
+            return self.key(_entry_root(a)) == self.key(_entry_root(b)) and attrs.evolve(a, root=b.root) == b
         return False
 
     def _as_recorded(self, entry: str | RepositoryCfg, child: RepositoryCfg) -> str | RepositoryCfg:
@@ -417,14 +433,14 @@ class _Builder:
             Its recorded parents are neither equal to nor extended by ``entries``.
         """
         mode = args.mode or "w"
-        location = args.cfgRoot
+        location = _given(args.cfgRoot, args)
         spec = self.spec(location)
         if spec.cfg is not None:
             _check_reopen_args(spec.cfg, args, location)
             cfg, must_write = self._reopen(spec.cfg, entries, mode)
         else:
             entries = entries or []
-            mapper = args.mapper or spec.legacyMapper or infer_mapper(inputs, args.root)
+            mapper = args.mapper or spec.legacyMapper or infer_mapper(inputs, _given(args.root, args))
             if spec.legacyParent is not None:
                 entries = [spec.legacyParent] + [e for e in entries if e != spec.legacyParent]
             cfg = RepositoryCfg(root=args.root, mapper=mapper, mapperArgs=args.mapperArgs,
@@ -482,7 +498,7 @@ def _check_reopen_args(cfg: RepositoryCfg, args: RepositoryArgs, location: str) 
         raise RepositoryError(f"output repository {location!r} records another policy than the one given")
 
 
-def _roots(entries: Iterable[str | RepositoryCfg]) -> list[str]:
+def _roots(entries: Iterable[str | RepositoryCfg]) -> list[str | None]:
     """The roots of parent entries (paths or nested cfgs), for messages."""
     return [e.root if isinstance(e, RepositoryCfg) else e for e in entries]
 
@@ -490,7 +506,7 @@ def _roots(entries: Iterable[str | RepositoryCfg]) -> list[str]:
 def infer_mapper(inputs: Sequence[RepositoryNode], root: str) -> Any:
     """The mapper an output without one takes: its inputs' mapper, when they all agree."""
     mappers = [n.cfg.mapper for n in inputs if n.cfg.mapper is not None]
-    names = {resolve_mapper_name(m) for m in mappers}
+    names = {name for name in map(resolve_mapper_name, mappers) if name is not None}  # None: no mapper
     if len(names) > 1:
         raise MapperError(f"cannot infer a mapper for output {root!r}: the inputs use different mappers "
                           f"{sorted(names)}; give the output a mapper")
@@ -516,12 +532,13 @@ def _check_outputs(builder: _Builder, inputs: Sequence[RepositoryArgs | Reposito
     """No repository is given twice as an output, or as an input and an output, however spelled."""
     seen: dict[str, str] = {}
     for args in outputs:
-        keys = {builder.key(args.root), builder.key(args.cfgRoot)}
+        root = _given(args.root, args)
+        keys = {builder.key(root), builder.key(_entry_root(args))}
         for key in keys:
             if key in seen:
-                raise RepositoryError(f"output repositories {seen[key]!r} and {args.root!r} are one "
+                raise RepositoryError(f"output repositories {seen[key]!r} and {root!r} are one "
                                       f"repository ({key}); give it once")
-        seen.update(dict.fromkeys(keys, args.root))
+        seen.update(dict.fromkeys(keys, root))
     for item in inputs:
         root = _entry_root(item)
         output = seen.get(builder.key(root))
@@ -535,10 +552,11 @@ def _check_not_ancestor(builder: _Builder, outputs: Sequence[RepositoryArgs],
                         inputs: Sequence[RepositoryNode]) -> None:
     """An output that is already an ancestor of an input would become its own parent."""
     for args in outputs:
-        node = builder.node_at(args.cfgRoot) or builder.node_at(args.root)
+        root = _given(args.root, args)
+        node = builder.node_at(_entry_root(args)) or builder.node_at(root)
         if node is not None:
-            cycle = [args.root] + [n.root for n in _path_to(inputs, node)]
-            raise ParentCycleError(f"output repository {args.root!r} is already an ancestor of its inputs, "
+            cycle = [root] + [n.root for n in _path_to(inputs, node)]
+            raise ParentCycleError(f"output repository {root!r} is already an ancestor of its inputs, "
                                    f"so writing it would make it its own parent", cycle)
 
 
@@ -619,7 +637,7 @@ def _input_node(builder: _Builder, args: RepositoryArgs | RepositoryCfg) -> Repo
 def _recorded_parents_as_inputs(builder: _Builder, output: RepositoryArgs
                                 ) -> tuple[list[RepositoryNode], list[tuple[int, MissingParent]]]:
     """A lone 'rw' output reopened without inputs reads its recorded parents back."""
-    cfg = builder.spec(output.cfgRoot).cfg
+    cfg = builder.spec(_entry_root(output)).cfg
     if cfg is None:
         return [], []
     nodes: list[RepositoryNode] = []
@@ -629,5 +647,5 @@ def _recorded_parents_as_inputs(builder: _Builder, output: RepositoryArgs
         if builder.spec(root).present:
             nodes.append(builder.existing_node(entry, "input", "r", child=cfg))
         else:
-            gaps.append((len(nodes), MissingParent(root=root, recordedBy=cfg.root)))
+            gaps.append((len(nodes), MissingParent(root=root, recordedBy=_entry_root(cfg))))
     return nodes, gaps

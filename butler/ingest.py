@@ -223,6 +223,7 @@ def _translate_all(translator: Translator, paths: Sequence[str], workers: int,
     """Row (or failure reason) of each file, in order: in this process, or ``workers`` processes."""
     task = functools.partial(_translate_file, translator)
     workers = min(workers, len(paths))
+    rows: Iterable[tuple[dict[str, Any] | None, str | None]]
     with contextlib.ExitStack() as stack:
         if workers <= 1:
             rows = map(task, paths)
@@ -257,6 +258,7 @@ def _destination(row: Mapping[str, Any], mapper: Any, template: str | None) -> s
     if mapper is not None:
         path = mapper.map("raw", dict(row), write=True).getLocations()[0]
     else:
+        assert template is not None, "ingest_raws requires a mapper or a template"
         try:
             path = template % row
         except (KeyError, TypeError, ValueError) as err:
@@ -408,6 +410,7 @@ def _plan(root: str, registry: Registry, paths: Sequence[str], translator: Trans
     plan = _Plan([], [])
     for path, (row, error) in zip(paths, _translate_all(translator, paths, workers, progress)):
         if row is None:
+            assert error is not None, "a file without a row has a reason"
             report.failed.append(IngestProblem(path, error))
             _log.warning("not ingesting %s", report.failed[-1])
             continue

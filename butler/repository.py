@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -81,13 +81,15 @@ def construct_mapper(mapper: Any, repository: Repository) -> Any:
     if not isinstance(mapper, type):
         _log.warning("mapper %r was given as an instance; it is used as is for %s", mapper, root)
         return mapper
+    mapper_type: type[Any] = mapper  # some class: its own __init__ is read, not that of `type`
     offered = {"root": root, "parentRegistry": repository.parentRegistry, "repositoryCfg": cfg}
     mapper_args = dict(cfg.mapperArgs or {})
     if "root" in mapper_args:
         del offered["root"]
     offered.update(mapper_args)
+    params: Mapping[str, inspect.Parameter]
     try:
-        params = inspect.signature(mapper.__init__).parameters
+        params = inspect.signature(mapper_type.__init__).parameters
     except (TypeError, ValueError):
         params = {}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

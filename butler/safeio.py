@@ -29,6 +29,7 @@ import secrets
 import shutil
 import stat
 from collections.abc import Iterator
+from types import TracebackType
 from typing import IO
 
 from .errors import FileContentMismatch, UnsafePathError
@@ -302,7 +303,7 @@ def remove_stale_temporaries(directory: str, name: str | None = None) -> list[st
     removed : `list` of `str`
         The paths removed.
     """
-    removed = []
+    removed: list[str] = []
     try:
         entries = os.listdir(directory)
     except FileNotFoundError:
@@ -401,7 +402,12 @@ class _LockedFile:
             # The file was replaced or removed while we waited: lock the new one.
             os.close(fd)
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         assert self._fd is not None
         os.close(self._fd)  # closing releases the lock
         self._fd = None
@@ -470,7 +476,12 @@ class SafeLockedFileForWrite(_LockedFile):
         """Add text to the new content of the file."""
         self._pending.append(text)
 
-    def __exit__(self, exc_type: type | None, *exc_info: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         try:
             if exc_type is None and self._pending:
                 self._publish("".join(self._pending))
@@ -479,9 +490,10 @@ class SafeLockedFileForWrite(_LockedFile):
         finally:
             self._pending = []
             self._created = False
-            super().__exit__(exc_type, *exc_info)
+            super().__exit__(exc_type, exc, traceback)
 
     def _publish(self, text: str) -> None:
+        assert self._fd is not None, "published only while the lock is held"
         mode = os.fstat(self._fd).st_mode & 0o7777
         with atomic_write(self.path) as tmp:
             with open(tmp, "w", encoding="utf-8") as stream:

@@ -96,7 +96,7 @@ def compose_policy(files: Iterable[str | Policy], repositoryPolicy: Any = None) 
 
 
 def _flatten_recipe(recipe: Any, defaults: Any) -> dict[str, Any]:
-    flat = {}
+    flat: dict[str, Any] = {}
     for plane in _PLANES:
         for group in _RECIPE_GROUPS:
             values = dict(defaults[group])
@@ -266,8 +266,8 @@ def _has_schema(mapping: Mapping, section: str, declared: set) -> bool:
             and mapping.datasetType + "_schema" not in declared)
 
 
-#: derived dataset types: (suffix, applies to, map, bypass); map None = reuse ``map_X``
-DERIVED: tuple[tuple[str, Callable[..., bool], Callable | None, Callable], ...] = (
+#: derived dataset types: (suffix, applies to, map, bypass); map None = reuse ``map_X``, bypass None = none
+DERIVED: tuple[tuple[str, Callable[..., bool], Callable | None, Callable | None], ...] = (
     ("filename", lambda *args: True, None, _bypass_filename),
     ("md", lambda m, s, d: m.storage in ("FitsStorage", "FitsCatalogStorage"), None, _bypass_md),
     ("sub", _is_fits, _map_sub, None),

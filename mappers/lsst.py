@@ -8,7 +8,9 @@ amplifiers by ``DETSEC``, untrimmed; ``raw_amp`` is one amplifier.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
+
+from butler.errors import IncompleteDataIdError, describe_data_id
 
 from . import astro, translators
 from .camera import Camera, Detector
@@ -31,8 +33,9 @@ class LsstCamMapper(CameraMapper):
     """
 
     packageName = "obs_lsst"
-    policyFiles: tuple[str, ...] = (_BASE_POLICY,)
-    translator = translators.LsstCamTranslator
+    policyFiles: ClassVar[tuple[str, ...]] = (_BASE_POLICY,)
+    # every obs_lsst camera's translator, so the cameras below may name theirs
+    translator: ClassVar[type[translators.LsstTranslator]] = translators.LsstCamTranslator
     calibSubdir = "CALIB"
     #: multiplier of the visit in the exposure id (room for every detector)
     detectorMax = 1000
@@ -54,6 +57,9 @@ class LsstCamMapper(CameraMapper):
     def _computeCcdExposureId(self, dataId: Any) -> int:
         fullId = self._detectorId(dataId)
         visit = fullId.get("visit", fullId.get("expId"))
+        if visit is None:
+            raise IncompleteDataIdError(f"cannot compute the ccdExposureId of data ID {describe_data_id(dataId)} "
+                                        f"in repository {self.root}: it has neither visit nor expId")
         return int(visit) * self.detectorMax + int(fullId["detector"])
 
     def _ccdExposureIdBits(self) -> int:
@@ -79,6 +85,7 @@ class LsstCamMapper(CameraMapper):
     def bypass_raw_amp(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> Any:
         """Return one amplifier as a `CCDData` (0×0 when the file keeps headers only)."""
         with local_file(location) as (path, hdu):
+            assert hdu is not None, "every obs_lsst raw_amp template names the amplifier's HDU"
             return astro.read_amplifier(path, hdu)
 
 

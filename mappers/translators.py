@@ -267,8 +267,9 @@ class LsstTranslator(HeaderTranslator):
     """
 
     columns = _LSST_COLUMNS
-    unique = ("expId", "detector", "visit")
-    visit_columns = ("visit", "filter", "dateObs", "expTime")
+    # Annotated again: the cameras below override these with tuples of other lengths.
+    unique: ClassVar[tuple[str, ...]] = ("expId", "detector", "visit")
+    visit_columns: ClassVar[tuple[str, ...]] = ("visit", "filter", "dateObs", "expTime")
     raft_id0: ClassVar[Mapping[str, int]] = MappingProxyType({})
     """First detector number of each raft (only the rafts of the shipped data)."""
 

@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from butler.errors import NoResults, UnsafePathError
+from butler.errors import IncompleteDataIdError, NoResults, UnsafePathError
 from butler.utils import doImport
 from mappers import lsst
 
@@ -188,6 +188,8 @@ def test_detectors_and_exposure_ids(input_dir):
     assert (detector.name, detector.id) == ("R10_S22", 35)
     assert mapper.bypass_ccdExposureId("ccdExposureId", None, None, dataId) == 3019032200002 * 1000 + 35
     assert mapper.bypass_ccdExposureId_bits("ccdExposureId_bits", None, None, {}) == 36
+    with pytest.raises(IncompleteDataIdError, match="neither visit nor expId"):
+        mapper.bypass_ccdExposureId("ccdExposureId", None, None, {"detector": 35})
 
 
 def test_hostile_values(input_dir):

@@ -94,6 +94,14 @@ def test_missing_input_is_an_error():
         build_graph([args("nowhere")], [], FakeDisk())
 
 
+def test_recorded_parent_cfg_without_a_root_is_an_error():
+    nested = RepositoryCfg(root=None, mapper=MAPPER_A, mapperArgs=None, parents=[], policy=None)
+    child = RepoSpec(root="/a", cfg=RepositoryCfg(root="/a", mapper=MAPPER_A, mapperArgs=None,
+                                                  parents=[nested], policy=None))
+    with pytest.raises(RepositoryError, match="names no root"):
+        build_graph([args("a")], [], FakeDisk(a=child))
+
+
 def test_mapper_inferred_from_uniform_inputs_and_conflict_is_an_error():
     disk = FakeDisk(a=cfg("a"), b=cfg("b"), c=cfg("c", mapper=MAPPER_B))
     graph = build_graph([args("a"), args("b")], [args("out")], disk)

@@ -32,6 +32,11 @@ __all__ = ["Registry", "TableSpec"]
 _log = logging.getLogger(__name__)
 
 
+def _names(names: Iterable[str]) -> tuple[str, ...]:
+    """Return column names as a tuple (a typed converter: the bare `tuple` leaves mypy without an item type)."""
+    return tuple(names)
+
+
 @attrs.frozen
 class TableSpec:
     """The definition of one registry table, for `Registry.create_table` and `Registry.create_index`.
@@ -57,7 +62,7 @@ class TableSpec:
 
     name: str
     columns: tuple[tuple[str, str], ...] = attrs.field(converter=lambda c: tuple(map(tuple, c)))
-    unique: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    unique: tuple[str, ...] = attrs.field(default=(), converter=_names)
     primary_key: str | None = None
     indexes: tuple[tuple[str, tuple[str, ...]], ...] = attrs.field(
         default=(), converter=lambda i: tuple((name, tuple(cols)) for name, cols in i))

@@ -253,9 +253,14 @@ class SqliteRegistry(Registry):
             The bound values, in order of the ``'?'`` terms.
         """
         where = tuple((w, PLACEHOLDER) if isinstance(w, str) else tuple(w) for w in (whereFields or ()))
+        between: tuple[str, str, str] | None = None
         if range is not None:
-            range = (PLACEHOLDER, *range) if len(range) == 2 else tuple(range)
-        sql = self._select(tuple(sequencify(returnFields)), tuple(sequencify(joinClause)), where, range)
+            if len(range) == 2:
+                between = (PLACEHOLDER, range[0], range[1])
+            else:
+                value, start, end = range
+                between = (value, start, end)
+        sql = self._select(tuple(sequencify(returnFields)), tuple(sequencify(joinClause)), where, between)
         return self._query(sql, list(values))
 
     def _select(self, fields: tuple[str, ...], tables: tuple[str, ...], where: tuple[tuple[str, str], ...],
