@@ -205,9 +205,9 @@ def open_butler(roots: Sequence[str], tags: Sequence[str] | None = None, mapper:
     if mapper is not None:
         mapper = check_mapper(mapper)
     mapperArgs = {"registry": registry} if registry else None
-    tags = tags or [None] * len(roots)
+    given_tags: list[str | None] = list(tags) if tags else [None] * len(roots)
     inputs = [RepositoryArgs(root=root, mode="r", tags=tag, mapper=mapper, mapperArgs=mapperArgs)
-              for root, tag in zip(roots, tags)]
+              for root, tag in zip(roots, given_tags)]
     try:
         # a mapper typed by the user is trusted
         return Butler(inputs=inputs, trustedMappers=[mapper] if mapper is not None else None)
@@ -269,7 +269,9 @@ def _known_keys(butler: Any, datasetType: str) -> set[str] | None:
     for repo in butler.repositories():
         mapper = repo.mapper if repo.cfg.mapper is not None else None
         for registry in (getattr(mapper, "registry", None), getattr(mapper, "calibRegistry", None)):
-            for table in registry.tables() if registry is not None else ():
+            if registry is None:
+                continue
+            for table in registry.tables():
                 known.update(registry.columns(table))
     return known
 
@@ -513,9 +515,9 @@ def _mapper_text(mapper: Any) -> str:
 
     if mapper is None:
         return "none"
-    given = mapper if isinstance(mapper, str) else resolve_mapper_name(mapper)
     resolved = resolve_mapper_name(mapper)
-    return given if resolved == given else f"{given} -> {resolved}"
+    given = mapper if isinstance(mapper, str) else resolved or repr(mapper)
+    return given if resolved in (None, given) else f"{given} -> {resolved}"
 
 
 def _parent_tree(repo: Any, prefix: str = "", seen: set | None = None) -> list[str]:
@@ -1040,8 +1042,8 @@ def format_items(dataId: Mapping[str, Any]) -> str:
 
 def version_labels(rootA: str, rootB: str) -> tuple[str, str]:
     """Tags for two versions: their directory names when distinct, else ``A`` and ``B``."""
-    names = tuple(os.path.basename(os.path.normpath(os.path.abspath(r))) for r in (rootA, rootB))
-    return names if names[0] != names[1] and all(names) else ("A", "B")
+    nameA, nameB = (os.path.basename(os.path.normpath(os.path.abspath(r))) for r in (rootA, rootB))
+    return (nameA, nameB) if nameA != nameB and nameA and nameB else ("A", "B")
 
 
 @command()

@@ -95,6 +95,11 @@ def _fmt_number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.6g}"
 
 
+def _as_tuple(values: Iterable[Any]) -> tuple:
+    """A value object's sequence field, frozen as a tuple."""
+    return tuple(values)
+
+
 @attrs.frozen
 class ValueStats:
     """How the elements of two same-shaped arrays differ.
@@ -121,7 +126,7 @@ class ValueStats:
     unit: str = "values"
     maxAbsDiff: float | None = None
     rms: float | None = None
-    positions: tuple = attrs.field(default=(), converter=tuple)
+    positions: tuple = attrs.field(default=(), converter=_as_tuple)
 
     def describe(self) -> str:
         """Return a one-line summary."""
@@ -346,9 +351,9 @@ class _Comparer:
             return None
         if rows:
             unit = "rows"
-            positions = np.flatnonzero(differ.reshape(len(differ), -1).any(axis=1))
-            count = len(positions)
-            positions = [int(p) for p in positions[:MAX_POSITIONS]]
+            differing_rows = np.flatnonzero(differ.reshape(len(differ), -1).any(axis=1))
+            count = len(differing_rows)
+            positions: list = [int(p) for p in differing_rows[:MAX_POSITIONS]]
             total = len(differ)
         else:
             unit = "pixels" if differ.ndim >= 2 else "values"
@@ -525,7 +530,7 @@ class DatasetComparison:
     """
 
     dataId: dict = attrs.field(converter=dict)
-    differences: tuple = attrs.field(default=(), converter=tuple)
+    differences: tuple = attrs.field(default=(), converter=_as_tuple)
 
     @property
     def identical(self) -> bool:
@@ -561,9 +566,9 @@ class ComparisonReport:
     labelB: str
     rtol: float = 0.0
     atol: float = 0.0
-    results: tuple = attrs.field(default=(), converter=tuple)
-    onlyInA: tuple = attrs.field(default=(), converter=tuple)
-    onlyInB: tuple = attrs.field(default=(), converter=tuple)
+    results: tuple = attrs.field(default=(), converter=_as_tuple)
+    onlyInA: tuple = attrs.field(default=(), converter=_as_tuple)
+    onlyInB: tuple = attrs.field(default=(), converter=_as_tuple)
 
     @property
     def identical(self) -> bool:

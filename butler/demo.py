@@ -186,7 +186,7 @@ def make_raws(directory: str, spec: DemoSpec) -> list[str]:
     return paths
 
 
-def make_calibs(spec: DemoSpec) -> list[tuple[str, dict, "CCDData"]]:
+def make_calibs(spec: DemoSpec) -> list[tuple[str, dict, CCDData]]:
     """Return ``(datasetType, dataId, image)`` of a bias per detector and a flat per detector and filter."""
     from astropy.io import fits
     from astropy.nddata import CCDData
@@ -208,7 +208,7 @@ def make_calibs(spec: DemoSpec) -> list[tuple[str, dict, "CCDData"]]:
 # -- the two processing steps ----------------------------------------------------------------
 
 
-def isr(raw: "CCDData", bias: "CCDData", flat: "CCDData") -> "CCDData":
+def isr(raw: CCDData, bias: CCDData, flat: CCDData) -> CCDData:
     """Instrument signature removal: subtract the bias, divide by the flat."""
     import numpy as np
     from astropy.nddata import CCDData
@@ -220,7 +220,7 @@ def isr(raw: "CCDData", bias: "CCDData", flat: "CCDData") -> "CCDData":
     return CCDData(data.astype(np.float32), unit="adu", meta=header, wcs=raw.wcs)
 
 
-def detect_sources(image: "CCDData", threshold: float) -> "Table":
+def detect_sources(image: CCDData, threshold: float) -> Table:
     """Find sources: local maxima more than ``threshold`` noise sigmas above the background.
 
     The background is the median, the noise the scaled median absolute
@@ -284,15 +284,15 @@ def _write_calib_registry(root: str, spec: DemoSpec, calibs: list[tuple[str, dic
     day = datetime.date.fromisoformat(spec.calibDate)
     span = datetime.timedelta(days=VALIDITY_DAYS)
     start, end = (day - span).isoformat(), (day + span).isoformat()
-    with SqliteRegistry(os.path.join(root, "calibRegistry.sqlite3"), readOnly=False) as registry:
-        with registry.transaction():
-            for table in ("bias", "flat"):
-                registry.create_table(table, CALIB_COLUMNS, unique=("filter", "detector", "calibDate"),
-                                      primary_key="id")
-            for datasetType, dataId, _ in calibs:
-                registry.insert(datasetType, [{"filter": dataId["filter"], "detector": dataId["detector"],
-                                               "calibDate": dataId["calibDate"], "validStart": start,
-                                               "validEnd": end}])
+    with SqliteRegistry(os.path.join(root, "calibRegistry.sqlite3"), readOnly=False) as registry, \
+            registry.transaction():
+        for table in ("bias", "flat"):
+            registry.create_table(table, CALIB_COLUMNS, unique=("filter", "detector", "calibDate"),
+                                  primary_key="id")
+        for datasetType, dataId, _ in calibs:
+            registry.insert(datasetType, [{"filter": dataId["filter"], "detector": dataId["detector"],
+                                           "calibDate": dataId["calibDate"], "validStart": start,
+                                           "validEnd": end}])
 
 
 def make_input_repository(root: str, spec: DemoSpec) -> tuple[int, int]:
