@@ -313,13 +313,18 @@ class RepositoryCfg:
         return os.path.join(path, CFG_FILENAME)
 
     @classmethod
-    def read(cls, location: str | os.PathLike) -> RepositoryCfg | None:
+    def read(cls, location: str | os.PathLike, *, storage: Any = None,
+             realDirectory: str | None = None) -> RepositoryCfg | None:
         """Read the cfg of a repository.
 
         Parameters
         ----------
         location : `str` or `os.PathLike`
             The repository root, or the path of its ``repositoryCfg.yaml``.
+        storage : `butler.storage.StorageInterface`, optional
+            The storage of the file's directory, when the caller has it open.
+        realDirectory : `str`, optional
+            The real path of the file's directory, when the caller knows it.
 
         Returns
         -------
@@ -337,7 +342,8 @@ class RepositoryCfg:
         """
         path = cls._cfg_path(location)
         directory, name = os.path.split(path)
-        storage = _storage_at(directory)
+        if storage is None:
+            storage = _storage_at(directory)
         if storage is None or not storage.exists(name):
             return None
         with storage.openRead(name) as stream:
@@ -346,7 +352,9 @@ class RepositoryCfg:
             cfg = _cfg_from_fields(cfg)
         if not isinstance(cfg, RepositoryCfg):
             raise RepositoryError(f"{path} does not hold a {CFG_TAG} document")
-        cfg._resolve(os.path.realpath(directory) if _is_local(directory) else directory)
+        if realDirectory is None:
+            realDirectory = os.path.realpath(directory) if _is_local(directory) else directory
+        cfg._resolve(realDirectory)
         if cfg.root is None:
             cfg.root = directory
         cfg.dirty = False
@@ -548,6 +556,21 @@ def _read_bounded(stream: IO[bytes], source: str) -> bytes:
     return data
 
 
+#: a document this short with no alias cannot pass the limits (see `_plainly_within_limits`)
+_SHORT_YAML_BYTES = 4096
+
+
+def _plainly_within_limits(data: bytes) -> bool:
+    """Whether a document is within the limits by its bytes alone, without parsing it (most cfgs).
+
+    With no alias nothing expands, so it has fewer nodes than bytes; block nesting
+    ``d`` deep needs indentation summing to ``d*d/2`` bytes (at most about 90 levels
+    in `_SHORT_YAML_BYTES`), and each flow level opens a bracket.
+    """
+    return (len(data) <= _SHORT_YAML_BYTES and b"*" not in data
+            and data.count(b"[") + data.count(b"{") <= MAX_YAML_DEPTH // 2)
+
+
 def _check_expansion(data: bytes, source: str) -> None:
     """Refuse YAML whose aliases or nesting go past the limits, from its parser events alone.
 
@@ -556,6 +579,9 @@ def _check_expansion(data: bytes, source: str) -> None:
     an alias to an anchor whose node is still open (a recursive alias) is
     refused too.
     """
+    if _plainly_within_limits(data):
+        return
+
     def refuse(what: str, event: Any) -> UnsafeYamlError:
         return UnsafeYamlError(f"{source}: {what} (line {event.start_mark.line + 1}); refusing to read it")
 

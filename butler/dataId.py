@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from typing import Any
 
 from .errors import DataIdValueError, UnsafeDataIdValueError, describe_data_id
@@ -93,6 +93,19 @@ class DataId(MutableMapping):
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
+
+    # the dict's own views and lookups: the data ID is read on every map
+    def keys(self) -> KeysView:
+        return self._data.keys()
+
+    def items(self) -> ItemsView:
+        return self._data.items()
+
+    def values(self) -> ValuesView:
+        return self._data.values()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._data.get(key, default)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, DataId):
@@ -218,6 +231,11 @@ _UNKNOWN = object()
 def _convert(value: Any, kind: Any, inPath: bool) -> Any:
     """The value converted to ``kind`` and checked; a key not known keeps its value unless it is
     an integer out of range or text that cannot be encoded (what a registry cannot bind)."""
+    value_type = type(value)
+    if value_type is int and (kind is int or kind is None or kind is _UNKNOWN):  # the common case, first
+        if not INT_MIN <= value <= INT_MAX:
+            raise _Refused("an integer out of the 64-bit range a registry stores")
+        return value
     if kind is not _UNKNOWN and (kind is not None or inPath) and (type(value) is not kind or kind is float):
         value = _CONVERTERS[kind](value)
     elif type(value) is int and not INT_MIN <= value <= INT_MAX:
@@ -323,6 +341,8 @@ def check_path(path: str, datasetType: str | None = None, dataId: Any = None, re
     butler.errors.UnsafeDataIdValueError
         Naming the path, the dataset type, the data ID and the repository.
     """
+    if len(path) <= NAME_MAX and path.isascii():  # no component, nor the whole, can be over the limits
+        return
     encoded = path.encode("utf-8", "surrogateescape")
     longest = max((len(part) for part in encoded.split(b"/")), default=0)
     if longest > NAME_MAX or len(encoded) > PATH_MAX:

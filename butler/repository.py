@@ -44,7 +44,7 @@ def describe_repository(root: str) -> RepoSpec:
     storage = Storage.openExisting(root)
     if storage is None:
         return RepoSpec(root=root, present=False, identity=identity)
-    cfg = RepositoryCfg.read(root)
+    cfg = RepositoryCfg.read(root, storage=storage, realDirectory=identity)
     legacy_parent = storage.parentRoot()
     if legacy_parent is not None and not split_uri(legacy_parent)[0]:
         legacy_parent = os.path.realpath(legacy_parent)
@@ -62,7 +62,7 @@ def mapper_class(mapper: Any, root: str, trusted: Iterable[str] = ()) -> Any:
     `butler.mapper.Mapper` subclass, and errors name the file it came from.
     """
     if isinstance(mapper, str):
-        return resolve_mapper(mapper, mapper_source(root), trusted)
+        return resolve_mapper(mapper, lambda: mapper_source(root), trusted)  # the file is named on error only
     return mapper
 
 

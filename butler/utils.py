@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["sequencify", "iterify", "as_list", "doImport", "resolve_mapper", "trusted_prefixes",
@@ -140,6 +140,11 @@ def doImport(importable: str) -> Any:
 
 
 # -- mapper names read from a repository's files ----------------------------------------------
+
+#: (name, trusted prefixes) -> the mapper class it resolved to; refusals are not kept, so a
+#: module trusted or imported later resolves
+_RESOLVED_MAPPERS: dict[tuple[str, tuple[str, ...]], type] = {}
+
 
 def trusted_prefixes(trusted: Iterable[str] = ()) -> tuple[str, ...]:
     """Return the module prefixes a mapper name may be imported from.
@@ -315,7 +320,7 @@ def resolve_type_name(name: str, trusted: Iterable[str] = ()) -> type | None:
     return None
 
 
-def resolve_mapper(name: str, source: str, trusted: Iterable[str] = ()) -> type:
+def resolve_mapper(name: str, source: str | Callable[[], str], trusted: Iterable[str] = ()) -> type:
     """Return the mapper class a repository's file names, importing only trusted modules.
 
     A name resolves through, in order: the ``butler.mappers`` entry-point
@@ -330,8 +335,9 @@ def resolve_mapper(name: str, source: str, trusted: Iterable[str] = ()) -> type:
     ----------
     name : `str`
         The dotted name, as read from the file.
-    source : `str`
-        The file (or other place) the name was read from, for messages.
+    source : `str` or callable
+        The file (or other place) the name was read from, for messages; a
+        callable giving it is called only when a message needs it.
     trusted : iterable of `str`, optional
         More module prefixes to trust (``Butler(trustedMappers=...)``,
         ``butler --mapper``).
@@ -346,9 +352,17 @@ def resolve_mapper(name: str, source: str, trusted: Iterable[str] = ()) -> type:
     from .errors import MapperImportError, UntrustedMapperError
     from .mapper import Mapper
 
+    def where() -> str:
+        return source() if callable(source) else source
+
+    key = (name, trusted_prefixes(trusted)) if isinstance(name, str) else None
+    known = _RESOLVED_MAPPERS.get(key) if key is not None else None
+    if known is not None:  # resolved before under the same trust: every Butler opening a chain asks again
+        return known
+
     given = name.strip() if isinstance(name, str) else name
     if not isinstance(given, str) or not _DOTTED_NAME.match(given):
-        raise UntrustedMapperError(f"{source}: mapper {name!r} is not a dotted Python name; "
+        raise UntrustedMapperError(f"{where()}: mapper {name!r} is not a dotted Python name; "
                                    "nothing was imported")
     target = _modern_name(given)
     entry = _entry_point_classes().get(target)
@@ -356,19 +370,22 @@ def resolve_mapper(name: str, source: str, trusted: Iterable[str] = ()) -> type:
         try:
             found = entry.load() if entry is not None else _import_dotted(target)
         except (ImportError, AttributeError) as exc:
-            raise MapperImportError(f"{source}: mapper {given!r} cannot be imported: {exc}") from exc
+            raise MapperImportError(f"{where()}: mapper {given!r} cannot be imported: {exc}") from exc
     else:
         found = _already_loaded(target)
         if found is None:
             module = target.rpartition(".")[0] or target
             raise UntrustedMapperError(
-                f"{source}: mapper {given!r} is not from a trusted module, so it was not imported; "
+                f"{where()}: mapper {given!r} is not from a trusted module, so it was not imported; "
                 f"to trust it, set {TRUSTED_MAPPERS_ENV}={module}, pass Butler(..., "
                 f"trustedMappers=[{module!r}]), give butler --mapper {given}, or import {module} first")
     if not (isinstance(found, type) and issubclass(found, Mapper)):
-        raise UntrustedMapperError(f"{source}: {given!r} names {type(found).__name__} {found!r}, not a "
+        raise UntrustedMapperError(f"{where()}: {given!r} names {type(found).__name__} {found!r}, not a "
                                    "subclass of butler.mapper.Mapper; it is not constructed")
-    _log.debug("mapper %r named in %s resolved to %r", given, source, found)
+    if _log.isEnabledFor(logging.DEBUG):
+        _log.debug("mapper %r named in %s resolved to %r", given, where(), found)
+    if key is not None:
+        _RESOLVED_MAPPERS[key] = found
     return found
 
 

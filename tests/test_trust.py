@@ -452,3 +452,15 @@ def test_a_document_that_is_not_a_cfg_is_refused(tmp_path):
     (tmp_path / "repositoryCfg.yaml").write_text("[1, 2]\n")
     with pytest.raises(RepositoryError, match="repositoryCfg.yaml"):
         RepositoryCfg.read(tmp_path)
+
+
+@pytest.mark.parametrize("text", [
+    "[" * (MAX_YAML_DEPTH + 1) + "]" * (MAX_YAML_DEPTH + 1),          # short, flow style
+    "a: &x [1, 2]\nb: [*x, *x]\n" + "c: " + "[" * (MAX_YAML_DEPTH + 1) + "]" * (MAX_YAML_DEPTH + 1),
+], ids=["short-flow", "short-with-alias"])
+def test_short_documents_are_still_checked(tmp_path, text):
+    """Short cfgs skip the event pass only when their bytes alone keep them within the limits."""
+    path = tmp_path / "repositoryCfg.yaml"
+    path.write_text(text)
+    with pytest.raises(UnsafeYamlError, match="nested deeper"):
+        load_yaml(path)
