@@ -117,6 +117,16 @@ def obs_test_repo(tmp_path: Path) -> str:
     return str(root)
 
 
+def run_demo(tmp_path_factory) -> dict:
+    """Run ``butler demo`` into a new directory; return its directory (``dir``), its output
+    (``out``) and its repositories (``input``, ``v1``, ``v2``)."""
+    directory = str(tmp_path_factory.mktemp("demo") / "run")
+    result = run_cli("demo", directory)
+    assert result.exit_code == 0, result.stderr
+    return {"dir": directory, "out": result.stdout,
+            **{name: os.path.join(directory, name) for name in ("input", "v1", "v2")}}
+
+
 def run_cli(*args: str) -> Result:
     """Run the ``butler`` command with ``args`` in this process and return click's `Result`.
 

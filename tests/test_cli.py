@@ -16,7 +16,7 @@ import sqlite3
 import pytest
 from astropy.io import fits
 
-from conftest import SHARED_DATA, assert_user_error, run_cli as butler
+from conftest import SHARED_DATA, assert_user_error, run_cli as butler, run_demo
 
 SHARED = str(SHARED_DATA)
 OBS_TEST = os.path.join(SHARED, "obs_test", "data", "input")
@@ -34,12 +34,8 @@ pytestmark = pytest.mark.xdist_group("test_cli")
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> dict:
-    """Run ``butler demo`` once; return its directory and output."""
-    directory = str(tmp_path_factory.mktemp("demo") / "run")
-    result = butler("demo", directory)
-    assert result.exit_code == 0, result.stderr
-    return {"dir": directory, "out": result.stdout,
-            **{name: os.path.join(directory, name) for name in ("input", "v1", "v2")}}
+    """The demo, made once for this module."""
+    return run_demo(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import SHARED_DATA, assert_user_error, run_cli as butler
+from conftest import SHARED_DATA, assert_user_error, run_cli as butler, run_demo
 
 OBS_TEST = os.path.join(SHARED_DATA, "obs_test", "data", "input")
 LSSTCAM = os.path.join(SHARED_DATA, "obs_lsst", "data", "input", "lsstCam")
@@ -35,11 +35,8 @@ pytestmark = pytest.mark.xdist_group("test_cli_trust")
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> dict:
-    """Run ``butler demo`` once into a directory; return its repositories."""
-    directory = str(tmp_path_factory.mktemp("demo") / "run")
-    result = butler("demo", directory)
-    assert result.exit_code == 0, result.stderr
-    return {name: os.path.join(directory, name) for name in ("input", "v1", "v2")} | {"dir": directory}
+    """The demo, made once for this module."""
+    return run_demo(tmp_path_factory)
 
 
 @pytest.fixture
