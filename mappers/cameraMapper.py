@@ -357,7 +357,11 @@ class CameraMapper(Mapper):
         self._writeRecipes = self._initWriteRecipes()
         self._recipeOfType: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
         self._initMappings(provided)
-        self.camera = self._makeCamera()
+
+    @functools.cached_property
+    def camera(self) -> Camera | None:
+        """The camera (`_makeCamera`), made on first use: constructing a mapper never asks the registry for it."""
+        return self._makeCamera()
 
     # -- construction -----------------------------------------------------------------------------
 
