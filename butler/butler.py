@@ -403,7 +403,10 @@ class Butler:
     def datasetExists(self, datasetType: str, dataId: Any = None, write: bool = False, **rest: Any) -> bool:
         """Return whether a dataset exists: in the inputs, or with ``write=True`` in the outputs.
 
-        Never raises for a data ID that matches no registry row: that is False.
+        Answered from the mapper's location and its files' existence; the
+        mapper's bypass (which may read the whole file) runs only when a file
+        is missing. Never raises for a data ID that matches no registry row:
+        that is False.
         """
         datasetType = self._resolve(datasetType)
         dataId = merge_data_id(dataId, rest)
