@@ -12,14 +12,22 @@ read or written):
 * ``get raw``: `Butler.get` of a 2000x1026 uint16 single-HDU FITS raw of an
   obs_test (`TestMapper`) repository, filter completed from its registry.
   Floor: `astropy.io.fits.getdata` of the file. Target <= 1.3x.
+* ``raw existence``: `Butler.datasetExists` and `Butler.getUri` of ``raw``
+  over the same registry and sampled IDs (their files are empty: an answer
+  that read pixels would fail). Floor: the same ``SELECT`` by hand plus one
+  `os.stat` of the file. Target <= 3x.
 * ``raw_sub``: a 100x100 ``raw_sub`` of an uncompressed 4096x4096 float32 raw;
   the bytes read (``rchar`` of ``/proc/self/io``) as a percentage of the file.
   Target < 5%.
+* ``mapper construction``: `LsstCamMapper` made over generated registries of
+  ``--construction-rows`` rows (10 000 and 1 000 000): the cost must not grow
+  with the registry (1M within 20% of 10k) and stay <= 20 ms at 1M.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import sqlite3
@@ -35,7 +43,9 @@ from butler import Butler, RepositoryArgs
 from mappers.lsst import LsstCamMapper
 from mappers.test import TestMapper
 
-TARGETS = {"map raw": 1.5, "map raw (scan)": 1.5, "get raw": 1.3}
+TARGETS = {"map raw": 1.5, "map raw (scan)": 1.5, "get raw": 1.3, "datasetExists raw": 3.0, "getUri raw": 3.0}
+CONSTRUCTION_TARGET_MS = 20.0
+CONSTRUCTION_GROWTH = 1.2
 SUB_TARGET_PERCENT = 5.0
 RAW_TEMPLATE = "raw/%(dayObs)s/%(expId)013d/%(expId)013d-%(raftName)s-%(detectorName)s-det%(detector)03d.fits"
 LSSTCAM_RAW = ("CREATE TABLE raw (id INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT, visit INT, filter TEXT, "
@@ -62,7 +72,7 @@ def report(name: str, measured: float, floor: float, per: int) -> None:
     ratio = measured / floor
     target = TARGETS[name]
     verdict = "ok" if ratio <= target else f"OVER target {target}x"
-    print(f"{name:<14} butler {measured / per * 1e6:9.1f} us  floor {floor / per * 1e6:9.1f} us  "
+    print(f"{name:<17} butler {measured / per * 1e6:9.1f} us  floor {floor / per * 1e6:9.1f} us  "
           f"overhead {(measured - floor) / per * 1e6:7.1f} us  ratio {ratio:5.2f}x (target <= {target}x) "
           f"{verdict}", flush=True)
 
@@ -113,22 +123,24 @@ def make_lsstcam_repository(root: str, rows: int) -> list[dict]:
     return [{"expId": row[18], "detector": row[8]} for row in sample]
 
 
-def bench_map(work: str, rows: int, repeat: int) -> None:
+def _missing_keys_query(keys: list[str]) -> str:
+    """The SELECT completing a raw data ID of ``keys`` (two of them) to its template keys, by hand."""
+    missing = ", ".join(key for key in ("dayObs", "expId", "raftName", "detectorName") if key not in keys)
+    return f"SELECT DISTINCT {missing} FROM raw WHERE {keys[0]}=? AND {keys[1]}=?"
+
+
+def bench_map(root: str, ids: list[dict], repeat: int) -> None:
     """``map`` of raw from a partial data ID against the same SQLite query by hand.
 
     ``{expId, detector}`` is answered through the UNIQUE(expId, detector, visit)
     index; ``{visit, detector}`` (informational) cannot use it and scans the table.
     """
-    root = os.path.join(work, "lsstCam")
-    ids = make_lsstcam_repository(root, rows)
     mapper = LsstCamMapper(root=root)
     conn = sqlite3.connect(os.path.join(root, "registry.sqlite3"))
     # visit == expId in the generated registry
     by_visit = [{"visit": dataId["expId"], "detector": dataId["detector"]} for dataId in ids[:10]]
     for name, partial in (("map raw", ids), ("map raw (scan)", by_visit)):
-        keys = list(partial[0])
-        missing = ", ".join(key for key in ("dayObs", "expId", "raftName", "detectorName") if key not in keys)
-        query = f"SELECT DISTINCT {missing} FROM raw WHERE {keys[0]}=? AND {keys[1]}=?"
+        query = _missing_keys_query(list(partial[0]))
 
         def butler_map(partial: list = partial) -> None:
             for dataId in partial:
@@ -143,6 +155,51 @@ def bench_map(work: str, rows: int, repeat: int) -> None:
         butler_map(), floor_query()  # warm up
         report(name, best_of(repeat, butler_map), best_of(repeat, floor_query), len(partial))
     conn.close()
+
+
+def bench_exists(root: str, ids: list[dict], repeat: int) -> None:
+    """``datasetExists`` and ``getUri`` of raw against the SELECT by hand plus one `os.stat` of the file.
+
+    The raw files are empty, so an answer that read (or assembled) pixels would be False or fail.
+    """
+    repo = Butler(inputs=root)
+    conn = sqlite3.connect(os.path.join(root, "registry.sqlite3"))
+    query = _missing_keys_query(list(ids[0]))
+    paths = [repo.getUri("raw", dataId) for dataId in ids]
+    assert all(repo.datasetExists("raw", dataId) for dataId in ids)
+
+    def floor() -> None:
+        for dataId, path in zip(ids, paths, strict=True):
+            conn.execute(query, tuple(dataId.values())).fetchall()
+            os.stat(path)
+
+    for name, call in (("datasetExists raw", repo.datasetExists), ("getUri raw", repo.getUri)):
+        def butler_call(call: Callable = call) -> None:
+            for dataId in ids:
+                call("raw", dataId)
+
+        butler_call(), floor()  # warm up
+        report(name, best_of(repeat, butler_call), best_of(repeat, floor), len(ids))
+    conn.close()
+
+
+def bench_construction(work: str, sizes: list[int], repeat: int) -> None:
+    """`LsstCamMapper` construction over registries of each size: flat in the registry's size, <= 20 ms."""
+    roots = {rows: os.path.join(work, f"lsstCam_{rows}") for rows in sizes}
+    for rows, root in roots.items():
+        make_lsstcam_repository(root, rows)
+    gc.collect()  # the generation's garbage is not the mapper's cost
+    times = {}
+    for rows, root in roots.items():
+        LsstCamMapper(root=root)  # warm up: imports, policy files
+        times[rows] = best_of(repeat, lambda root=root: LsstCamMapper(root=root))
+    smallest, largest = min(times), max(times)
+    growth = times[largest] / times[smallest]
+    verdict = ("ok" if growth <= CONSTRUCTION_GROWTH and times[largest] * 1e3 <= CONSTRUCTION_TARGET_MS
+               else "OVER target")
+    sizes_text = "  ".join(f"{rows:>9,} rows {seconds * 1e3:6.1f} ms" for rows, seconds in times.items())
+    print(f"{'mapper construction':<17} {sizes_text}  ratio {growth:4.2f}x (target <= {CONSTRUCTION_GROWTH}x, "
+          f"<= {CONSTRUCTION_TARGET_MS:.0f} ms at {largest:,}) {verdict}", flush=True)
 
 
 def make_obs_test_repository(root: str, images: dict[int, np.ndarray]) -> Butler:
@@ -201,10 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the generated lsstCam registry")
     parser.add_argument("--repeat", type=int, default=7, help="timed repetitions (the best counts)")
+    parser.add_argument("--construction-rows", default="10000,1000000",
+                        help="comma-separated registry sizes for mapper construction")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_mapper_") as work:
-        bench_map(work, args.rows, args.repeat)
+        root = os.path.join(work, "lsstCam")
+        ids = make_lsstcam_repository(root, args.rows)
+        bench_map(root, ids, args.repeat)
+        bench_exists(root, ids, args.repeat)
+        bench_construction(work, [int(rows) for rows in args.construction_rows.split(",")], args.repeat)
         rng = np.random.default_rng(6)
         images = {1: rng.integers(900, 62000, size=(2000, 1026), dtype=np.uint16),
                   2: rng.random((4096, 4096), dtype=np.float32)}

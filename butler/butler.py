@@ -298,10 +298,10 @@ class Butler:
         raise MissingParentError(parent.root, parent.recordedBy, datasetType, dataId,
                                  [repo.root for repo in searched])
 
-    def _locate(self, datasetType: str, dataId: DataId, write: bool) -> _Found:
-        """Find the first repository holding the dataset, in search order."""
+    def _locate(self, datasetType: str, dataId: DataId, write: bool, read: bool = True) -> _Found:
+        """Find the first repository holding the dataset, in search order (``read``: see `_check_location`)."""
         for repo, location in self._candidates(datasetType, dataId, write):
-            found = self._check_location(repo, location, datasetType, dataId)
+            found = self._check_location(repo, location, datasetType, dataId, read)
             if found is not None:
                 return found
         raise AssertionError("unreachable: _candidates raises when the search ends")
@@ -327,27 +327,37 @@ class Butler:
         raise AssertionError("unreachable: _candidates raises when the search ends")
 
     @staticmethod
-    def _check_location(repo: Repository, location: Any, datasetType: str, dataId: DataId) -> _Found | None:
-        """The dataset found at a location, or None when it is not there (or its bypass fails)."""
+    def _check_location(repo: Repository, location: Any, datasetType: str, dataId: DataId,
+                        read: bool = True) -> _Found | None:
+        """The dataset found at a location, or None when it is not there.
+
+        For a read (``read``), the mapper's bypass, if any, is run here: its
+        value is what is read, and its failure (`NoResults`, `OSError`) moves
+        the search on. For an existence question (``datasetExists``,
+        ``getUri``), a location whose files all exist is found without running
+        the bypass, which may read every pixel; only when a file is missing
+        does the bypass decide, since it may serve the dataset without one
+        (the camera, exposure ids).
+        """
         if isinstance(location, ButlerComposite):
             return _Found(repo, location)
         locations = location if isinstance(location, list) else [location]
         bypass = repo.bypass(datasetType)
-        if bypass is not None:
-            first = locations[0]
-            pythonType = first.pythonType
-            if isinstance(pythonType, str):
-                pythonType = _python_type(pythonType)
-            try:
-                value = bypass(datasetType, pythonType, first, dataId)
-            except (NoResults, OSError) as exc:
-                _log.debug("bypass_%s failed in %s: %s", datasetType, repo.root, exc)
+        if bypass is None or not read:
+            if all(repo.exists(loc) for loc in locations):
+                return _Found(repo, location)
+            if bypass is None:
                 return None
-            return _Found(repo, location, lambda: value)
-        for loc in locations:
-            if not repo.exists(loc):
-                return None
-        return _Found(repo, location)
+        first = locations[0]
+        pythonType = first.pythonType
+        if isinstance(pythonType, str):
+            pythonType = _python_type(pythonType)
+        try:
+            value = bypass(datasetType, pythonType, first, dataId)
+        except (NoResults, OSError) as exc:
+            _log.debug("bypass_%s failed in %s: %s", datasetType, repo.root, exc)
+            return None
+        return _Found(repo, location, lambda: value)
 
     def _read(self, found: _Found, datasetType: str, dataId: DataId) -> Any:
         repo = found.repository
@@ -393,12 +403,15 @@ class Butler:
     def datasetExists(self, datasetType: str, dataId: Any = None, write: bool = False, **rest: Any) -> bool:
         """Return whether a dataset exists: in the inputs, or with ``write=True`` in the outputs.
 
-        Never raises for a data ID that matches no registry row: that is False.
+        Answered from the mapper's location and its files' existence; the
+        mapper's bypass (which may read the whole file) runs only when a file
+        is missing. Never raises for a data ID that matches no registry row:
+        that is False.
         """
         datasetType = self._resolve(datasetType)
         dataId = merge_data_id(dataId, rest)
         try:
-            found = self._locate(datasetType, dataId, write=write)
+            found = self._locate(datasetType, dataId, write=write, read=False)
         except NoResults:
             return False
         if isinstance(found.location, ButlerComposite):
@@ -419,7 +432,7 @@ class Butler:
                 raise MapperError(f"the mapper of {self._outputs[0].root!r} gives no location "
                                   f"to write {datasetType!r} for {dataId!r}")
         else:
-            location = self._locate(datasetType, dataId, write=False).location
+            location = self._locate(datasetType, dataId, write=False, read=False).location
         if isinstance(location, list):
             location = location[0]
         if isinstance(location, ButlerComposite):

@@ -904,8 +904,6 @@ def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, e
       butler query DEMO/input raw --keys visit,detector
       butler query DEMO/input flat filter=g
     """
-    from tqdm import tqdm
-
     butler = open_butler([root], mapper=mapper, registry=registry)
     dataId, datasetKeys = read_data_id(butler, dataset, data_id)
     calibration = _calibration_mapping(butler, dataset)
@@ -919,6 +917,8 @@ def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, e
         names = list(dict.fromkeys([*(k for d in ids for k in d), *([] if ids else [*dataId, *datasetKeys])]))
         rows = [tuple(d.get(k, "") for k in names) for d in ids]
     if exists:
+        from tqdm import tqdm
+
         bar = tqdm(rows, desc=f"checking {dataset}", unit="dataId", file=sys.stderr,
                    disable=len(rows) <= PROGRESS_AFTER or not sys.stderr.isatty())
         rows = [row for row in bar

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import attrs
 
@@ -87,24 +87,65 @@ class Detector:
 
 @attrs.define
 class Camera:
-    """A camera: a name and its detectors, looked up by detector name."""
+    """A camera: a name and its detectors, looked up by detector name.
+
+    A camera made by `lazy` holds no detector until one is asked for, so
+    making it costs nothing whatever the size of the registry it reads.
+
+    Parameters
+    ----------
+    name : `str`
+        The camera name.
+    detectors : `dict` [`str`, `Detector`]
+        The detectors known so far, by name.
+    find : callable, optional
+        ``find(name)``: the detector of that name, or None when there is none.
+        Asked once per name not yet known.
+    findAll : callable, optional
+        ``findAll()``: every detector. Asked once, when the camera is iterated
+        or counted; afterwards the camera is complete.
+    """
 
     name: str
     detectors: dict[str, Detector] = attrs.field(factory=dict)
+    _find: Callable[[str], Detector | None] | None = attrs.field(default=None, kw_only=True, eq=False,
+                                                                repr=False)
+    _findAll: Callable[[], Iterable[Detector]] | None = attrs.field(default=None, kw_only=True, eq=False,
+                                                                    repr=False)
 
     @classmethod
     def from_detectors(cls, name: str, detectors: Iterable[Detector]) -> Camera:
         """Make a camera from its detectors."""
         return cls(name, {det.name: det for det in detectors})
 
+    @classmethod
+    def lazy(cls, name: str, find: Callable[[str], Detector | None],
+             findAll: Callable[[], Iterable[Detector]]) -> Camera:
+        """Make a camera that finds its detectors when they are asked for (see the class parameters)."""
+        return cls(name, find=find, findAll=findAll)
+
     def __getitem__(self, name: str) -> Detector:
-        return self.detectors[name]
+        detector = self.detectors.get(name)
+        if detector is None and self._find is not None:
+            detector = self._find(name)
+            if detector is not None:
+                self.detectors[name] = detector
+        if detector is None:
+            raise KeyError(f"camera {self.name!r} has no detector {name!r}")
+        return detector
+
+    def _all(self) -> dict[str, Detector]:
+        """Every detector, found on first use."""
+        if self._findAll is not None:
+            self.detectors.update((det.name, det) for det in self._findAll())
+            self._find = self._findAll = None
+        return self.detectors
 
     def __iter__(self) -> Iterator[Detector]:
-        return iter(self.detectors.values())
+        return iter(self._all().values())
 
     def __len__(self) -> int:
-        return len(self.detectors)
+        return len(self._all())
 
 
 @attrs.frozen

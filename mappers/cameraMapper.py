@@ -23,7 +23,17 @@ from typing import Any, ClassVar
 import attrs
 
 from butler.dataId import check_data_id
-from butler.errors import DuplicatePolicyError, MapperError, NoResults, PolicyError, TemplateError
+from butler.errors import (
+    ButlerError,
+    DatasetNotFoundError,
+    DuplicatePolicyError,
+    FormatterError,
+    MapperError,
+    NoResults,
+    PolicyError,
+    TemplateError,
+    describe_data_id,
+)
 from butler.formatters.fits import python_kind
 from butler.location import ButlerLocation, split_hdu
 from butler.mapper import Mapper
@@ -126,16 +136,35 @@ def _mapping_defaults() -> Policy:
     return Policy(os.path.join(POLICY_DIR, "mappingDefaults.yaml"))
 
 
+#: what a FITS decoder (astropy, gzip, zlib, numpy) raises on a corrupt, truncated or foreign file
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError,
+                                                   zlib.error)
+
+
 @contextlib.contextmanager
 def local_file(location: ButlerLocation) -> Iterator[tuple[str, int | None]]:
     """A local file holding a location's first path, through the location's storage, and its HDU.
 
     For a local storage the file is the stored one (no copy), so astropy reads
-    only the headers it needs.
+    only the headers it needs. This is where a bypass reads its file: a
+    missing file is a `DatasetNotFoundError` (the search moves on), and what a
+    decoder raises inside the block on a bad file a `FormatterError` naming
+    the file, the dataset type and the data ID.
     """
     path, hdu = split_hdu(location.locationList[0])
-    with location.storage.localFile(path) as local:
-        yield local, hdu
+    storage = location.storage
+    with storage.localFile(path) as local:
+        try:
+            yield local, hdu
+        except ButlerError:
+            raise
+        except _DECODE_ERRORS as exc:
+            source = storage.locationWithRoot(path)
+            if isinstance(exc, FileNotFoundError) and not storage.exists(path):
+                raise DatasetNotFoundError(f"no file at {source} for {location.datasetType} "
+                                           f"{describe_data_id(location.dataId)}") from exc
+            raise FormatterError(f"cannot read {source} ({location.datasetType} "
+                                 f"{describe_data_id(location.dataId)}): {type(exc).__name__}: {exc}") from exc
 
 
 # -- generated methods ----------------------------------------------------------------------------
@@ -357,7 +386,11 @@ class CameraMapper(Mapper):
         self._writeRecipes = self._initWriteRecipes()
         self._recipeOfType: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
         self._initMappings(provided)
-        self.camera = self._makeCamera()
+
+    @functools.cached_property
+    def camera(self) -> Camera | None:
+        """The camera (`_makeCamera`), made on first use: constructing a mapper never asks the registry for it."""
+        return self._makeCamera()
 
     # -- construction -----------------------------------------------------------------------------
 

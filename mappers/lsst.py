@@ -66,16 +66,35 @@ class LsstCamMapper(CameraMapper):
         return 36
 
     def _makeCamera(self) -> Camera | None:
-        try:
-            columns = self._detectorColumns()
-            rows = self.registry.lookup(columns, "raw", {})
-        except Exception as exc:  # a POSIX registry or a foreign schema: no camera
-            _log.debug("%s: no camera from the registry (%s)", self.root, exc)
+        """The camera, finding each detector in the raw registry when it is asked for (never a scan at
+        construction); None without a registry.
+        """
+        if self.registry is None:
             return None
+        return Camera.lazy(self.getCameraName(), self._findDetector, lambda: self._registryDetectors({}))
+
+    def _findDetector(self, name: str) -> Detector | None:
+        """The detector named ``<raftName>_<detectorName>`` in the raw registry, or None."""
+        raft, _, detectorName = name.rpartition("_")
+        where = {"detectorName": detectorName}
+        if "raftName" in self._detectorColumns():
+            where["raftName"] = raft
+        elif raft != "RXX":
+            return None
+        found = self._registryDetectors(where)
+        return found[0] if found else None
+
+    def _registryDetectors(self, where: dict[str, Any]) -> list[Detector]:
+        """The detectors of the raw registry rows matching ``where`` (none from a registry without them)."""
+        columns = self._detectorColumns()
+        try:
+            rows = self.registry.lookup(columns, "raw", where)
+        except Exception as exc:  # a POSIX registry or a foreign schema: no detectors
+            _log.debug("%s: no detectors from the registry (%s)", self.root, exc)
+            return []
         detectors = [dict(zip(columns, row)) for row in rows]
-        return Camera.from_detectors(self.getCameraName(), [
-            Detector(f"{det.get('raftName', 'RXX')}_{det['detectorName']}", int(det["detector"]))
-            for det in detectors])
+        return [Detector(f"{det.get('raftName', 'RXX')}_{det['detectorName']}", int(det["detector"]))
+                for det in detectors]
 
     def bypass_raw(self, datasetType: str, pythonType: Any, location: Any, dataId: Any) -> Any:
         """Return the whole raw file as one `CCDData`, amplifiers tiled by ``DETSEC`` (untrimmed)."""

@@ -24,14 +24,13 @@ import os
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar
-
-import erfa
-from astropy.io import fits
-from astropy.time import Time, TimeDelta
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from butler.errors import IngestError
 from butler.registry.base import TableSpec
+
+if TYPE_CHECKING:  # astropy and erfa are imported where a header or a time is handled, not on import
+    from astropy.io import fits
 
 __all__ = [
     "HeaderTranslator",
@@ -56,7 +55,7 @@ _CASTS = {"TEXT": str, "INT": int, "DOUBLE": float}
 
 _MJD_EPOCH = datetime.datetime(1858, 11, 17)
 _UNIX_EPOCH_MJD = 40587.0
-_OBSERVING_DAY_OFFSET = TimeDelta(8 * 3600.0, format="sec")
+_OBSERVING_DAY_OFFSET_SECONDS = 8 * 3600.0
 
 
 def mjd_to_isot(mjd: float) -> str:
@@ -91,7 +90,9 @@ def observing_day(date_obs: str) -> str:
     day : `str`
         ``YYYY-MM-DD`` of that time converted to TAI, minus 8 hours.
     """
-    return (Time(date_obs, scale="utc").tai - _OBSERVING_DAY_OFFSET).isot[:10]
+    from astropy.time import Time, TimeDelta
+
+    return (Time(date_obs, scale="utc").tai - TimeDelta(_OBSERVING_DAY_OFFSET_SECONDS, format="sec")).isot[:10]
 
 
 def _without(columns: tuple[Column, ...], *names: str) -> tuple[Column, ...]:
@@ -211,8 +212,10 @@ class HeaderTranslator:
         default : optional
             Returned when the keyword is absent or has no value.
         """
+        from astropy.io.fits.card import Undefined
+
         value = self.header.get(key)
-        if value is None or isinstance(value, fits.card.Undefined):
+        if value is None or isinstance(value, Undefined):
             return default
         return value.strip() if isinstance(value, str) else value
 
@@ -612,6 +615,8 @@ class TestCamTranslator(HeaderTranslator):
 
     def to_taiObs(self) -> str:
         """``TAI`` (an MJD) in UTC, to the nanosecond of its float value."""
+        import erfa
+
         nanoseconds = int((self.require("TAI") - _UNIX_EPOCH_MJD) * 86400e9)
         seconds, fraction = divmod(nanoseconds, 10**9)
         stamp = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=seconds)

@@ -1,0 +1,84 @@
+"""Command start-up benchmark: fresh ``butler`` processes against ``python -c pass``.
+
+    python bench/bench_cli.py [--repeat 5]
+
+* ``butler --help``: target <= 100 ms over ``python -c pass``.
+* ``butler query ROOT raw`` listing the 10 data IDs of a generated obs_test
+  registry: target <= 150 ms over ``python -c pass``.
+
+Each figure is the best of ``--repeat`` fresh processes, after one warm-up run.
+The processes write their bytecode under a temporary ``PYTHONPYCACHEPREFIX``
+(as an installed package has it), so what is measured is importing and
+running, not compiling. Everything is generated in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+TARGETS_MS = {"butler --help": 100.0, "butler query": 150.0}
+VISITS = 10
+
+
+def make_obs_test_registry(root: str) -> None:
+    """An obs_test repository (legacy ``_mapper`` file) whose registry holds ``VISITS`` raws."""
+    os.makedirs(root)
+    with open(os.path.join(root, "_mapper"), "w") as stream:
+        stream.write("lsst.obs.test.testMapper.TestMapper\n")
+    conn = sqlite3.connect(os.path.join(root, "registry.sqlite3"))
+    conn.execute("CREATE TABLE raw (id INTEGER PRIMARY KEY AUTOINCREMENT, visit INT, filter TEXT, "
+                 "taiObs TEXT, expTime DOUBLE, UNIQUE(visit))")
+    conn.execute("CREATE TABLE raw_visit (visit INT, filter TEXT, taiObs TEXT, expTime DOUBLE, UNIQUE(visit))")
+    conn.execute("CREATE TABLE raw_skyTile (id INTEGER, skyTile INTEGER)")
+    conn.executemany("INSERT INTO raw (visit, filter, taiObs, expTime) VALUES (?, 'g', '1999-01-17T04:52:34', 15.0)",
+                     [(visit,) for visit in range(1, VISITS + 1)])
+    conn.execute("INSERT INTO raw_visit SELECT visit, filter, taiObs, expTime FROM raw")
+    conn.execute("INSERT INTO raw_skyTile SELECT id, 85932 FROM raw")
+    conn.commit()
+    conn.close()
+
+
+def best_process(command: list[str], env: dict[str, str], cwd: str, repeat: int) -> tuple[float, str]:
+    """The best wall time of ``repeat`` fresh runs of ``command`` (after one warm-up), and its output."""
+    output = subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True, text=True).stdout
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(command, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return min(times), output
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="fresh processes per figure (the best counts)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench_cli_") as work:
+        root = os.path.join(work, "obs_test")
+        make_obs_test_registry(root)
+        env = dict(os.environ, PYTHONPYCACHEPREFIX=os.path.join(work, "pycache"))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        butler = [sys.executable, "-m", "butler"]
+        floor, _ = best_process([sys.executable, "-c", "pass"], env, work, args.repeat)
+        print(f"{'python -c pass':<14} {floor * 1e3:7.1f} ms", flush=True)
+        for name, command in (("butler --help", [*butler, "--help"]),
+                              ("butler query", [*butler, "query", root, "raw"])):
+            measured, output = best_process(command, env, work, args.repeat)
+            if name == "butler query":
+                assert f"({VISITS} rows)" in output, output
+            overhead = (measured - floor) * 1e3
+            target = TARGETS_MS[name]
+            verdict = "ok" if overhead <= target else f"OVER target {target:.0f} ms"
+            print(f"{name:<14} {measured * 1e3:7.1f} ms  overhead {overhead:6.1f} ms  ratio {measured / floor:4.2f}x "
+                  f"(target overhead <= {target:.0f} ms) {verdict}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

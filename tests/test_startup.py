@@ -1,0 +1,71 @@
+"""Command start-up (issue 12): the command and the mappers import astropy only to touch a FITS,
+time or table value.
+
+Each check runs in a fresh interpreter (this process has astropy loaded already)
+and reads its ``sys.modules``; how long start-up takes is `bench/bench_cli.py`'s business.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: the checkout under test, first on the child's path (not an installed copy)
+CHECKOUT = str(Path(__file__).resolve().parent.parent)
+
+LOADED_ASTROPY = "sorted(name for name in sys.modules if name.split('.')[0] in ('astropy', 'erfa'))"
+
+
+def astropy_loaded_by(code: str) -> str:
+    """What of astropy (and erfa) a fresh interpreter has imported after running ``code``."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [CHECKOUT, os.environ.get("PYTHONPATH")])))
+    script = f"import sys\n{code}\nprint('LOADED', {LOADED_ASTROPY})"
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.rsplit("LOADED", 1)[1].strip()
+
+
+def run_command(*args: str) -> str:
+    """Code running the ``butler`` command with ``args`` in the interpreter, as its entry point does."""
+    return (f"from butler.cli import main\ntry:\n    main({list(args)!r})\n"
+            f"except SystemExit as exc:\n    assert not exc.code, exc.code")
+
+
+@pytest.fixture
+def obs_test_registry(tmp_path: Path) -> str:
+    """An obs_test repository whose registry lists 10 raws (no files)."""
+    root = tmp_path / "obs_test"
+    root.mkdir()
+    (root / "_mapper").write_text("lsst.obs.test.testMapper.TestMapper\n")
+    with sqlite3.connect(root / "registry.sqlite3") as conn:
+        conn.execute("CREATE TABLE raw (id INTEGER PRIMARY KEY AUTOINCREMENT, visit INT, filter TEXT, "
+                     "taiObs TEXT, expTime DOUBLE, UNIQUE(visit))")
+        conn.execute("CREATE TABLE raw_visit (visit INT, filter TEXT, taiObs TEXT, expTime DOUBLE)")
+        conn.execute("CREATE TABLE raw_skyTile (id INTEGER, skyTile INTEGER)")
+        conn.executemany("INSERT INTO raw (visit, filter) VALUES (?, 'g')", [(v,) for v in range(1, 11)])
+    conn.close()
+    return str(root)
+
+
+def test_import_of_the_command_loads_no_astropy() -> None:
+    assert astropy_loaded_by("import butler.cli") == "[]"
+
+
+def test_help_loads_no_astropy() -> None:
+    assert astropy_loaded_by(run_command("--help")) == "[]"
+
+
+def test_query_of_a_camera_registry_loads_no_astropy(obs_test_registry: str) -> None:
+    assert astropy_loaded_by(run_command("query", obs_test_registry, "raw")) == "[]"
+
+
+def test_touching_a_time_value_loads_astropy() -> None:
+    """The check can fail: computing a time through the mappers does import astropy."""
+    loaded = astropy_loaded_by("from mappers import translators\n"
+                               "assert translators.observing_day('2020-01-02T03:00:00') == '2020-01-01'")
+    assert "astropy.time" in loaded
