@@ -21,6 +21,7 @@ import abc
 import contextlib
 import fnmatch
 import hashlib
+import importlib
 import io
 import logging
 import os
@@ -41,7 +42,6 @@ from ..errors import (
 )
 from ..formatters import get_formatter
 from ..location import split_hdu
-from ..utils import doImport
 
 __all__ = ["StorageInterface", "Storage", "split_uri", "COMPRESSED_SUFFIXES"]
 
@@ -663,8 +663,9 @@ class Storage:
             help_text = f"; install its backend with {hint}" if hint else ""
             raise UnknownStorageError(f"no storage for scheme {scheme!r} of {uri!r}{help_text}; "
                                       f"known schemes: {known}") from None
-        if isinstance(entry, str):
-            entry = cls._storages[scheme] = doImport(entry)
+        if isinstance(entry, str):  # a dotted path: import its module (no entry-point scan)
+            module, _, name = entry.rpartition(".")
+            entry = cls._storages[scheme] = getattr(importlib.import_module(module), name)
         return entry
 
     @classmethod
