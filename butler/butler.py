@@ -289,7 +289,17 @@ class Butler:
         reason = "no dataset found" if not failures else f"no dataset found ({failures[0]})"
         if not searched:
             reason = "no repository to search" + (" carries those tags" if dataId.tag else "")
+        if not write:
+            reason += self._write_only_note()
         raise NoResults(reason, datasetType, dataId, searched)
+
+    def _write_only_note(self) -> str:
+        """Why a read did not search some outputs: their mode is 'w' (Gen2's default), so they are never read."""
+        skipped = [repo.root for repo in self._outputs if "r" not in repo.mode]
+        if not skipped:
+            return ""
+        return (f"; not searched: output{'s' if len(skipped) > 1 else ''} {', '.join(skipped)} (mode 'w': not "
+                f"read; give mode='rw' to read it back)")
 
     @staticmethod
     def _raise_missing(parent: MissingParent, datasetType: str, dataId: DataId,
