@@ -26,7 +26,9 @@ from .errors import (
     MissingParentError,
     NoResults,
     RepositoryError,
+    UnwritableObjectError,
     describe_data_id,
+    describe_location,
 )
 from .graph import MissingParent, RepositoryGraph, RepositoryNode, _roots, build_graph
 from .location import ButlerComposite, ButlerLocation
@@ -502,6 +504,10 @@ class Butler:
             raise MapperError(f"no output takes {datasetType!r} {describe_data_id(dataId)}: the mappers of "
                               f"{[repo.root for repo in self._outputs]} give no location to write it")
         for repo, location in planned:
+            if not isinstance(location, ButlerComposite):
+                for loc in location if isinstance(location, list) else [location]:
+                    _check_put_type(obj, loc, datasetType, repo.root)
+        for repo, location in planned:
             self._put_into(repo, obj, datasetType, dataId, doBackup, location)
 
     @classmethod
@@ -544,9 +550,14 @@ class Butler:
             for name, info in composite.componentInfo.items():
                 getter = info.getter or "get" + name[:1].upper() + name[1:]
                 info.obj = getattr(obj, getter)() if hasattr(obj, getter) else getattr(obj, name)
-        for info in composite.componentInfo.values():
-            if not info.inputOnly:
-                self._put_into(repo, info.obj, info.datasetType, dataId, doBackup)
+        written = [info for info in composite.componentInfo.values() if not info.inputOnly]
+        for info in written:  # every component checked before any is written
+            location = repo.map(info.datasetType, dataId, write=True)
+            if location is not None and not isinstance(location, ButlerComposite):
+                for loc in location if isinstance(location, list) else [location]:
+                    _check_put_type(info.obj, loc, info.datasetType, repo.root)
+        for info in written:
+            self._put_into(repo, info.obj, info.datasetType, dataId, doBackup)
 
     # -- registry queries ------------------------------------------------------------------
 
@@ -620,6 +631,21 @@ class Butler:
                             merge_data_id(dataId, rest), [r.root for r in self._read_order(())])
         return next(iter(refs))
 
+    def _check_keys(self, datasetType: str, dataId: DataId) -> None:
+        """Refuse data-ID keys the first mapper in search order does not know, if it checks keys.
+
+        Raises
+        ------
+        UnknownDataIdKeyError
+            A `DataIdValueError` naming the key, the dataset type, the data ID and the repository.
+        """
+        for repo in self._read_order(dataId.tag):
+            if repo.cfg.mapper is not None:
+                check = getattr(repo.mapper, "checkDataIdKeys", None)
+                if check is not None:
+                    check(datasetType, dataId)
+                return
+
     def _default_level(self, dataId: DataId) -> str | None:
         for repo in self._read_order(dataId.tag):
             if repo.cfg.mapper is not None:
@@ -632,6 +658,74 @@ class Butler:
                 return repo.mapper.getDefaultSubLevel(level)
         return None
 
+
+
+#: what `put` accepts for a FITS storage, by the kind of the policy's Python type
+#: (`butler.formatters.fits.python_kind`): what a get of that kind returns, plus the
+#: lossless forms (an HDUList is written as it is; an image's pixels as a numeric array)
+_FITS_ACCEPTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("FitsStorage", "image"): ("CCDData", "ndarray", "HDUList"),
+    ("FitsStorage", "other"): ("CCDData", "ndarray", "HDUList"),
+    ("FitsStorage", "array"): ("ndarray", "HDUList"),
+    ("FitsStorage", "header"): ("Header", "HDUList"),
+    ("FitsStorage", "table"): ("Table", "HDUList"),
+    ("FitsCatalogStorage", "table"): ("Table",),
+    ("FitsCatalogStorage", "header"): ("Table",),
+    ("FitsCatalogStorage", "other"): ("Table",),
+    ("FitsCatalogStorage", "image"): ("Table",),
+    ("FitsCatalogStorage", "array"): ("Table",),
+}
+
+
+#: how the classes of `_FITS_ACCEPTS` are named in messages
+_FITS_NAMES = {"CCDData": "CCDData", "ndarray": "numpy arrays", "HDUList": "HDULists", "Header": "Headers",
+               "Table": "astropy Tables"}
+
+
+def _fits_classes() -> dict[str, type]:
+    """The classes named in `_FITS_ACCEPTS` (astropy and numpy are imported only when a FITS dataset is put)."""
+    import numpy as np
+    from astropy.io import fits
+    from astropy.nddata import CCDData
+    from astropy.table import Table
+
+    return {"CCDData": CCDData, "ndarray": np.ndarray, "HDUList": fits.HDUList, "Header": fits.Header,
+            "Table": Table}
+
+
+def _check_put_type(obj: Any, location: Any, datasetType: str, root: str) -> None:
+    """Refuse, before any byte is written, an object a FITS dataset type would not give back.
+
+    A get of the dataset type returns what the policy's Python type reads as;
+    `put` accepts that and its lossless forms only, so nothing is converted
+    silently (an array is not a catalog) and nothing is written that its get
+    cannot read (a table as an image).
+
+    Raises
+    ------
+    UnwritableObjectError
+        A `TypeError` naming the dataset type, the data ID, the repository, the
+        expected types and the type given.
+    """
+    import numpy as np
+
+    from .formatters.base import type_name
+    from .formatters.fits import python_kind
+
+    accepted = _FITS_ACCEPTS.get((location.storageName, python_kind(location.pythonType)))
+    if accepted is None:
+        return
+    classes = _fits_classes()
+    structured = isinstance(obj, np.ndarray) and obj.dtype.names is not None  # a table, not pixels
+    if isinstance(obj, tuple(classes[name] for name in accepted)) and not structured:
+        return
+    given = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    python = location.pythonType if isinstance(location.pythonType, str) else type_name(location.pythonType)
+    phrases = [_FITS_NAMES[name] for name in accepted]
+    takes = phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} or {phrases[-1]}"
+    raise UnwritableObjectError(
+        f"cannot put a {given} as {datasetType!r}: its policy type {python} ({location.storageName}) takes "
+        f"{takes} (what its get returns, or a lossless form), unconverted; {describe_location(location, root)}")
 
 
 def _unpickle_butler(init_args: tuple, aliases: dict, trustedMappers: tuple = ()) -> Butler:

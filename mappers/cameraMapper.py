@@ -613,11 +613,16 @@ class CameraMapper(Mapper):
         """Every data-ID key this camera knows, worked out once.
 
         The fields of every template (a key unused by one dataset type stays
-        allowed, as in Gen2), the ``provided`` keys, the columns of every table
-        of the exposure and calibration registries, and `extraDataIdKeys`.
+        allowed, as in Gen2), the ``provided`` keys, the observation-time keys
+        of the calibration validity ranges (``obsTimeName``), the columns of
+        every table of the exposure and calibration registries and of the
+        ``raw`` table ingest makes (`translator`), and `extraDataIdKeys`.
         """
         if self._knownKeys is None:
             known = set(self.keyDict) | self._provided | self.extraDataIdKeys
+            known.update(mapping.obsTimeName for mapping in self.mappings.values() if mapping.obsTimeName)
+            if self.translator is not None:  # the registry ingest makes, before it exists
+                known.update(name for name, _ in self.translator.columns)
             for registry in (self.registry, self.calibRegistry):
                 if registry is not None:
                     for table in registry.tables():
@@ -646,7 +651,7 @@ class CameraMapper(Mapper):
             hints.append(f"{key!r} (did you mean {' or '.join(map(repr, close))}?)" if close else repr(key))
         raise UnknownDataIdKeyError(
             f"unknown data-ID key{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: no template or registry "
-            f"column of {type(self).__name__} has it; datasetType: {datasetType}; "
+            f"column of {type(self).__name__} has {'them' if len(unknown) > 1 else 'it'}; datasetType: {datasetType}; "
             f"dataId: {describe_data_id(dataId)}; repository: {self.root}; known keys: {sorted(known)}")
 
     def canStandardize(self, datasetType: str) -> bool:
