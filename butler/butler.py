@@ -504,9 +504,7 @@ class Butler:
             raise MapperError(f"no output takes {datasetType!r} {describe_data_id(dataId)}: the mappers of "
                               f"{[repo.root for repo in self._outputs]} give no location to write it")
         for repo, location in planned:
-            if not isinstance(location, ButlerComposite):
-                for loc in location if isinstance(location, list) else [location]:
-                    _check_put_type(obj, loc, datasetType, repo.root)
+            _check_put_types(obj, location, datasetType, repo.root)
         for repo, location in planned:
             self._put_into(repo, obj, datasetType, dataId, doBackup, location)
 
@@ -550,14 +548,12 @@ class Butler:
             for name, info in composite.componentInfo.items():
                 getter = info.getter or "get" + name[:1].upper() + name[1:]
                 info.obj = getattr(obj, getter)() if hasattr(obj, getter) else getattr(obj, name)
-        written = [info for info in composite.componentInfo.values() if not info.inputOnly]
-        for info in written:  # every component checked before any is written
-            location = repo.map(info.datasetType, dataId, write=True)
-            if location is not None and not isinstance(location, ButlerComposite):
-                for loc in location if isinstance(location, list) else [location]:
-                    _check_put_type(info.obj, loc, info.datasetType, repo.root)
-        for info in written:
-            self._put_into(repo, info.obj, info.datasetType, dataId, doBackup)
+        planned = [(info, repo.map(info.datasetType, dataId, write=True))
+                   for info in composite.componentInfo.values() if not info.inputOnly]
+        for info, location in planned:  # every component checked before any is written
+            _check_put_types(info.obj, location, info.datasetType, repo.root)
+        for info, location in planned:
+            self._put_into(repo, info.obj, info.datasetType, dataId, doBackup, location)
 
     # -- registry queries ------------------------------------------------------------------
 
@@ -691,6 +687,14 @@ def _fits_classes() -> dict[str, type]:
 
     return {"CCDData": CCDData, "ndarray": np.ndarray, "HDUList": fits.HDUList, "Header": fits.Header,
             "Table": Table}
+
+
+def _check_put_types(obj: Any, location: Any, datasetType: str, root: str) -> None:
+    """`_check_put_type` for each of a mapping's locations (a composite's components are checked apart)."""
+    if location is None or isinstance(location, ButlerComposite):
+        return
+    for loc in location if isinstance(location, list) else [location]:
+        _check_put_type(obj, loc, datasetType, root)
 
 
 def _check_put_type(obj: Any, location: Any, datasetType: str, root: str) -> None:

@@ -23,6 +23,9 @@ from butler import (
     UnknownDataIdKeyError,
     UnwritableObjectError,
 )
+from butler.location import ButlerComposite, ButlerLocation
+from butler.mapper import Mapper
+from butler.storage import Storage
 from butler.test import MapperForTestWriting, TestObject
 
 from conftest import tree_fingerprint
@@ -173,3 +176,44 @@ def test_a_missing_input_is_named_at_construction(tmp_path):
     with pytest.raises(RepositoryError, match=str(missing)):
         Butler(inputs=str(missing), outputs={"root": str(tmp_path / "out"), "mapper": MapperForTestWriting})
     assert os.listdir(tmp_path) == []
+
+
+class _PairMapper(Mapper):
+    """A toy mapper with a composite of a FITS image and a FITS catalog."""
+
+    def __init__(self, root, **kwargs):
+        self.root = root
+        self.storage = Storage.makeFromURI(root)
+
+    def _location(self, name, storage, python, dataId):
+        return ButlerLocation(python, None, storage, name, dataId, self, self.storage)
+
+    def map_image(self, dataId, write):
+        return self._location(f"image_{dataId['visit']}.fits", "FitsStorage", "lsst.afw.image.ExposureF", dataId)
+
+    def map_catalog(self, dataId, write):
+        return self._location(f"catalog_{dataId['visit']}.fits", "FitsCatalogStorage",
+                              "lsst.afw.table.SourceCatalog", dataId)
+
+    def map_pair(self, dataId, write):
+        composite = ButlerComposite(None, None, "builtins.dict", dataId, self)
+        composite.add("image", "image")
+        composite.add("catalog", "catalog")
+        return composite
+
+
+def test_a_composite_with_one_wrong_component_writes_none(tmp_path):
+    root = tmp_path / "pairs"
+    butler = Butler(outputs={"root": str(root), "mapper": _PairMapper, "mode": "rw"})
+    image = CCDData(np.ones((2, 2)), unit="adu")
+
+    class Pair:
+        def getImage(self):
+            return image
+
+        def getCatalog(self):
+            return np.zeros(3)  # an array is not a catalog
+
+    with pytest.raises(UnwritableObjectError, match="as 'catalog'"):
+        butler.put(Pair(), "pair", visit=1)
+    assert _files(root) == ["repositoryCfg.yaml"]  # the image, checked first, was not written either
