@@ -656,20 +656,15 @@ class Butler:
 
 
 
-#: what `put` accepts for a FITS storage, by the kind of the policy's Python type
-#: (`butler.formatters.fits.python_kind`): what a get of that kind returns, plus the
-#: lossless forms (an HDUList is written as it is; an image's pixels as a numeric array)
-_FITS_ACCEPTS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("FitsStorage", "image"): ("CCDData", "ndarray", "HDUList"),
-    ("FitsStorage", "other"): ("CCDData", "ndarray", "HDUList"),
-    ("FitsStorage", "array"): ("ndarray", "HDUList"),
-    ("FitsStorage", "header"): ("Header", "HDUList"),
-    ("FitsStorage", "table"): ("Table", "HDUList"),
-    ("FitsCatalogStorage", "table"): ("Table",),
-    ("FitsCatalogStorage", "header"): ("Table",),
-    ("FitsCatalogStorage", "other"): ("Table",),
-    ("FitsCatalogStorage", "image"): ("Table",),
-    ("FitsCatalogStorage", "array"): ("Table",),
+#: what `put` accepts for a FITS image file, by the kind of the policy's Python type
+#: (`butler.formatters.fits.python_kind`; any other kind reads as an image): what a get of that
+#: kind returns, plus the lossless forms (an HDUList is written as it is; an image's pixels as a
+#: numeric array). A FITS catalog (``FitsCatalogStorage``) takes an astropy Table only.
+_FITS_ACCEPTS: dict[str, tuple[str, ...]] = {
+    "image": ("CCDData", "ndarray", "HDUList"),
+    "array": ("ndarray", "HDUList"),
+    "header": ("Header", "HDUList"),
+    "table": ("Table", "HDUList"),
 }
 
 
@@ -716,8 +711,11 @@ def _check_put_type(obj: Any, location: Any, datasetType: str, root: str) -> Non
     from .formatters.base import type_name
     from .formatters.fits import python_kind
 
-    accepted = _FITS_ACCEPTS.get((location.storageName, python_kind(location.pythonType)))
-    if accepted is None:
+    if location.storageName == "FitsCatalogStorage":
+        accepted: tuple[str, ...] = ("Table",)
+    elif location.storageName == "FitsStorage":
+        accepted = _FITS_ACCEPTS.get(python_kind(location.pythonType), _FITS_ACCEPTS["image"])
+    else:
         return
     classes = _fits_classes()
     structured = isinstance(obj, np.ndarray) and obj.dtype.names is not None  # a table, not pixels
