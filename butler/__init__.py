@@ -38,6 +38,7 @@ _PUBLIC = {
     "doImport": "utils",
     "ButlerError": "errors",
     "NoResults": "errors",
+    "UnknownDataIdKeyError": "errors",
     "ParentsMismatch": "errors",
     "RepositoryError": "errors",
     "RepositoryModeError": "errors",

@@ -26,7 +26,9 @@ from .errors import (
     MissingParentError,
     NoResults,
     RepositoryError,
+    UnwritableObjectError,
     describe_data_id,
+    describe_location,
 )
 from .graph import MissingParent, RepositoryGraph, RepositoryNode, _roots, build_graph
 from .location import ButlerComposite, ButlerLocation
@@ -289,7 +291,17 @@ class Butler:
         reason = "no dataset found" if not failures else f"no dataset found ({failures[0]})"
         if not searched:
             reason = "no repository to search" + (" carries those tags" if dataId.tag else "")
+        if not write:
+            reason += self._write_only_note()
         raise NoResults(reason, datasetType, dataId, searched)
+
+    def _write_only_note(self) -> str:
+        """Why a read did not search some outputs: their mode is 'w' (Gen2's default), so they are never read."""
+        skipped = [repo.root for repo in self._outputs if "r" not in repo.mode]
+        if not skipped:
+            return ""
+        return (f"; not searched: output{'s' if len(skipped) > 1 else ''} {', '.join(skipped)} (mode 'w': not "
+                f"read; give mode='rw' to read it back)")
 
     @staticmethod
     def _raise_missing(parent: MissingParent, datasetType: str, dataId: DataId,
@@ -505,6 +517,8 @@ class Butler:
             raise MapperError(f"no output takes {datasetType!r} {describe_data_id(dataId)}: the mappers of "
                               f"{[repo.root for repo in self._outputs]} give no location to write it")
         for repo, location in planned:
+            _check_put_types(obj, location, datasetType, repo.root)
+        for repo, location in planned:
             self._put_into(repo, obj, datasetType, dataId, doBackup, location)
 
     @classmethod
@@ -547,9 +561,12 @@ class Butler:
             for name, info in composite.componentInfo.items():
                 getter = info.getter or "get" + name[:1].upper() + name[1:]
                 info.obj = getattr(obj, getter)() if hasattr(obj, getter) else getattr(obj, name)
-        for info in composite.componentInfo.values():
-            if not info.inputOnly:
-                self._put_into(repo, info.obj, info.datasetType, dataId, doBackup)
+        planned = [(info, repo.map(info.datasetType, dataId, write=True))
+                   for info in composite.componentInfo.values() if not info.inputOnly]
+        for info, location in planned:  # every component checked before any is written
+            _check_put_types(info.obj, location, info.datasetType, repo.root)
+        for info, location in planned:
+            self._put_into(repo, info.obj, info.datasetType, dataId, doBackup, location)
 
     # -- registry queries ------------------------------------------------------------------
 
@@ -623,6 +640,21 @@ class Butler:
                             merge_data_id(dataId, rest), [r.root for r in self._read_order(())])
         return next(iter(refs))
 
+    def _check_keys(self, datasetType: str, dataId: DataId) -> None:
+        """Refuse data-ID keys the first mapper in search order does not know, if it checks keys.
+
+        Raises
+        ------
+        UnknownDataIdKeyError
+            A `DataIdValueError` naming the key, the dataset type, the data ID and the repository.
+        """
+        for repo in self._read_order(dataId.tag):
+            if repo.cfg.mapper is not None:
+                check = getattr(repo.mapper, "checkDataIdKeys", None)
+                if check is not None:
+                    check(datasetType, dataId)
+                return
+
     def _default_level(self, dataId: DataId) -> str | None:
         for repo in self._read_order(dataId.tag):
             if repo.cfg.mapper is not None:
@@ -635,6 +667,80 @@ class Butler:
                 return repo.mapper.getDefaultSubLevel(level)
         return None
 
+
+
+#: what `put` accepts for a FITS image file, by the kind of the policy's Python type
+#: (`butler.formatters.fits.python_kind`; any other kind reads as an image): what a get of that
+#: kind returns, plus the lossless forms (an HDUList is written as it is; an image's pixels as a
+#: numeric array). A FITS catalog (``FitsCatalogStorage``) takes an astropy Table only.
+_FITS_ACCEPTS: dict[str, tuple[str, ...]] = {
+    "image": ("CCDData", "ndarray", "HDUList"),
+    "array": ("ndarray", "HDUList"),
+    "header": ("Header", "HDUList"),
+    "table": ("Table", "HDUList"),
+}
+
+
+#: how the classes of `_FITS_ACCEPTS` are named in messages
+_FITS_NAMES = {"CCDData": "CCDData", "ndarray": "numpy arrays", "HDUList": "HDULists", "Header": "Headers",
+               "Table": "astropy Tables"}
+
+
+def _fits_classes() -> dict[str, type]:
+    """The classes named in `_FITS_ACCEPTS` (astropy and numpy are imported only when a FITS dataset is put)."""
+    import numpy as np
+    from astropy.io import fits
+    from astropy.nddata import CCDData
+    from astropy.table import Table
+
+    return {"CCDData": CCDData, "ndarray": np.ndarray, "HDUList": fits.HDUList, "Header": fits.Header,
+            "Table": Table}
+
+
+def _check_put_types(obj: Any, location: Any, datasetType: str, root: str) -> None:
+    """`_check_put_type` for each of a mapping's locations (a composite's components are checked apart)."""
+    if location is None or isinstance(location, ButlerComposite):
+        return
+    for loc in location if isinstance(location, list) else [location]:
+        _check_put_type(obj, loc, datasetType, root)
+
+
+def _check_put_type(obj: Any, location: Any, datasetType: str, root: str) -> None:
+    """Refuse, before any byte is written, an object a FITS dataset type would not give back.
+
+    A get of the dataset type returns what the policy's Python type reads as;
+    `put` accepts that and its lossless forms only, so nothing is converted
+    silently (an array is not a catalog) and nothing is written that its get
+    cannot read (a table as an image).
+
+    Raises
+    ------
+    UnwritableObjectError
+        A `TypeError` naming the dataset type, the data ID, the repository, the
+        expected types and the type given.
+    """
+    import numpy as np
+
+    from .formatters.base import type_name
+    from .formatters.fits import python_kind
+
+    if location.storageName == "FitsCatalogStorage":
+        accepted: tuple[str, ...] = ("Table",)
+    elif location.storageName == "FitsStorage":
+        accepted = _FITS_ACCEPTS.get(python_kind(location.pythonType), _FITS_ACCEPTS["image"])
+    else:
+        return
+    classes = _fits_classes()
+    structured = isinstance(obj, np.ndarray) and obj.dtype.names is not None  # a table, not pixels
+    if isinstance(obj, tuple(classes[name] for name in accepted)) and not structured:
+        return
+    given = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    python = location.pythonType if isinstance(location.pythonType, str) else type_name(location.pythonType)
+    phrases = [_FITS_NAMES[name] for name in accepted]
+    takes = phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} or {phrases[-1]}"
+    raise UnwritableObjectError(
+        f"cannot put a {given} as {datasetType!r}: its policy type {python} ({location.storageName}) takes "
+        f"{takes} (what its get returns, or a lossless form), unconverted; {describe_location(location, root)}")
 
 
 def _unpickle_butler(init_args: tuple, aliases: dict, trustedMappers: tuple = ()) -> Butler:

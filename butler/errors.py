@@ -40,6 +40,7 @@ __all__ = [
     "RegistryConflictError",
     "ParentCycleError",
     "MissingParentError",
+    "UnknownDataIdKeyError",
 ]
 
 
@@ -258,4 +259,13 @@ class UnsafePickleError(FormatterError):
 
     Nothing was imported or called; the message names the file, the module and
     name refused, and how to trust the module.
+    """
+
+
+class UnknownDataIdKeyError(DataIdValueError):
+    """A data ID has a key that no template and no registry column of the camera knows (a typo).
+
+    Gen2 ignored such a key, so a mistyped key silently selected everything;
+    the message names the key, the closest known keys, the dataset type, the
+    data ID and the repository.
     """

@@ -39,7 +39,8 @@ class ButlerSubset:
         self.dataId = DataId(dataId)
         keys = butler.getKeys(datasetType, level, tag=self.dataId.tag) or {}
         fields = list(keys)
-        if all(k in self.dataId for k in fields):
+        if all(k in self.dataId for k in fields):  # no query: the keys are checked here
+            butler._check_keys(datasetType, self.dataId)
             rows = [tuple(self.dataId[k] for k in fields)]
         else:
             rows = butler.queryMetadata(datasetType, fields, self.dataId)

@@ -11,6 +11,7 @@ itself always wins.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import logging
 import os
@@ -32,6 +33,7 @@ from butler.errors import (
     NoResults,
     PolicyError,
     TemplateError,
+    UnknownDataIdKeyError,
     describe_data_id,
 )
 from butler.formatters.fits import python_kind
@@ -354,6 +356,9 @@ class CameraMapper(Mapper):
     translator: ClassVar[Any] = None
     #: subdirectory of a repository where this camera keeps calibrations (obs_lsst: ``CALIB``)
     calibSubdir: ClassVar[str | None] = None
+    #: data-ID keys that no template or registry column names but that the mapper reads
+    #: (the box of the derived ``X_sub`` types); cameras may add their own
+    extraDataIdKeys: ClassVar[frozenset[str]] = frozenset({"bbox", "imageOrigin"})
 
     def __init__(self, policy: Any = None, repositoryDir: str | None = None, root: str | None = None,
                  registry: Any = None, calibRoot: str | None = None, calibRegistry: Any = None,
@@ -475,6 +480,8 @@ class CameraMapper(Mapper):
         """Build the mappings and the table of generated methods."""
         self.mappings: dict[str, Mapping] = {}
         self.keyDict: dict[str, type] = {}
+        self._provided = frozenset(provided or ())
+        self._knownKeys: frozenset[str] | None = None
         self._generated: dict[str, tuple[Callable, str]] = {}
         sections: dict[str, dict[str, Mapping]] = {}
         for section, cls in SECTIONS:
@@ -616,6 +623,8 @@ class CameraMapper(Mapper):
         ------
         butler.errors.DataIdValueError
             A `ValueError` naming the key, the value, the dataset type, the data ID and the root.
+        butler.errors.UnknownDataIdKeyError
+            A key the camera does not know (`checkDataIdKeys`).
         """
         mapping = self.mappings.get(datasetType)
         if mapping is None:
@@ -623,7 +632,53 @@ class CameraMapper(Mapper):
             mapping = self.mappings.get(generated[1]) if generated is not None else None
         if mapping is not None:
             return mapping.checkDataId(self, dataId)
+        self.checkDataIdKeys(datasetType, dataId)
         return check_data_id(dataId, self.keyDict, (), datasetType, self.root)
+
+    def knownDataIdKeys(self) -> frozenset[str]:
+        """Every data-ID key this camera knows, worked out once.
+
+        The fields of every template (a key unused by one dataset type stays
+        allowed, as in Gen2), the ``provided`` keys, the observation-time keys
+        of the calibration validity ranges (``obsTimeName``), the columns of
+        every table of the exposure and calibration registries and of the
+        ``raw`` table ingest makes (`translator`), and `extraDataIdKeys`.
+        """
+        if self._knownKeys is None:
+            known = set(self.keyDict) | self._provided | self.extraDataIdKeys
+            known.update(mapping.obsTimeName for mapping in self.mappings.values() if mapping.obsTimeName)
+            if self.translator is not None:  # the registry ingest makes, before it exists
+                known.update(name for name, _ in self.translator.columns)
+            for registry in (self.registry, self.calibRegistry):
+                if registry is not None:
+                    for table in registry.tables():
+                        known.update(registry.columns(table))
+            self._knownKeys = frozenset(known)
+        return self._knownKeys
+
+    def checkDataIdKeys(self, datasetType: str, dataId: Any) -> None:
+        """Refuse a data-ID key that the camera does not know (see `knownDataIdKeys`).
+
+        Raises
+        ------
+        butler.errors.UnknownDataIdKeyError
+            A `DataIdValueError` (a `ValueError`) naming the key, the closest
+            known keys, the dataset type, the data ID and the repository.
+        """
+        if not dataId:
+            return
+        known = self.knownDataIdKeys()
+        unknown = sorted(str(key) for key in dataId if key not in known)
+        if not unknown:
+            return
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=3)
+            hints.append(f"{key!r} (did you mean {' or '.join(map(repr, close))}?)" if close else repr(key))
+        raise UnknownDataIdKeyError(
+            f"unknown data-ID key{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: no template or registry "
+            f"column of {type(self).__name__} has {'them' if len(unknown) > 1 else 'it'}; datasetType: {datasetType}; "
+            f"dataId: {describe_data_id(dataId)}; repository: {self.root}; known keys: {sorted(known)}")
 
     def canStandardize(self, datasetType: str) -> bool:
         """Return whether this mapper maps ``datasetType`` and has ``std_<datasetType>``."""

@@ -163,7 +163,12 @@ class Mapping:
             A `ValueError`: a value of the wrong kind, or one that converts only with a loss.
         butler.errors.UnsafeDataIdValueError
             Also an `UnsafePathError`: a template value that would make an unsafe or impossible path.
+        butler.errors.UnknownDataIdKeyError
+            A key the camera does not know (the mapper's ``checkDataIdKeys``, when it has one).
         """
+        checkKeys = getattr(mapper, "checkDataIdKeys", None)
+        if checkKeys is not None:
+            checkKeys(self.datasetType, dataId)
         return check_data_id(dataId, self.keyKinds(mapper), self.keyDict, self.datasetType, mapper.root)
 
     def keyKinds(self, mapper: Any) -> dict[str, type]:
