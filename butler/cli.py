@@ -267,12 +267,8 @@ def _known_keys(butler: Any, datasetType: str) -> set[str] | None:
         return None
     known = set(allKeys) | set(dataset_keys(butler, datasetType))
     for repo in butler.repositories():
-        mapper = repo.mapper if repo.cfg.mapper is not None else None
-        for registry in (getattr(mapper, "registry", None), getattr(mapper, "calibRegistry", None)):
-            if registry is None:
-                continue
-            for table in registry.tables():
-                known.update(registry.columns(table))
+        if repo.cfg.mapper is not None:
+            known.update(repo.mapper.knownDataIdKeys() or ())  # templates, registry columns, time keys
     return known
 
 

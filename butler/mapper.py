@@ -85,6 +85,10 @@ class Mapper:
         """Check and normalise a data ID; the base returns it unchanged."""
         return dataId
 
+    def knownDataIdKeys(self) -> frozenset[str] | None:
+        """Every data-ID key this mapper knows, or None when it does not say (the base)."""
+        return None
+
     def backup(self, datasetType: str, dataId: Any) -> None:
         """Keep the existing versions of a dataset's files before they are overwritten.
 
