@@ -22,7 +22,7 @@ import yaml
 from butler import Butler, RepositoryArgs
 from butler.test import MapperForTestWriting, TestObject
 
-TARGETS = {"put": 2.5, "get": 2.0, "construct": 2.0, "deep get": 2.5}
+TARGETS = {"put": 2.0, "put/rename": 1.3, "get": 2.0, "construct": 2.0, "deep get": 2.5, "deep/stat": 1.3}
 
 
 def best_of(repeat: int, func: Callable[[], object], setup: Callable[[], object] | None = None) -> float:
@@ -60,6 +60,14 @@ def bench_put_get(work: str, n: int, repeat: int) -> None:
             with open(path, "wb") as f:
                 pickle.dump(obj, f, pickle.HIGHEST_PROTOCOL)
 
+    def floor_put_rename():
+        for obj, path in zip(objects, paths):
+            directory, name = os.path.split(path)
+            tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+            with open(tmp, "xb") as f:
+                pickle.dump(obj, f, pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+
     def butler_get():
         for dataId in ids:
             butler.get("foo", dataId)
@@ -69,7 +77,9 @@ def bench_put_get(work: str, n: int, repeat: int) -> None:
             with open(path, "rb") as f:
                 pickle.load(f)
 
-    report("put", best_of(repeat, butler_put), best_of(repeat, floor_put), n)
+    put_s = best_of(repeat, butler_put)
+    report("put", put_s, best_of(repeat, floor_put), n)
+    report("put/rename", put_s, best_of(repeat, floor_put_rename), n)
     report("get", best_of(repeat, butler_get), best_of(repeat, floor_get), n)
 
 
@@ -118,7 +128,21 @@ def bench_chain(work: str, repeat: int, depth: int = 10) -> None:
             with open(target, "rb") as f:
                 pickle.load(f)
 
-    report("deep get", best_of(repeat, deep_get), best_of(repeat, floor_deep_get), loops)
+    above = [os.path.join(root, "filename_visit1.txt") for root in roots[1:]]
+
+    def floor_stat_deep_get():
+        for _ in range(loops):
+            for path in above:
+                try:
+                    os.stat(path)
+                except FileNotFoundError:
+                    pass
+            with open(target, "rb") as f:
+                pickle.load(f)
+
+    deep_s = best_of(repeat, deep_get)
+    report("deep get", deep_s, best_of(repeat, floor_deep_get), loops)
+    report("deep/stat", deep_s, best_of(repeat, floor_stat_deep_get), loops)
 
 
 def bench_import(repeat: int) -> None:

@@ -103,7 +103,7 @@ def ensure_within(root: str, path: str) -> str:
     """
     real_root = _real_root(root)
     candidate = os.path.normpath(os.path.join(real_root, path))
-    if _is_within(real_root, candidate) and _no_link_below(real_root, candidate, path):
+    if _is_within(real_root, candidate) and ".." not in path.split(os.sep) and _no_link_below(real_root, candidate):
         return candidate
     resolved = os.path.realpath(os.path.join(real_root, path))
     if not _is_within(real_root, resolved):
@@ -125,41 +125,77 @@ def _real_root(root: str) -> str:
     return real
 
 
-def _no_link_below(real_root: str, candidate: str, path: str) -> bool:
-    """True when ``candidate`` (normalised, inside ``real_root``) has no ``..`` and no symlink below the root.
+#: the directories found link-free below a root, by (real root, directory): their (st_dev, st_ino) then.
+#: A remembered directory is trusted while one ``lstat`` of it still gives that identity, so a
+#: directory (or any component above it) swapped for a symlink afterwards is walked again.
+_checked_directories: dict[tuple[str, str], tuple[int, int]] = {}
+
+
+def _no_link_below(real_root: str, candidate: str) -> bool:
+    """True when ``candidate`` (normalised, inside ``real_root``, no ``..``) has no symlink below the root.
 
     Then the textual path is the resolved path, and the full `os.path.realpath`
-    walk (an ``lstat`` of every component from ``/``) is not needed.
+    walk (an ``lstat`` of every component from ``/``) is not needed. The
+    candidate's directory, once found link-free, is remembered (see
+    `_checked_directories`): later writes there cost one ``lstat`` of it and
+    one of the leaf, however deep it lies.
     """
-    if ".." in path.split(os.sep):
-        return False
+    directory = os.path.dirname(candidate)
+    if directory == real_root or _still_checked(real_root, directory):
+        return _not_a_link(candidate)
     current = real_root
     for part in candidate[len(real_root):].split(os.sep):
         if not part:
             continue
         current = current + os.sep + part
         try:
-            if stat.S_ISLNK(os.lstat(current).st_mode):
-                return False
+            found = os.lstat(current)
         except FileNotFoundError:
             return True  # nothing below a missing component can be a link
+        if stat.S_ISLNK(found.st_mode):
+            return False
+        if current == directory:
+            _checked_directories[real_root, directory] = (found.st_dev, found.st_ino)
     return True
 
 
-def _create_temporary(directory: str, name: str) -> str:
-    """Create a new empty file named after ``name`` in ``directory``; return its path.
+def _still_checked(real_root: str, directory: str) -> bool:
+    """Whether ``directory`` was found link-free below ``real_root`` and is still that directory."""
+    remembered = _checked_directories.get((real_root, directory))
+    if remembered is None:
+        return False
+    try:
+        found = os.lstat(directory)
+    except FileNotFoundError:
+        found = None
+    if found is not None and stat.S_ISDIR(found.st_mode) and (found.st_dev, found.st_ino) == remembered:
+        return True
+    _checked_directories.pop((real_root, directory), None)
+    return False
+
+
+def _not_a_link(path: str) -> bool:
+    try:
+        return not stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return True
+
+
+def _create_temporary(directory: str, name: str) -> tuple[str, int]:
+    """Create a new empty file named after ``name`` in ``directory``; return its path and a descriptor open for writing.
 
     The kernel applies the umask to ``0o666``, so the file gets the mode a
     plain ``open(path, "w")`` would give it. Names are unique across
     processes and threads. An `OSError` (read-only file system, no
     permission, ...) names the file that was to be written, not the temporary.
+    The caller closes the descriptor.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     made_directory = False
     while True:
         tmp = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
         try:
-            fd = os.open(tmp, flags, 0o666)
+            return tmp, os.open(tmp, flags, 0o666)
         except FileExistsError:
             continue
         except FileNotFoundError as exc:
@@ -168,12 +204,9 @@ def _create_temporary(directory: str, name: str) -> str:
                                         os.path.join(directory, name)) from exc
             _makedirs_for(directory, name)
             made_directory = True
-            continue
         except OSError as exc:
             raise type(exc)(exc.errno, f"cannot write {name}: {exc.strerror}",
                             os.path.join(directory, name)) from exc
-        os.close(fd)
-        return tmp
 
 
 def _makedirs_for(directory: str, name: str) -> None:
@@ -187,7 +220,8 @@ def _makedirs_for(directory: str, name: str) -> None:
 @contextlib.contextmanager
 def _temporary_beside(target: str) -> Iterator[str]:
     """Yield a new empty temporary file in ``target``'s directory; always removed on exit."""
-    tmp = _create_temporary(*os.path.split(target))
+    tmp, fd = _create_temporary(*os.path.split(target))
+    os.close(fd)
     try:
         yield tmp
     finally:
@@ -233,18 +267,32 @@ def atomic_write(path: str, root: str | None = None) -> Iterator[str]:
     (fsynced first when `FSYNC` is set). If the block raises (or the rename
     fails), the temporary file is removed and ``path`` is left as it was.
     """
-    target = ensure_within(root, path) if root is not None else os.path.abspath(path)
-    tmp = _create_temporary(*os.path.split(target))
+    target, tmp, fd = _begin_write(path, root)
+    os.close(fd)  # the caller writes by path (a formatter may even replace the file)
     try:
         yield tmp
         if FSYNC:
             _fsync_path(tmp)
-        os.replace(tmp, target)
+        _publish(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _discard(tmp)
         raise
+
+
+def _begin_write(path: str, root: str | None) -> tuple[str, str, int]:
+    """The contained destination of ``path``, and a new temporary file beside it with its open descriptor."""
+    target = ensure_within(root, path) if root is not None else os.path.abspath(path)
+    return (target, *_create_temporary(*os.path.split(target)))
+
+
+def _publish(tmp: str, target: str) -> None:
+    os.replace(tmp, target)
     _log.debug("wrote %s", target)
+
+
+def _discard(tmp: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -323,9 +371,25 @@ def remove_stale_temporaries(directory: str, name: str | None = None) -> list[st
 
 
 def write_bytes(path: str, data: bytes, root: str | None = None) -> None:
-    """Write ``data`` to ``path`` through :func:`atomic_write` (same parameters)."""
-    with atomic_write(path, root=root) as tmp, open(tmp, "wb") as stream:
-        stream.write(data)
+    """Write ``data`` to ``path`` atomically, as :func:`atomic_write` does (same parameters).
+
+    The bytes go through the descriptor the temporary file was created with:
+    the file is not opened a second time.
+    """
+    target, tmp, fd = _begin_write(path, root)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if FSYNC:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        _publish(tmp, target)
+    except BaseException:
+        _discard(tmp)
+        raise
 
 
 @contextlib.contextmanager

@@ -16,7 +16,14 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from ..errors import DatasetNotFoundError, RepositoryError
-from ..safeio import atomic_write, ensure_within, locked_directory, makedirs, remove_stale_temporaries
+from ..safeio import (
+    atomic_write,
+    ensure_within,
+    locked_directory,
+    makedirs,
+    remove_stale_temporaries,
+    write_bytes,
+)
 from ..utils import resolve_mapper
 from .base import StorageInterface, split_uri
 
@@ -91,6 +98,10 @@ class PosixStorage(StorageInterface):
 
     def _writer(self, relpath: str) -> contextlib.AbstractContextManager[str]:
         return atomic_write(relpath, root=self.root)
+
+    def writeBytes(self, path: str, data: bytes) -> None:
+        """Write ``data`` at ``path`` atomically (see `writer`), through the temporary file's own descriptor."""
+        write_bytes(self._check(path), data, root=self.root)
 
     def _listNames(self, relpath: str) -> list[str]:
         names: list[str] = []
