@@ -601,12 +601,29 @@ class CameraMapper(Mapper):
     def map(self, datasetType: str, dataId: Any, write: bool = False) -> Any:
         """As `Mapper.map`; the data-ID values are checked and converted first (`checkDataId`).
 
-        A dataset type with a mapping of its own is checked by `Mapping.map`, so
-        here only when the camera's `validate` would see the values first.
+        A dataset type with a mapping of its own (and no ``map_<datasetType>``
+        method of the class) is checked once, handed to `validate`, and mapped
+        by its `Mapping` directly, which checks again only what `validate`
+        changed. Other types are checked here when the camera's `validate`
+        would see the values first.
         """
-        if datasetType not in self.mappings or type(self).validate is not Mapper.validate:
+        mapping = self.mappings.get(datasetType)
+        if mapping is not None and datasetType not in self._overriddenMaps():
+            checked = mapping.checkDataId(self, dataId)
+            validated = self.validate(checked)
+            return mapping.map(self, validated, write, checked=validated is checked)
+        if mapping is None or type(self).validate is not Mapper.validate:
             dataId = self.checkDataId(datasetType, dataId)
         return super().map(datasetType, dataId, write)
+
+    def _overriddenMaps(self) -> frozenset[str]:
+        """The mapped dataset types whose ``map_<datasetType>`` the class defines itself (worked out once)."""
+        overridden = self.__dict__.get("_overridden")
+        if overridden is None:
+            overridden = frozenset(datasetType for datasetType in self.mappings
+                                   if any("map_" + datasetType in vars(cls) for cls in type(self).__mro__))
+            self.__dict__["_overridden"] = overridden
+        return overridden
 
     def queryMetadata(self, datasetType: str, format: Any, dataId: Any) -> Any:
         """As `Mapper.queryMetadata`; the data-ID values are checked and converted first (`checkDataId`)."""

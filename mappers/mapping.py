@@ -109,7 +109,7 @@ class Mapping:
         """Return ``{key: type}`` of the template keys."""
         return self.keyDict
 
-    def map(self, mapper: Any, dataId: Any, write: bool = False) -> ButlerLocation:
+    def map(self, mapper: Any, dataId: Any, write: bool = False, checked: bool = False) -> ButlerLocation:
         """Return the location of the dataset for a (possibly partial) data ID.
 
         Parameters
@@ -119,12 +119,17 @@ class Mapping:
         dataId : mapping
             The data ID; missing template keys are looked up in the registry.
         write : `bool`
-            Map for writing: no search for compressed variants.
+            Map for writing: no search for compressed variants; the location's
+            ``additionalData`` holds the write recipe (``add_<datasetType>``),
+            which is computed for writes only.
+        checked : `bool`
+            The caller has already passed ``dataId`` through `checkDataId`
+            (it is not checked a second time).
         """
         template = self.template
         # the values given are checked before the registry is asked about them,
         # the values the registry supplies before they fill the template
-        actualId = dict(self.checkDataId(mapper, dataId or {}))
+        actualId = dict(dataId if checked else self.checkDataId(mapper, dataId or {}))
         missing = [key for key in self.keyDict if key not in actualId]
         if missing:
             found = dict(zip(missing, self._complete(missing, actualId)))
@@ -137,8 +142,11 @@ class Mapping:
                               f"{self.datasetType!r})")
         if not write:
             path = self.rootStorage.findCompressed(path)
-        addFunc = getattr(mapper, "add_" + self.datasetType, None)
-        additionalData = actualId if addFunc is None else {**addFunc(self.datasetType, actualId), **actualId}
+        additionalData = actualId
+        if write:
+            addFunc = getattr(mapper, "add_" + self.datasetType, None)
+            if addFunc is not None:
+                additionalData = {**addFunc(self.datasetType, actualId), **actualId}
         return ButlerLocation(self.python, self.persistable, self.storage, path, actualId, mapper,
                               self.storageFor(write), usedDataId=usedDataId, datasetType=self.datasetType,
                               additionalData=additionalData, repository=getattr(mapper, "repository", None))

@@ -482,10 +482,11 @@ class StorageInterface(abc.ABC):
         The HDU selector is kept; the common case costs one existence check.
         """
         filename, hdu = split_hdu(path)
-        if self.exists(filename):
+        relpath = self._check(filename)  # once, for the path and its variants
+        if self._exists(relpath):
             return path
         for ext in COMPRESSED_SUFFIXES:
-            if not filename.endswith(ext) and self.exists(filename + ext):
+            if not relpath.endswith(ext) and self._exists(relpath + ext):
                 return filename + ext + ("" if hdu is None else f"[{hdu}]")
         return path
 
