@@ -1,0 +1,175 @@
+"""Issue #12, the per-repository cost of a camera read and of put: what the fast paths must still do.
+
+A read through a rerun chain finds a file another process wrote after the
+Butler was made (nothing about the file system is cached); a data ID is
+checked once per map; the write recipe is computed for writes only; put writes
+through the temporary file it created, and a directory remembered as inside
+the root is walked again once it has been swapped for a symbolic link.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.nddata import CCDData
+
+from butler import Butler, RepositoryArgs
+from butler.errors import UnsafePathError
+from butler.safeio import atomic_write, write_bytes
+from butler.test import MapperForTestWriting, TestObject
+from mappers.test import TestMapper
+
+DATA_ID = {"visit": 1, "filter": "g"}
+CALEXP = "calexp/calexp_v1_fg.fits"
+
+
+@pytest.fixture
+def obs_test_input(shared_data_untouched) -> str:
+    return str(shared_data_untouched / "obs_test" / "data" / "input")
+
+
+def _image(value: float) -> CCDData:
+    return CCDData(np.full((4, 5), value, dtype=np.float32), unit="adu")
+
+
+def _chain(obs_test_input: str, base, depth: int = 4) -> list[str]:
+    """A bottom repository holding a calexp of 1.0, then ``depth`` reruns above it; the roots, bottom first."""
+    roots = [str(base / f"rerun{i}") for i in range(depth + 1)]
+    Butler(inputs=obs_test_input, outputs=roots[0]).put(_image(1.0), "calexp", **DATA_ID)
+    for parent, child in zip(roots, roots[1:]):
+        Butler(inputs=parent, outputs=child)
+    return roots
+
+
+def _in_another_process(code: str) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), *sys.path]))
+    subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, env=env, timeout=120)
+
+
+# -- 1. the rerun chain sees what other processes write -------------------------------------------
+
+
+def test_a_calexp_written_by_another_process_after_the_butler_was_made_is_found(obs_test_input, tmp_path):
+    roots = _chain(obs_test_input, tmp_path)
+    reader = Butler(inputs=roots[-1])
+    assert reader.get("calexp", **DATA_ID).data[0, 0] == 1.0  # from the bottom, every rerun missed
+    _in_another_process(f"""
+        from astropy.nddata import CCDData
+        import numpy as np
+        from butler import Butler
+        Butler(inputs={roots[1]!r}, outputs={roots[2]!r}).put(
+            CCDData(np.full((4, 5), 2.0, dtype=np.float32), unit="adu"), "calexp", visit=1, filter="g")
+    """)
+    assert reader.get("calexp", **DATA_ID).data[0, 0] == 2.0
+    assert reader.getUri("calexp", **DATA_ID) == os.path.join(roots[2], CALEXP)
+
+
+def test_a_compressed_variant_written_later_by_another_process_is_found(obs_test_input, tmp_path):
+    roots = _chain(obs_test_input, tmp_path)
+    reader = Butler(inputs=roots[-1])
+    assert reader.getUri("calexp", **DATA_ID) == os.path.join(roots[0], CALEXP)
+    source = os.path.join(roots[0], CALEXP)
+    target = os.path.join(roots[3], CALEXP + ".gz")
+    _in_another_process(f"""
+        import gzip, os
+        os.makedirs(os.path.dirname({target!r}))
+        with open({source!r}, "rb") as f, gzip.open({target!r}, "wb") as out:
+            out.write(f.read())
+    """)
+    assert reader.getUri("calexp", **DATA_ID) == target
+    np.testing.assert_array_equal(reader.get("calexp", **DATA_ID).data, fits.getdata(source))
+    with gzip.open(target) as stream:  # the variant was read as it is, not rewritten
+        assert stream.read(6) == b"SIMPLE"
+
+
+# -- 2. the camera map path ------------------------------------------------------------------------
+
+
+class CountingTestMapper(TestMapper):
+    """obs_test's mapper counting how often a data ID's keys are checked (once per value check)."""
+
+    checks = 0
+
+    def checkDataIdKeys(self, datasetType, dataId):
+        type(self).checks += 1
+        super().checkDataIdKeys(datasetType, dataId)
+
+
+def test_a_data_id_is_checked_once_per_map(obs_test_input, tmp_path):
+    Butler(inputs=obs_test_input, outputs=str(tmp_path / "out")).put(_image(3.0), "calexp", **DATA_ID)
+    mapper = CountingTestMapper(root=str(tmp_path / "out"))
+    CountingTestMapper.checks = 0
+    location = mapper.map("calexp", {"visit": "1", "filter": "g"})  # validate sees the converted visit
+    assert CountingTestMapper.checks == 1
+    assert location.getLocations() == [CALEXP] and location.dataId["visit"] == 1
+
+
+def test_the_write_recipe_is_in_write_locations_only(obs_test_input, tmp_path):
+    mapper = TestMapper(root=obs_test_input)
+    read = mapper.map("calexp", DATA_ID)
+    write = mapper.map("calexp", DATA_ID, write=True)
+    assert "image.scaling.seed" not in read.getAdditionalData()
+    assert write.getAdditionalData()["image.scaling.seed"] != 0
+    assert read.getAdditionalData()["visit"] == write.getAdditionalData()["visit"] == 1
+
+
+# -- 3. put ----------------------------------------------------------------------------------------
+
+
+def test_write_bytes_writes_everything_through_its_descriptor_and_leaves_no_temporary(tmp_path):
+    data = os.urandom(3 * (1 << 20) + 17)  # more than one write call may take
+    write_bytes("sub/big.bin", data, root=str(tmp_path))
+    assert (tmp_path / "sub" / "big.bin").read_bytes() == data
+    assert os.listdir(tmp_path / "sub") == ["big.bin"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "sub" / "big.bin").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_failed_write_bytes_leaves_the_old_file(tmp_path):
+    write_bytes("a.bin", b"old", root=str(tmp_path))
+    with pytest.raises(TypeError):
+        write_bytes("a.bin", 12345, root=str(tmp_path))  # type: ignore[arg-type]
+    assert os.listdir(tmp_path) == ["a.bin"] and (tmp_path / "a.bin").read_bytes() == b"old"
+
+
+def test_a_remembered_directory_swapped_for_a_symlink_is_refused(tmp_path):
+    root, outside = tmp_path / "repo", tmp_path / "outside"
+    outside.mkdir()
+    butler = Butler(outputs=RepositoryArgs(root=str(root), mapper=MapperForTestWriting, mode="rw"))
+    write_bytes("deep/dir/a.bin", b"1", root=str(root))
+    write_bytes("deep/dir/b.bin", b"2", root=str(root))  # the directory is remembered now
+    os.rename(root / "deep" / "dir", tmp_path / "moved")
+    (outside / "dir").mkdir()
+    os.symlink(outside / "dir", root / "deep" / "dir")
+    with pytest.raises(UnsafePathError):
+        write_bytes("deep/dir/c.bin", b"3", root=str(root))
+    with pytest.raises(UnsafePathError):
+        with atomic_write("deep/dir/d.bin", root=str(root)) as tmp:
+            open(tmp, "wb").close()  # pragma: no cover - never reached
+    assert os.listdir(outside / "dir") == []
+    os.unlink(root / "deep" / "dir")  # a real directory again: written into, remembered anew
+    write_bytes("deep/dir/e.bin", b"5", root=str(root))
+    write_bytes("deep/dir/f.bin", b"6", root=str(root))
+    assert sorted(os.listdir(root / "deep" / "dir")) == ["e.bin", "f.bin"]
+    butler.put(TestObject(7), "foo", visit=7, ccd=1)
+    assert butler.get("foo", visit=7, ccd=1) == TestObject(7)
+
+
+def test_a_remembered_parent_swapped_for_a_symlink_is_refused(tmp_path):
+    root, outside = tmp_path / "repo", tmp_path / "outside"
+    write_bytes("a/b/c/x.bin", b"1", root=str(root))
+    write_bytes("a/b/c/y.bin", b"2", root=str(root))
+    os.rename(root / "a", tmp_path / "moved")
+    (outside / "b" / "c").mkdir(parents=True)
+    os.symlink(outside, root / "a")
+    with pytest.raises(UnsafePathError):
+        write_bytes("a/b/c/z.bin", b"3", root=str(root))
+    assert os.listdir(outside / "b" / "c") == []
