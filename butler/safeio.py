@@ -129,6 +129,7 @@ def _real_root(root: str) -> str:
 #: A remembered directory is trusted while one ``lstat`` of it still gives that identity, so a
 #: directory (or any component above it) swapped for a symlink afterwards is walked again.
 _checked_directories: dict[tuple[str, str], tuple[int, int]] = {}
+_MAX_CHECKED_DIRECTORIES = 4096
 
 
 def _no_link_below(real_root: str, candidate: str) -> bool:
@@ -154,7 +155,9 @@ def _no_link_below(real_root: str, candidate: str) -> bool:
             return True  # nothing below a missing component can be a link
         if stat.S_ISLNK(found.st_mode):
             return False
-        if current == directory:
+        if current == directory and stat.S_ISDIR(found.st_mode):
+            if len(_checked_directories) >= _MAX_CHECKED_DIRECTORIES:
+                _checked_directories.clear()  # bounded: a forgotten directory is only walked again
             _checked_directories[real_root, directory] = (found.st_dev, found.st_ino)
     return True
 
@@ -166,7 +169,7 @@ def _still_checked(real_root: str, directory: str) -> bool:
         return False
     try:
         found = os.lstat(directory)
-    except FileNotFoundError:
+    except OSError:  # gone, or a component is no longer a directory: walk again
         found = None
     if found is not None and stat.S_ISDIR(found.st_mode) and (found.st_dev, found.st_ino) == remembered:
         return True
