@@ -125,63 +125,25 @@ def _real_root(root: str) -> str:
     return real
 
 
-#: the directories found link-free below a root, by (real root, directory): their (st_dev, st_ino) then.
-#: A remembered directory is trusted while one ``lstat`` of it still gives that identity, so a
-#: directory (or any component above it) swapped for a symlink afterwards is walked again.
-_checked_directories: dict[tuple[str, str], tuple[int, int]] = {}
-_MAX_CHECKED_DIRECTORIES = 4096
-
-
 def _no_link_below(real_root: str, candidate: str) -> bool:
     """True when ``candidate`` (normalised, inside ``real_root``, no ``..``) has no symlink below the root.
 
     Then the textual path is the resolved path, and the full `os.path.realpath`
-    walk (an ``lstat`` of every component from ``/``) is not needed. The
-    candidate's directory, once found link-free, is remembered (see
-    `_checked_directories`): later writes there cost one ``lstat`` of it and
-    one of the leaf, however deep it lies.
+    walk (an ``lstat`` of every component from ``/``) is not needed. Every
+    component is looked at on every write: a directory moved out of the root
+    and replaced by a link keeps its inode, so no earlier answer can be trusted.
     """
-    directory = os.path.dirname(candidate)
-    if directory == real_root or _still_checked(real_root, directory):
-        return _not_a_link(candidate)
     current = real_root
     for part in candidate[len(real_root):].split(os.sep):
         if not part:
             continue
         current = current + os.sep + part
         try:
-            found = os.lstat(current)
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                return False
         except FileNotFoundError:
             return True  # nothing below a missing component can be a link
-        if stat.S_ISLNK(found.st_mode):
-            return False
-        if current == directory and stat.S_ISDIR(found.st_mode):
-            if len(_checked_directories) >= _MAX_CHECKED_DIRECTORIES:
-                _checked_directories.clear()  # bounded: a forgotten directory is only walked again
-            _checked_directories[real_root, directory] = (found.st_dev, found.st_ino)
     return True
-
-
-def _still_checked(real_root: str, directory: str) -> bool:
-    """Whether ``directory`` was found link-free below ``real_root`` and is still that directory."""
-    remembered = _checked_directories.get((real_root, directory))
-    if remembered is None:
-        return False
-    try:
-        found = os.lstat(directory)
-    except OSError:  # gone, or a component is no longer a directory: walk again
-        found = None
-    if found is not None and stat.S_ISDIR(found.st_mode) and (found.st_dev, found.st_ino) == remembered:
-        return True
-    _checked_directories.pop((real_root, directory), None)
-    return False
-
-
-def _not_a_link(path: str) -> bool:
-    try:
-        return not stat.S_ISLNK(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return True
 
 
 def _create_temporary(directory: str, name: str) -> tuple[str, int]:

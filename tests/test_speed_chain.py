@@ -3,8 +3,8 @@
 A read through a rerun chain finds a file another process wrote after the
 Butler was made (nothing about the file system is cached); a data ID is
 checked once per map; the write recipe is computed for writes only; put writes
-through the temporary file it created, and a directory remembered as inside
-the root is walked again once it has been swapped for a symbolic link.
+through the temporary file it created, and a directory (or a parent of it) swapped for a
+symbolic link after a first write is refused.
 """
 
 from __future__ import annotations
@@ -140,12 +140,12 @@ def test_a_failed_write_bytes_leaves_the_old_file(tmp_path):
     assert os.listdir(tmp_path) == ["a.bin"] and (tmp_path / "a.bin").read_bytes() == b"old"
 
 
-def test_a_remembered_directory_swapped_for_a_symlink_is_refused(tmp_path):
+def test_a_directory_swapped_for_a_symlink_after_a_write_is_refused(tmp_path):
     root, outside = tmp_path / "repo", tmp_path / "outside"
     outside.mkdir()
     butler = Butler(outputs=RepositoryArgs(root=str(root), mapper=MapperForTestWriting, mode="rw"))
     write_bytes("deep/dir/a.bin", b"1", root=str(root))
-    write_bytes("deep/dir/b.bin", b"2", root=str(root))  # the directory is remembered now
+    write_bytes("deep/dir/b.bin", b"2", root=str(root))
     os.rename(root / "deep" / "dir", tmp_path / "moved")
     (outside / "dir").mkdir()
     os.symlink(outside / "dir", root / "deep" / "dir")
@@ -155,7 +155,7 @@ def test_a_remembered_directory_swapped_for_a_symlink_is_refused(tmp_path):
         with atomic_write("deep/dir/d.bin", root=str(root)) as tmp:
             open(tmp, "wb").close()  # pragma: no cover - never reached
     assert os.listdir(outside / "dir") == []
-    os.unlink(root / "deep" / "dir")  # a real directory again: written into, remembered anew
+    os.unlink(root / "deep" / "dir")  # a real directory again: written into
     write_bytes("deep/dir/e.bin", b"5", root=str(root))
     write_bytes("deep/dir/f.bin", b"6", root=str(root))
     assert sorted(os.listdir(root / "deep" / "dir")) == ["e.bin", "f.bin"]
@@ -163,7 +163,7 @@ def test_a_remembered_directory_swapped_for_a_symlink_is_refused(tmp_path):
     assert butler.get("foo", visit=7, ccd=1) == TestObject(7)
 
 
-def test_a_remembered_parent_swapped_for_a_symlink_is_refused(tmp_path):
+def test_a_parent_swapped_for_a_symlink_after_a_write_is_refused(tmp_path):
     root, outside = tmp_path / "repo", tmp_path / "outside"
     write_bytes("a/b/c/x.bin", b"1", root=str(root))
     write_bytes("a/b/c/y.bin", b"2", root=str(root))
@@ -173,3 +173,16 @@ def test_a_remembered_parent_swapped_for_a_symlink_is_refused(tmp_path):
     with pytest.raises(UnsafePathError):
         write_bytes("a/b/c/z.bin", b"3", root=str(root))
     assert os.listdir(outside / "b" / "c") == []
+
+
+def test_a_directory_moved_out_of_the_root_behind_a_link_is_refused(tmp_path):
+    """The moved directory keeps its inode: only a look at every component catches it."""
+    root, outside = tmp_path / "repo", tmp_path / "outside"
+    outside.mkdir()
+    write_bytes("a/b/c/x.bin", b"1", root=str(root))
+    write_bytes("a/b/c/y.bin", b"2", root=str(root))
+    os.rename(root / "a", outside / "a")
+    os.symlink(outside / "a", root / "a")
+    with pytest.raises(UnsafePathError):
+        write_bytes("a/b/c/z.bin", b"3", root=str(root))
+    assert sorted(os.listdir(outside / "a" / "b" / "c")) == ["x.bin", "y.bin"]
