@@ -215,6 +215,19 @@ class SqliteRegistry(Registry):
         butler.errors.RegistryError
             When the query fails otherwise.
         """
+        return self._query(*self._lookup_sql(lookupProperties, reference, dataId))
+
+    def queryPlan(self, lookupProperties: Any, reference: Any, dataId: Mapping | None) -> list[str]:
+        """Return SQLite's ``EXPLAIN QUERY PLAN`` of the `lookup` with the same arguments.
+
+        Each string is one step of the plan (``SEARCH raw USING INDEX ...``,
+        ``SCAN raw``...): a way to check that a lookup is answered from an index.
+        """
+        sql, values = self._lookup_sql(lookupProperties, reference, dataId)
+        return [row[-1] for row in self._query("EXPLAIN QUERY PLAN " + sql, values)]
+
+    def _lookup_sql(self, lookupProperties: Any, reference: Any, dataId: Mapping | None) -> tuple[str, list]:
+        """The ``SELECT`` of a `lookup` and its bound values."""
         where: list[tuple[str, str]] = []
         values: list[Any] = []
         range_: tuple[str, str, str] | None = None
@@ -230,7 +243,7 @@ class SqliteRegistry(Registry):
                 values.append(value)
         sql = self._select(tuple(sequencify(lookupProperties)), tuple(sequencify(reference)), tuple(where),
                            range_)
-        return self._query(sql, values + range_value)
+        return sql, values + range_value
 
     def executeQuery(self, returnFields: Any, joinClause: Any, whereFields: Iterable | None,
                      range: Sequence[str] | None, values: Sequence[Any]) -> list[tuple]:
