@@ -621,7 +621,8 @@ class CameraMapper(Mapper):
                 self._addGenerated(datasetType, self.mappings[datasetType], section, declared)
         blueprint.obsTimeNames = frozenset(mapping.obsTimeName for mapping in self.mappings.values()
                                            if mapping.obsTimeName)
-        blueprint.generated, blueprint.keyDict = self._generated, dict(self.keyDict)
+        blueprint.keyDict = dict(self.keyDict)
+        blueprint.generated = self._generated  # last: a mapper seeing it finds the rest filled in
 
     def _makeMapping(self, datasetType: str, cls: type[Mapping], entry: Any) -> Mapping:
         """The `Mapping` of one dataset type, over this mapper's registries and storages."""
