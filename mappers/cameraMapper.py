@@ -124,8 +124,8 @@ class _Blueprint:
     defaultSubLevels: dict[str, Any]
     #: ``datasetType: (Mapping class, policy entry merged with the mapping defaults)``
     specs: dict[str, tuple[type[Mapping], Any]]
-    #: section -> its dataset types that have a mapping
-    sections: dict[str, list[str]]
+    #: section -> the specs of its dataset types that have a mapping
+    sections: dict[str, dict[str, tuple[type[Mapping], Any]]]
     #: the generated ``map_X`` of the composite dataset types
     composites: dict[str, tuple[Callable, str]]
     generated: dict[str, tuple[Callable, str]] | None = None
@@ -170,9 +170,9 @@ class _LazyMappings(collections.abc.Mapping):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self._specs)!r})"
 
-    def section(self, names: Iterable[str]) -> _LazyMappings:
-        """The mappings of some dataset types, sharing the ones made."""
-        return _LazyMappings({name: self._specs[name] for name in names}, self._make, self._made)
+    def section(self, specs: dict[str, tuple[type[Mapping], Any]]) -> _LazyMappings:
+        """The mappings of some of the dataset types (``specs``, a part of this one's), sharing the ones made."""
+        return _LazyMappings(specs, self._make, self._made)
 
 
 #: blueprints by (mapper class, repository policy, provided keys); bounded, oldest dropped first
@@ -200,10 +200,10 @@ def _blueprint(cls: type[CameraMapper], policy: Any, repositoryPolicy: Any,
     composed = compose_policy(files, repositoryPolicy)
     levels = {level: frozenset(composed["levels"].asArray(level)) for level in composed.get("levels") or ()}
     specs: dict[str, tuple[type[Mapping], Any]] = {}
-    sections: dict[str, list[str]] = {}
+    sections: dict[str, dict[str, tuple[type[Mapping], Any]]] = {}
     composites: dict[str, tuple[Callable, str]] = {}
     for section, mappingClass in SECTIONS:
-        sections[section] = []
+        sections[section] = {}
         entries = composed.get(section)
         if entries is None:
             continue
@@ -214,8 +214,7 @@ def _blueprint(cls: type[CameraMapper], policy: Any, repositoryPolicy: Any,
                 composites["map_" + datasetType] = (cls._mapComposite, datasetType)
                 continue
             entry.merge(defaults)
-            specs[datasetType] = (mappingClass, entry)
-            sections[section].append(datasetType)
+            specs[datasetType] = sections[section][datasetType] = (mappingClass, entry)
     blueprint = _Blueprint(composed, levels, (composed.get("defaultSubLevels") or Policy()).toDict(), specs,
                            sections, composites)
     if key is not None:
@@ -604,7 +603,7 @@ class CameraMapper(Mapper):
         self._knownKeys: frozenset[str] | None = None
         blueprint = self._blueprint
         self.mappings = _LazyMappings(blueprint.specs, self._makeMapping)
-        sections = {section: self.mappings.section(names) for section, names in blueprint.sections.items()}
+        sections = {section: self.mappings.section(specs) for section, specs in blueprint.sections.items()}
         self.images, self.exposures = sections["images"], sections["exposures"]
         self.calibrations, self.datasets = sections["calibrations"], sections["datasets"]
         if blueprint.generated is not None:
