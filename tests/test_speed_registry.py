@@ -79,3 +79,24 @@ def test_mappers_of_one_process_share_the_policy_work_not_the_repository(tmp_pat
     assert mapper.map("raw", {"visit": 3}).getLocations() == ["raw/v3-r.fits"]
     assert mapper.getKeys("raw", None) == {"visit": int, "filter": str}
     assert sorted(mapper.mappings) == sorted(first.mappings) and "raw" in mapper.exposures
+
+
+def test_readers_share_a_schema_until_the_file_changes(tmp_path):
+    """Readers of one registry file reuse its learnt schema; a reader of the rewritten file sees the new one."""
+    location = tmp_path / "registry.sqlite3"
+    writer = SqliteRegistry(location, readOnly=False)
+    with writer.transaction():
+        writer.create_table("raw", [("visit", "INT")])
+    first, second = SqliteRegistry(location), SqliteRegistry(location)
+    assert first.tables() == ["raw"] and first.columns("raw") == {"visit": "INT"}
+    statements = []
+    second.conn.set_trace_callback(statements.append)
+    assert second.tables() == ["raw"] and second.columns("raw") == {"visit": "INT"}
+    assert statements == []  # learnt by the first reader
+    with writer.transaction():
+        writer.create_table("raw_visit", [("visit", "INT")])
+        writer.insert("raw", [{"visit": 7}])
+    third = SqliteRegistry(location)
+    assert third.tables() == ["raw", "raw_visit"]
+    assert third.lookup("visit", "raw", {}) == [(7,)]
+    assert first.tables() == ["raw"]  # an open reader keeps the version it connected to
