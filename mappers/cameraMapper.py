@@ -10,6 +10,7 @@ itself always wins.
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import difflib
 import functools
@@ -105,6 +106,122 @@ def compose_policy(files: Iterable[str | Policy], repositoryPolicy: Any = None) 
                 raise DuplicatePolicyError(f"Duplicate mapping policy for dataset type {datasetType}")
             seen[datasetType] = section
     return policy
+
+
+@attrs.define(eq=False)
+class _Blueprint:
+    """What a camera mapper builds from its policy alone, shared by the mappers of one process.
+
+    ``generated`` (the table of generated methods), ``keyDict`` and
+    ``obsTimeNames`` (the calibrations' observation-time keys) are filled in
+    by the first mapper built from the blueprint; later mappers only make
+    their `Mapping` objects (which hold the registries and storages).
+    Everything here is read, never changed, by the mappers sharing it.
+    """
+
+    policy: Policy
+    levels: dict[str, frozenset[str]]
+    defaultSubLevels: dict[str, Any]
+    #: ``datasetType: (Mapping class, policy entry merged with the mapping defaults)``
+    specs: dict[str, tuple[type[Mapping], Any]]
+    #: section -> the specs of its dataset types that have a mapping
+    sections: dict[str, dict[str, tuple[type[Mapping], Any]]]
+    #: the generated ``map_X`` of the composite dataset types
+    composites: dict[str, tuple[Callable, str]]
+    generated: dict[str, tuple[Callable, str]] | None = None
+    keyDict: dict[str, type] = attrs.Factory(dict)
+    obsTimeNames: frozenset[str] = frozenset()
+
+
+class _LazyMappings(collections.abc.Mapping):
+    """Dataset type -> `Mapping`, each made on first use (a task uses a few of a camera's hundreds).
+
+    Parameters
+    ----------
+    specs : `dict`
+        ``datasetType: (Mapping class, policy entry)``.
+    make : callable
+        ``make(datasetType, cls, entry)`` makes one mapping.
+    made : `dict`, optional
+        The mappings made so far (shared by the sections of one mapper).
+    """
+
+    def __init__(self, specs: dict[str, tuple[type[Mapping], Any]],
+                 make: Callable[[str, type[Mapping], Any], Mapping], made: dict[str, Mapping] | None = None):
+        self._specs = specs
+        self._make = make
+        self._made = {} if made is None else made
+
+    def __getitem__(self, datasetType: str) -> Mapping:
+        mapping = self._made.get(datasetType)
+        if mapping is None:
+            mapping = self._made[datasetType] = self._make(datasetType, *self._specs[datasetType])
+        return mapping
+
+    def __contains__(self, datasetType: object) -> bool:
+        return datasetType in self._specs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self._specs)!r})"
+
+    def section(self, specs: dict[str, tuple[type[Mapping], Any]]) -> _LazyMappings:
+        """The mappings of some of the dataset types (``specs``, a part of this one's), sharing the ones made."""
+        return _LazyMappings(specs, self._make, self._made)
+
+
+#: blueprints by (mapper class, repository policy, provided keys); bounded, oldest dropped first
+_BLUEPRINTS: dict[tuple, _Blueprint] = {}
+_BLUEPRINTS_MAX = 64
+
+
+def _blueprint(cls: type[CameraMapper], policy: Any, repositoryPolicy: Any,
+               provided: Iterable[str] | None) -> _Blueprint:
+    """The policy-derived part of a mapper: composed once per process for the camera's own policy files.
+
+    A mapper given a ``policy`` argument composes its own (not cached). A
+    worker that unpickles one Butler per task thus reads and composes the
+    camera policy once, not on each task. The policy files are package data,
+    read once per process like `_mapping_defaults`.
+    """
+    files = cls.policyFiles if policy is None else [policy if isinstance(policy, Policy) else Policy(policy)]
+    key = None
+    if policy is None:
+        given = repositoryPolicy.toDict() if isinstance(repositoryPolicy, Policy) else repositoryPolicy
+        key = (cls, repr(given) if given else None, frozenset(provided or ()))
+        cached = _BLUEPRINTS.get(key)
+        if cached is not None:
+            return cached
+    composed = compose_policy(files, repositoryPolicy)
+    levels = {level: frozenset(composed["levels"].asArray(level)) for level in composed.get("levels") or ()}
+    specs: dict[str, tuple[type[Mapping], Any]] = {}
+    sections: dict[str, dict[str, tuple[type[Mapping], Any]]] = {}
+    composites: dict[str, tuple[Callable, str]] = {}
+    for section, mappingClass in SECTIONS:
+        sections[section] = {}
+        entries = composed.get(section)
+        if entries is None:
+            continue
+        defaults = _mapping_defaults().get(section)
+        for datasetType in entries:
+            entry = entries[datasetType]
+            if entry.get("composite") is not None:
+                composites["map_" + datasetType] = (cls._mapComposite, datasetType)
+                continue
+            entry.merge(defaults)
+            specs[datasetType] = sections[section][datasetType] = (mappingClass, entry)
+    blueprint = _Blueprint(composed, levels, (composed.get("defaultSubLevels") or Policy()).toDict(), specs,
+                           sections, composites)
+    if key is not None:
+        if len(_BLUEPRINTS) >= _BLUEPRINTS_MAX:
+            del _BLUEPRINTS[next(iter(_BLUEPRINTS))]
+        _BLUEPRINTS[key] = blueprint
+    return blueprint
 
 
 def _flatten_recipe(recipe: Any, defaults: Any) -> dict[str, Any]:
@@ -374,13 +491,12 @@ class CameraMapper(Mapper):
         self.repository = repository
         self.root = os.fspath(root) if root is not None else repository.root
         self.repositoryCfg = repositoryCfg
-        files = self.policyFiles if policy is None else [policy if isinstance(policy, Policy)
-                                                         else Policy(policy)]
-        self.policy = compose_policy(files, getattr(repositoryCfg, "policy", None))
+        self._blueprint = _blueprint(type(self), policy, getattr(repositoryCfg, "policy", None), provided)
+        self.policy = self._blueprint.policy
         self.repositoryDir = repositoryDir
-        self.levels = {level: set(self.policy["levels"].asArray(level)) for level in self.policy.get("levels") or ()}
+        self.levels = {level: set(keys) for level, keys in self._blueprint.levels.items()}
         self.defaultLevel = self.policy.get("defaultLevel")
-        self.defaultSubLevels = (self.policy.get("defaultSubLevels") or Policy()).toDict()
+        self.defaultSubLevels = dict(self._blueprint.defaultSubLevels)
 
         self.rootStorage = repository.storage
         self.calibStorage = self._findCalibStorage(calibRoot)
@@ -477,39 +593,43 @@ class CameraMapper(Mapper):
         return recipes
 
     def _initMappings(self, provided: Iterable[str] | None) -> None:
-        """Build the mappings and the table of generated methods."""
-        self.mappings: dict[str, Mapping] = {}
-        self.keyDict: dict[str, type] = {}
+        """Set up the mappings (each made on first use) and the table of generated methods.
+
+        The first mapper of a blueprint makes every mapping, so a policy error
+        shows at construction, and records the policy-derived tables; later
+        mappers of the process reuse those and make only the mappings they use.
+        """
         self._provided = frozenset(provided or ())
         self._knownKeys: frozenset[str] | None = None
-        self._generated: dict[str, tuple[Callable, str]] = {}
-        sections: dict[str, dict[str, Mapping]] = {}
-        for section, cls in SECTIONS:
-            sections[section] = {}
-            entries = self.policy.get(section)
-            if entries is None:
-                continue
-            defaults = _mapping_defaults().get(section)
-            for datasetType in entries:
-                entry = entries[datasetType]
-                if entry.get("composite") is not None:
-                    self._generated["map_" + datasetType] = (type(self)._mapComposite, datasetType)
-                    continue
-                entry.merge(defaults)
-                if cls is CalibrationMapping:
-                    mapping: Mapping = cls(datasetType, entry, self.registry, self.calibRegistry,
-                                           self.calibStorage, provided=provided, dataRoot=self.rootStorage)
-                else:
-                    mapping = cls(datasetType, entry, self.registry, self.rootStorage, provided=provided)
-                sections[section][datasetType] = mapping
-                self.mappings[datasetType] = mapping
-                self.keyDict.update(mapping.keys())
-        declared = set(self.mappings)
-        for section, _ in SECTIONS:
-            for datasetType, mapping in sections[section].items():
-                self._addGenerated(datasetType, mapping, section, declared)
+        blueprint = self._blueprint
+        self.mappings = _LazyMappings(blueprint.specs, self._makeMapping)
+        sections = {section: self.mappings.section(specs) for section, specs in blueprint.sections.items()}
         self.images, self.exposures = sections["images"], sections["exposures"]
         self.calibrations, self.datasets = sections["calibrations"], sections["datasets"]
+        if blueprint.generated is not None:
+            self._generated = blueprint.generated
+            self.keyDict = dict(blueprint.keyDict)
+            return
+        self._generated = dict(blueprint.composites)
+        self.keyDict = {}
+        for mapping in self.mappings.values():
+            self.keyDict.update(mapping.keys())
+        declared = set(self.mappings)
+        for section, names in blueprint.sections.items():
+            for datasetType in names:
+                self._addGenerated(datasetType, self.mappings[datasetType], section, declared)
+        blueprint.obsTimeNames = frozenset(mapping.obsTimeName for mapping in self.mappings.values()
+                                           if mapping.obsTimeName)
+        blueprint.keyDict = dict(self.keyDict)
+        blueprint.generated = self._generated  # last: a mapper seeing it finds the rest filled in
+
+    def _makeMapping(self, datasetType: str, cls: type[Mapping], entry: Any) -> Mapping:
+        """The `Mapping` of one dataset type, over this mapper's registries and storages."""
+        provided = self._provided
+        if cls is CalibrationMapping:
+            return cls(datasetType, entry, self.registry, self.calibRegistry, self.calibStorage,
+                       provided=provided, dataRoot=self.rootStorage)
+        return cls(datasetType, entry, self.registry, self.rootStorage, provided=provided)
 
     def _addGenerated(self, datasetType: str, mapping: Mapping, section: str, declared: set) -> None:
         table = self._generated
@@ -663,7 +783,7 @@ class CameraMapper(Mapper):
         """
         if self._knownKeys is None:
             known = set(self.keyDict) | self._provided | self.extraDataIdKeys
-            known.update(mapping.obsTimeName for mapping in self.mappings.values() if mapping.obsTimeName)
+            known.update(self._blueprint.obsTimeNames)
             if self.translator is not None:  # the registry ingest makes, before it exists
                 known.update(name for name, _ in self.translator.columns)
             for registry in (self.registry, self.calibRegistry):

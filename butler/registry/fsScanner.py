@@ -6,6 +6,7 @@ trailing ``[...]`` names an HDU and is not part of the file name.
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import os
@@ -45,10 +46,16 @@ def template_fields(template: str) -> dict[str, type]:
     template : `str`
         A ``%``-style template.
     """
+    return dict(_template_fields(template))
+
+
+@functools.lru_cache(maxsize=4096)
+def _template_fields(template: str) -> tuple[tuple[str, type], ...]:
+    """`template_fields`, parsed once per template and process (a tuple: callers get their own dict)."""
     fields: dict[str, type] = {}
     for match in TEMPLATE_FIELD.finditer(template):
         fields.setdefault(match.group(1), _TYPES[match.group(2)])
-    return fields
+    return tuple(fields.items())
 
 
 def strip_hdu(template: str) -> str:

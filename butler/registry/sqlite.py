@@ -31,6 +31,8 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from ..errors import RegistryConflictError, RegistryError, RegistrySchemaError
 from ..safeio import atomic_write
 from ..utils import sequencify
@@ -118,6 +120,45 @@ def _bindable(value: Any) -> Any:
     return str(value)
 
 
+@attrs.define(eq=False)
+class _Schema:
+    """What a registry learnt of its file's schema: tables, columns, and the SQL of each query shape."""
+
+    tables: list[str] | None = None
+    columns: dict[str, dict[str, str]] = attrs.Factory(dict)
+    statements: dict[tuple, str] = attrs.Factory(dict)
+
+
+#: schemas of read-only registry files, by (path, device, inode, mtime, size); bounded, oldest dropped first
+_SCHEMAS: dict[tuple, _Schema] = {}
+_SCHEMAS_MAX = 256
+
+
+def _file_version(location: str) -> tuple | None:
+    """(path, device, inode, mtime, size) of a file, None when it cannot be read."""
+    try:
+        st = os.stat(location)
+    except OSError:
+        return None
+    return (location, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _shared_schema(key: tuple | None) -> _Schema:
+    """The schema learnt by every reader of one version of a file in this process.
+
+    A writer replaces the file by renaming a copy over it (a new inode), so a
+    changed file is a new key; writable registries never share theirs.
+    """
+    if key is None:
+        return _Schema()
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        if len(_SCHEMAS) >= _SCHEMAS_MAX:
+            del _SCHEMAS[next(iter(_SCHEMAS))]
+        schema = _SCHEMAS[key] = _Schema()
+    return schema
+
+
 class SqliteRegistry(Registry):
     """A Gen2 SQLite registry (``registry.sqlite3`` or ``calibRegistry.sqlite3``).
 
@@ -146,12 +187,13 @@ class SqliteRegistry(Registry):
         self.readOnly = readOnly
         if readOnly and not os.path.isfile(self.location):
             raise RegistryError(f"registry file not found: {self.location}")
+        version = _file_version(self.location) if readOnly else None
         self.conn = self._connect_reader()
         self._writer: sqlite3.Connection | None = None
         self._depth = 0
-        self._columns: dict[str, dict[str, str]] = {}
-        self._tables: list[str] | None = None
-        self._statements: dict[tuple, str] = {}
+        # shared only when the file connected to is surely the version named (not replaced meanwhile)
+        same = version is not None and version == _file_version(self.location)
+        self._schema = _shared_schema(version) if same else _Schema()
 
     def __repr__(self) -> str:
         return f"SqliteRegistry({self.location!r})"
@@ -215,6 +257,19 @@ class SqliteRegistry(Registry):
         butler.errors.RegistryError
             When the query fails otherwise.
         """
+        return self._query(*self._lookup_sql(lookupProperties, reference, dataId))
+
+    def queryPlan(self, lookupProperties: Any, reference: Any, dataId: Mapping | None) -> list[str]:
+        """Return SQLite's ``EXPLAIN QUERY PLAN`` of the `lookup` with the same arguments.
+
+        Each string is one step of the plan (``SEARCH raw USING INDEX ...``,
+        ``SCAN raw``...): a way to check that a lookup is answered from an index.
+        """
+        sql, values = self._lookup_sql(lookupProperties, reference, dataId)
+        return [row[-1] for row in self._query("EXPLAIN QUERY PLAN " + sql, values)]
+
+    def _lookup_sql(self, lookupProperties: Any, reference: Any, dataId: Mapping | None) -> tuple[str, list]:
+        """The ``SELECT`` of a `lookup` and its bound values."""
         where: list[tuple[str, str]] = []
         values: list[Any] = []
         range_: tuple[str, str, str] | None = None
@@ -230,7 +285,7 @@ class SqliteRegistry(Registry):
                 values.append(value)
         sql = self._select(tuple(sequencify(lookupProperties)), tuple(sequencify(reference)), tuple(where),
                            range_)
-        return self._query(sql, values + range_value)
+        return sql, values + range_value
 
     def executeQuery(self, returnFields: Any, joinClause: Any, whereFields: Iterable | None,
                      range: Sequence[str] | None, values: Sequence[Any]) -> list[tuple]:
@@ -270,10 +325,10 @@ class SqliteRegistry(Registry):
         The cache is bounded by the schema: a shape is made of checked names only.
         """
         shape = ("select", fields, tables, where, range)
-        sql = self._statements.get(shape)
+        sql = self._schema.statements.get(shape)
         if sql is None:
             self._check_names(tables, [*fields, *(t for pair in where for t in pair), *(range or ())])
-            sql = self._statements[shape] = build_select(fields, tables, where, range)
+            sql = self._schema.statements[shape] = build_select(fields, tables, where, range)
         return sql
 
     def _check_names(self, tables: Iterable[str], columns: Iterable[str]) -> None:
@@ -297,18 +352,19 @@ class SqliteRegistry(Registry):
 
     def tables(self) -> list[str]:
         """The names of the registry's tables (SQLite's own excluded), sorted."""
-        if self._tables is None:
+        if self._schema.tables is None:
             rows = self._query("SELECT name FROM sqlite_master WHERE type = 'table' "
                                "AND name NOT LIKE 'sqlite_%' ORDER BY name")
-            self._tables = [name for (name,) in rows]
-        return list(self._tables)
+            self._schema.tables = [name for (name,) in rows]
+        return list(self._schema.tables)
 
     def columns(self, table: str) -> dict[str, str]:
         """``{column: declared type}`` of a table, in schema order (empty for an unknown table)."""
-        if table not in self._columns:
+        columns = self._schema.columns
+        if table not in columns:
             rows = self._query(f"PRAGMA table_info({quote_identifier(table)})")
-            self._columns[table] = {row[1]: row[2] for row in rows}
-        return dict(self._columns[table])
+            columns[table] = {row[1]: row[2] for row in rows}
+        return dict(columns[table])
 
     def rowCount(self, table: str) -> int:
         """The number of rows of a table."""
@@ -317,9 +373,7 @@ class SqliteRegistry(Registry):
 
     def _forget_schema(self) -> None:
         """Drop what was learnt of the schema (it changed, or a change was undone)."""
-        self._columns.clear()
-        self._tables = None
-        self._statements.clear()
+        self._schema = _Schema()
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -435,10 +489,10 @@ class SqliteRegistry(Registry):
         for row in rows:
             keys = tuple(row)
             shape = ("insert", table, keys, ignore_conflicts)
-            sql = self._statements.get(shape)
+            sql = self._schema.statements.get(shape)
             if sql is None:
                 self._check_names([table], keys)
-                sql = self._statements[shape] = build_insert(table, keys, ignore_conflicts)
+                sql = self._schema.statements[shape] = build_insert(table, keys, ignore_conflicts)
             cursor = self._execute(sql, [row[key] for key in keys])
             rowids.append(cursor.lastrowid if cursor.rowcount else None)
         return rowids
