@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
-from collections.abc import Callable
 
 import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData
+from timing import best_of, stat_each
 
 from butler import Butler
 
@@ -35,13 +34,6 @@ TEMPLATE = "calexp/calexp_v%(visit)d_f%(filter)s.fits"
 DEFAULT_INPUT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "obs_test", "data", "input")
 
 
-def best_of(repeat: int, func: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def make_chain(work: str, camera_input: str) -> list[str]:
@@ -70,11 +62,7 @@ def bench_rerun_chain(work: str, camera_input: str, loops: int, repeat: int) -> 
 
     def floor_get() -> None:
         for _ in range(loops):
-            for path in above:
-                try:
-                    os.stat(path)
-                except FileNotFoundError:
-                    pass
+            stat_each(above)
             fits.getdata(target)
 
     return best_of(repeat, butler_get) / loops, best_of(repeat, floor_get) / loops

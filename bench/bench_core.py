@@ -18,10 +18,9 @@ import pickle
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 
 import yaml
+from timing import best_of, stat_each
 
 from butler import Butler, RepositoryArgs
 from butler.test import MapperForTestWriting, TestObject
@@ -29,15 +28,6 @@ from butler.test import MapperForTestWriting, TestObject
 TARGETS = {"put": 2.0, "put/rename": 1.3, "get": 2.0, "construct": 2.0, "deep get": 2.5, "deep/stat": 1.3}
 
 
-def best_of(repeat: int, func: Callable[[], object], setup: Callable[[], object] | None = None) -> float:
-    times = []
-    for _ in range(repeat):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def report(name: str, butler_s: float, floor_s: float, per: int = 1) -> None:
@@ -136,11 +126,7 @@ def bench_chain(work: str, repeat: int, depth: int = 10) -> None:
 
     def floor_stat_deep_get():
         for _ in range(loops):
-            for path in above:
-                try:
-                    os.stat(path)
-                except FileNotFoundError:
-                    pass
+            stat_each(above)
             with open(target, "rb") as f:
                 pickle.load(f)
 

@@ -38,6 +38,7 @@ from collections.abc import Callable
 
 import numpy as np
 from astropy.io import fits
+from timing import best_of
 
 from butler import Butler, RepositoryArgs
 from mappers.lsst import LsstCamMapper
@@ -57,14 +58,6 @@ LSSTCAM_RAW_VISIT = ("CREATE TABLE raw_visit (visit INT, filter TEXT, dateObs TE
                      "UNIQUE(visit))")
 
 
-def best_of(repeat: int, func: Callable[[], object]) -> float:
-    """The best wall time of ``repeat`` calls of ``func``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def report(name: str, measured: float, floor: float, per: int) -> None:

@@ -28,7 +28,8 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+
+from timing import best_of
 
 from butler import Butler, RepositoryArgs
 from butler.ingest import _create_schema
@@ -45,14 +46,6 @@ DETECTORS = [(raft, f"S{r}{c}", 9 * index + 3 * r + c)
              for r in range(3) for c in range(3)]
 
 
-def best_of(repeat: int, func: Callable[[], object]) -> float:
-    """The best wall time of ``repeat`` calls of ``func``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def report(name: str, measured: float, floor: float, detail: str = "") -> None:

@@ -495,9 +495,9 @@ class Butler:
         Notes
         -----
         Every output is asked for a location before anything is written. An
-        output whose mapper has no location for the dataset (None, or
-        `NoResults`) is skipped, as in Gen2; if any mapping fails with an
-        error, nothing is written.
+        output whose mapper has no location for the dataset (None) is skipped,
+        as in Gen2; if any mapping fails with an error, nothing is written, and
+        the object is checked against each location's format first.
 
         Raises
         ------
@@ -505,6 +505,10 @@ class Butler:
             The Butler has no output.
         MapperError
             No output's mapper gives a location to write to, or one fails.
+        NoResults
+            A mapper cannot complete the data ID from its registry (as in Gen2).
+        UnwritableObjectError
+            The object is not what a get of the dataset type gives back.
         """
         datasetType = self._resolve(datasetType)
         dataId = merge_data_id(dataId, rest)
@@ -668,50 +672,9 @@ class Butler:
         return None
 
 
-
-#: what `put` accepts for a FITS image file, by the kind of the policy's Python type
-#: (`butler.formatters.fits.python_kind`; any other kind reads as an image): what a get of that
-#: kind returns, plus the lossless forms (an HDUList is written as it is; an image's pixels as a
-#: numeric array). A FITS catalog (``FitsCatalogStorage``) takes an astropy Table only.
-_FITS_ACCEPTS: dict[str, tuple[str, ...]] = {
-    "image": ("CCDData", "ndarray", "HDUList"),
-    "array": ("ndarray", "HDUList"),
-    "header": ("Header", "HDUList"),
-    "table": ("Table", "HDUList"),
-}
-
-
-#: how the classes of `_FITS_ACCEPTS` are named in messages
-_FITS_NAMES = {"CCDData": "CCDData", "ndarray": "numpy arrays", "HDUList": "HDULists", "Header": "Headers",
-               "Table": "astropy Tables"}
-
-
-def _fits_classes() -> dict[str, type]:
-    """The classes named in `_FITS_ACCEPTS` (astropy and numpy are imported only when a FITS dataset is put)."""
-    import numpy as np
-    from astropy.io import fits
-    from astropy.nddata import CCDData
-    from astropy.table import Table
-
-    return {"CCDData": CCDData, "ndarray": np.ndarray, "HDUList": fits.HDUList, "Header": fits.Header,
-            "Table": Table}
-
-
 def _check_put_types(obj: Any, location: Any, datasetType: str, root: str) -> None:
-    """`_check_put_type` for each of a mapping's locations (a composite's components are checked apart)."""
-    if location is None or isinstance(location, ButlerComposite):
-        return
-    for loc in location if isinstance(location, list) else [location]:
-        _check_put_type(obj, loc, datasetType, root)
-
-
-def _check_put_type(obj: Any, location: Any, datasetType: str, root: str) -> None:
-    """Refuse, before any byte is written, an object a FITS dataset type would not give back.
-
-    A get of the dataset type returns what the policy's Python type reads as;
-    `put` accepts that and its lossless forms only, so nothing is converted
-    silently (an array is not a catalog) and nothing is written that its get
-    cannot read (a table as an image).
+    """Refuse, before any byte is written, an object a location's format would not give back on get
+    (`butler.formatters.base.Formatter.refusal`); a composite's components are checked apart.
 
     Raises
     ------
@@ -719,28 +682,20 @@ def _check_put_type(obj: Any, location: Any, datasetType: str, root: str) -> Non
         A `TypeError` naming the dataset type, the data ID, the repository, the
         expected types and the type given.
     """
-    import numpy as np
-
+    from .formatters import get_formatter
     from .formatters.base import type_name
-    from .formatters.fits import python_kind
 
-    if location.storageName == "FitsCatalogStorage":
-        accepted: tuple[str, ...] = ("Table",)
-    elif location.storageName == "FitsStorage":
-        accepted = _FITS_ACCEPTS.get(python_kind(location.pythonType), _FITS_ACCEPTS["image"])
-    else:
+    if location is None or isinstance(location, ButlerComposite):
         return
-    classes = _fits_classes()
-    structured = isinstance(obj, np.ndarray) and obj.dtype.names is not None  # a table, not pixels
-    if isinstance(obj, tuple(classes[name] for name in accepted)) and not structured:
-        return
-    given = f"{type(obj).__module__}.{type(obj).__qualname__}"
-    python = location.pythonType if isinstance(location.pythonType, str) else type_name(location.pythonType)
-    phrases = [_FITS_NAMES[name] for name in accepted]
-    takes = phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} or {phrases[-1]}"
-    raise UnwritableObjectError(
-        f"cannot put a {given} as {datasetType!r}: its policy type {python} ({location.storageName}) takes "
-        f"{takes} (what its get returns, or a lossless form), unconverted; {describe_location(location, root)}")
+    for loc in location if isinstance(location, list) else [location]:
+        takes = get_formatter(loc.storageName).refusal(obj, loc.pythonType)
+        if takes is None:
+            continue
+        given = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        python = loc.pythonType if isinstance(loc.pythonType, str) else type_name(loc.pythonType)
+        raise UnwritableObjectError(
+            f"cannot put a {given} as {datasetType!r}: its policy type {python} ({loc.storageName}) takes "
+            f"{takes} (what its get returns, or a lossless form), unconverted; {describe_location(loc, root)}")
 
 
 def _unpickle_butler(init_args: tuple, aliases: dict, trustedMappers: tuple = ()) -> Butler:

@@ -154,6 +154,15 @@ class Formatter:
         """What a library's error on a bad file says, for a user (hook; by default its message)."""
         return str(exc)
 
+    def refusal(self, obj: Any, pythonType: Any) -> str | None:
+        """What the format takes instead, when ``obj`` is not what a read of ``pythonType`` gives back
+        (or a lossless form of it); None when it is (hook; the base takes anything it can write).
+
+        `butler.Butler.put` asks before any byte is written, so nothing is converted
+        silently and nothing is written that its get cannot read.
+        """
+        return None
+
     def writeTo(self, storage: Any, path: str, obj: Any, *, hdu: int | None = None,
                 additionalData: Mapping[str, Any] | None = None) -> None:
         """Write ``obj`` at ``path`` in ``storage`` through its one atomic write.

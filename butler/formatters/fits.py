@@ -345,16 +345,63 @@ def _open(source: IO[bytes], *, everyPixel: bool) -> fits_types.HDUList:
     return fits.open(source, memmap=False, lazy_load_hdus=True)
 
 
-class FitsStorage(Formatter):
+#: the classes a FITS dataset of each kind accepts on put: what its get returns, and lossless forms
+_ACCEPTS: dict[str, tuple[str, ...]] = {
+    "image": ("CCDData", "ndarray", "HDUList"),
+    "array": ("ndarray", "HDUList"),
+    "header": ("Header", "HDUList"),
+    "table": ("Table", "HDUList"),
+    "catalog": ("Table",),
+}
+#: how the classes of `_ACCEPTS` are named in messages
+_ACCEPTED_NAMES = {"CCDData": "CCDData", "ndarray": "numpy arrays", "HDUList": "HDULists", "Header": "Headers",
+                   "Table": "astropy Tables"}
+
+
+def _accepted_classes() -> dict[str, type]:
+    import numpy as np
+    from astropy.io import fits
+    from astropy.nddata import CCDData
+    from astropy.table import Table
+
+    return {"CCDData": CCDData, "ndarray": np.ndarray, "HDUList": fits.HDUList, "Header": fits.Header,
+            "Table": Table}
+
+
+class _FitsFormat(Formatter):
+    """What the FITS formats share: astropy's errors on a bad file, and the objects a put accepts."""
+
+    readErrors = _FITS_READ_ERRORS
+
+    def describeReadError(self, exc: BaseException) -> str:
+        return _without_keyword_hint(exc)
+
+    def acceptedKind(self, pythonType: Any) -> str:
+        """The key of `_ACCEPTS` for a dataset of ``pythonType``."""
+        raise NotImplementedError
+
+    def refusal(self, obj: Any, pythonType: Any) -> str | None:
+        import numpy as np
+
+        accepted = _ACCEPTS[self.acceptedKind(pythonType)]
+        classes = _accepted_classes()
+        structured = isinstance(obj, np.ndarray) and obj.dtype.names is not None  # a table, not pixels
+        if isinstance(obj, tuple(classes[name] for name in accepted)) and not structured:
+            return None
+        phrases = [_ACCEPTED_NAMES[name] for name in accepted]
+        return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} or {phrases[-1]}"
+
+
+class FitsStorage(_FitsFormat):
     """FITS images, headers and tables, by the Python type asked for (see the module notes)."""
 
     storageName = "FitsStorage"
     extensions = (".fits", ".fits.gz", ".fits.fz")
     writes = "CCDData, numpy arrays, Headers, Tables and HDULists"
-    readErrors = _FITS_READ_ERRORS
 
-    def describeReadError(self, exc: BaseException) -> str:
-        return _without_keyword_hint(exc)
+    def acceptedKind(self, pythonType: Any) -> str:
+        kind = python_kind(pythonType)
+        return kind if kind in _ACCEPTS else "image"
 
     def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
                     additionalData: dict) -> Any:
@@ -402,16 +449,15 @@ class FitsStorage(Formatter):
             raise ValueError(str(exc)) from exc
 
 
-class FitsCatalogStorage(Formatter):
+class FitsCatalogStorage(_FitsFormat):
     """FITS binary tables as `astropy.table.Table` (HDU 1 unless an HDU is given)."""
 
     storageName = "FitsCatalogStorage"
     extensions = (".fits",)
     writes = "astropy Tables and what Table() accepts (mappings of columns, structured arrays)"
-    readErrors = _FITS_READ_ERRORS
 
-    def describeReadError(self, exc: BaseException) -> str:
-        return _without_keyword_hint(exc)
+    def acceptedKind(self, pythonType: Any) -> str:
+        return "catalog"
 
     def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
                     additionalData: dict) -> Any:
