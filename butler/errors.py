@@ -41,6 +41,9 @@ __all__ = [
     "ParentCycleError",
     "MissingParentError",
     "UnknownDataIdKeyError",
+    "RegistryUnavailable",
+    "StorageUnavailable",
+    "AccessDenied",
 ]
 
 
@@ -268,4 +271,28 @@ class UnknownDataIdKeyError(DataIdValueError):
     Gen2 ignored such a key, so a mistyped key silently selected everything;
     the message names the key, the closest known keys, the dataset type, the
     data ID and the repository.
+    """
+
+
+class RegistryUnavailable(ButlerError, ConnectionError):
+    """A registry's database server cannot be reached or dropped the connection.
+
+    The message names the host (or socket directory), port and database, and the
+    data ID being looked up where there is one; never a password.
+    """
+
+
+class StorageUnavailable(ButlerError, ConnectionError):
+    """A storage's server (an object store's endpoint) cannot be reached or failed.
+
+    The message names the endpoint, bucket and key, and the dataset type and data
+    ID where known; never a secret.
+    """
+
+
+class AccessDenied(ButlerError, PermissionError):
+    """A server refused the credentials or the operation (wrong password, wrong secret, no right).
+
+    The message names what was refused (host and database, or endpoint, bucket and
+    key) and by whom it was asked; never the password or secret itself.
     """
