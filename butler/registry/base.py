@@ -32,6 +32,16 @@ __all__ = ["Registry", "TableSpec"]
 _log = logging.getLogger(__name__)
 
 
+#: URI schemes naming a PostgreSQL registry
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def is_postgres_uri(location: Any) -> bool:
+    """Whether ``location`` is a string naming a PostgreSQL registry (``postgresql://...``)."""
+    return (isinstance(location, str) and "://" in location
+            and location.split("://", 1)[0].lower() in POSTGRES_SCHEMES)
+
+
 def _names(names: Iterable[str]) -> tuple[str, ...]:
     """Return column names as a tuple (a typed converter: the bare `tuple` leaves mypy without an item type)."""
     return tuple(names)
@@ -96,18 +106,23 @@ class Registry(abc.ABC):
         Parameters
         ----------
         location : `str`, `os.PathLike`, storage or `None`
-            A ``.sqlite3`` file (→ `SqliteRegistry`) or a directory
+            A ``.sqlite3`` file (→ `SqliteRegistry`), a
+            ``postgresql://[user@]host[:port]/db[?schema=NAME]`` URI or a
+            legacy ``.pgsql`` file (→ `PostgresRegistry`), or a directory
             (→ `PosixRegistry`); or a repository's storage
             (`butler.storage.StorageInterface`), with ``path`` relative to it.
         path : `str`, optional
             With a storage: the registry file, or the directory scanned
-            (``""``: the storage's root), relative to the storage.
+            (``""``: the storage's root), relative to the storage; or a
+            ``postgresql://`` URI. A ``NAME.sqlite3`` that does not exist
+            beside a ``NAME.pgsql`` file opens the latter (as Gen2 looked
+            for ``registry.pgsql`` first).
 
         Returns
         -------
         registry : `Registry` or `None`
-            `None` when ``location`` is `None` or names a ``.sqlite3`` file that
-            does not exist (as in Gen2).
+            `None` when ``location`` is `None` or names a ``.sqlite3`` or
+            ``.pgsql`` file that does not exist (as in Gen2).
 
         Raises
         ------
@@ -117,9 +132,16 @@ class Registry(abc.ABC):
         """
         if location is None:
             return None
+        if is_postgres_uri(path) or is_postgres_uri(location):
+            from .postgres import PostgresRegistry
+
+            return PostgresRegistry(path if is_postgres_uri(path) else location,
+                                    root=getattr(location, "root", ""))
         if not isinstance(location, (str, os.PathLike)):
             return _create_in_storage(location, path or "")
         location = os.fspath(location)
+        if location.endswith(".pgsql"):
+            return Registry.create(*_local_file(location))
         if location.endswith(".sqlite3"):
             from .sqlite import SqliteRegistry
 
@@ -295,10 +317,36 @@ def _create_in_storage(storage: Any, path: str) -> Registry | None:
     local storage, the stored file itself); a directory is scanned in place.
     """
     if path.endswith(".sqlite3") and not storage.exists(path):
+        legacy = path[:-len(".sqlite3")] + ".pgsql"
+        if storage.exists(legacy):
+            return _open_legacy_pgsql(storage, legacy)
         _log.debug("no registry %s in %s", path, storage.root)
         return None
+    if path.endswith(".pgsql"):
+        return _open_legacy_pgsql(storage, path) if storage.exists(path) else None
     if not storage.hasLocalFiles:
         raise RegistryError(f"cannot open the registry {path or '(file names)'} of {storage.root}: "
                             f"{type(storage).__name__} keeps no local files")
     with storage.localFile(path) as local:
         return Registry.create(local)
+
+
+def _local_file(path: str) -> tuple[Any, str]:
+    """The storage of a file in no repository, and its name there."""
+    from ..storage import Storage
+
+    return Storage.forFile(path)
+
+
+def _open_legacy_pgsql(storage: Any, path: str) -> Registry:
+    """The `PostgresRegistry` a Gen2 ``registry.pgsql`` file in a storage names (its mode checked if local)."""
+    from .postgres import PostgresRegistry, read_legacy_file
+
+    name = storage.locationWithRoot(path)
+    mode = None
+    if storage.hasLocalFiles:
+        with storage.localFile(path) as local:
+            mode = os.stat(local).st_mode
+    with storage.openRead(path) as stream:
+        target = read_legacy_file(stream, name, mode)
+    return PostgresRegistry(target, root=storage.root)
