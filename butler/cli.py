@@ -1,7 +1,7 @@
 """The ``butler`` command: a thin click layer over the library.
 
 Subcommands: ``create``, ``mappers``, ``demo``, ``show``, ``query``, ``get``,
-``compare`` and ``ingest``. Repositories given to ``show``, ``query``, ``get``
+``compare``, ``ingest`` and ``registry copy``. Repositories given to ``show``, ``query``, ``get``
 and ``compare`` are opened as read-only Butler inputs, whatever their kind
 (new-style cfg, or legacy ``_mapper``/``_parent``), and are never written. They
 all take ``--mapper`` and ``--registry`` for a root that names no mapper, such
@@ -1140,3 +1140,35 @@ def ingest(ctx: click.Context, root: str, files: tuple[str, ...], mode: str, ign
         click.echo(str(problem), err=True)
     click.echo(report.summary())
     ctx.exit(1 if report.failed else 0)
+
+
+@cli.group("registry", context_settings={"help_option_names": ["-h", "--help"]})
+def registry_group() -> None:
+    """Work with registries (copy a SQLite registry into PostgreSQL)."""
+
+
+@registry_group.command("copy")
+@click.argument("source")
+@click.argument("destination")
+@_user_errors
+def registry_copy(source: str, destination: str) -> None:
+    """Copy the SQLite registry SOURCE (tables, rows, indexes) into PostgreSQL at DESTINATION, in one transaction.
+
+    DESTINATION is postgresql://[user@]host[:port]/database[?schema=NAME] (a
+    host may be a percent-encoded Unix-socket directory); its tables must not
+    exist yet. The password, if one is needed, comes from ~/.pgpass,
+    PGPASSFILE or PGPASSWORD.
+
+    \b
+    Example:
+      butler registry copy repo/registry.sqlite3 postgresql://me@dbhost/butler?schema=repo
+    """
+    from .registry.base import is_postgres_uri
+    from .registry.postgres import copy_sqlite_registry
+
+    if not os.path.isfile(source):
+        raise UserError(f"no such registry file: {source}")
+    if not is_postgres_uri(destination):
+        raise UserError(f"the destination must be a postgresql:// URI, not {destination!r}")
+    for table, rows in copy_sqlite_registry(source, destination).items():
+        click.echo(f"{table}: {rows} rows")

@@ -5,7 +5,7 @@ processes), turns it into a ``raw`` registry row with a camera translator,
 finds each file's place in the repository (the mapper's ``raw`` location, or a
 ``%``-template), and then, one file at a time, registers it and puts it in
 place, both or neither. All registry writes go through the registry protocol
-(`butler.registry.SqliteRegistry`) in one transaction: the registry is the old
+(`butler.registry.SqliteRegistry`, or `PostgresRegistry`) in one transaction: the registry is the old
 one until everything is done, then the new one.
 
 Restartable. An ingest killed part-way leaves files in place but unregistered
@@ -48,8 +48,9 @@ from astropy.io import fits
 from tqdm import tqdm
 
 from .errors import DatasetNotFoundError, IngestError, RegistryConflictError, UnsafePathError
-from .registry.base import Registry, TableSpec
+from .registry.base import Registry, TableSpec, is_postgres_uri
 from .registry.fsScanner import template_fields
+from .registry.postgres import PostgresRegistry
 from .registry.sqlite import SqliteRegistry
 from .safeio import ensure_within
 from .storage import Storage, StorageInterface
@@ -62,6 +63,8 @@ MODES = ("link", "copy", "move", "skip")
 """How a file gets into the repository: symlink, copy, rename, or not at all (register in place)."""
 
 REGISTRY_NAME = "registry.sqlite3"
+#: a Gen2 file naming the repository's registry in PostgreSQL, used in place of `REGISTRY_NAME` when present
+LEGACY_POSTGRES_NAME = "registry.pgsql"
 _GZIP_MAGIC = b"\x1f\x8b"
 _FITS_BLOCK = 2880
 
@@ -269,8 +272,13 @@ def _destination(row: Mapping[str, Any], mapper: Any, template: str | None) -> s
 # -- the registry ------------------------------------------------------------------------------
 
 
-def _open_registry(root: str, translator: Translator, create: bool) -> SqliteRegistry:
+def _open_registry(root: str, translator: Translator, create: bool, registry: Any = None,
+                   mapper: Any = None) -> Registry:
     """The repository's registry, opened for writing; its existing tables checked against the camera's.
+
+    The registry is ``registry`` (a ``postgresql://`` URI or a ``.pgsql``
+    file) when given, else ``ROOT/registry.pgsql`` when it exists, else the
+    mapper's registry when it is in PostgreSQL, else ``ROOT/registry.sqlite3``.
 
     Raises
     ------
@@ -280,21 +288,50 @@ def _open_registry(root: str, translator: Translator, create: bool) -> SqliteReg
         When a table of the camera's registry exists without one of its columns
         (a registry of another schema), naming the registry, table and column.
     """
+    target = _postgres_target(root, registry, mapper)
     path = os.path.join(root, REGISTRY_NAME)
-    if not create and not os.path.exists(path):
+    if target is None and not create and not os.path.exists(path):
         raise IngestError(f"no registry at {path} (and create is false)")
-    registry = SqliteRegistry(path, readOnly=False)
+    opened: Registry = (SqliteRegistry(path, readOnly=False) if target is None
+                        else PostgresRegistry(target, readOnly=False, root=root))
     try:
-        tables = registry.tables()
+        tables = opened.tables()
         if not create and "raw" not in tables:
-            raise IngestError(f"{path} has no raw table (and create is false)")
+            raise IngestError(f"{opened.location} has no raw table (and create is false)")
         for spec in translator.tables():
             if spec.name in tables:
-                registry.require_columns(spec.name, spec.column_names)
+                opened.require_columns(spec.name, spec.column_names)
     except BaseException:
-        registry.close()
+        opened.close()
         raise
-    return registry
+    return opened
+
+
+def _postgres_target(root: str, registry: Any, mapper: Any) -> Any:
+    """Where the PostgreSQL registry ingest writes to is (see `_open_registry`); None for the SQLite file."""
+    if registry is None:
+        legacy = os.path.join(root, LEGACY_POSTGRES_NAME)
+        mapped = getattr(mapper, "registry", None)
+        if os.path.exists(legacy):
+            registry = legacy
+        elif isinstance(mapped, PostgresRegistry):
+            return mapped.target
+        else:
+            return None
+    if is_postgres_uri(registry):
+        return registry
+    found = Registry.create(os.fspath(registry))
+    if not isinstance(found, PostgresRegistry):
+        raise IngestError(f"registry {registry}: ingest writes to a postgresql:// URI or a .pgsql file given "
+                          f"here, or to ROOT/{REGISTRY_NAME}")
+    return found.target
+
+
+def _registry_missing(registry: Registry) -> bool:
+    """Whether the registry is still to be made: no SQLite file yet, or no ``raw`` table in PostgreSQL."""
+    if isinstance(registry, SqliteRegistry):
+        return not os.path.exists(registry.location)
+    return "raw" not in registry.tables()
 
 
 def _existing_keys(registry: Registry, unique: Sequence[str]) -> set[tuple]:
@@ -465,7 +502,7 @@ def _place(registry: Registry, storage: StorageInterface, planned: Sequence[tupl
 def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translator: Translator | None = None,
                 mapper: Any = None, template: str | None = None, ignore_ingested: bool = False,
                 create: bool = True, workers: int | None = None, progress: bool = True,
-                bad_files: Iterable[str] = (), dry_run: bool = False) -> IngestReport:
+                bad_files: Iterable[str] = (), dry_run: bool = False, registry: Any = None) -> IngestReport:
     """Ingest raw files into a repository: put them in place and register them.
 
     Parameters
@@ -497,6 +534,13 @@ def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translat
         ``fnmatch`` patterns of file names (basenames) to skip.
     dry_run : `bool`
         Read and check everything, write nothing.
+    registry : `str`, optional
+        A PostgreSQL registry to write to: a ``postgresql://`` URI or a legacy
+        ``.pgsql`` file. Default: ``ROOT/registry.pgsql`` when it exists, else
+        the mapper's registry when it is in PostgreSQL, else
+        ``ROOT/registry.sqlite3``. Tables are created when missing, never
+        dropped; everything is written in one transaction, so a client killed
+        part-way leaves no row.
 
     Returns
     -------
@@ -531,7 +575,7 @@ def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translat
             report.skipped.append(IngestProblem(path, "matches a bad-file pattern"))
         else:
             candidates.append(path)
-    with _open_registry(root, translator, create) as registry:
+    with _open_registry(root, translator, create, registry, mapper) as registry:
         plan = _plan(root, registry, candidates, translator, mapper, template, ignore_ingested, workers,
                      progress, report)
         if dry_run:
@@ -540,7 +584,7 @@ def ingest_raws(root: str, files: Iterable[str], *, mode: str = "link", translat
         storage = Storage.makeFromURI(root, create=True)
         for directory in plan.directories():
             storage.removeStaleTemporaries(directory)
-        if plan.place or not os.path.exists(registry.location):
+        if plan.place or _registry_missing(registry):
             # else nothing to add: the registry (perhaps someone else's) is left byte for byte as it was
             keys = template_fields(template) if template is not None else mapper.getKeys("raw", None) or {}
             with registry.transaction():
