@@ -109,7 +109,8 @@ class PgServer:
     def start(self) -> None:
         """``pg_ctl -w start`` on the socket directory only, fsync off."""
         options = (f"-k {self.sockdir} -c listen_addresses='' -c fsync=off -p {self.port} "
-                   f"-c max_connections={MAX_CONNECTIONS} -c superuser_reserved_connections=1")
+                   f"-c max_connections={MAX_CONNECTIONS} -c superuser_reserved_connections=1 "
+                   "-c shared_preload_libraries=pg_stat_statements")
         done = self._run("pg_ctl", "-w", "-D", self.datadir, "-l", os.path.join(self.base, "log"),
                          "-o", options, "start")
         if done.returncode:
@@ -153,6 +154,7 @@ class PgServer:
     def setup_roles(self) -> None:
         with self.connect() as conn:
             conn.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")
+            conn.execute("CREATE EXTENSION pg_stat_statements")
 
 
 def _unavailable(reason: str) -> None:

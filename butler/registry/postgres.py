@@ -43,7 +43,8 @@ from ..utils import sequencify
 from .base import POSTGRES_SCHEMES, Registry, is_postgres_uri
 from .sqlite import PLACEHOLDER, _Schema, _bindable, _sql_type
 
-__all__ = ["PgTarget", "PostgresRegistry", "is_postgres_uri", "parse_postgres_uri", "read_legacy_file"]
+__all__ = ["PgTarget", "PostgresRegistry", "close_connections", "copy_sqlite_registry", "parse_postgres_uri",
+           "postgres_type", "read_legacy_file"]
 
 _log = logging.getLogger(__name__)
 
@@ -216,17 +217,23 @@ def _disown_after_fork() -> None:
     _CONNECTIONS.clear()
 
 
-def _close_all() -> None:
+def close_connections() -> None:
+    """Close this process's connections (at exit, or to give them back to the server).
+
+    Registries open a new one when next used; a registry inside a
+    ``transaction()`` block loses it (its writes are rolled back).
+    """
     pid = os.getpid()
-    for key, conn in list(_CONNECTIONS.items()):
-        if key[0] == pid:
-            with contextlib.suppress(Exception):
-                conn.close()
-    _CONNECTIONS.clear()
+    with _CONNECTIONS_LOCK:
+        for key, conn in list(_CONNECTIONS.items()):
+            if key[0] == pid:
+                with contextlib.suppress(Exception):
+                    conn.close()
+        _CONNECTIONS.clear()
 
 
 os.register_at_fork(after_in_child=_disown_after_fork)
-atexit.register(_close_all)
+atexit.register(close_connections)
 
 
 def _connect(target: PgTarget, dataId: Any = None) -> Any:
