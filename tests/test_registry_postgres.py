@@ -15,9 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +24,7 @@ from astropy.nddata import CCDData
 
 import butler
 from butler.cfg import RepositoryArgs
-from butler.errors import (AccessDenied, RegistryConflictError, RegistryError, RegistrySchemaError,
-                           RegistryUnavailable)
+from butler.errors import AccessDenied, RegistryConflictError, RegistryError, RegistrySchemaError, RegistryUnavailable
 from butler.ingest import ingest_raws
 from butler.registry import PostgresRegistry, Registry, SqliteRegistry
 from butler.registry.postgres import close_connections, copy_sqlite_registry, parse_postgres_uri
@@ -228,7 +225,7 @@ def test_butler_with_registry_in_postgres(pg_server, uri, tmp_path, shared_data_
     for fields in ("visit", ["visit", "filter", "raftName"], ["run", "detectorName", "snap"]):
         assert writer.queryMetadata("raw", fields, **dataId) == plain.queryMetadata("raw", fields, **dataId)
     assert writer.queryMetadata("raw", ["visit", "filter"], **dataId) == [(204595, "i_sim_1.4")]
-    assert writer.get("raw", **dataId).shape == plain.get("raw", **dataId).shape
+    assert writer.get("raw_md", **dataId) == plain.get("raw_md", **dataId)
     assert writer.datasetExists("raw", **dataId) and not writer.datasetExists("calexp", **dataId)
     ccd = _ccd()
     writer.put(ccd, "calexp", **dataId)
@@ -336,7 +333,8 @@ ingest.ingest_raws(sys.argv[1], sys.argv[3:], mode="copy", translator=TestMapper
 def test_client_killed_mid_ingest_leaves_no_row(pg_server, uri, tmp_path):
     root = tmp_path / "repo"
     process = subprocess.Popen([sys.executable, "-c", _KILLED_INGEST, str(root), uri, *OBS_TEST_RAWS],
-                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                               stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
         assert process.stdout.readline().strip() == "inside"
     finally:

@@ -10,5 +10,5 @@ from .posix import PosixRegistry
 from .postgres import PostgresRegistry
 from .sqlite import SqliteRegistry
 
-__all__ = ["Registry", "TableSpec", "SqliteRegistry", "PostgresRegistry", "PosixRegistry", "FsScanner", "template_fields",
-           "strip_hdu"]
+__all__ = ["Registry", "TableSpec", "SqliteRegistry", "PostgresRegistry", "PosixRegistry", "FsScanner",
+           "template_fields", "strip_hdu"]

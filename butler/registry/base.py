@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 
@@ -36,7 +36,7 @@ _log = logging.getLogger(__name__)
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
-def is_postgres_uri(location: Any) -> bool:
+def is_postgres_uri(location: Any) -> TypeGuard[str]:
     """Whether ``location`` is a string naming a PostgreSQL registry (``postgresql://...``)."""
     return (isinstance(location, str) and "://" in location
             and location.split("://", 1)[0].lower() in POSTGRES_SCHEMES)
@@ -132,11 +132,11 @@ class Registry(abc.ABC):
         """
         if location is None:
             return None
-        if is_postgres_uri(path) or is_postgres_uri(location):
-            from .postgres import PostgresRegistry
+        for uri in (path, location):
+            if is_postgres_uri(uri):
+                from .postgres import PostgresRegistry
 
-            return PostgresRegistry(path if is_postgres_uri(path) else location,
-                                    root=getattr(location, "root", ""))
+                return PostgresRegistry(uri, root=getattr(location, "root", ""))
         if not isinstance(location, (str, os.PathLike)):
             return _create_in_storage(location, path or "")
         location = os.fspath(location)

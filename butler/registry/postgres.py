@@ -26,7 +26,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import numbers
+import math
 import os
 import re
 import threading
@@ -37,11 +37,17 @@ from typing import IO, Any
 
 import attrs
 
-from ..errors import AccessDenied, RegistryConflictError, RegistryError, RegistrySchemaError, RegistryUnavailable
-from ..errors import describe_data_id
+from ..errors import (
+    AccessDenied,
+    RegistryConflictError,
+    RegistryError,
+    RegistrySchemaError,
+    RegistryUnavailable,
+    describe_data_id,
+)
 from ..utils import sequencify
-from .base import POSTGRES_SCHEMES, Registry, is_postgres_uri
-from .sqlite import PLACEHOLDER, _Schema, _bindable, _sql_type
+from .base import POSTGRES_SCHEMES, Registry
+from .sqlite import PLACEHOLDER, _bindable, _Schema, _sql_type
 
 __all__ = ["PgTarget", "PostgresRegistry", "close_connections", "copy_sqlite_registry", "parse_postgres_uri",
            "postgres_type", "read_legacy_file"]
@@ -51,7 +57,7 @@ _log = logging.getLogger(__name__)
 #: seconds libpq waits for one connection attempt
 CONNECT_TIMEOUT = 5
 #: seconds spent opening a connection, retries included, before the server is declared unavailable
-CONNECT_BUDGET = 8.0
+CONNECT_BUDGET = 6.0
 #: connection-failure texts that mean the credentials were refused (not worth retrying)
 _REFUSED = re.compile(r"password authentication failed|no password supplied|authentication failed|"
                       r"role \"[^\"]*\" does not exist|permission denied|pg_hba\.conf rejects")
@@ -145,7 +151,8 @@ def parse_postgres_uri(uri: str) -> PgTarget:
     if unknown or any(len(values) != 1 for values in query.values()):
         raise RegistryError(f"registry URI {uri!r}: only one ?schema=NAME is understood, not {unknown or query}")
     return PgTarget(host=urllib.parse.unquote(host) or None, port=port, database=database,
-                    user=urllib.parse.unquote(userinfo) or None, schema=(query.get("schema") or [None])[0])
+                    user=urllib.parse.unquote(userinfo) or None,
+                    schema=query["schema"][0] if "schema" in query else None)
 
 
 def read_legacy_file(stream: IO[bytes], name: str, mode: int | None) -> PgTarget:
@@ -237,11 +244,14 @@ atexit.register(close_connections)
 
 
 def _connect(target: PgTarget, dataId: Any = None) -> Any:
-    """Open a connection, retrying transient failures until `CONNECT_BUDGET` seconds have passed."""
+    """Open a connection, retrying transient failures until `CONNECT_BUDGET` seconds have passed.
+
+    Each attempt waits at most `CONNECT_TIMEOUT` seconds, and never much past
+    the budget (libpq counts whole seconds, at least 2).
+    """
     import psycopg
 
-    params: dict[str, Any] = {"dbname": target.database, "connect_timeout": CONNECT_TIMEOUT,
-                              "application_name": "butler", "autocommit": True}
+    params: dict[str, Any] = {"dbname": target.database, "application_name": "butler", "autocommit": True}
     for name, value in (("host", target.host), ("port", target.port), ("user", target.user),
                         ("password", target.password)):
         if value is not None:
@@ -249,14 +259,15 @@ def _connect(target: PgTarget, dataId: Any = None) -> Any:
     deadline = time.monotonic() + CONNECT_BUDGET
     delay = 0.1
     while True:
+        remaining = deadline - time.monotonic()
         try:
-            return psycopg.connect(**params)
+            return psycopg.connect(**params, connect_timeout=max(2, min(CONNECT_TIMEOUT, math.ceil(remaining))))
         except psycopg.OperationalError as exc:
             text = _one_line(exc, target)
             if _REFUSED.search(text):
                 raise AccessDenied(f"PostgreSQL registry {target.describe()} refused the connection "
                                    f"({target.server()}): {text}") from None
-            if time.monotonic() + delay >= deadline:
+            if time.monotonic() + delay + 1 >= deadline:
                 raise RegistryUnavailable(
                     f"PostgreSQL registry {target.describe()} is unavailable ({target.server()})"
                     f"{_for_data_id(dataId)}: {text}") from None
@@ -380,11 +391,17 @@ class PostgresRegistry(Registry):
         self.root = root
         self.readOnly = readOnly
         self._schema = _Schema()
+        #: statements built once per query shape, with the kind of each bound value (and primary keys)
+        self._built: dict[tuple, Any] = {}
         self._schema_name: str | None = self.target.schema
         self._transaction: Any = None
 
     def __repr__(self) -> str:
         return f"PostgresRegistry({self.location!r})"
+
+    def __reduce__(self) -> tuple:
+        """Pickle what names the registry; the unpickled one opens its own process's connection."""
+        return (type(self), (self.target, self.readOnly, self.root))
 
     # -- running statements --------------------------------------------------------------------
 
@@ -435,7 +452,7 @@ class PostgresRegistry(Registry):
 
     def _current_schema(self) -> str:
         if self._schema_name is None:
-            self._schema_name = self._run("SELECT current_schema()")[0][0]
+            self._schema_name = str(self._run("SELECT current_schema()")[0][0])
         return self._schema_name
 
     # -- reads ---------------------------------------------------------------------------------
@@ -494,7 +511,7 @@ class PostgresRegistry(Registry):
         from psycopg import sql
 
         shape = ("select", fields, tables, where, range_)
-        built = self._schema.statements.get(shape)
+        built = self._built.get(shape)
         if built is not None:
             return built
         known = self._check_names(tables, [*fields, *(t for pair in where for t in pair), *(range_ or ())])
@@ -519,7 +536,7 @@ class PostgresRegistry(Registry):
             sql.SQL(" NATURAL JOIN ").join(map(self._table, tables)))
         if clauses:
             query = query + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses)
-        built = self._schema.statements[shape] = (query, kinds)
+        built = self._built[shape] = (query, kinds)
         return built
 
     def _check_names(self, tables: Iterable[str], columns: Iterable[str]) -> dict[str, str]:
@@ -566,16 +583,17 @@ class PostgresRegistry(Registry):
     def _primary_key(self, table: str) -> str | None:
         """The (single-column) primary key of a table, if any."""
         shape = ("primary key", table)
-        if shape not in self._schema.statements:
+        if shape not in self._built:
             rows = self._run("SELECT k.column_name FROM information_schema.table_constraints c "
                              "JOIN information_schema.key_column_usage k USING (constraint_schema, constraint_name) "
                              "WHERE c.constraint_type = 'PRIMARY KEY' AND c.table_schema = %s AND c.table_name = %s",
                              [self._current_schema(), table])
-            self._schema.statements[shape] = rows[0][0] if len(rows) == 1 else None
-        return self._schema.statements[shape]
+            self._built[shape] = rows[0][0] if len(rows) == 1 else None
+        return self._built[shape]
 
     def _forget_schema(self) -> None:
         self._schema = _Schema()
+        self._built = {}
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -686,7 +704,7 @@ class PostgresRegistry(Registry):
         for row in rows:
             keys = tuple(row)
             shape = ("insert", table, keys, ignore_conflicts)
-            built = self._schema.statements.get(shape)
+            built = self._built.get(shape)
             if built is None:
                 known = self._check_names([table], keys)
                 key = self._primary_key(table)
@@ -695,7 +713,7 @@ class PostgresRegistry(Registry):
                     sql.SQL(", ").join(sql.Placeholder() * len(keys)),
                     sql.SQL(" ON CONFLICT DO NOTHING" if ignore_conflicts else ""),
                     sql.Identifier(key) if key else sql.SQL("0"))
-                built = self._schema.statements[shape] = (query, [_kind(known[k]) for k in keys])
+                built = self._built[shape] = (query, [_kind(known[k]) for k in keys])
             query, kinds = built
             values = [_coerce(row[k], kind) for k, kind in zip(keys, kinds)]
             if any(value is _NO_MATCH for value in values):
@@ -775,7 +793,8 @@ def copy_sqlite_registry(source: str | os.PathLike, destination: str | PgTarget)
     from .sqlite import SqliteRegistry, quote_identifier
 
     counts: dict[str, int] = {}
-    with SqliteRegistry(source) as src, PostgresRegistry(destination, readOnly=False) as dst:
+    dst = PostgresRegistry(destination, readOnly=False)
+    with SqliteRegistry(source) as src:
         tables = [table for table in src.tables() if table != "sqlite_sequence"]
         existing = sorted(set(tables) & set(dst.tables()))
         if existing:
