@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -112,7 +113,7 @@ class PgTarget:
                  else f"host {self.host or '(libpq default)'}")
         return f"{where}, port {self.port or '(default)'}, database {self.database!r}, user {self.user or '(default)'}"
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple:
         """What one connection serves: host, port, database, user."""
         return (self.host, self.port, self.database, self.user)
@@ -202,6 +203,8 @@ def read_legacy_file(stream: IO[bytes], name: str, mode: int | None) -> PgTarget
 # -- connections: one per process and server ---------------------------------------------------------
 
 _CONNECTIONS: dict[tuple, Any] = {}
+#: this process's id (kept current by the fork hook: one system call less per statement)
+_PID = os.getpid()
 _CONNECTIONS_LOCK = threading.Lock()
 #: connections a forked child inherited: kept (never finalized while their socket is the parent's)
 _DISOWNED: list[Any] = []
@@ -213,6 +216,8 @@ def _disown_after_fork() -> None:
     libpq says goodbye to the server when a connection is closed or collected;
     done on the parent's socket, that would end the parent's session.
     """
+    global _PID
+    _PID = os.getpid()
     null = os.open(os.devnull, os.O_RDWR)
     try:
         for conn in _CONNECTIONS.values():
@@ -290,7 +295,7 @@ def _for_data_id(dataId: Any) -> str:
 
 def _connection(target: PgTarget, dataId: Any = None) -> Any:
     """This process's connection to the target's server, opened (or reopened) when needed."""
-    key = (os.getpid(), *target.key)
+    key = (_PID, *target.key)
     conn = _CONNECTIONS.get(key)
     if conn is not None and not conn.closed:
         return conn
@@ -303,7 +308,7 @@ def _connection(target: PgTarget, dataId: Any = None) -> Any:
 
 def _drop_connection(target: PgTarget, conn: Any) -> None:
     """Forget (and close) a connection found broken, so the next use opens a new one."""
-    key = (os.getpid(), *target.key)
+    key = (_PID, *target.key)
     with _CONNECTIONS_LOCK:
         if _CONNECTIONS.get(key) is conn:
             del _CONNECTIONS[key]
@@ -405,7 +410,7 @@ class PostgresRegistry(Registry):
 
     # -- running statements --------------------------------------------------------------------
 
-    def _run(self, query: Any, values: Sequence[Any] = (), dataId: Any = None, fetch: bool = True) -> list:
+    def _run(self, query: Any, values: Sequence[Any] = (), dataId: Any = None) -> list:
         """Run one statement and return its rows; a dropped connection is reopened once (outside a transaction).
 
         Raises
@@ -417,18 +422,20 @@ class PostgresRegistry(Registry):
         butler.errors.RegistryError
             When the statement fails otherwise.
         """
-        import psycopg
-
         for attempt in (0, 1):
             conn = self._transaction if self._transaction is not None else _connection(self.target, dataId)
             try:
-                cursor = conn.execute(query, list(values))
-                return cursor.fetchall() if fetch and cursor.description is not None else []
-            except psycopg.errors.UniqueViolation as exc:
-                raise RegistryConflictError(f"{_one_line(exc, self.target)}: registry {self.location}; "
-                                            f"values: {list(values)!r}") from exc
-            except psycopg.OperationalError as exc:
-                if not (conn.closed or conn.broken):
+                cursor = conn.execute(query, values)
+                return cursor.fetchall() if cursor.rownumber is not None else []  # (not .description: slower)
+            except Exception as exc:  # psycopg is imported here only: an error, not every statement, pays for it
+                import psycopg
+
+                if isinstance(exc, psycopg.errors.UniqueViolation):
+                    raise RegistryConflictError(f"{_one_line(exc, self.target)}: registry {self.location}; "
+                                                f"values: {list(values)!r}") from exc
+                if not isinstance(exc, psycopg.Error):
+                    raise
+                if not isinstance(exc, psycopg.OperationalError) or not (conn.closed or conn.broken):
                     raise self._failed(exc, query, values) from exc
                 if self._transaction is not None or attempt:
                     raise RegistryUnavailable(
@@ -436,8 +443,6 @@ class PostgresRegistry(Registry):
                         f"{_for_data_id(dataId)}: {_one_line(exc, self.target)}") from None
                 _log.info("%s: connection dropped (%s); reconnecting", self.location, _one_line(exc, self.target))
                 _drop_connection(self.target, conn)
-            except psycopg.Error as exc:
-                raise self._failed(exc, query, values) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _failed(self, exc: BaseException, query: Any, values: Sequence[Any]) -> RegistryError:
@@ -498,9 +503,9 @@ class PostgresRegistry(Registry):
                      range_: tuple[str, str, str] | None, values: list[Any], dataId: Any) -> list[tuple]:
         query, kinds = self._select(fields, tables, where, range_)
         bound = [_coerce(value, kind) for value, kind in zip(values, kinds)]
-        if any(value is _NO_MATCH for value in bound):
+        if _NO_MATCH in bound:
             return []
-        return [tuple(row) for row in self._run(query, bound, dataId)]
+        return self._run(query, bound, dataId)
 
     def _select(self, fields: tuple[str, ...], tables: tuple[str, ...], where: tuple[tuple[str, str], ...],
                 range_: tuple[str, str, str] | None) -> tuple[Any, list[type | None]]:
@@ -536,7 +541,7 @@ class PostgresRegistry(Registry):
             sql.SQL(" NATURAL JOIN ").join(map(self._table, tables)))
         if clauses:
             query = query + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses)
-        built = self._built[shape] = (query, kinds)
+        built = self._built[shape] = (query.as_string(None), kinds)  # rendered once: later calls only bind
         return built
 
     def _check_names(self, tables: Iterable[str], columns: Iterable[str]) -> dict[str, str]:
@@ -708,15 +713,15 @@ class PostgresRegistry(Registry):
             if built is None:
                 known = self._check_names([table], keys)
                 key = self._primary_key(table)
-                query = sql.SQL("INSERT INTO {} ({}) VALUES ({}){} RETURNING {}").format(
+                statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}){} RETURNING {}").format(
                     self._table(table), sql.SQL(", ").join(map(sql.Identifier, keys)),
                     sql.SQL(", ").join(sql.Placeholder() * len(keys)),
                     sql.SQL(" ON CONFLICT DO NOTHING" if ignore_conflicts else ""),
                     sql.Identifier(key) if key else sql.SQL("0"))
-                built = self._built[shape] = (query, [_kind(known[k]) for k in keys])
+                built = self._built[shape] = (statement.as_string(None), [_kind(known[k]) for k in keys])
             query, kinds = built
             values = [_coerce(row[k], kind) for k, kind in zip(keys, kinds)]
-            if any(value is _NO_MATCH for value in values):
+            if _NO_MATCH in values:
                 raise RegistryError(f"cannot insert {dict(row)!r} into {table!r} of registry {self.location}: "
                                     f"a value is not of its column's type ({self.columns(table)})")
             result = self._run(query, values)
