@@ -218,6 +218,8 @@ def _disown_after_fork() -> None:
     """
     global _PID
     _PID = os.getpid()
+    if not _CONNECTIONS:
+        return
     null = os.open(os.devnull, os.O_RDWR)
     try:
         for conn in _CONNECTIONS.values():
