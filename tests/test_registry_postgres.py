@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
+from pg_server import XDIST_GROUP
 
 import butler
 from butler.cfg import RepositoryArgs
@@ -33,7 +34,7 @@ from mappers.test import TestMapper
 
 from conftest import SHARED_DATA, assert_user_error, run_cli, run_together
 
-pytestmark = pytest.mark.xdist_group("postgres")
+pytestmark = pytest.mark.xdist_group(XDIST_GROUP)  # one xdist worker runs them all, on its server
 
 OBS_TEST = SHARED_DATA / "obs_test" / "data" / "input"
 OBS_LSST = SHARED_DATA / "obs_lsst" / "data" / "input"
@@ -385,6 +386,12 @@ def test_dropped_connection_is_reopened_once(pg_server, uri, caplog):
     with caplog.at_level(logging.INFO, logger="butler.registry.postgres"):
         assert registry.lookup("visit", "raw", {"filter": "g"}) == [(1,), (2,)]
     assert "reconnecting" in caplog.text
+    writer = PostgresRegistry(uri, readOnly=False)  # a transaction begun on a dropped connection reopens it
+    admin_query(pg_server, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'butler' AND pid <> pg_backend_pid()")
+    with writer.transaction():
+        writer.insert("raw", [{"visit": 9, "filter": "y"}])
+    assert registry.lookup("visit", "raw", {"filter": "y"}) == [(9,)]
 
 
 def test_wrong_password_is_one_line_access_denied(pg_server, tmp_path, monkeypatch):

@@ -623,6 +623,8 @@ class PostgresRegistry(Registry):
         if self.readOnly:
             raise self._read_only("start a transaction")
         outer = self._transaction is None
+        if outer:
+            self._run("SELECT 1")  # a connection dropped since its last use is reopened (once) here
         conn = _connection(self.target) if outer else self._transaction
         try:
             with conn.transaction():
