@@ -206,7 +206,8 @@ _CONNECTIONS: dict[tuple, Any] = {}
 #: this process's id (kept current by the fork hook: one system call less per statement)
 _PID = os.getpid()
 _CONNECTIONS_LOCK = threading.Lock()
-#: connections a forked child inherited: kept (never finalized while their socket is the parent's)
+#: connections a forked child inherited, kept alive: were pointing one's socket away to fail, collecting it
+#: would still end the parent's session
 _DISOWNED: list[Any] = []
 
 
@@ -237,12 +238,10 @@ def close_connections() -> None:
     Registries open a new one when next used; a registry inside a
     ``transaction()`` block loses it (its writes are rolled back).
     """
-    pid = os.getpid()
-    with _CONNECTIONS_LOCK:
-        for key, conn in list(_CONNECTIONS.items()):
-            if key[0] == pid:
-                with contextlib.suppress(Exception):
-                    conn.close()
+    with _CONNECTIONS_LOCK:  # (a forked child has forgotten its parent's: every one here is this process's)
+        for conn in _CONNECTIONS.values():
+            with contextlib.suppress(Exception):
+                conn.close()
         _CONNECTIONS.clear()
 
 
