@@ -167,7 +167,8 @@ def test_protocol_transactions_and_conflicts(pg_server, uri):
     with pytest.raises(ValueError), registry.transaction():
         registry.insert("raw", [{"visit": 5, "filter": "y"}])
         raise ValueError("undo")
-    assert sorted(registry.lookup(["visit", "filter"], "raw", {})) == [(1, "g"), (2, "r"), (3, "i"), (4, "z")]
+    assert registry.lookup(["visit", "filter"], "raw", {}) == [(1, "g"), (2, "r"), (3, "i"), (4, "z")]  # sorted
+    assert registry.lookup(["filter"], "raw", {}) == [("g",), ("i",), ("r",), ("z",)]
     # values compare as SQLite compares them: text digits match an integer column, numbers a text column
     assert registry.lookup("filter", "raw", {"visit": "3"}) == [("i",)]
     assert registry.lookup("visit", "raw", {"visit": "three"}) == []
@@ -312,6 +313,24 @@ def test_ingest_into_postgres(pg_server, uri, tmp_path):
     assert sorted(registry.lookup(["visit"], "raw_visit", {})) == [(1,), (2,), (3,)]
     assert sorted(registry.lookup("id", "raw_skyTile", {})) == [(1,), (2,), (3,)]
     assert registry.lookup("note", "keep", {}) == [("mine",)]
+
+
+def test_cli_ingest_into_the_registry_a_root_names(pg_server, tmp_path):
+    """``butler ingest`` on a repository holding ``registry.pgsql``: the rows go to PostgreSQL."""
+    database = pg_server.new_database("ingest")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "_mapper").write_text("lsst.obs.test.testMapper.TestMapper\n")
+    (root / "registry.pgsql").write_text(f"host: {pg_server.sockdir}\nport: {pg_server.port}\n"
+                                         f"database: {database}\nuser: postgres\n")
+    result = run_cli("ingest", str(root), *OBS_TEST_RAWS, "--mode", "copy", "--workers", "1")
+    assert result.exit_code == 0, result.stderr
+    assert not (root / "registry.sqlite3").exists()
+    assert admin_query(pg_server, 'SELECT visit, filter FROM raw ORDER BY id', database=database) == \
+        [(1, "g"), (2, "g"), (3, "r")]
+    repo = butler.Butler(inputs=str(root))
+    assert repo.queryMetadata("raw", "visit", filter="g") == [1, 2]
+    assert repo.get("raw", visit=3).shape == (2000, 1026)
 
 
 _KILLED_INGEST = """

@@ -467,6 +467,9 @@ class PostgresRegistry(Registry):
                **kwargs: Any) -> list[tuple]:
         """Return the distinct values of some columns for the rows matching a data ID (see `Registry.lookup`).
 
+        The rows come sorted by the values returned (text bytewise), so an
+        answer's order is the same on every run.
+
         Raises
         ------
         butler.errors.RegistrySchemaError
@@ -542,6 +545,8 @@ class PostgresRegistry(Registry):
             sql.SQL(" NATURAL JOIN ").join(map(self._table, tables)))
         if clauses:
             query = query + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses)
+        # in order of the values returned: the same answer in the same order on every run (a hash plan would not)
+        query = query + sql.SQL(" ORDER BY ") + sql.SQL(", ").join(map(sql.Identifier, fields))
         built = self._built[shape] = (query.as_string(None), kinds)  # rendered once: later calls only bind
         return built
 
