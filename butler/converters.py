@@ -98,6 +98,13 @@ class ConverterTable:
         self._types: dict[str, type] = {}
         self._entryPointGroup = entryPointGroup
 
+    @classmethod
+    def standard(cls, entryPointGroup: str | None = ENTRY_POINT_GROUP) -> ConverterTable:
+        """A new table holding the built-in converters (plug-ins of ``entryPointGroup`` load on its first miss)."""
+        table = cls(entryPointGroup)
+        _register_builtins(table)
+        return table
+
     def register(self, source: type | str, target: type | str, function: Callable[[Any], Any], *,
                  lossless: bool = False, names: Iterable[str] = (), force: bool = False) -> Converter:
         """Add a converter, and short names for its target type.
@@ -137,15 +144,21 @@ class ConverterTable:
     # -- lookups -----------------------------------------------------------------------------------
 
     def _resolve(self, reference: str, *, importing: bool) -> type | None:
-        """The class of a reference; None when its package is not imported and ``importing`` is false."""
+        """The class of a reference; None when it names none, or its package is not imported and
+        ``importing`` is false (no object of it can exist yet)."""
         cls = self._types.get(reference)
         if cls is None:
             module, _, qualname = reference.partition(":")
             if not importing and module.split(".")[0] not in sys.modules:
-                return None  # no object of it can exist yet
-            obj: Any = importlib.import_module(module)
-            for part in qualname.split("."):
-                obj = getattr(obj, part)
+                return None
+            try:
+                obj: Any = importlib.import_module(module)
+                for part in qualname.split("."):
+                    obj = getattr(obj, part)
+            except (ImportError, AttributeError, ValueError):
+                return None
+            if not isinstance(obj, type):
+                return None
             cls = self._types[reference] = obj
         return cls
 
@@ -207,28 +220,24 @@ class ConverterTable:
             No converter; the message names the dataset type, the data ID, the
             form asked for and the forms ``obj`` converts to.
         """
-        target = self._target(as_type)
-        cls = None if isinstance(as_type, str) else as_type
-        if cls is None:
-            try:
-                cls = self._resolve(target, importing=True)
-            except (ImportError, AttributeError, ValueError):
-                cls = None
-        if cls is not None and type(obj) is cls:
-            return obj
-        converter = self._find(obj, target)
-        if converter is None and cls is not None and isinstance(obj, cls):
-            return obj
-        if converter is None and self._load_plugins():
+        while True:  # a second time after loading the plug-ins, which may add converters and short names
+            target = self._target(as_type)
+            cls = self._resolve(target, importing=True) if isinstance(as_type, str) else as_type
+            if cls is not None and type(obj) is cls:
+                return obj
             converter = self._find(obj, target)
-        if converter is None:
-            given = type(obj)
-            known = self.known(obj)
-            raise UnknownConversionError(
-                f"no converter from {given.__module__}.{given.__qualname__} to {as_type!r} for datasetType: "
-                f"{datasetType}; dataId: {describe_data_id(dataId)}; known from {given.__qualname__}: "
-                f"{', '.join(known) if known else 'none'}; short names: {', '.join(sorted(self._names))}")
-        return converter(obj)
+            if converter is not None:
+                return converter(obj)
+            if cls is not None and isinstance(obj, cls):
+                return obj
+            if not self._load_plugins():
+                break
+        given = type(obj)
+        known = self.known(obj)
+        raise UnknownConversionError(
+            f"no converter from {given.__module__}.{given.__qualname__} to {as_type!r} for datasetType: "
+            f"{datasetType}; dataId: {describe_data_id(dataId)}; known from {given.__qualname__}: "
+            f"{', '.join(known) if known else 'none'}; short names: {', '.join(sorted(self._names))}")
 
     def lossless_into(self, obj: Any, accepted: tuple[type, ...]) -> tuple[Converter | None, list[Converter]]:
         """The lossless converter from ``obj`` to one of the ``accepted`` types, and the lossy ones there are.
@@ -329,8 +338,7 @@ def _register_builtins(table: ConverterTable) -> None:
     table.register(_HEADER, "builtins:dict", _header_to_dict, names=("dict",))  # no card comments
 
 
-_table = ConverterTable()
-_register_builtins(_table)
+_table = ConverterTable.standard()
 
 
 def get_converters() -> ConverterTable:

@@ -290,18 +290,24 @@ def _header_from_meta(meta: Any) -> fits_types.Header:
 
 def _read_table(source: IO[bytes], hdu: int | None, parameters: dict | None = None) -> Any:
     import numpy as np
+    from astropy.io.fits import open as fits_open
     from astropy.table import Table
 
     index = 1 if hdu is None else hdu
     if not parameters:
         return Table.read(source, format="fits", hdu=index, character_as_bytes=False)
-    # memory-mapped (a local file) with its strings left as bytes: nothing is read until the
-    # columns and rows asked for are copied out below
-    mapped = Table.read(source, format="fits", hdu=index, memmap=True, character_as_bytes=True)
-    names = columns_of(parameters, mapped.colnames, f"HDU {index} of {getattr(source, 'name', 'the FITS file')}")
-    rows = rows_of(parameters)
-    picked = [mapped[name] if rows is None else mapped[name][rows] for name in names or mapped.colnames]
-    table = Table(picked, meta=mapped.meta, copy=True)
+    # memory-mapped (a local file), unmasked, strings left as bytes: nothing is read until the
+    # columns and rows asked for are copied out, and the map is closed with the file
+    with fits_open(source, memmap=True, lazy_load_hdus=True) as hdul:
+        # checked from the header, before the map exists: an error keeps no reference to it
+        names = columns_of(parameters, hdul[index].columns.names,
+                           f"HDU {index} of {getattr(source, 'name', 'the file')}")
+        rows = rows_of(parameters)
+        mapped = Table.read(hdul[index], format="fits", character_as_bytes=True, mask_invalid=False,
+                            strip_spaces=False)
+        picked = [mapped[name] if rows is None else mapped[name][rows] for name in names or mapped.colnames]
+        table = Table(picked, meta=mapped.meta, copy=True)
+        del mapped, picked
     for name in table.colnames:
         if table[name].dtype.kind == "S":  # as the whole-table read gives them: text without trailing blanks
             table[name] = np.char.rstrip(np.char.decode(table[name], "ascii"))
