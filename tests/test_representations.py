@@ -260,6 +260,18 @@ def test_columns_and_rows_of_a_table(repo, datasetType):
     assert "'nope'" in str(info.value) and "id, flux, name, flag" in str(info.value)
 
 
+@pytest.mark.parametrize("datasetType", ["tbl", "cat"])
+def test_a_fits_column_read_masks_and_strips_as_the_whole_read(repo, datasetType):
+    table = Table({"x": [1.0, np.nan, 3.0], "s": ["a ", "", "c"], "k": [1, 2, 3]})
+    repo.put(table, datasetType, visit=4)
+    whole = repo.get(datasetType, visit=4)
+    part = repo.get(datasetType, visit=4, parameters={"columns": ["s", "x", "k"]})
+    for name in ("x", "s", "k"):
+        assert type(part[name]) is type(whole[name])
+    assert list(part["x"].mask) == list(whole["x"].mask) == [False, True, False]
+    assert list(part["s"]) == list(whole["s"]) == ["a", "", "c"]
+
+
 def test_a_column_read_keeps_no_map_of_the_file(repo, tmp_path):
     part = repo.get("cat", visit=1, parameters={"columns": ["id"]})
     assert part["id"].base is None or not isinstance(part["id"].base, np.memmap)  # owned: the file can go

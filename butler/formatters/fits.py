@@ -289,7 +289,6 @@ def _header_from_meta(meta: Any) -> fits_types.Header:
 
 
 def _read_table(source: IO[bytes], hdu: int | None, parameters: dict | None = None) -> Any:
-    import numpy as np
     from astropy.io.fits import open as fits_open
     from astropy.table import Table
 
@@ -308,10 +307,27 @@ def _read_table(source: IO[bytes], hdu: int | None, parameters: dict | None = No
         picked = [mapped[name] if rows is None else mapped[name][rows] for name in names or mapped.colnames]
         table = Table(picked, meta=mapped.meta, copy=True)
         del mapped, picked
-    for name in table.colnames:
-        if table[name].dtype.kind == "S":  # as the whole-table read gives them: text without trailing blanks
-            table[name] = np.char.rstrip(np.char.decode(table[name], "ascii"))
+    _as_whole_read(table)
     return table
+
+
+def _as_whole_read(table: Any) -> None:
+    """Make the columns of a memory-mapped read what a whole read gives (astropy does neither on a map):
+    text decoded and stripped of trailing blanks, NaN masked."""
+    import numpy as np
+    from astropy.table import Column, MaskedColumn
+
+    for name in table.colnames:
+        column = table[name]
+        if column.dtype.kind == "S":
+            replacement = Column(np.char.rstrip(np.char.decode(np.asarray(column), "ascii")), name=name)
+        elif column.dtype.kind in "fc" and not isinstance(column, MaskedColumn) and np.isnan(column).any():
+            replacement = MaskedColumn(np.asarray(column), name=name, mask=np.isnan(column))
+        else:
+            continue
+        replacement.info.unit, replacement.info.format = column.unit, column.format
+        replacement.info.description, replacement.info.meta = column.description, column.meta
+        table[name] = replacement
 
 
 def _wants_box(additionalData: dict) -> bool:

@@ -25,8 +25,9 @@ def _read_table(path: str, parameters: dict | None = None) -> Any:
     from astropy.table.meta import get_header_from_yaml
 
     parameters = parameters or {}
-    names = columns_of(parameters, pq.read_schema(path).names, path) if "columns" in parameters else None
-    arrow = pq.read_table(path, columns=names)  # only the column chunks of those columns are read
+    with pq.ParquetFile(path) as parquet:  # closed here, not by a later collection
+        names = columns_of(parameters, parquet.schema_arrow.names, path) if "columns" in parameters else None
+        arrow = parquet.read(columns=names)  # only the column chunks of those columns are read
     rows = rows_of(parameters)
     if isinstance(rows, slice):
         start, stop, step = rows.indices(arrow.num_rows)
