@@ -42,6 +42,8 @@ _PUBLIC = {
     "RegistryUnavailable": "errors",
     "StorageUnavailable": "errors",
     "AccessDenied": "errors",
+    "UnknownConversionError": "errors",
+    "UnknownParameterError": "errors",
     "ParentsMismatch": "errors",
     "RepositoryError": "errors",
     "RepositoryModeError": "errors",
@@ -75,7 +77,7 @@ _PUBLIC = {
 _SUBMODULES = {
     "readProxy", "safeFileIo", "deprecation", "test", "safeio", "errors", "cfg", "policy",
     "dataId", "utils", "location", "mapper", "graph", "repository", "subset", "storage",
-    "formatters", "registry", "logicalLocation", "compare", "ingest", "demo", "cli",
+    "formatters", "registry", "logicalLocation", "compare", "ingest", "demo", "cli", "converters",
 }
 
 __all__ = sorted(_PUBLIC)

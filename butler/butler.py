@@ -318,8 +318,8 @@ class Butler:
                 return found
         raise AssertionError("unreachable: _candidates raises when the search ends")
 
-    def _locate_and_read(self, datasetType: str, dataId: DataId) -> Any:
-        """Read the first dataset found in search order.
+    def _locate_and_read(self, datasetType: str, dataId: DataId, parameters: Mapping | None = None) -> Any:
+        """Read the first dataset found in search order (only what ``parameters`` select).
 
         A plain location is read straight away, and a missing file moves the
         search on: one open instead of a stat and an open, on the hot path.
@@ -327,7 +327,7 @@ class Butler:
         for repo, location in self._candidates(datasetType, dataId, write=False):
             if location.__class__ is ButlerLocation and repo.bypass(datasetType) is None:
                 try:
-                    item = repo.read(location)
+                    item = repo.read(location.with_parameters(parameters))
                 except DatasetNotFoundError:
                     continue
                 if repo.canStandardize(datasetType):
@@ -335,7 +335,7 @@ class Butler:
                 return item
             found = self._check_location(repo, location, datasetType, dataId)
             if found is not None:
-                return self._read(found, datasetType, dataId)
+                return self._read(found, datasetType, dataId, parameters)
         raise AssertionError("unreachable: _candidates raises when the search ends")
 
     @staticmethod
@@ -371,21 +371,23 @@ class Butler:
             return None
         return _Found(repo, location, lambda: value)
 
-    def _read(self, found: _Found, datasetType: str, dataId: DataId) -> Any:
+    def _read(self, found: _Found, datasetType: str, dataId: DataId, parameters: Mapping | None = None) -> Any:
+        """Read what was found: ``parameters`` go to the formatter, or select from a bypass's or assembly's object."""
         repo = found.repository
-        if found.bypass is not None:
-            item = found.bypass()
-        elif isinstance(found.location, ButlerComposite):
-            item = self._assemble(found.location, dataId)
+        if found.bypass is not None or isinstance(found.location, ButlerComposite):
+            item = found.bypass() if found.bypass is not None else self._assemble(found.location, dataId)
+            if parameters:
+                item = _select(item, parameters, datasetType, dataId, repo.root)
         elif isinstance(found.location, list):
-            item = [repo.read(loc) for loc in found.location]
+            item = [repo.read(loc.with_parameters(parameters)) for loc in found.location]
         else:
-            item = repo.read(found.location)
+            item = repo.read(found.location.with_parameters(parameters))
         if repo.canStandardize(datasetType):
             item = repo.mapper.standardize(datasetType, item, dataId)
         return item
 
-    def get(self, datasetType: str, dataId: Any = None, immediate: bool = True, **rest: Any) -> Any:
+    def get(self, datasetType: str, dataId: Any = None, immediate: bool = True, *, as_type: Any = None,
+            parameters: Mapping[str, Any] | None = None, **rest: Any) -> Any:
         """Read a dataset.
 
         Parameters
@@ -396,6 +398,15 @@ class Butler:
             The data ID; a tagged `DataId` searches only repositories with one of its tags.
         immediate : `bool`
             When False, return a `ReadProxy` that reads on first use.
+        as_type : `type` or `str`, optional
+            Return the dataset in this Python form (a type, or a short name such
+            as ``"numpy"``, ``"pandas"``, ``"dict"``, ``"nddata"``), converted by
+            the converter registered for it (`butler.converters`).
+        parameters : mapping, optional
+            Read only a part: ``{"bbox": (x0, y0, width, height)}`` of an image
+            (counted from its origin, as ``X_sub`` datasets are; ``"imageOrigin":
+            "LOCAL"`` from its first pixel), ``{"columns": [...], "rows": slice(...)}``
+            of a table. Each format reads only what they select.
         **rest
             More data-ID keys.
 
@@ -404,13 +415,22 @@ class Butler:
         NoResults
             No repository searched holds the dataset; the message names the
             dataset type, the data ID, its tags and every repository searched.
+        UnknownConversionError
+            No converter gives ``as_type``; the message lists the known ones.
+        UnknownParameterError
+            A parameter the dataset's format does not take; the message names
+            those it accepts.
         """
         datasetType = self._resolve(datasetType)
         dataId = merge_data_id(dataId, rest)
         if immediate:
-            return self._locate_and_read(datasetType, dataId)
-        found = self._locate(datasetType, dataId, write=False)
-        return ReadProxy(functools.partial(self._read, found, datasetType, dataId))
+            read = functools.partial(self._locate_and_read, datasetType, dataId, parameters)
+        else:
+            read = functools.partial(self._read, self._locate(datasetType, dataId, write=False), datasetType, dataId,
+                                     parameters)
+        if as_type is not None:
+            read = functools.partial(_converted, read, as_type, datasetType, dataId)
+        return read() if immediate else ReadProxy(read)
 
     def datasetExists(self, datasetType: str, dataId: Any = None, write: bool = False, **rest: Any) -> bool:
         """Return whether a dataset exists: in the inputs, or with ``write=True`` in the outputs.
@@ -508,7 +528,9 @@ class Butler:
         NoResults
             A mapper cannot complete the data ID from its registry (as in Gen2).
         UnwritableObjectError
-            The object is not what a get of the dataset type gives back.
+            The object is not what a get of the dataset type gives back, nor
+            converts to it through a lossless converter (`butler.converters`:
+            a `pandas.DataFrame` for a table dataset, say); a lossy one is never used.
         """
         datasetType = self._resolve(datasetType)
         dataId = merge_data_id(dataId, rest)
@@ -520,10 +542,10 @@ class Butler:
         if not planned:
             raise MapperError(f"no output takes {datasetType!r} {describe_data_id(dataId)}: the mappers of "
                               f"{[repo.root for repo in self._outputs]} give no location to write it")
-        for repo, location in planned:
-            _check_put_types(obj, location, datasetType, repo.root)
-        for repo, location in planned:
-            self._put_into(repo, obj, datasetType, dataId, doBackup, location)
+        writes = [(repo, location, _check_put_types(obj, location, datasetType, repo.root))
+                  for repo, location in planned]
+        for repo, location, form in writes:
+            self._put_into(repo, form, datasetType, dataId, doBackup, location)
 
     @classmethod
     def _map_for_put(cls, repo: Repository, datasetType: str, dataId: DataId) -> Any:
@@ -567,10 +589,10 @@ class Butler:
                 info.obj = getattr(obj, getter)() if hasattr(obj, getter) else getattr(obj, name)
         planned = [(info, repo.map(info.datasetType, dataId, write=True))
                    for info in composite.componentInfo.values() if not info.inputOnly]
-        for info, location in planned:  # every component checked before any is written
-            _check_put_types(info.obj, location, info.datasetType, repo.root)
-        for info, location in planned:
-            self._put_into(repo, info.obj, info.datasetType, dataId, doBackup, location)
+        forms = [_check_put_types(info.obj, location, info.datasetType, repo.root)  # all checked before any write
+                 for info, location in planned]
+        for (info, location), form in zip(planned, forms):
+            self._put_into(repo, form, info.datasetType, dataId, doBackup, location)
 
     # -- registry queries ------------------------------------------------------------------
 
@@ -672,30 +694,75 @@ class Butler:
         return None
 
 
-def _check_put_types(obj: Any, location: Any, datasetType: str, root: str) -> None:
-    """Refuse, before any byte is written, an object a location's format would not give back on get
-    (`butler.formatters.base.Formatter.refusal`); a composite's components are checked apart.
+def _converted(read: Callable[[], Any], as_type: Any, datasetType: str, dataId: DataId) -> Any:
+    """What ``read`` returns, in the form ``as_type`` names (`butler.converters`)."""
+    from .converters import convert
+
+    return convert(read(), as_type, datasetType=datasetType, dataId=dataId)
+
+
+def _select(item: Any, parameters: Mapping[str, Any], datasetType: str, dataId: DataId, root: str) -> Any:
+    """Read parameters applied to an object no formatter read (a bypass's, an assembly's)."""
+    from .formatters.parameters import select
+
+    return select(item, parameters, f"datasetType: {datasetType}; dataId: {describe_data_id(dataId)}; "
+                                    f"repository: {root}")
+
+
+def _check_put_types(obj: Any, location: Any, datasetType: str, root: str) -> Any:
+    """What to write for ``obj``: itself, or its lossless conversion to what a location's format takes.
+
+    An object the format would not give back on get
+    (`butler.formatters.base.Formatter.refusal`) is converted only by a
+    lossless converter (`butler.converters`), and refused otherwise, before
+    any byte is written; a composite's components are checked apart.
 
     Raises
     ------
     UnwritableObjectError
         A `TypeError` naming the dataset type, the data ID, the repository, the
-        expected types and the type given.
+        expected types, the type given and the lossy converters that were not used.
     """
     from .formatters import get_formatter
     from .formatters.base import type_name
 
     if location is None or isinstance(location, ButlerComposite):
-        return
+        return obj
+    write = obj
     for loc in location if isinstance(location, list) else [location]:
-        takes = get_formatter(loc.storageName).refusal(obj, loc.pythonType)
+        formatter = get_formatter(loc.storageName)
+        takes = formatter.refusal(write, loc.pythonType)
         if takes is None:
             continue
+        lossy: list = []
+        accepted = formatter.acceptedTypes(loc.pythonType)
+        if accepted is not None and write is obj:
+            from .converters import get_converters
+
+            converter, lossy = get_converters().lossless_into(obj, accepted)
+            if converter is not None:
+                converted = _lossless_form(converter, obj, datasetType, loc, root)
+                if formatter.refusal(converted, loc.pythonType) is None:
+                    write = converted
+                    continue
         given = f"{type(obj).__module__}.{type(obj).__qualname__}"
         python = loc.pythonType if isinstance(loc.pythonType, str) else type_name(loc.pythonType)
+        not_used = (f"; put converts only losslessly, and {', '.join(c.describe() for c in lossy)} loses "
+                    f"information" if lossy else "")
         raise UnwritableObjectError(
             f"cannot put a {given} as {datasetType!r}: its policy type {python} ({loc.storageName}) takes "
-            f"{takes} (what its get returns, or a lossless form), unconverted; {describe_location(loc, root)}")
+            f"{takes} (what its get returns, or a lossless form), unconverted{not_used}; "
+            f"{describe_location(loc, root)}")
+    return write
+
+
+def _lossless_form(converter: Any, obj: Any, datasetType: str, location: Any, root: str) -> Any:
+    """``converter(obj)``; a converter refusing this object is an `UnwritableObjectError`."""
+    try:
+        return converter(obj)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise UnwritableObjectError(f"cannot put a {type(obj).__qualname__} as {datasetType!r} through "
+                                    f"{converter.describe()}: {exc}; {describe_location(location, root)}") from exc
 
 
 def _unpickle_butler(init_args: tuple, aliases: dict, trustedMappers: tuple = ()) -> Butler:

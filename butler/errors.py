@@ -44,6 +44,8 @@ __all__ = [
     "RegistryUnavailable",
     "StorageUnavailable",
     "AccessDenied",
+    "UnknownConversionError",
+    "UnknownParameterError",
 ]
 
 
@@ -295,4 +297,20 @@ class AccessDenied(ButlerError, PermissionError):
 
     The message names what was refused (host and database, or endpoint, bucket and
     key) and by whom it was asked; never the password or secret itself.
+    """
+
+
+class UnknownConversionError(ButlerError, LookupError):
+    """No converter turns what a dataset reads as into the Python form asked for (``get(as_type=...)``).
+
+    The message names the dataset type, the data ID, the form asked for, and
+    the forms the dataset's type converts to.
+    """
+
+
+class UnknownParameterError(ButlerError, ValueError):
+    """A read parameter (``get(parameters=...)``) that the dataset's format does not take, or a bad value.
+
+    The message names the parameter, the parameters the format accepts, the
+    dataset type, the data ID and the repository.
     """

@@ -70,6 +70,10 @@ class ButlerLocation:
     repository : `butler.repository.Repository`, optional
         The repository the paths are in: given by a mapper that knows it;
         otherwise `Repository.map` hands on a completed copy.
+    parameters : mapping, optional
+        What part of the dataset a read selects (``get(..., parameters=...)``:
+        ``bbox``, ``columns``, ``rows``), handed to the formatter, which checks
+        them; set by the Butler on a copy (`with_parameters`), never by a mapper.
     """
 
     pythonType: Any
@@ -83,6 +87,7 @@ class ButlerLocation:
     datasetType: str | None = None
     additionalData: dict = attrs.field(default=None, converter=lambda v: dict(v) if v else {})
     repository: Any = None
+    parameters: dict = attrs.field(factory=dict)
 
     def __repr__(self) -> str:
         return (f"ButlerLocation(datasetType={self.datasetType!r}, storageName={self.storageName!r}, "
@@ -122,6 +127,10 @@ class ButlerLocation:
     def setRepository(self, repository: Any) -> None:
         """Record the repository this location was found in."""
         self.repository = repository
+
+    def with_parameters(self, parameters: Any) -> ButlerLocation:
+        """A copy of this location whose reads select ``parameters`` (this one when there are none)."""
+        return attrs.evolve(self, parameters=dict(parameters)) if parameters else self
 
 
 @attrs.define

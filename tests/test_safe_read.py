@@ -256,7 +256,7 @@ def _write_temporaries(root: Path) -> list[str]:
 @pytest.mark.parametrize("datasetType, obj, words", [
     ("cat", "a string", ["FitsCatalogStorage", "builtins.str", "Tables"]),
     ("cat", CCDData(np.ones((2, 2)), unit="adu"), ["FitsCatalogStorage", "CCDData"]),
-    ("img", "a string", ["FitsStorage", "builtins.str", "CCDData, numpy arrays"]),
+    ("img", "a string", ["FitsStorage", "builtins.str", "CCDData or HDULists"]),
     ("img", {"a": 1}, ["FitsStorage", "builtins.dict"]),
     ("meta", CCDData(np.ones((2, 2)), unit="adu"), ["YamlStorage", "CCDData", "plain data"]),
     ("meta", TestObject(1), ["YamlStorage", "butler.test.TestObject"]),

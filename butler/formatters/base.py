@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import IO, Any, ClassVar
 
 from ..errors import ButlerError, DatasetNotFoundError, FormatterError, UnwritableObjectError
+from .parameters import check_names
 
 __all__ = ["Formatter", "type_name"]
 
@@ -49,6 +50,8 @@ class Formatter:
     #: Read through `read_file` when the storage's local files are the stored files
     #: themselves (memory maps, partial reads), even though `read_stream` exists.
     prefersLocalFile: ClassVar[bool] = False
+    #: The read parameters (``get(..., parameters=...)``) the format takes; see `acceptedParameters`.
+    parameters: ClassVar[frozenset[str]] = frozenset()
     #: More exceptions the format's library raises on a file it cannot read.
     readErrors: ClassVar[tuple[type[BaseException], ...]] = ()
     #: More exceptions the format's library raises on an object it cannot write.
@@ -83,6 +86,22 @@ class Formatter:
         """Write the storage writer's new temporary file ``path`` (hook)."""
         raise NotImplementedError
 
+    def acceptedParameters(self, pythonType: Any) -> frozenset[str]:
+        """The read parameters a read of ``pythonType`` takes (by default: `parameters`).
+
+        A format that declares parameters receives them as the ``parameters``
+        keyword of its read hook, and reads only what they select.
+        """
+        return self.parameters
+
+    def acceptedTypes(self, pythonType: Any) -> tuple[type, ...] | None:
+        """The classes a put of a dataset of ``pythonType`` takes unconverted; None: whatever the format writes.
+
+        `butler.Butler.put` converts another object only through a lossless
+        converter to one of these (`butler.converters`).
+        """
+        return None
+
     def wantsLocalFile(self, storage: Any, pythonType: Any) -> bool:
         """Whether to read through `read_file` (by default: `prefersLocalFile`, on local storages)."""
         return self.prefersLocalFile and storage.hasLocalFiles
@@ -104,7 +123,8 @@ class Formatter:
     # -- through a storage -----------------------------------------------------------------
 
     def readFrom(self, storage: Any, path: str, *, hdu: int | None = None, pythonType: Any = None,
-                 additionalData: Mapping[str, Any] | None = None) -> Any:
+                 additionalData: Mapping[str, Any] | None = None,
+                 parameters: Mapping[str, Any] | None = None) -> Any:
         """Read the object stored at ``path`` in ``storage``.
 
         Parameters
@@ -119,9 +139,14 @@ class Formatter:
             The type asked for; formats that can answer in several shapes use it.
         additionalData : mapping, optional
             Extra values from the mapper (e.g. a sub-image box).
+        parameters : mapping, optional
+            What part of the dataset to read (see `acceptedParameters`).
 
         Raises
         ------
+        UnknownParameterError
+            A parameter the format does not take for ``pythonType`` (checked
+            before the file is opened), or a bad value.
         DatasetNotFoundError
             When there is no file at ``path``.
         FormatterError
@@ -129,13 +154,18 @@ class Formatter:
             of another format, refused by a safe loader); the message names it.
         """
         extra = dict(additionalData) if additionalData else {}
+        selection: dict[str, Any] = {}
+        if parameters:
+            check_names(parameters, self.acceptedParameters(pythonType),
+                        f"{self.storageName} reading {type_name(pythonType) or 'its default type'}")
+            selection["parameters"] = dict(parameters)
         try:
             if self._readsStreams and not self.wantsLocalFile(storage, pythonType):
                 with storage.openRead(path) as stream:
                     return self.read_stream(stream, source=storage.locationWithRoot(path), hdu=hdu,
-                                            pythonType=pythonType, additionalData=extra)
+                                            pythonType=pythonType, additionalData=extra, **selection)
             with storage.localFile(path) as local:
-                return self.read_file(local, hdu=hdu, pythonType=pythonType, additionalData=extra)
+                return self.read_file(local, hdu=hdu, pythonType=pythonType, additionalData=extra, **selection)
         except ButlerError:
             raise
         except _MISSING as exc:

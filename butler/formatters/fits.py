@@ -22,7 +22,15 @@ mask-plane image (the LSST stack's) reads as "any plane set".
 Sub-images: when ``additionalData`` holds ``llcX, llcY, width, height`` only
 that box is read from the file (``imageOrigin`` ``"PARENT"``, the default,
 counts from the image origin recorded in ``LTV1/LTV2``; ``"LOCAL"`` from the
-first pixel).
+first pixel). The read parameter ``bbox`` (``get(..., parameters={"bbox": (x0,
+y0, width, height)})``) reads the same box from any image dataset: only the rows
+of the box are read (``.section``; of a tile-compressed image, only its tiles).
+
+Table parameters: ``columns`` and ``rows`` read a table through a memory map
+(a local file), copying out only those columns and rows. A FITS binary table
+stores its rows one after the other, so the file pages under a column are
+those of every row it spans; what is saved is the decoding and copying of the
+other columns.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import FormatterError
 from .base import Formatter, type_name
+from .parameters import IMAGE_PARAMETERS, TABLE_PARAMETERS, box_of, columns_of, rows_of
 
 if TYPE_CHECKING:
     from astropy.io import fits as fits_types
@@ -279,10 +288,46 @@ def _header_from_meta(meta: Any) -> fits_types.Header:
     return header
 
 
-def _read_table(source: IO[bytes], hdu: int | None) -> Any:
+def _read_table(source: IO[bytes], hdu: int | None, parameters: dict | None = None) -> Any:
+    from astropy.io.fits import open as fits_open
     from astropy.table import Table
 
-    return Table.read(source, format="fits", hdu=1 if hdu is None else hdu, character_as_bytes=False)
+    index = 1 if hdu is None else hdu
+    if not parameters:
+        return Table.read(source, format="fits", hdu=index, character_as_bytes=False)
+    # memory-mapped (a local file), unmasked, strings left as bytes: nothing is read until the
+    # columns and rows asked for are copied out, and the map is closed with the file
+    with fits_open(source, memmap=True, lazy_load_hdus=True) as hdul:
+        # checked from the header, before the map exists: an error keeps no reference to it
+        names = columns_of(parameters, hdul[index].columns.names,
+                           f"HDU {index} of {getattr(source, 'name', 'the file')}")
+        rows = rows_of(parameters)
+        mapped = Table.read(hdul[index], format="fits", character_as_bytes=True, mask_invalid=False,
+                            strip_spaces=False)
+        picked = [mapped[name] if rows is None else mapped[name][rows] for name in names or mapped.colnames]
+        table = Table(picked, meta=mapped.meta, copy=True)
+        del mapped, picked
+    _as_whole_read(table)
+    return table
+
+
+def _as_whole_read(table: Any) -> None:
+    """Make the columns of a memory-mapped read what a whole read gives (astropy does neither on a map):
+    text decoded and stripped of trailing blanks, NaN masked."""
+    import numpy as np
+    from astropy.table import Column, MaskedColumn
+
+    for name in table.colnames:
+        column = table[name]
+        if column.dtype.kind == "S":
+            replacement = Column(np.char.rstrip(np.char.decode(np.asarray(column), "ascii")), name=name)
+        elif column.dtype.kind in "fc" and not isinstance(column, MaskedColumn) and np.isnan(column).any():
+            replacement = MaskedColumn(np.asarray(column), name=name, mask=np.isnan(column))
+        else:
+            continue
+        replacement.info.unit, replacement.info.format = column.unit, column.format
+        replacement.info.description, replacement.info.meta = column.description, column.meta
+        table[name] = replacement
 
 
 def _wants_box(additionalData: dict) -> bool:
@@ -347,7 +392,7 @@ def _open(source: IO[bytes], *, everyPixel: bool) -> fits_types.HDUList:
 
 #: the classes a FITS dataset of each kind accepts on put: what its get returns, and lossless forms
 _ACCEPTS: dict[str, tuple[str, ...]] = {
-    "image": ("CCDData", "ndarray", "HDUList"),
+    "image": ("CCDData", "HDUList"),  # not a bare array: it has no unit nor WCS (see butler.converters)
     "array": ("ndarray", "HDUList"),
     "header": ("Header", "HDUList"),
     "table": ("Table", "HDUList"),
@@ -380,13 +425,16 @@ class _FitsFormat(Formatter):
         """The key of `_ACCEPTS` for a dataset of ``pythonType``."""
         raise NotImplementedError
 
+    def acceptedTypes(self, pythonType: Any) -> tuple[type, ...]:
+        classes = _accepted_classes()
+        return tuple(classes[name] for name in _ACCEPTS[self.acceptedKind(pythonType)])
+
     def refusal(self, obj: Any, pythonType: Any) -> str | None:
         import numpy as np
 
         accepted = _ACCEPTS[self.acceptedKind(pythonType)]
-        classes = _accepted_classes()
         structured = isinstance(obj, np.ndarray) and obj.dtype.names is not None  # a table, not pixels
-        if isinstance(obj, tuple(classes[name] for name in accepted)) and not structured:
+        if isinstance(obj, self.acceptedTypes(pythonType)) and not structured:
             return None
         phrases = [_ACCEPTED_NAMES[name] for name in accepted]
         return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} or {phrases[-1]}"
@@ -403,16 +451,22 @@ class FitsStorage(_FitsFormat):
         kind = python_kind(pythonType)
         return kind if kind in _ACCEPTS else "image"
 
+    def acceptedParameters(self, pythonType: Any) -> frozenset[str]:
+        kind = python_kind(pythonType)
+        return TABLE_PARAMETERS if kind == "table" else frozenset() if kind == "header" else IMAGE_PARAMETERS
+
     def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
-                    additionalData: dict) -> Any:
-        return self._read(_fits_source(stream), source, hdu, pythonType, additionalData)
+                    additionalData: dict, parameters: dict | None = None) -> Any:
+        if parameters and "bbox" in parameters:  # a section: read as an X_sub location's box is
+            additionalData = {**additionalData, **box_of(parameters)}
+        return self._read(_fits_source(stream), source, hdu, pythonType, additionalData, parameters)
 
     @staticmethod
     def _read(source: IO[bytes], name: str, hdu: int | None, pythonType: Any,
-              additionalData: dict) -> Any:
+              additionalData: dict, parameters: dict | None) -> Any:
         kind = python_kind(pythonType)
         if kind == "table":
-            return _read_table(source, hdu)
+            return _read_table(source, hdu, parameters)
         with _open(source, everyPixel=kind != "header" and not _wants_box(additionalData)) as hdul:
             if kind == "header":
                 return hdul[hdu].header.copy() if hdu is not None else _merged_header(
@@ -459,16 +513,19 @@ class FitsCatalogStorage(_FitsFormat):
     def acceptedKind(self, pythonType: Any) -> str:
         return "catalog"
 
+    def acceptedParameters(self, pythonType: Any) -> frozenset[str]:
+        return frozenset() if python_kind(pythonType) == "header" else TABLE_PARAMETERS
+
     def read_stream(self, stream: IO[bytes], *, source: str, hdu: int | None, pythonType: Any,
-                    additionalData: dict) -> Any:
-        return self._read(_fits_source(stream), hdu, pythonType)
+                    additionalData: dict, parameters: dict | None = None) -> Any:
+        return self._read(_fits_source(stream), hdu, pythonType, parameters)
 
     @staticmethod
-    def _read(source: IO[bytes], hdu: int | None, pythonType: Any) -> Any:
+    def _read(source: IO[bytes], hdu: int | None, pythonType: Any, parameters: dict | None) -> Any:
         if python_kind(pythonType) == "header":
             with _open(source, everyPixel=False) as hdul:
                 return hdul[1 if hdu is None else hdu].header.copy()
-        return _read_table(source, hdu)
+        return _read_table(source, hdu, parameters)
 
     def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
         from astropy.table import Table

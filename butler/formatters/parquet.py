@@ -11,19 +11,29 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Formatter
+from .parameters import TABLE_PARAMETERS, columns_of, rows_of
 
 __all__ = ["ParquetStorage"]
 
 _META_KEY = b"table_meta_yaml"
 
 
-def _read_table(path: str) -> Any:
+def _read_table(path: str, parameters: dict | None = None) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from astropy.table import Table
     from astropy.table.meta import get_header_from_yaml
 
-    arrow = pq.read_table(path)
+    parameters = parameters or {}
+    with pq.ParquetFile(path) as parquet:  # closed here, not by a later collection
+        names = columns_of(parameters, parquet.schema_arrow.names, path) if "columns" in parameters else None
+        arrow = parquet.read(columns=names)  # only the column chunks of those columns are read
+    rows = rows_of(parameters)
+    if isinstance(rows, slice):
+        start, stop, step = rows.indices(arrow.num_rows)
+        arrow = arrow.slice(start, max(stop - start, 0)) if step == 1 else arrow.take(list(range(start, stop, step)))
+    elif rows is not None:
+        arrow = arrow.take(rows)
     columns = {}
     for name, column in zip(arrow.column_names, arrow.columns):
         values = column.to_numpy(zero_copy_only=False)
@@ -40,14 +50,20 @@ def _read_table(path: str) -> Any:
 
 
 class ParquetStorage(Formatter):
-    """Parquet tables (plain columns, units and table metadata); registered only if pyarrow is installed."""
+    """Parquet tables (plain columns, units and table metadata); registered only if pyarrow is installed.
+
+    The read parameters ``columns`` and ``rows`` read only those columns (their
+    column chunks) and keep only those rows.
+    """
 
     storageName = "ParquetStorage"
     extensions = (".parq", ".parquet")
     writes = "astropy Tables and what Table() accepts (mappings of columns, structured arrays)"
+    parameters = TABLE_PARAMETERS
 
-    def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict) -> Any:
-        return _read_table(path)
+    def read_file(self, path: str, *, hdu: int | None, pythonType: Any, additionalData: dict,
+                  parameters: dict | None = None) -> Any:
+        return _read_table(path, parameters)
 
     def write_file(self, obj: Any, path: str, *, hdu: int | None, additionalData: dict) -> None:
         from astropy.table import Table

@@ -277,7 +277,8 @@ class StorageInterface(abc.ABC):
             for location in butlerLocation.locationList:
                 path, hdu = split_hdu(location)
                 results.append(formatter.readFrom(self, path, hdu=hdu, pythonType=butlerLocation.pythonType,
-                                                  additionalData=butlerLocation.additionalData))
+                                                  additionalData=butlerLocation.additionalData,
+                                                  parameters=getattr(butlerLocation, "parameters", None)))
         except DatasetNotFoundError:
             raise  # a miss: the search moves on (and names everything when it ends)
         except ButlerError as exc:
