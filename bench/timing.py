@@ -1,4 +1,4 @@
-"""What every benchmark script shares: the best wall time of repeated calls."""
+"""What every benchmark script shares: the best wall time of repeated calls, alone or interleaved."""
 
 from __future__ import annotations
 
@@ -9,14 +9,25 @@ from collections.abc import Callable
 
 def best_of(repeat: int, func: Callable[[], object], setup: Callable[[], object] | None = None) -> float:
     """The best wall time, in seconds, of ``repeat`` calls of ``func`` (``setup`` before each, untimed)."""
-    times = []
+    return best_interleaved(repeat, func, setup=setup)[0]
+
+
+def best_interleaved(repeat: int, *funcs: Callable[[], object],
+                     setup: Callable[[], object] | None = None) -> list[float]:
+    """The best wall time, in seconds, of each function over ``repeat`` rounds that call each once in turn.
+
+    A figure and its floor timed in the same rounds see the same load on a shared
+    machine, so their ratio is steadier than that of two separate runs.
+    """
+    best = [float("inf")] * len(funcs)
     for _ in range(repeat):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for index, func in enumerate(funcs):
+            if setup is not None:
+                setup()
+            start = time.perf_counter()
+            func()
+            best[index] = min(best[index], time.perf_counter() - start)
+    return best
 
 
 def stat_each(paths: list[str]) -> None:

@@ -158,6 +158,13 @@ class _LazyMappings(collections.abc.Mapping):
             mapping = self._made[datasetType] = self._make(datasetType, *self._specs[datasetType])
         return mapping
 
+    def get(self, datasetType: str, default: Any = None) -> Any:  # type: ignore[override]
+        """The mapping of a dataset type (made on first use), or ``default`` when it has none."""
+        mapping = self._made.get(datasetType)
+        if mapping is not None:
+            return mapping
+        return self[datasetType] if datasetType in self._specs else default
+
     def __contains__(self, datasetType: object) -> bool:
         return datasetType in self._specs
 
@@ -802,12 +809,10 @@ class CameraMapper(Mapper):
             A `DataIdValueError` (a `ValueError`) naming the key, the closest
             known keys, the dataset type, the data ID and the repository.
         """
-        if not dataId:
+        known = self._knownKeys if self._knownKeys is not None else self.knownDataIdKeys()
+        if not dataId or known.issuperset(dataId):
             return
-        known = self.knownDataIdKeys()
         unknown = sorted(str(key) for key in dataId if key not in known)
-        if not unknown:
-            return
         hints = []
         for key in unknown:
             close = difflib.get_close_matches(key, known, n=3)
