@@ -9,21 +9,41 @@ Gen2 policies did; use `Policy.get` for another default.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
+import logging
+import marshal
 import os
+import sys
 from collections.abc import Iterator, KeysView, Mapping
 from typing import Any
 
-from .errors import PolicyError
+from .errors import ButlerError, PolicyError
 
-__all__ = ["Policy"]
+__all__ = ["Policy", "CACHE_ENV"]
+
+_log = logging.getLogger(__name__)
+
+#: environment variable naming the directory of parsed policy files (empty: keep none)
+CACHE_ENV = "BUTLER_CACHE_DIR"
+#: version of what a kept file holds (a marshalled plain tree); bump when that changes
+_CACHE_FORMAT = 1
 
 #: product names whose policy files live in this project's own tree (``<root>/policy``)
 _OWN_PRODUCTS = ("butler", "daf_persistence")
 
 
+#: the types of YAML's plain leaves, told apart by ``type`` alone (no abstract-class check)
+_LEAVES = frozenset((str, int, float, bool, type(None)))
+
+
 def _copy_tree(value: Any) -> Any:
     """Copy nested mappings and lists into plain dicts and lists; leave leaves shared."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy_tree(v) for k, v in value.items()}
+    if kind in _LEAVES:
+        return value
     if isinstance(value, Policy):
         value = value._data
     if isinstance(value, Mapping):
@@ -54,19 +74,80 @@ def _merge_tree(target: dict, other: Mapping) -> None:
             _merge_tree(current, value._data if isinstance(value, Policy) else value)
 
 
+def _cache_dir() -> str | None:
+    """Where parsed policy files are kept between processes: ``$BUTLER_CACHE_DIR`` (empty: nowhere),
+    else ``butler/policy`` in the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``)."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured is not None:
+        return configured or None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "butler", "policy")
+
+
+def _cache_name(content: bytes) -> str:
+    """The cache file of a policy file's content: named by its hash, the cache format and the Python."""
+    digest = hashlib.sha256(content).hexdigest()
+    return f"{digest}-v{_CACHE_FORMAT}-py{sys.version_info[0]}{sys.version_info[1]}.marshal"
+
+
+def _cached_tree(directory: str, name: str) -> dict | None:
+    """The parsed tree kept under ``name``, or None when there is none (or it is unreadable)."""
+    from .storage import Storage
+
+    try:
+        storage, _ = Storage.forFile(os.path.join(directory, name))
+        tree = marshal.loads(storage.readBytes(name))
+    except (OSError, ValueError, EOFError, TypeError, ButlerError) as exc:
+        _log.debug("no parsed policy %s in %s: %s", name, directory, exc)
+        return None
+    return tree if type(tree) is dict else None
+
+
+def _keep_tree(directory: str, name: str, tree: dict) -> None:
+    """Keep a parsed tree under ``name`` (atomically); a tree marshal cannot hold, or a cache
+    directory that cannot be written, only means the file is parsed again next time."""
+    from .safeio import write_bytes
+
+    try:
+        write_bytes(os.path.join(directory, name), marshal.dumps(tree), root=directory)
+    except (OSError, ValueError, ButlerError) as exc:
+        _log.debug("parsed policy %s not kept in %s: %s", name, directory, exc)
+
+
 @functools.lru_cache(maxsize=64)
 def _read_yaml_file(path: str, mtime_ns: int, size: int) -> dict:
-    """Parse a policy file once per (path, modification time, size)."""
-    from .cfg import load_yaml  # the project's one safe YAML loader
+    """Parse a policy file once per (path, modification time, size) in a process.
 
-    data = load_yaml(path)
+    Between processes, the parsed tree of a plain file is kept in the user's
+    cache directory (`_cache_dir`) under the hash of the file's bytes, which are
+    read every time: a changed file is never answered from the cache. Parsing
+    YAML costs tens of milliseconds a camera, loading the kept tree well under one.
+    """
+    import io
+
+    from .cfg import load_yaml, read_bounded  # the project's one safe YAML loader, and its size limit
+    from .storage import Storage
+
+    storage, name = Storage.forFile(path)
+    with storage.openRead(name) as stream:
+        content = read_bounded(stream, path)
+    directory = _cache_dir()
+    cacheName = _cache_name(content) if directory else ""
+    if directory:
+        tree = _cached_tree(directory, cacheName)
+        if tree is not None:
+            return tree
+    data = load_yaml(io.BytesIO(content), path)
     if data is None:
         return {}
     if isinstance(data, Policy):
         return data._data
     if not isinstance(data, Mapping):
         raise PolicyError(f"policy file {path!r} does not hold a mapping (got {type(data).__name__})")
-    return _copy_tree(data)
+    tree = _copy_tree(data)
+    if directory:
+        _keep_tree(directory, cacheName, tree)
+    return tree
 
 
 class Policy:
