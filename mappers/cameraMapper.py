@@ -293,6 +293,13 @@ def local_file(location: ButlerLocation) -> Iterator[tuple[str, int | None]]:
                                  f"{describe_data_id(location.dataId)}): {type(exc).__name__}: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=4096)
+def _class_defines(cls: type, name: str) -> bool:
+    """Whether a class (or a base of it) defines ``name`` itself: a ``map_X`` of its own wins over the
+    mapping's. Asked once per class and name in a process, not per mapper (workers make one per task)."""
+    return any(name in vars(base) for base in cls.__mro__)
+
+
 # -- generated methods ----------------------------------------------------------------------------
 # Each generator takes (mapper, datasetType) first; the instance binds both.
 
@@ -735,22 +742,13 @@ class CameraMapper(Mapper):
         would see the values first.
         """
         mapping = self.mappings.get(datasetType)
-        if mapping is not None and datasetType not in self._overriddenMaps():
+        if mapping is not None and not _class_defines(type(self), "map_" + datasetType):
             checked = mapping.checkDataId(self, dataId)
             validated = self.validate(checked)
             return mapping.map(self, validated, write, checked=validated is checked)
         if mapping is None or type(self).validate is not Mapper.validate:
             dataId = self.checkDataId(datasetType, dataId)
         return super().map(datasetType, dataId, write)
-
-    def _overriddenMaps(self) -> frozenset[str]:
-        """The mapped dataset types whose ``map_<datasetType>`` the class defines itself (worked out once)."""
-        overridden = self.__dict__.get("_overridden")
-        if overridden is None:
-            overridden = frozenset(datasetType for datasetType in self.mappings
-                                   if any("map_" + datasetType in vars(cls) for cls in type(self).__mro__))
-            self.__dict__["_overridden"] = overridden
-        return overridden
 
     def queryMetadata(self, datasetType: str, format: Any, dataId: Any) -> Any:
         """As `Mapper.queryMetadata`; the data-ID values are checked and converted first (`checkDataId`)."""
