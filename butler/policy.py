@@ -9,24 +9,17 @@ Gen2 policies did; use `Policy.get` for another default.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
-import logging
-import marshal
 import os
-import sys
 from collections.abc import Iterator, KeysView, Mapping
 from typing import Any
 
-from .errors import ButlerError, PolicyError
+from .errors import PolicyError
+from .utils import keep, kept_name, read_kept
 
-__all__ = ["Policy", "CACHE_ENV"]
+__all__ = ["Policy"]
 
-_log = logging.getLogger(__name__)
-
-#: environment variable naming the directory of parsed policy files (empty: keep none)
-CACHE_ENV = "BUTLER_CACHE_DIR"
-#: version of what a kept file holds (a marshalled plain tree); bump when that changes
+#: version of what a kept parse holds (a marshalled plain tree); bump when that changes
 _CACHE_FORMAT = 1
 
 #: product names whose policy files live in this project's own tree (``<root>/policy``)
@@ -74,52 +67,12 @@ def _merge_tree(target: dict, other: Mapping) -> None:
             _merge_tree(current, value._data if isinstance(value, Policy) else value)
 
 
-def _cache_dir() -> str | None:
-    """Where parsed policy files are kept between processes: ``$BUTLER_CACHE_DIR`` (empty: nowhere),
-    else ``butler/policy`` in the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``)."""
-    configured = os.environ.get(CACHE_ENV)
-    if configured is not None:
-        return configured or None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "butler", "policy")
-
-
-def _cache_name(content: bytes) -> str:
-    """The cache file of a policy file's content: named by its hash, the cache format and the Python."""
-    digest = hashlib.sha256(content).hexdigest()
-    return f"{digest}-v{_CACHE_FORMAT}-py{sys.version_info[0]}{sys.version_info[1]}.marshal"
-
-
-def _cached_tree(directory: str, name: str) -> dict | None:
-    """The parsed tree kept under ``name``, or None when there is none (or it is unreadable)."""
-    from .storage import Storage
-
-    try:
-        storage, _ = Storage.forFile(os.path.join(directory, name))
-        tree = marshal.loads(storage.readBytes(name))
-    except (OSError, ValueError, EOFError, TypeError, ButlerError) as exc:
-        _log.debug("no parsed policy %s in %s: %s", name, directory, exc)
-        return None
-    return tree if type(tree) is dict else None
-
-
-def _keep_tree(directory: str, name: str, tree: dict) -> None:
-    """Keep a parsed tree under ``name`` (atomically); a tree marshal cannot hold, or a cache
-    directory that cannot be written, only means the file is parsed again next time."""
-    from .safeio import write_bytes
-
-    try:
-        write_bytes(os.path.join(directory, name), marshal.dumps(tree), root=directory)
-    except (OSError, ValueError, ButlerError) as exc:
-        _log.debug("parsed policy %s not kept in %s: %s", name, directory, exc)
-
-
 @functools.lru_cache(maxsize=64)
 def _read_yaml_file(path: str, mtime_ns: int, size: int) -> dict:
     """Parse a policy file once per (path, modification time, size) in a process.
 
     Between processes, the parsed tree of a plain file is kept in the user's
-    cache directory (`_cache_dir`) under the hash of the file's bytes, which are
+    cache directory (`butler.utils.cache_dir`) under the hash of the file's bytes, which are
     read every time: a changed file is never answered from the cache. Parsing
     YAML costs tens of milliseconds a camera, loading the kept tree well under one.
     """
@@ -131,12 +84,10 @@ def _read_yaml_file(path: str, mtime_ns: int, size: int) -> dict:
     storage, name = Storage.forFile(path)
     with storage.openRead(name) as stream:
         content = read_bounded(stream, path)
-    directory = _cache_dir()
-    cacheName = _cache_name(content) if directory else ""
-    if directory:
-        tree = _cached_tree(directory, cacheName)
-        if tree is not None:
-            return tree
+    keptName = kept_name(content, _CACHE_FORMAT)
+    tree = read_kept("policy", keptName)
+    if type(tree) is dict:
+        return tree
     data = load_yaml(io.BytesIO(content), path)
     if data is None:
         return {}
@@ -145,8 +96,7 @@ def _read_yaml_file(path: str, mtime_ns: int, size: int) -> dict:
     if not isinstance(data, Mapping):
         raise PolicyError(f"policy file {path!r} does not hold a mapping (got {type(data).__name__})")
     tree = _copy_tree(data)
-    if directory:
-        _keep_tree(directory, cacheName, tree)
+    keep("policy", keptName, tree)
     return tree
 
 

@@ -158,7 +158,7 @@ class _LazyMappings(collections.abc.Mapping):
             mapping = self._made[datasetType] = self._make(datasetType, *self._specs[datasetType])
         return mapping
 
-    def get(self, datasetType: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, datasetType: str, default: Any = None) -> Any:
         """The mapping of a dataset type (made on first use), or ``default`` when it has none."""
         mapping = self._made.get(datasetType)
         if mapping is not None:
@@ -293,11 +293,18 @@ def local_file(location: ButlerLocation) -> Iterator[tuple[str, int | None]]:
                                  f"{describe_data_id(location.dataId)}): {type(exc).__name__}: {exc}") from exc
 
 
-@functools.lru_cache(maxsize=4096)
+#: (class, name) -> whether the class or a base defines the name itself (see `_class_defines`)
+_CLASS_DEFINES: dict[tuple[type, str], bool] = {}
+
+
 def _class_defines(cls: type, name: str) -> bool:
     """Whether a class (or a base of it) defines ``name`` itself: a ``map_X`` of its own wins over the
     mapping's. Asked once per class and name in a process, not per mapper (workers make one per task)."""
-    return any(name in vars(base) for base in cls.__mro__)
+    key = (cls, name)
+    found = _CLASS_DEFINES.get(key)
+    if found is None:
+        found = _CLASS_DEFINES[key] = any(name in vars(base) for base in cls.__mro__)
+    return found
 
 
 # -- generated methods ----------------------------------------------------------------------------
