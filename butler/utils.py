@@ -17,12 +17,12 @@ import marshal
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 __all__ = ["sequencify", "iterify", "as_list", "doImport", "resolve_mapper", "trusted_prefixes",
            "mapper_names", "resolve_short_mapper_name", "LEGACY_PREFIXES", "PACKAGE_PREFIXES",
-           "TRUSTED_MAPPERS_ENV", "CACHE_ENV", "cache_dir", "read_kept", "keep", "kept_name"]
+           "TRUSTED_MAPPERS_ENV", "CACHE_ENV", "text_table", "cache_dir", "read_kept", "keep", "kept_name"]
 
 _log = logging.getLogger(__name__)
 
@@ -81,6 +81,23 @@ def as_list(value: Any) -> list:
     if isinstance(value, (list, tuple)):
         return list(value)
     return [value]
+
+
+def text_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Return rows as a text table with left-aligned, space-padded columns.
+
+    Parameters
+    ----------
+    header : sequence of `str`
+        Column titles.
+    rows : iterable of sequences
+        Cells; each is rendered with `str`.
+    """
+    cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 # -- the per-user cache of what is costly to work out and cheap to fingerprint -------------------
