@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 import yaml
-from timing import best_interleaved, best_of, stat_each
+from timing import best_in_slices, best_interleaved, best_of, stat_each
 
 from butler import Butler, RepositoryArgs
 from butler.test import MapperForTestWriting, TestObject
@@ -110,27 +110,28 @@ def bench_chain(work: str, repeat: int, depth: int = 10) -> None:
     report("construct", *best_interleaved(repeat, construct, floor_construct))
 
     reader = Butler(inputs=roots[-1])
-    loops = 200
+    slices, per_slice = 20, 10  # 200 gets, timed 10 at a time (see timing.best_in_slices)
+    loops = slices * per_slice
     target = os.path.join(roots[0], "filename_visit1.txt")
 
-    def deep_get():
-        for _ in range(loops):
+    def deep_get(_: int) -> None:
+        for _ in range(per_slice):
             reader.get("foo", visit=1)
 
-    def floor_deep_get():
-        for _ in range(loops):
+    def floor_deep_get(_: int) -> None:
+        for _ in range(per_slice):
             with open(target, "rb") as f:
                 pickle.load(f)
 
     above = [os.path.join(root, "filename_visit1.txt") for root in roots[1:]]
 
-    def floor_stat_deep_get():
-        for _ in range(loops):
+    def floor_stat_deep_get(_: int) -> None:
+        for _ in range(per_slice):
             stat_each(above)
             with open(target, "rb") as f:
                 pickle.load(f)
 
-    deep_s, load_floor, stat_floor = best_interleaved(repeat, deep_get, floor_deep_get, floor_stat_deep_get)
+    deep_s, load_floor, stat_floor = best_in_slices(repeat, slices, deep_get, floor_deep_get, floor_stat_deep_get)
     report("deep get", deep_s, load_floor, loops)
     report("deep/stat", deep_s, stat_floor, loops)
 

@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 import numpy as np
 from astropy.io import fits
-from timing import best_interleaved, best_of
+from timing import best_in_slices, best_interleaved, best_of
 
 from butler import Butler, RepositoryArgs
 from mappers.lsst import LsstCamMapper
@@ -48,6 +48,8 @@ TARGETS = {"map raw": 1.6, "map raw (scan)": 1.6, "get raw": 1.3, "datasetExists
 CONSTRUCTION_TARGET_MS = 20.0
 CONSTRUCTION_GROWTH = 1.2
 SUB_TARGET_PERCENT = 5.0
+#: data IDs per timed slice (about a millisecond: see `timing.best_in_slices`)
+SLICE = 10
 RAW_TEMPLATE = "raw/%(dayObs)s/%(expId)013d/%(expId)013d-%(raftName)s-%(detectorName)s-det%(detector)03d.fits"
 LSSTCAM_RAW = ("CREATE TABLE raw (id INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT, visit INT, filter TEXT, "
                "date TEXT, dateObs TEXT, expTime DOUBLE, raftName TEXT, detectorName TEXT, detector INT, "
@@ -68,6 +70,11 @@ def report(name: str, measured: float, floor: float, per: int) -> None:
     print(f"{name:<17} butler {measured / per * 1e6:9.1f} us  floor {floor / per * 1e6:9.1f} us  "
           f"overhead {(measured - floor) / per * 1e6:7.1f} us  ratio {ratio:5.2f}x (target <= {target}x) "
           f"{verdict}", flush=True)
+
+
+def _slice(items: list, index: int) -> list:
+    """The ``index``-th slice of ``SLICE`` items."""
+    return items[index * SLICE:(index + 1) * SLICE]
 
 
 def _detector_table() -> list[tuple[str, str, int]]:
@@ -137,17 +144,20 @@ def bench_map(root: str, ids: list[dict], repeat: int) -> None:
         paths = [mapper.map("raw", dataId).getLocationsWithRoot()[0] for dataId in partial]
         assert all(os.path.exists(path) for path in paths), paths
 
-        def butler_map(partial: list = partial) -> None:
-            for dataId in partial:
+        def butler_map(index: int, partial: list = partial) -> None:
+            for dataId in _slice(partial, index):
                 mapper.map("raw", dataId)
 
-        def floor_query(partial: list = partial, query: str = query, paths: list = paths) -> None:
-            for dataId, path in zip(partial, paths, strict=True):
+        def floor_query(index: int, partial: list = partial, query: str = query, paths: list = paths) -> None:
+            for dataId, path in zip(_slice(partial, index), _slice(paths, index),
+                                    strict=True):
                 conn.execute(query, tuple(dataId.values())).fetchall()
                 os.stat(path)
 
-        butler_map(), floor_query()  # warm up
-        report(name, *best_interleaved(repeat, butler_map, floor_query), len(partial))
+        slices = -(-len(partial) // SLICE)
+        for index in range(slices):  # warm up
+            butler_map(index), floor_query(index)
+        report(name, *best_in_slices(repeat, slices, butler_map, floor_query), len(partial))
     conn.close()
 
 
@@ -162,18 +172,21 @@ def bench_exists(root: str, ids: list[dict], repeat: int) -> None:
     paths = [repo.getUri("raw", dataId) for dataId in ids]
     assert all(repo.datasetExists("raw", dataId) for dataId in ids)
 
-    def floor() -> None:
-        for dataId, path in zip(ids, paths, strict=True):
+    def floor(index: int) -> None:
+        for dataId, path in zip(_slice(ids, index), _slice(paths, index),
+                                strict=True):
             conn.execute(query, tuple(dataId.values())).fetchall()
             os.stat(path)
 
+    slices = -(-len(ids) // SLICE)
     for name, call in (("datasetExists raw", repo.datasetExists), ("getUri raw", repo.getUri)):
-        def butler_call(call: Callable = call) -> None:
-            for dataId in ids:
+        def butler_call(index: int, call: Callable = call) -> None:
+            for dataId in _slice(ids, index):
                 call("raw", dataId)
 
-        butler_call(), floor()  # warm up
-        report(name, *best_interleaved(repeat, butler_call, floor), len(ids))
+        for index in range(slices):  # warm up
+            butler_call(index), floor(index)
+        report(name, *best_in_slices(repeat, slices, butler_call, floor), len(ids))
     conn.close()
 
 
