@@ -169,8 +169,9 @@ class _EntryPoint(NamedTuple):
 
 
 def _installed_fingerprint() -> bytes | None:
-    """What the entry points of the installed distributions are read from: every ``sys.path`` entry
-    with the size and modification time of each distribution's ``entry_points.txt``.
+    """What the entry points of the installed distributions are read from: each distribution in a
+    ``sys.path`` directory with the size and modification time of its ``entry_points.txt``, and
+    the size and modification time of each zip file on the path.
 
     None when a finder other than the standard path finder may supply
     distributions (their entry points cannot be fingerprinted here).
@@ -182,18 +183,25 @@ def _installed_fingerprint() -> bytes | None:
         return None
     parts = []
     for entry in sys.path:
-        parts.append(f"path {entry}")
         try:
             with os.scandir(entry or ".") as listing:
                 names = sorted(item.name for item in listing if item.name.endswith((".dist-info", ".egg-info")))
+        except NotADirectoryError:  # a zip file on the path: its size and time
+            try:
+                stat = os.stat(entry)
+                parts.append(f"{entry} {stat.st_mtime_ns} {stat.st_size}")
+            except OSError:
+                parts.append(f"{entry} -")
+            continue
         except OSError:
             continue
+        # only the distributions: a directory holding none (the working directory) changes nothing
         for name in names:
             try:
                 stat = os.stat(os.path.join(entry or ".", name, "entry_points.txt"))
-                parts.append(f"{name} {stat.st_mtime_ns} {stat.st_size}")
+                parts.append(f"{entry} {name} {stat.st_mtime_ns} {stat.st_size}")
             except OSError:
-                parts.append(f"{name} -")
+                parts.append(f"{entry} {name} -")
     return "\n".join(parts).encode("utf-8", "surrogateescape")
 
 
