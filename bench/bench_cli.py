@@ -6,7 +6,9 @@
 * ``butler query ROOT raw`` listing the 10 data IDs of a generated obs_test
   registry: target <= 150 ms over ``python -c pass``.
 
-Each figure is the best of ``--repeat`` fresh processes, after one warm-up run.
+Each figure is the best of ``--repeat`` fresh processes, after one warm-up run;
+the best CPU time (user + system) of the same runs is printed too, since on a
+shared machine the wall time also counts waiting for a core.
 The processes write their bytecode under a temporary ``PYTHONPYCACHEPREFIX``
 (as an installed package has it), so what is measured is importing and
 running, not compiling. Everything is generated in a temporary directory.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -44,15 +47,23 @@ def make_obs_test_registry(root: str) -> None:
     conn.close()
 
 
-def best_process(command: list[str], env: dict[str, str], cwd: str, repeat: int) -> tuple[float, str]:
-    """The best wall time of ``repeat`` fresh runs of ``command`` (after one warm-up), and its output."""
+def best_process(command: list[str], env: dict[str, str], cwd: str, repeat: int) -> tuple[float, float, str]:
+    """The best wall time and the best CPU time (user + system) of ``repeat`` fresh runs of ``command``
+    (after one warm-up), and its output.
+
+    On a machine shared with other work the wall time also counts the waits
+    for a core; the CPU time is what the process itself spent.
+    """
     output = subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True, text=True).stdout
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(command, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
         times.append(time.perf_counter() - start)
-    return min(times), output
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return min(times), min(cpu), output
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,19 +75,22 @@ def main(argv: list[str] | None = None) -> int:
         make_obs_test_registry(root)
         env = dict(os.environ, PYTHONPYCACHEPREFIX=os.path.join(work, "pycache"))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+        # the user's cache of parsed policies and entry points (butler.utils.CACHE_ENV), as a first command fills it
+        env["BUTLER_CACHE_DIR"] = os.path.join(work, "cache")
         butler = [sys.executable, "-m", "butler"]
-        floor, _ = best_process([sys.executable, "-c", "pass"], env, work, args.repeat)
-        print(f"{'python -c pass':<14} {floor * 1e3:7.1f} ms", flush=True)
+        floor, floor_cpu, _ = best_process([sys.executable, "-c", "pass"], env, work, args.repeat)
+        print(f"{'python -c pass':<14} {floor * 1e3:7.1f} ms  (cpu {floor_cpu * 1e3:6.1f} ms)", flush=True)
         for name, command in (("butler --help", [*butler, "--help"]),
                               ("butler query", [*butler, "query", root, "raw"])):
-            measured, output = best_process(command, env, work, args.repeat)
+            measured, cpu, output = best_process(command, env, work, args.repeat)
             if name == "butler query":
                 assert f"({VISITS} rows)" in output, output
             overhead = (measured - floor) * 1e3
             target = TARGETS_MS[name]
             verdict = "ok" if overhead <= target else f"OVER target {target:.0f} ms"
             print(f"{name:<14} {measured * 1e3:7.1f} ms  overhead {overhead:6.1f} ms  ratio {measured / floor:4.2f}x "
-                  f"(target overhead <= {target:.0f} ms) {verdict}", flush=True)
+                  f"(target overhead <= {target:.0f} ms) {verdict}  (cpu overhead {(cpu - floor_cpu) * 1e3:6.1f} ms)",
+                  flush=True)
     return 0
 
 

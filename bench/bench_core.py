@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 import yaml
-from timing import best_of, stat_each
+from timing import best_in_slices, best_interleaved, best_of, stat_each
 
 from butler import Butler, RepositoryArgs
 from butler.test import MapperForTestWriting, TestObject
@@ -71,10 +71,10 @@ def bench_put_get(work: str, n: int, repeat: int) -> None:
             with open(path, "rb") as f:
                 pickle.load(f)
 
-    put_s = best_of(repeat, butler_put)
-    report("put", put_s, best_of(repeat, floor_put), n)
-    report("put/rename", put_s, best_of(repeat, floor_put_rename), n)
-    report("get", best_of(repeat, butler_get), best_of(repeat, floor_get), n)
+    put_s, put_floor, rename_floor = best_interleaved(repeat, butler_put, floor_put, floor_put_rename)
+    report("put", put_s, put_floor, n)
+    report("put/rename", put_s, rename_floor, n)
+    report("get", *best_interleaved(repeat, butler_get, floor_get), n)
 
 
 def make_chain(work: str, depth: int) -> list[str]:
@@ -107,32 +107,33 @@ def bench_chain(work: str, repeat: int, depth: int = 10) -> None:
         with open(os.path.join(out, "repositoryCfg.yaml"), "w") as f:
             f.write(yaml.safe_dump(docs[-1]))
 
-    report("construct", best_of(repeat, construct), best_of(repeat, floor_construct))
+    report("construct", *best_interleaved(repeat, construct, floor_construct))
 
     reader = Butler(inputs=roots[-1])
-    loops = 200
+    slices, per_slice = 20, 10  # 200 gets, timed 10 at a time (see timing.best_in_slices)
+    loops = slices * per_slice
     target = os.path.join(roots[0], "filename_visit1.txt")
 
-    def deep_get():
-        for _ in range(loops):
+    def deep_get(_: int) -> None:
+        for _ in range(per_slice):
             reader.get("foo", visit=1)
 
-    def floor_deep_get():
-        for _ in range(loops):
+    def floor_deep_get(_: int) -> None:
+        for _ in range(per_slice):
             with open(target, "rb") as f:
                 pickle.load(f)
 
     above = [os.path.join(root, "filename_visit1.txt") for root in roots[1:]]
 
-    def floor_stat_deep_get():
-        for _ in range(loops):
+    def floor_stat_deep_get(_: int) -> None:
+        for _ in range(per_slice):
             stat_each(above)
             with open(target, "rb") as f:
                 pickle.load(f)
 
-    deep_s = best_of(repeat, deep_get)
-    report("deep get", deep_s, best_of(repeat, floor_deep_get), loops)
-    report("deep/stat", deep_s, best_of(repeat, floor_stat_deep_get), loops)
+    deep_s, load_floor, stat_floor = best_in_slices(repeat, slices, deep_get, floor_deep_get, floor_stat_deep_get)
+    report("deep get", deep_s, load_floor, loops)
+    report("deep/stat", deep_s, stat_floor, loops)
 
 
 def bench_import(repeat: int) -> None:

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from timing import best_of
+from timing import best_interleaved
 
 from butler import Butler, RepositoryArgs
 from butler.ingest import _create_schema
@@ -122,10 +122,11 @@ def bench_registry(work: str, rows: int, repeat: int) -> None:
     assert len(floor()) == PER_DAY
     assert len(repo.subset("raw", dayObs=dayObs)) == PER_DAY
     assert len(repo.queryMetadata("raw", keys, dayObs=dayObs)) == PER_DAY
-    floor_time = best_of(repeat, floor)
-    report("subset raw", best_of(repeat, lambda: repo.subset("raw", dayObs=dayObs)), floor_time,
-           f"({PER_DAY} data IDs of {rows:,} rows)")
-    report("queryMetadata", best_of(repeat, lambda: repo.queryMetadata("raw", keys, dayObs=dayObs)), floor_time)
+    subset_time, query_time, floor_time = best_interleaved(
+        repeat, lambda: repo.subset("raw", dayObs=dayObs), lambda: repo.queryMetadata("raw", keys, dayObs=dayObs),
+        floor)
+    report("subset raw", subset_time, floor_time, f"({PER_DAY} data IDs of {rows:,} rows)")
+    report("queryMetadata", query_time, floor_time)
     conn.close()
 
 
@@ -164,9 +165,8 @@ def _worker(pickled: bytes, repeat: int) -> tuple[float, float, float]:
     start = time.perf_counter()
     task()
     first = time.perf_counter() - start
-    later = best_of(repeat, task)
     repo = pickle.loads(pickled)
-    warm = best_of(repeat, lambda: repo.get("raw", visit=2))
+    later, warm = best_interleaved(repeat, task, lambda: repo.get("raw", visit=2))
     return first, later, warm
 
 

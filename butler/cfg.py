@@ -37,6 +37,7 @@ __all__ = [
     "find_mapper_file",
     "load_yaml",
     "mapper_source",
+    "read_bounded",
     "read_mapper_file",
     "resolve_mapper_name",
 ]
@@ -546,7 +547,7 @@ _SafeCfgLoader.add_multi_constructor("tag:yaml.org,2002:python/object:", _constr
 _SafeCfgLoader.add_constructor(None, _refuse)
 
 
-def _read_bounded(stream: IO[bytes], source: str) -> bytes:
+def read_bounded(stream: IO[bytes], source: str) -> bytes:
     """The bytes of a cfg or policy stream (at most one past the limit are read); `UnsafeYamlError` when
     it is over `MAX_YAML_BYTES`."""
     data = stream.read(MAX_YAML_BYTES + 1)
@@ -669,7 +670,7 @@ def load_yaml(file: str | os.PathLike | IO[bytes], source: str | None = None) ->
             return load_yaml(stream, source if source is not None else path)
     if source is None:
         source = str(getattr(file, "name", "<stream>"))
-    data = _read_bounded(file, source)
+    data = read_bounded(file, source)
     _check_expansion(data, source)
     loader = _SafeCfgLoader(data)
     loader.source = source

@@ -365,7 +365,7 @@ def parse_data_id(items: Sequence[str], keyTypes: Mapping[str, Any] | None = Non
 
 def render_rows(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
     """Render rows of values as a text table, JSON (a list of objects) or CSV."""
-    from .compare import text_table
+    from .utils import text_table
 
     if fmt == "json":
         return json.dumps([dict(zip(names, row)) for row in rows], indent=2, default=str)
@@ -448,7 +448,7 @@ def _number(value: float | None) -> str:
 
 def describe_object(obj: Any) -> str:
     """Describe a dataset read by the butler: a line, then image statistics or a table's first rows."""
-    from .compare import text_table
+    from .utils import text_table
 
     summary = summarize(obj)
     kind = summary["type"]

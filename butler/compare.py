@@ -39,6 +39,8 @@ from typing import Any
 
 import attrs
 
+from .utils import text_table
+
 __all__ = [
     "Difference",
     "ValueStats",
@@ -196,23 +198,6 @@ class Difference:
 def format_data_id(dataId: Mapping) -> str:
     """Render a data ID as ``key=value`` words, in its own key order."""
     return " ".join(f"{k}={v}" for k, v in dataId.items()) or "{}"
-
-
-def text_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """Return rows as a text table with left-aligned, space-padded columns.
-
-    Parameters
-    ----------
-    header : sequence of `str`
-        Column titles.
-    rows : iterable of sequences
-        Cells; each is rendered with `str`.
-    """
-    cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 # -- object comparison -----------------------------------------------------------------------

@@ -231,11 +231,6 @@ _UNKNOWN = object()
 def _convert(value: Any, kind: Any, inPath: bool) -> Any:
     """The value converted to ``kind`` and checked; a key not known keeps its value unless it is
     an integer out of range or text that cannot be encoded (what a registry cannot bind)."""
-    value_type = type(value)
-    if value_type is int and (kind is int or kind is None or kind is _UNKNOWN):  # the common case, first
-        if not INT_MIN <= value <= INT_MAX:
-            raise _Refused("an integer out of the 64-bit range a registry stores")
-        return value
     if kind is not _UNKNOWN and (kind is not None or inPath) and (type(value) is not kind or kind is float):
         value = _CONVERTERS[kind](value)
     elif type(value) is int and not INT_MIN <= value <= INT_MAX:
@@ -246,6 +241,25 @@ def _convert(value: Any, kind: Any, inPath: bool) -> Any:
         if inPath:
             _check_in_path(value)
     return value
+
+
+def _kept_as_is(value: Any, kind: Any, inPath: bool) -> bool:
+    """Whether `_convert` would return the value unchanged, told from cheap tests (the common case).
+
+    An `int` in range for an integer key or one of no or unknown kind; plain ASCII
+    text for a text key or one of no or unknown kind that, where it fills a path,
+    holds no separator, ``..`` or control character and is a non-empty name
+    within the length limit (for ASCII text, `str.isprintable` is False exactly
+    for the control characters). Anything else goes through `_convert`, which
+    converts it or says why it is refused.
+    """
+    value_type = type(value)
+    if value_type is int:
+        return (kind is int or kind is None or kind is _UNKNOWN) and INT_MIN <= value <= INT_MAX
+    if value_type is not str or not (kind is str or kind is None or kind is _UNKNOWN) or not value.isascii():
+        return False
+    return not inPath or (0 < len(value) <= NAME_MAX and value.isprintable() and "/" not in value
+                          and "\\" not in value and ".." not in value)
 
 
 def _check_text(value: str) -> None:
@@ -320,8 +334,11 @@ def check_data_id(dataId: Any, kinds: Mapping[str, type | None], pathKeys: Itera
     pathKeys = pathKeys if isinstance(pathKeys, (set, frozenset, dict)) else frozenset(pathKeys)
     converted: dict = {}
     for key, value in dataId.items():
+        kind = kinds.get(key, _UNKNOWN)
+        if _kept_as_is(value, kind, key in pathKeys):
+            continue
         try:
-            new = _convert(value, kinds.get(key, _UNKNOWN), key in pathKeys)
+            new = _convert(value, kind, key in pathKeys)
         except _Refused as refused:
             raise _refusal(refused, key, value, datasetType, dataId, repository) from None
         if new is not value:

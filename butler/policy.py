@@ -15,15 +15,28 @@ from collections.abc import Iterator, KeysView, Mapping
 from typing import Any
 
 from .errors import PolicyError
+from .utils import keep, kept_name, read_kept
 
 __all__ = ["Policy"]
+
+#: version of what a kept parse holds (a marshalled plain tree); bump when that changes
+_CACHE_FORMAT = 1
 
 #: product names whose policy files live in this project's own tree (``<root>/policy``)
 _OWN_PRODUCTS = ("butler", "daf_persistence")
 
 
+#: the types of YAML's plain leaves, told apart by ``type`` alone (no abstract-class check)
+_LEAVES = frozenset((str, int, float, bool, type(None)))
+
+
 def _copy_tree(value: Any) -> Any:
     """Copy nested mappings and lists into plain dicts and lists; leave leaves shared."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy_tree(v) for k, v in value.items()}
+    if kind in _LEAVES:
+        return value
     if isinstance(value, Policy):
         value = value._data
     if isinstance(value, Mapping):
@@ -56,17 +69,35 @@ def _merge_tree(target: dict, other: Mapping) -> None:
 
 @functools.lru_cache(maxsize=64)
 def _read_yaml_file(path: str, mtime_ns: int, size: int) -> dict:
-    """Parse a policy file once per (path, modification time, size)."""
-    from .cfg import load_yaml  # the project's one safe YAML loader
+    """Parse a policy file once per (path, modification time, size) in a process.
 
-    data = load_yaml(path)
+    Between processes, the parsed tree of a plain file is kept in the user's
+    cache directory (`butler.utils.cache_dir`) under the hash of the file's bytes, which are
+    read every time: a changed file is never answered from the cache. Parsing
+    YAML costs tens of milliseconds a camera, loading the kept tree well under one.
+    """
+    import io
+
+    from .cfg import load_yaml, read_bounded  # the project's one safe YAML loader, and its size limit
+    from .storage import Storage
+
+    storage, name = Storage.forFile(path)
+    with storage.openRead(name) as stream:
+        content = read_bounded(stream, path)
+    keptName = kept_name(content, _CACHE_FORMAT)
+    tree = read_kept("policy", keptName)
+    if type(tree) is dict:
+        return tree
+    data = load_yaml(io.BytesIO(content), path)
     if data is None:
         return {}
     if isinstance(data, Policy):
         return data._data
     if not isinstance(data, Mapping):
         raise PolicyError(f"policy file {path!r} does not hold a mapping (got {type(data).__name__})")
-    return _copy_tree(data)
+    tree = _copy_tree(data)
+    keep("policy", keptName, tree)
+    return tree
 
 
 class Policy:

@@ -10,6 +10,7 @@ its root from `open_repository_view`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -66,6 +67,18 @@ def mapper_class(mapper: Any, root: str, trusted: Iterable[str] = ()) -> Any:
     return mapper
 
 
+@functools.lru_cache(maxsize=64)
+def _init_parameters(init: Any) -> tuple[frozenset[str], bool]:
+    """The keyword names an ``__init__`` takes, and whether it takes any (``**kwargs``): read once per
+    function, since every Butler a worker unpickles constructs its mappers again."""
+    params: Mapping[str, inspect.Parameter]
+    try:
+        params = inspect.signature(init).parameters
+    except (TypeError, ValueError):
+        params = {}
+    return frozenset(params), any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def construct_mapper(mapper: Any, repository: Repository) -> Any:
     """Construct a repository's mapper class with keywords only, passing only those its ``__init__`` accepts.
 
@@ -87,12 +100,7 @@ def construct_mapper(mapper: Any, repository: Repository) -> Any:
     if "root" in mapper_args:
         del offered["root"]
     offered.update(mapper_args)
-    params: Mapping[str, inspect.Parameter]
-    try:
-        params = inspect.signature(mapper_type.__init__).parameters
-    except (TypeError, ValueError):
-        params = {}
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    params, takes_any = _init_parameters(mapper_type.__init__)
     if not takes_any:
         offered = {k: v for k, v in offered.items() if k in params}
     if "repository" in params and "root" not in mapper_args:  # named, never through **kwargs

@@ -8,19 +8,21 @@ trusts, and returns only `butler.mapper.Mapper` subclasses.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import logging
+import marshal
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
 __all__ = ["sequencify", "iterify", "as_list", "doImport", "resolve_mapper", "trusted_prefixes",
            "mapper_names", "resolve_short_mapper_name", "LEGACY_PREFIXES", "PACKAGE_PREFIXES",
-           "TRUSTED_MAPPERS_ENV"]
+           "TRUSTED_MAPPERS_ENV", "CACHE_ENV", "text_table", "cache_dir", "read_kept", "keep", "kept_name"]
 
 _log = logging.getLogger(__name__)
 
@@ -30,6 +32,11 @@ LEGACY_PREFIXES = {
 }
 
 ENTRY_POINT_GROUP = "butler.mappers"
+#: version of the kept entry-point table (a marshalled list of (name, value)); bump when that changes
+_ENTRY_POINTS_FORMAT = 1
+
+#: environment variable naming the directory of kept results (parsed policies, entry points); empty: none
+CACHE_ENV = "BUTLER_CACHE_DIR"
 
 #: module prefixes of this project: always trusted as sources of mappers
 PACKAGE_PREFIXES = ("butler", "mappers")
@@ -76,11 +83,148 @@ def as_list(value: Any) -> list:
     return [value]
 
 
+def text_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Return rows as a text table with left-aligned, space-padded columns.
+
+    Parameters
+    ----------
+    header : sequence of `str`
+        Column titles.
+    rows : iterable of sequences
+        Cells; each is rendered with `str`.
+    """
+    cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# -- the per-user cache of what is costly to work out and cheap to fingerprint -------------------
+
+def cache_dir(kind: str) -> str | None:
+    """The directory of one kind of kept result: ``$BUTLER_CACHE_DIR/<kind>`` (an empty variable: no
+    cache), else ``butler/<kind>`` in the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``).
+
+    Nothing kept there is trusted to be current by itself: each kept file is
+    named by a fingerprint of everything its content was worked out from.
+    """
+    configured = os.environ.get(CACHE_ENV)
+    if configured is not None:
+        return os.path.join(configured, kind) if configured else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "butler", kind)
+
+
+def read_kept(kind: str, name: str) -> Any:
+    """The plain data kept under ``name`` (`keep`), or None when there is none or it is unreadable."""
+    from .errors import ButlerError
+    from .storage import Storage
+
+    directory = cache_dir(kind)
+    if directory is None:
+        return None
+    try:
+        storage, _ = Storage.forFile(os.path.join(directory, name))
+        return marshal.loads(storage.readBytes(name))
+    except (OSError, ValueError, EOFError, TypeError, ButlerError) as exc:
+        _log.debug("nothing kept as %s in %s: %s", name, directory, exc)
+        return None
+
+
+def keep(kind: str, name: str, data: Any) -> None:
+    """Keep plain data (what `marshal` holds) under ``name``, atomically; data marshal cannot hold, or
+    a cache directory that cannot be written, only means the work is done again next time."""
+    from .errors import ButlerError
+    from .safeio import write_bytes
+
+    directory = cache_dir(kind)
+    if directory is None:
+        return
+    try:
+        write_bytes(os.path.join(directory, name), marshal.dumps(data), root=directory)
+    except (OSError, ValueError, ButlerError) as exc:
+        _log.debug("%s not kept in %s: %s", name, directory, exc)
+
+
+def kept_name(fingerprint: bytes, format: int) -> str:
+    """The file name of a result worked out from ``fingerprint``, for one format and Python version."""
+    digest = hashlib.sha256(fingerprint).hexdigest()
+    return f"{digest}-v{format}-py{sys.version_info[0]}{sys.version_info[1]}.marshal"
+
+
+# -- entry points ----------------------------------------------------------------------------------
+
+class _EntryPoint(NamedTuple):
+    """One entry of the ``butler.mappers`` group: ``name = module:attribute``."""
+
+    name: str
+    value: str
+
+    def load(self) -> Any:
+        """Import the module and return the attribute the entry names."""
+        module, _, attribute = self.value.partition(":")
+        return functools.reduce(getattr, filter(None, attribute.strip().split(".")),
+                                importlib.import_module(module.strip()))
+
+
+def _installed_fingerprint() -> bytes | None:
+    """What the entry points of the installed distributions are read from: each distribution in a
+    ``sys.path`` directory with the size and modification time of its ``entry_points.txt``, and
+    the size and modification time of each zip file on the path.
+
+    None when a finder other than the standard path finder may supply
+    distributions (their entry points cannot be fingerprinted here).
+    """
+    import importlib.machinery
+
+    finders = [finder for finder in sys.meta_path if hasattr(finder, "find_distributions")]
+    if finders != [importlib.machinery.PathFinder]:
+        return None
+    parts = []
+    for entry in sys.path:
+        try:
+            with os.scandir(entry or ".") as listing:
+                names = sorted(item.name for item in listing if item.name.endswith((".dist-info", ".egg-info")))
+        except NotADirectoryError:  # a zip file on the path: its size and time
+            try:
+                stat = os.stat(entry)
+                parts.append(f"{entry} {stat.st_mtime_ns} {stat.st_size}")
+            except OSError:
+                parts.append(f"{entry} -")
+            continue
+        except OSError:
+            continue
+        # only the distributions: a directory holding none (the working directory) changes nothing
+        for name in names:
+            try:
+                stat = os.stat(os.path.join(entry or ".", name, "entry_points.txt"))
+                parts.append(f"{entry} {name} {stat.st_mtime_ns} {stat.st_size}")
+            except OSError:
+                parts.append(f"{entry} {name} -")
+    return "\n".join(parts).encode("utf-8", "surrogateescape")
+
+
 @functools.lru_cache(maxsize=1)
 def _entry_point_classes() -> dict[str, Any]:
+    """The ``butler.mappers`` entry points of the installed distributions, by name.
+
+    Scanning every distribution (and importing `importlib.metadata`) costs a
+    command tens of milliseconds; the table is kept in the user's cache
+    (`cache_dir`) under a fingerprint of the installed distributions' entry
+    point files, so installing, removing or editing one makes a new scan.
+    """
+    fingerprint = _installed_fingerprint()
+    name = kept_name(fingerprint, _ENTRY_POINTS_FORMAT) if fingerprint is not None else None
+    kept = read_kept("entry-points", name) if name is not None else None
+    if isinstance(kept, list) and all(isinstance(item, tuple) and len(item) == 2 for item in kept):
+        return {entry: _EntryPoint(entry, value) for entry, value in kept}
     from importlib.metadata import entry_points
 
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    found = {ep.name: _EntryPoint(ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if name is not None:
+        keep("entry-points", name, [(entry.name, entry.value) for entry in found.values()])
+    return found
 
 
 def _import_dotted(name: str) -> Any:

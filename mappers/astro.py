@@ -154,6 +154,24 @@ def read_amplifier(path: str, hdu: int) -> CCDData:
     return to_ccddata(data, header)
 
 
+#: keywords that a header may hold more than once, and that `Header.update` does not keep in place
+_COMMENTARY = frozenset(("", "COMMENT", "HISTORY"))
+
+
+def _updates_as_copied(meta: Any) -> bool:
+    """Whether updating an empty `~astropy.io.fits.Header` with ``meta`` gives a copy of it.
+
+    True for a header whose keywords are all different and none commentary:
+    `Header.update` then sets each card in order, as `Header.copy` keeps them.
+    """
+    from astropy.io.fits import Header
+
+    if type(meta) is not Header:
+        return False
+    keywords = list(meta.keys())
+    return len(set(keywords)) == len(keywords) and _COMMENTARY.isdisjoint(keywords)
+
+
 def to_ccddata(item: Any, header: Header | None = None) -> CCDData:
     """Return ``item`` as a `CCDData` whose ``meta`` is ``header`` (image keys winning).
 
@@ -173,11 +191,15 @@ def to_ccddata(item: Any, header: Header | None = None) -> CCDData:
     from astropy.io.fits import Header
     from astropy.nddata import CCDData
 
-    meta = Header(header) if header is not None else Header()
     if isinstance(item, CCDData):
-        meta.update(item.meta if isinstance(item.meta, Header) else Header(dict(item.meta)))
+        if header is None and _updates_as_copied(item.meta):
+            meta = item.meta.copy()  # what the update below makes of it, in a tenth of the time
+        else:
+            meta = Header(header) if header is not None else Header()
+            meta.update(item.meta if isinstance(item.meta, Header) else Header(dict(item.meta)))
         data, mask, uncertainty, wcs, unit = item.data, item.mask, item.uncertainty, item.wcs, item.unit
     else:
+        meta = Header(header) if header is not None else Header()
         data = np.asarray(getattr(item, "data", item))
         mask = uncertainty = wcs = unit = None
     if unit is None:

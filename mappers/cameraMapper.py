@@ -158,6 +158,13 @@ class _LazyMappings(collections.abc.Mapping):
             mapping = self._made[datasetType] = self._make(datasetType, *self._specs[datasetType])
         return mapping
 
+    def get(self, datasetType: str, default: Any = None) -> Any:
+        """The mapping of a dataset type (made on first use), or ``default`` when it has none."""
+        mapping = self._made.get(datasetType)
+        if mapping is not None:
+            return mapping
+        return self[datasetType] if datasetType in self._specs else default
+
     def __contains__(self, datasetType: object) -> bool:
         return datasetType in self._specs
 
@@ -284,6 +291,20 @@ def local_file(location: ButlerLocation) -> Iterator[tuple[str, int | None]]:
                                            f"{describe_data_id(location.dataId)}") from exc
             raise FormatterError(f"cannot read {source} ({location.datasetType} "
                                  f"{describe_data_id(location.dataId)}): {type(exc).__name__}: {exc}") from exc
+
+
+#: (class, name) -> whether the class or a base defines the name itself (see `_class_defines`)
+_CLASS_DEFINES: dict[tuple[type, str], bool] = {}
+
+
+def _class_defines(cls: type, name: str) -> bool:
+    """Whether a class (or a base of it) defines ``name`` itself: a ``map_X`` of its own wins over the
+    mapping's. Asked once per class and name in a process, not per mapper (workers make one per task)."""
+    key = (cls, name)
+    found = _CLASS_DEFINES.get(key)
+    if found is None:
+        found = _CLASS_DEFINES[key] = any(name in vars(base) for base in cls.__mro__)
+    return found
 
 
 # -- generated methods ----------------------------------------------------------------------------
@@ -728,22 +749,13 @@ class CameraMapper(Mapper):
         would see the values first.
         """
         mapping = self.mappings.get(datasetType)
-        if mapping is not None and datasetType not in self._overriddenMaps():
+        if mapping is not None and not _class_defines(type(self), "map_" + datasetType):
             checked = mapping.checkDataId(self, dataId)
             validated = self.validate(checked)
             return mapping.map(self, validated, write, checked=validated is checked)
         if mapping is None or type(self).validate is not Mapper.validate:
             dataId = self.checkDataId(datasetType, dataId)
         return super().map(datasetType, dataId, write)
-
-    def _overriddenMaps(self) -> frozenset[str]:
-        """The mapped dataset types whose ``map_<datasetType>`` the class defines itself (worked out once)."""
-        overridden = self.__dict__.get("_overridden")
-        if overridden is None:
-            overridden = frozenset(datasetType for datasetType in self.mappings
-                                   if any("map_" + datasetType in vars(cls) for cls in type(self).__mro__))
-            self.__dict__["_overridden"] = overridden
-        return overridden
 
     def queryMetadata(self, datasetType: str, format: Any, dataId: Any) -> Any:
         """As `Mapper.queryMetadata`; the data-ID values are checked and converted first (`checkDataId`)."""
@@ -802,12 +814,10 @@ class CameraMapper(Mapper):
             A `DataIdValueError` (a `ValueError`) naming the key, the closest
             known keys, the dataset type, the data ID and the repository.
         """
-        if not dataId:
+        known = self._knownKeys if self._knownKeys is not None else self.knownDataIdKeys()
+        if not dataId or known.issuperset(dataId):
             return
-        known = self.knownDataIdKeys()
         unknown = sorted(str(key) for key in dataId if key not in known)
-        if not unknown:
-            return
         hints = []
         for key in unknown:
             close = difflib.get_close_matches(key, known, n=3)

@@ -11,7 +11,6 @@ or any registry is queried, and finds compressed variants of a file on read
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +26,7 @@ _log = logging.getLogger(__name__)
 
 #: data-ID keys of a sky map; never looked up in a registry
 SKYMAP_KEYS = ("tract", "patch")
+_SKYMAP_SET = frozenset(SKYMAP_KEYS)
 #: properties that the one-row-per-visit table ``raw_visit`` can answer
 _VISIT_PROPERTIES = frozenset(("filter", "expTime", "taiObs"))
 
@@ -128,28 +128,30 @@ class Mapping:
         """
         template = self.template
         # the values given are checked before the registry is asked about them,
-        # the values the registry supplies before they fill the template
+        # the values the registry supplies (once) before they fill the template
         actualId = dict(dataId if checked else self.checkDataId(mapper, dataId or {}))
-        missing = [key for key in self.keyDict if key not in actualId]
+        keyDict = self.keyDict
+        missing = [key for key in keyDict if key not in actualId]
         if missing:
             found = dict(zip(missing, self._complete(missing, actualId)))
-            actualId.update(check_data_id(found, self.keyKinds(mapper), missing, self.datasetType, mapper.root))
-        usedDataId = {key: actualId[key] for key in self.keyDict}
+            actualId.update(check_data_id(found, self._kinds or self.keyKinds(mapper), missing,
+                                          self.datasetType, mapper.root))
         path = mapper._mapActualToPath(template, actualId)
         check_path(path, self.datasetType, actualId, mapper.root)
-        if os.path.isabs(path):
+        if path[:1] == "/":
             raise MapperError(f"Mapped path should not be absolute: {path!r} (dataset type "
                               f"{self.datasetType!r})")
-        if not write:
-            path = self.rootStorage.findCompressed(path)
         additionalData = actualId
         if write:
             addFunc = getattr(mapper, "add_" + self.datasetType, None)
             if addFunc is not None:
                 additionalData = {**addFunc(self.datasetType, actualId), **actualId}
+        else:
+            path = self.rootStorage.findCompressed(path)
         return ButlerLocation(self.python, self.persistable, self.storage, path, actualId, mapper,
-                              self.storageFor(write), usedDataId=usedDataId, datasetType=self.datasetType,
-                              additionalData=additionalData, repository=getattr(mapper, "repository", None))
+                              self.storageFor(write), usedDataId={key: actualId[key] for key in keyDict},
+                              datasetType=self.datasetType, additionalData=additionalData,
+                              repository=getattr(mapper, "repository", None))
 
     def storageFor(self, write: bool) -> Any:
         """The storage this mapping's locations are relative to (for reading, or for writing)."""
@@ -278,13 +280,14 @@ class Mapping:
         dataId = dataId or {}
         properties = list(properties)
         skymap = {}
-        for prop in properties:
-            if prop in SKYMAP_KEYS:
-                if prop not in dataId:
-                    raise MapperError(f"Cannot look up skymap key '{prop}'; it must be explicitly "
-                                      f"included in the data ID (dataset type {self.datasetType!r})")
-                skymap[prop] = dataId[prop]
-        queried = [prop for prop in properties if prop not in skymap]
+        if not _SKYMAP_SET.isdisjoint(properties):
+            for prop in properties:
+                if prop in SKYMAP_KEYS:
+                    if prop not in dataId:
+                        raise MapperError(f"Cannot look up skymap key '{prop}'; it must be explicitly "
+                                          f"included in the data ID (dataset type {self.datasetType!r})")
+                    skymap[prop] = dataId[prop]
+        queried = [prop for prop in properties if prop not in skymap] if skymap else properties
         if (queried and _VISIT_PROPERTIES.issuperset(queried) and "visit" in dataId
                 and self.tables is not None and "raw" in self.tables):
             rows = registry.lookup(queried, "raw_visit", {"visit": dataId["visit"]}, template=template)

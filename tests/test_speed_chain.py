@@ -120,6 +120,21 @@ def test_the_write_recipe_is_in_write_locations_only(obs_test_input, tmp_path):
     assert read.getAdditionalData()["visit"] == write.getAdditionalData()["visit"] == 1
 
 
+@pytest.mark.parametrize("cards", [
+    [("FILTER", "g", "band"), ("EXPTIME", 15.0, ""), ("BUNIT", "adu", ""), ("HIERARCH LONG KEY NAME", 1, "")],
+    [("FILTER", "g", ""), ("COMMENT", "first", ""), ("EXPTIME", 15.0, ""), ("HISTORY", "made", ""),
+     ("COMMENT", "second", "")],
+])
+def test_a_standardized_exposure_has_the_header_the_update_gives(cards):
+    """The quick copy of a read CCDData's header is taken only where it equals updating an empty one."""
+    ccd = CCDData(np.ones((3, 4), dtype=np.float32), unit="adu", meta=fits.Header(cards))
+    expected = fits.Header()
+    expected.update(ccd.meta)
+    standardized = TestMapper(root=".").std_calexp(ccd, {"visit": 1})
+    assert standardized.meta.tostring() == expected.tostring()
+    assert standardized.meta is not ccd.meta and np.array_equal(standardized.data, ccd.data)
+
+
 # -- 3. put ----------------------------------------------------------------------------------------
 
 
