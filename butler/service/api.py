@@ -290,11 +290,11 @@ def query(request: Request) -> Response:
 def dataset(request: Request) -> Response:
     """A dataset's bytes (its file, found by the mapper's search from dataset type and data ID)."""
     served = _served(request)
-    storage, path, found = served.locate(request.path_params["datasetType"], parse_data_id(request))
-    name = _catalog(request).nameOf(found.root) or served.name
-    location = f"{API}/repositories/{quote(name, safe='')}/files/{quote(path)}"
-    return file_response(request, storage, path, {"Content-Location": location,
-                                                   "X-Butler-Repository": _repository_url(request, name)})
+    found = served.locate(request.path_params["datasetType"], parse_data_id(request))
+    name = _catalog(request).nameOf(found.repository.root) or served.name
+    location = f"{API}/repositories/{quote(name, safe='')}/files/{quote(found.path)}"
+    return file_response(request, found.storage, found.path, {"Content-Location": location,
+                                                               "X-Butler-Repository": _repository_url(request, name)})
 
 
 def header_cards(header: Any) -> list[list[Any]]:
@@ -304,16 +304,26 @@ def header_cards(header: Any) -> list[list[Any]]:
 
 
 def read_header(served: Served, datasetType: str, dataId: Mapping[str, Any]) -> Any:
-    """A dataset's header: the ``<type>_md`` dataset when the mapper has one (the header as stored), else
-    the first header of its FITS file."""
-    butler = served.butler
-    if f"{datasetType}_md" in butler.getDatasetTypes():
-        return butler.get(f"{datasetType}_md", dataId)
+    """A dataset's FITS header as stored (structural cards such as ``NAXIS`` included): the header of
+    the HDU its location names, else of the first HDU, read from its file through the storage.
+
+    Raises
+    ------
+    FormatterError
+        When the file is no FITS file.
+    """
     from astropy.io import fits
 
-    storage, path, _ = served.locate(datasetType, dataId)
-    with storage.openRead(path) as stream, fits.open(stream, lazy_load_hdus=True) as hdul:
-        return hdul[0].header.copy()
+    from ..errors import FormatterError
+
+    found = served.locate(datasetType, dataId)
+    with found.storage.openRead(found.path) as stream:
+        try:
+            with fits.open(stream, lazy_load_hdus=True) as hdul:
+                return hdul[found.hdu or 0].header.copy()
+        except (OSError, ValueError, IndexError) as exc:
+            raise FormatterError(f"{datasetType} {dict(dataId)!r} in served repository {served.name} has no "
+                                 f"FITS header ({found.path}): {exc}") from None
 
 
 def header(request: Request) -> Response:
@@ -329,12 +339,12 @@ def provenance(request: Request) -> Response:
     served = _served(request)
     datasetType = request.path_params["datasetType"]
     dataId = parse_data_id(request)
-    storage, path, found = served.locate(datasetType, dataId)
-    with storage.openRead(path) as stream:
+    found = served.locate(datasetType, dataId)
+    with found.storage.openRead(found.path) as stream:
         digest = content_digest(stream)
+    name = _catalog(request).nameOf(found.repository.root) or served.name
     return JSONResponse({"datasetType": datasetType, "dataId": json_value(dataId), "digest": digest,
-                         "repository": _repository_url(request, _catalog(request).nameOf(found.root) or served.name),
-                         "records": []})
+                         "repository": _repository_url(request, name), "records": []})
 
 
 # -- what the http storage and registry ask ------------------------------------------------------------

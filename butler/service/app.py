@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 import logging
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -59,13 +59,16 @@ def error_status(exc: ButlerError) -> int:
     return 500
 
 
-def error_report(exc: ButlerError) -> dict[str, Any]:
-    """What crosses the wire of a package error: its class name, message and plain attributes."""
-    report: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+def error_report(exc: ButlerError, public: Callable[[str], str] = str) -> dict[str, Any]:
+    """What crosses the wire of a package error: its class name, message and plain attributes, each text
+    passed through ``public`` (which names served roots by their URLs)."""
+    report: dict[str, Any] = {"type": type(exc).__name__, "message": public(str(exc))}
     for attribute in ("datasetType", "repositories", "isDirectory"):
         value = getattr(exc, attribute, None)
-        if isinstance(value, (str, bool, list)):
-            report[attribute] = value
+        if isinstance(value, (str, bool)):
+            report[attribute] = public(value) if isinstance(value, str) else value
+        elif isinstance(value, list):
+            report[attribute] = [public(str(item)) for item in value]
     return report
 
 
@@ -134,11 +137,13 @@ async def _butler_error(request: Request, exc: Exception) -> Response:
     status = error_status(exc)
     if status == 500:
         _log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    catalog = request.app.state.catalog
+    report = error_report(exc, lambda text: catalog.publicText(text, str(request.base_url)))
     if request.url.path.startswith("/api/"):
-        return JSONResponse({"error": error_report(exc)}, status_code=status)
+        return JSONResponse({"error": report}, status_code=status)
     from .views import error_page
 
-    return error_page(request, exc, status)
+    return error_page(report, status)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

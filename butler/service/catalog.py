@@ -27,12 +27,22 @@ from ..errors import (
     RepositoryError,
 )
 
-__all__ = ["Catalog", "Served"]
+__all__ = ["Catalog", "Served", "DatasetFile"]
 
 _log = logging.getLogger(__name__)
 
 #: the name (in a rewritten cfg) of a parent that the server does not have: a client finds no repository there
 _MISSING = "~missing~"
+
+
+@attrs.frozen
+class DatasetFile:
+    """The file of a dataset: its storage, its path there, the HDU its location names, its repository."""
+
+    storage: Any
+    path: str
+    hdu: int | None
+    repository: Any
 
 
 @attrs.define(eq=False)
@@ -110,8 +120,8 @@ class Served:
         """The roots of the repository's parents, in order."""
         return [parent.root for parent in self.repository.parents]
 
-    def locate(self, datasetType: str, dataId: Mapping[str, Any]) -> tuple[Any, str, Any]:
-        """Where the dataset's file is: ``(storage, path in it, repository)``, by the mapper's search.
+    def locate(self, datasetType: str, dataId: Mapping[str, Any]) -> DatasetFile:
+        """Where the dataset's file is, by the mapper's search.
 
         Raises
         ------
@@ -130,8 +140,8 @@ class Served:
         if isinstance(location, ButlerComposite):
             raise MapperError(f"{datasetType} {dict(dataId)!r} in served repository {self.name} is a composite "
                               "dataset: it has no single file")
-        path = split_hdu(location.locationList[0])[0]
-        return location.storage or found.repository.storage, path, found.repository
+        path, hdu = split_hdu(location.locationList[0])
+        return DatasetFile(location.storage or found.repository.storage, path, hdu, found.repository)
 
 
 class Catalog:
@@ -185,6 +195,16 @@ class Catalog:
         """The name a root is served under, or None."""
         served = self._byReal.get(os.path.realpath(root))
         return served.name if served is not None else None
+
+    def publicText(self, text: str, baseUrl: str) -> str:
+        """``text`` (an error message) with each served root replaced by its URL: a client is told which
+        remote repository, never a path of the server's disk."""
+        roots = sorted(((spelling, served.name) for served in self.served.values()
+                        for spelling in {served.root, os.path.realpath(served.root)}),
+                       key=lambda item: -len(item[0]))
+        for root, name in roots:
+            text = text.replace(root, f"{baseUrl.rstrip('/')}/{quote(name, safe='')}")
+        return text
 
     def cfgView(self, served: Served, baseUrl: str) -> bytes | None:
         """The repository's ``repositoryCfg.yaml`` as a client sees it: parents as this server's URLs.

@@ -48,9 +48,9 @@ def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(_environment().get_template(template).render(api=API, **context), status_code=status)
 
 
-def error_page(request: Request, exc: ButlerError, status: int) -> Response:
-    """A package error as a page: its class and message."""
-    return _page("error.html", status, title=type(exc).__name__, error=type(exc).__name__, message=str(exc))
+def error_page(report: Mapping[str, Any], status: int) -> Response:
+    """A package error as a page: its class and message (`butler.service.app.error_report`)."""
+    return _page("error.html", status, title=report["type"], error=report["type"], message=report["message"])
 
 
 def _served(request: Request) -> Served:

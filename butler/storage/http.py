@@ -58,8 +58,8 @@ _log = logging.getLogger(__name__)
 TOKEN_ENV = "BUTLER_TOKEN"
 #: environment variable naming a file (mode 0600) holding the bearer token
 TOKEN_FILE_ENV = "BUTLER_TOKEN_FILE"
-#: seconds a request may wait for a byte before the server counts as gone
-TIMEOUT = 10.0
+#: seconds a request may wait for a byte before the server counts as gone (a failure is told within 10 s)
+TIMEOUT = 8.0
 #: bytes asked for by the first request of a read (small files arrive whole)
 FIRST_BLOCK = 1 << 16
 #: the least bytes asked for by a later read (astropy reads a header card block, a row, at a time)
@@ -111,13 +111,14 @@ def _read_token_file(path: str) -> str:
     try:
         with open(path, "rb") as stream:
             mode = os.fstat(stream.fileno()).st_mode
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise AccessDenied(f"token file {path} may be read by others (mode {stat.S_IMODE(mode):o}); "
-                                   "make it mode 0600")
-            return stream.read().decode("utf-8").strip()
-    except OSError as exc:
+            text = stream.read().decode("utf-8").strip()
+    except (OSError, UnicodeError) as exc:
         raise AccessDenied(f"cannot read the token file {path} named by {TOKEN_FILE_ENV}: "
-                           f"{exc.strerror}") from None
+                           f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise AccessDenied(f"token file {path} may be read by others (mode {stat.S_IMODE(mode):o}); "
+                           "make it mode 0600")
+    return text
 
 
 def _token() -> str | None:
