@@ -4,8 +4,8 @@
 checkout first on the path, waits for the URL it prints, and returns a
 `Server`; `stop` ends it (terminate, then kill). The ``butler_server``
 fixture starts servers for one test, ``module_server`` for a module; both
-stop theirs at the end. `shared_server` keeps one server per set of roots for
-the whole session (the storage conformance suite's served roots), stopped
+stop theirs at the end. `served_scratch` serves one scratch directory for the
+whole session (the storage conformance suite's roots), stopped and removed
 when the session ends. The server's standard error goes to a file
 (`Server.log`), so a test can read what it logged.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,7 +68,7 @@ def start_server(roots: Sequence[os.PathLike | str], *options: str, log_dir: os.
             raise RuntimeError(f"butler serve did not start within {START_TIMEOUT} s: {log.read_text()}")
         chunk = os.read(process.stdout.fileno(), 1)
         if not chunk:
-            process.wait()
+            stop(process)
             raise RuntimeError(f"butler serve exited with {process.returncode}: {log.read_text()}")
         line += chunk
     url = line.decode().split(" at ")[-1].strip()
@@ -118,18 +119,24 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
         stop(server)
 
 
-_shared: dict[tuple[str, ...], Server] = {}
+_scratch: list[tuple[Path, Server]] = []
 
 
-def shared_server(roots: Sequence[os.PathLike | str]) -> Server:
-    """One server of ``roots`` for the whole session (started on first use)."""
-    key = tuple(map(str, roots))
-    if key not in _shared:
-        _shared[key] = start_server(roots)
-    return _shared[key]
+def served_scratch() -> tuple[Path, Server]:
+    """A scratch directory served (as ``scratch``) for the whole session: tests make repositories in it.
+
+    Started on first use; the server is stopped and the directory removed when the session ends.
+    """
+    if not _scratch:
+        directory = Path(tempfile.mkdtemp(prefix="butler-served-")) / "scratch"
+        directory.mkdir()
+        (directory / "_mapper").write_text("butler.test.EmptyTestMapper\n")  # a repository, of no camera
+        _scratch.append((directory, start_server([directory], log_dir=directory.parent)))
+    return _scratch[0]
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    for server in _shared.values():
+    for directory, server in _scratch:
         stop(server)
-    _shared.clear()
+        shutil.rmtree(directory.parent, ignore_errors=True)
+    _scratch.clear()

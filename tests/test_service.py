@@ -305,3 +305,30 @@ def test_a_server_failing_mid_transfer_is_storage_unavailable(hang):
     assert time.monotonic() - start < 10.5
     assert f"{base}/api/v1/repositories/r/files/big.fits" in str(info.value)
     thread.join(15)
+
+
+# -- every obs_lsst camera, served --------------------------------------------------------------------
+
+CAMERAS = ["comCam", "imsim", "latiss", "lsstCam", "phosim", "ts3", "ts8", "ucd"]
+
+
+@pytest.fixture(scope="module")
+def cameras(shared_data, module_server):
+    inputs = shared_data / "obs_lsst" / "data" / "input"
+    before = tree_fingerprint(inputs)
+    yield inputs, module_server([inputs / camera for camera in CAMERAS])
+    assert tree_fingerprint(inputs) == before
+
+
+@pytest.mark.parametrize("camera", CAMERAS)
+def test_every_obs_lsst_camera_served_answers_as_locally(cameras, camera):
+    inputs, server = cameras
+    remote, local = Butler(inputs=server.repo(camera)), Butler(inputs=str(inputs / camera))
+    keys = ["expId", "detector"]
+    rows = local.queryMetadata("raw", keys)
+    assert rows and remote.queryMetadata("raw", keys) == rows
+    assert remote.queryMetadata("raw", "filter") == local.queryMetadata("raw", "filter")
+    expId, detector = rows[0]
+    there, here = remote.get("raw", expId=expId, detector=detector), local.get("raw", expId=expId, detector=detector)
+    np.testing.assert_array_equal(there.data, here.data)
+    assert dict(there.header) == dict(here.header)
