@@ -36,7 +36,7 @@ from butler.storage import Storage
 from butler.storage.http import TOKEN_ENV, TOKEN_FILE_ENV, HttpClient, HttpStorage, client_for
 from butler.test import MapperForTestWriting, TestObject
 
-from conftest import run_demo, tree_fingerprint
+from conftest import assert_user_error, run_cli, run_demo, tree_fingerprint
 
 VISITS = [(101, 0), (101, 1), (102, 0), (102, 1), (103, 0), (103, 1)]
 
@@ -148,6 +148,19 @@ def test_every_other_method_is_405(server, method, path):
     with httpx.Client() as client:
         response = client.request(method, server.url + path, content=b"x")
     assert response.status_code == 405 and response.headers["allow"] == "GET, HEAD"
+
+
+def test_head_is_answered_on_get_routes(server):
+    with httpx.Client() as client:
+        for path in ("/api/v1/repositories", "/repositories/v1", "/"):
+            response = client.head(server.url + path)
+            assert response.status_code == 200 and response.content == b"", path
+
+
+def test_serve_refuses_a_missing_root_and_an_empty_token_file(tmp_path, demo):
+    assert_user_error(run_cli("serve", str(tmp_path / "nowhere")), "no such repository root")
+    (tmp_path / "tokens").write_text("# nothing\n")
+    assert_user_error(run_cli("serve", demo["v1"], "--token-file", str(tmp_path / "tokens")), "holds no token")
 
 
 @pytest.mark.parametrize("value", ["../../v2/repositoryCfg.yaml", "a/b", "a\x00", ".."])

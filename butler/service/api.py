@@ -406,7 +406,12 @@ def registry(request: Request) -> Response:
             rows = reg.executeQuery(q.get("returnFields", []), q.get("joinClause", []),
                                     [_key(w) for w in whereFields] if whereFields is not None else None,
                                     q.get("range"), q.get("values", []))
-    return JSONResponse({"rows": json_value([list(row) for row in rows])})
+    return JSONResponse({"rows": rows if _plain_rows(rows) else json_value([list(row) for row in rows])})
+
+
+def _plain_rows(rows: list[tuple]) -> bool:
+    """Whether registry rows hold only what JSON carries as it is (the usual case: no conversion needed)."""
+    return all(value is None or type(value) in (int, float, str) for row in rows for value in row)
 
 
 def openapi(request: Request) -> Response:
