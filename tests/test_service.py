@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 from astropy.io import fits
+from service_server import served_scratch
 
 from butler import Butler, DataId, RepositoryArgs
 from butler.cfg import RepositoryCfg
@@ -345,3 +346,21 @@ def test_every_obs_lsst_camera_served_answers_as_locally(cameras, camera):
     there, here = remote.get("raw", expId=expId, detector=detector), local.get("raw", expId=expId, detector=detector)
     np.testing.assert_array_equal(there.data, here.data)
     assert dict(there.header) == dict(here.header)
+
+
+def test_a_ranged_read_of_a_file_replaced_meanwhile_fails(tmp_path):
+    directory, server = served_scratch()
+    name = f"replaced-{time.monotonic_ns()}"
+    (directory / name).mkdir()
+    content = bytes(range(256)) * 1024  # 256 KiB: read in several ranges
+    (directory / name / "f.bin").write_bytes(content)
+    storage = Storage.makeFromURI(f"{server.repo('scratch')}/{name}", create=False)
+    with storage.openRead("f.bin") as stream:
+        assert stream.read(100) == content[:100]
+        replacement = directory / name / "f.new"
+        replacement.write_bytes(content[::-1])
+        replacement.replace(directory / name / "f.bin")
+        stream.seek(200_000)
+        with pytest.raises(StorageUnavailable, match="changed"):
+            stream.read(100)
+    assert storage.readBytes("f.bin") == content[::-1]

@@ -174,7 +174,7 @@ class HttpClient:
         try:
             response = self._client.get(path, params=params, headers=headers)
         except httpx.TransportError as exc:  # refused, reset, timed out, cut short (h11 checks the length)
-            raise StorageUnavailable(f"server {self.base} failed while sending {url}: "
+            raise StorageUnavailable(f"server {self.base} failed to answer {url}: "
                                      f"{type(exc).__name__}: {exc}") from None
         declared = response.headers.get("content-length")
         if declared is not None and int(declared) != len(response.content) and response.status_code != 304:
@@ -184,6 +184,8 @@ class HttpClient:
             refused = "refused the token" if "authorization" in self._client.headers else "asks for a token"
             raise AccessDenied(f"server {self.base} {refused} for {what or url} (status "
                                f"{response.status_code}); set {TOKEN_ENV} or {TOKEN_FILE_ENV}")
+        if response.status_code == 412:  # an If-Match of a ranged read: the file is no longer the one begun
+            raise StorageUnavailable(f"{what or url} changed on server {self.base} while it was read")
         if response.status_code >= 400:
             try:
                 payload = response.json()
