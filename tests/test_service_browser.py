@@ -80,16 +80,20 @@ def test_each_page_loads_without_console_errors(browser, served, path, text):
 
 def test_the_query_form_leads_to_a_dataset_page(browser, served):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     assert load(browser, served.url + "/repositories/v1") == []
     Select(browser.find_element(By.NAME, "datasetType")).select_by_value("postISRCCD")
     browser.find_element(By.NAME, "where").send_keys("visit=102")
     browser.find_element(By.CSS_SELECTOR, "#query button").click()
+    wait = WebDriverWait(browser, 60)
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "results")))
     rows = browser.find_elements(By.CSS_SELECTOR, "#results tr")
     assert len(rows) == 3  # the header row, detectors 0 and 1
     rows[1].find_element(By.TAG_NAME, "a").click()
-    assert "visit=102" in browser.current_url and browser.find_element(By.ID, "header")
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "header")))
+    assert "visit=102" in browser.current_url and browser.get_log("browser") == []
 
 
 def test_dataset_page_shows_the_header_table_and_a_preview(browser, served, tmp_path):
