@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import threading
 import time
 
@@ -23,6 +24,7 @@ from butler import Butler, DataId, RepositoryArgs
 from butler.cfg import RepositoryCfg
 from butler.errors import (
     AccessDenied,
+    ButlerError,
     DataIdValueError,
     DatasetNotFoundError,
     NoResults,
@@ -31,10 +33,18 @@ from butler.errors import (
     StorageUnavailable,
     UnsafeDataIdValueError,
     UnsafePathError,
+    UntrustedMapperError,
 )
 from butler.registry.http import HttpRegistry
 from butler.storage import Storage
-from butler.storage.http import TOKEN_ENV, TOKEN_FILE_ENV, HttpClient, HttpStorage, client_for
+from butler.storage.http import (
+    TOKEN_ENV,
+    TOKEN_FILE_ENV,
+    HttpClient,
+    HttpStorage,
+    client_for,
+    raise_remote_error,
+)
 from butler.test import MapperForTestWriting, TestObject
 
 from conftest import assert_user_error, run_cli, run_demo, tree_fingerprint
@@ -364,3 +374,29 @@ def test_a_ranged_read_of_a_file_replaced_meanwhile_fails(tmp_path):
         with pytest.raises(StorageUnavailable, match="changed"):
             stream.read(100)
     assert storage.readBytes("f.bin") == content[::-1]
+
+
+def test_a_remote_mapper_is_resolved_by_the_trust_rules(tmp_path, butler_server):
+    root = tmp_path / "untrusted"
+    root.mkdir()
+    (root / "_mapper").write_text("evilpkg.mapper.EvilMapper\n")
+    package = tmp_path / "server-code" / "evilpkg"  # trusted by the server's operator, unknown to the client
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "mapper.py").write_text("from butler.mapper import Mapper\n\n\nclass EvilMapper(Mapper):\n    pass\n")
+    server = butler_server([root], env={"PYTHONPATH": str(package.parent), "BUTLER_TRUSTED_MAPPERS": "evilpkg"})
+    assert get(server.api("/repositories/untrusted")).json()["mapper"] == "evilpkg.mapper.EvilMapper"
+    with pytest.raises(UntrustedMapperError, match="evilpkg"):
+        Butler(inputs=server.repo("untrusted")).get("raw", visit=1)
+    assert "evilpkg" not in sys.modules
+
+
+@pytest.mark.parametrize("name", ["Exception", "os.system", "SystemExit", "__class__", "describe_data_id"])
+def test_only_package_error_classes_cross_the_wire(name):
+    with pytest.raises(ButlerError) as info:
+        raise_remote_error({"error": {"type": name, "message": "boom"}}, "http://h/x", 500)
+    assert type(info.value) is ButlerError and name in str(info.value) and "boom" in str(info.value)
+    with pytest.raises(NoResults, match="^boom$"):
+        raise_remote_error({"error": {"type": "NoResults", "message": "boom"}}, "http://h/x", 404)
+    with pytest.raises(StorageUnavailable, match="http://h/x"):
+        raise_remote_error("<html>proxy error</html>", "http://h/x", 502)

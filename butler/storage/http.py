@@ -231,10 +231,10 @@ def split_http_root(uri: str) -> tuple[str, str, str]:
     RepositoryError
         When the URI names no repository.
     """
-    scheme, rest = split_uri(uri)
+    scheme = split_uri(uri)[0]
     parts = urlsplit(uri)
     names = [part for part in parts.path.split("/") if part]
-    if scheme not in ("http", "https") or not parts.netloc or not names or rest.count("?") or parts.fragment:
+    if scheme not in ("http", "https") or not parts.netloc or not names or parts.query or parts.fragment:
         raise RepositoryError(f"{uri!r} is no served repository: expected {scheme or 'http'}://HOST:PORT/NAME")
     return f"{scheme}://{parts.netloc}", names[0], "/".join(names[1:])
 
