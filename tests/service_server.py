@@ -131,7 +131,11 @@ def served_scratch() -> tuple[Path, Server]:
         directory = Path(tempfile.mkdtemp(prefix="butler-served-")) / "scratch"
         directory.mkdir()
         (directory / "_mapper").write_text("butler.test.EmptyTestMapper\n")  # a repository, of no camera
-        _scratch.append((directory, start_server([directory], log_dir=directory.parent)))
+        try:
+            _scratch.append((directory, start_server([directory], log_dir=directory.parent)))
+        except BaseException:
+            shutil.rmtree(directory.parent, ignore_errors=True)
+            raise
     return _scratch[0]
 
 

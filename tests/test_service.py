@@ -28,6 +28,7 @@ from butler.errors import (
     DataIdValueError,
     DatasetNotFoundError,
     NoResults,
+    RegistryError,
     RegistrySchemaError,
     RepositoryModeError,
     StorageUnavailable,
@@ -35,6 +36,7 @@ from butler.errors import (
     UnsafePathError,
     UntrustedMapperError,
 )
+from butler.registry import SqliteRegistry
 from butler.registry.http import HttpRegistry
 from butler.storage import Storage
 from butler.storage.http import (
@@ -237,6 +239,21 @@ def test_errors_cross_the_wire_as_their_own_class(server):
     assert "raw" in registry.tables()
     with pytest.raises(RegistrySchemaError, match="nocolumn"):
         registry.lookup(["nocolumn"], ["raw"], {})
+
+
+def test_the_http_registry_answers_as_the_local_one(server, demo):
+    remote = HttpRegistry(Storage.makeFromURI(server.repo("input"), create=False), "registry.sqlite3")
+    with SqliteRegistry(os.path.join(demo["input"], "registry.sqlite3")) as local:
+        assert remote.tables() == local.tables() and remote.columns("raw") == local.columns("raw")
+        for registry in (remote, local):
+            assert registry.queryMetadata("raw", ("visit", "filter"), {"detector": 1, "nokey": 3}) == \
+                local.queryMetadata("raw", ("visit", "filter"), {"detector": 1})
+        query = (["visit", "detector"], ["raw"], [("filter", "?")], None, ["g"])
+        assert remote.executeQuery(*query) == local.executeQuery(*query) != []
+        dated = (["visit"], ["raw"], None, ("?", "dateObs", "dateObs"), [local.lookup("dateObs", "raw", {})[0][0]])
+        assert remote.executeQuery(*dated) == local.executeQuery(*dated) != []
+    with pytest.raises(RegistryError, match="no registry operation"):
+        Storage.makeFromURI(server.repo("input"), create=False).registryQuery("drop", "registry.sqlite3")
 
 
 def test_tagged_remote_version_against_a_local_one(server, demo):
