@@ -47,6 +47,7 @@ from ..errors import (
     RepositoryError,
     RepositoryModeError,
     StorageUnavailable,
+    UnknownStorageError,
 )
 from .base import StorageInterface, _scratch_file, split_uri
 
@@ -141,7 +142,11 @@ class HttpClient:
     """
 
     def __init__(self, base: str, token: str | None):
-        import httpx
+        try:
+            import httpx
+        except ImportError:
+            raise UnknownStorageError(f"cannot read {base}: the http storage needs httpx; install it with "
+                                      "pip install 'butler[serve]'") from None
 
         self.base = base
         headers = {"Authorization": f"Bearer {token}"} if token else {}
