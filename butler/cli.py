@@ -1172,3 +1172,31 @@ def registry_copy(source: str, destination: str) -> None:
         raise UserError(f"the destination must be a postgresql:// URI, not {destination!r}")
     for table, rows in copy_sqlite_registry(source, destination).items():
         click.echo(f"{table}: {rows} rows")
+
+
+@command()
+@click.argument("roots", nargs=-1, required=True, metavar="ROOT [ROOT ...]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: a free port, printed).")
+@click.option("--token-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Require a bearer token: one of the tokens in FILE, one per line.")
+def serve(roots: tuple[str, ...], host: str, port: int, token_file: str | None) -> None:
+    """Serve the repositories at ROOT (and their parents) read-only over HTTP.
+
+    A JSON API under /api/v1/ (its OpenAPI description at /api/v1/openapi.json),
+    a browser view at /, and repositories a Butler reads as inputs:
+    Butler(inputs="http://HOST:PORT/NAME"), NAME being the root's directory name.
+    The URL is printed once the server listens; stop it with Ctrl-C.
+
+    \b
+    Example:
+      butler serve DEMO/v1 DEMO/v2 --port 8080
+    """
+    from .service import serve as run_server
+    from .service.app import read_tokens
+
+    checked = [_check_root(root) for root in roots]
+    tokens = read_tokens(token_file) if token_file else frozenset()
+    run_server(checked, host=host, port=port, tokens=tokens,
+               announce=lambda url: click.echo(f"serving {len(checked)} repositories at {url}", nl=True))

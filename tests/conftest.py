@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-pytest_plugins = ["pg_server"]  # a real PostgreSQL server for the registry tests (tests/pg_server.py)
+# real servers the tests start: PostgreSQL (tests/pg_server.py), `butler serve` (tests/service_server.py)
+pytest_plugins = ["pg_server", "service_server"]
 
 #: environment variable naming the shared camera data, in place of ``shared/data`` beside the checkout
 SHARED_DATA_ENV = "BUTLER_SHARED_DATA"

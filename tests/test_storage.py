@@ -70,7 +70,7 @@ def test_register_storage_class(tmp_path, monkeypatch):
 
 def test_unknown_scheme_names_it_and_the_known_ones_and_creates_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UnknownStorageError, match=r"'foo'.*known schemes: '', 'file', 'mem'"):
+    with pytest.raises(UnknownStorageError, match=r"'foo'.*known schemes: '', 'file', 'http', 'https', 'mem'"):
         Storage.makeFromURI("foo://x")
     with pytest.raises(UnknownStorageError, match=r"pip install 'butler\[s3\]'"):
         Storage.makeFromURI("s3://bucket/x")

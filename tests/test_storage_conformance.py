@@ -19,11 +19,13 @@ import numpy as np
 import pytest
 from astropy.nddata import CCDData
 from astropy.table import Table
+from service_server import served_scratch
 
 from butler.cfg import RepositoryCfg
 from butler.errors import DatasetNotFoundError, RepositoryError, UnsafePathError, UnwritableObjectError
 from butler.location import ButlerLocation
 from butler.storage import MemStorage, PosixStorage, Storage, StorageInterface, mem as mem_module
+from butler.storage.http import HttpStorage
 from butler.test import EmptyTestMapper, TestObject
 
 
@@ -38,11 +40,15 @@ class Backend:
     def fresh_root(self, tmp_path) -> str:
         if self.name == "file":
             return str(tmp_path / "repo")
+        if self.name == "http":  # a directory of the session's served scratch repository
+            return f"{served_scratch()[1].repo('scratch')}/conformance-{uuid.uuid4().hex}"
         return f"mem://conformance-{uuid.uuid4().hex}/repo"
 
     def seed(self, root: str, files: dict[str, bytes]) -> None:
         """Place files at a root without going through the storage under test's write path."""
-        if self.name == "file":
+        if self.name in ("file", "http"):
+            if self.name == "http":  # the served directory, on this machine
+                root = str(served_scratch()[0] / root.rsplit("/", 1)[1])
             for relpath, data in files.items():
                 path = os.path.join(root, relpath)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -54,7 +60,7 @@ class Backend:
                 mem_module._files[f"{root}/{relpath}"] = data
 
 
-BACKENDS = [Backend("file", PosixStorage), Backend("mem", MemStorage)]
+BACKENDS = [Backend("file", PosixStorage), Backend("mem", MemStorage), Backend("http", HttpStorage, read_only=True)]
 
 SEED = {"a.txt": b"alpha", "dir/b.txt": b"beta", "dir/sub/c.txt": b"gamma", "raw/v1.fits.gz": b"gz"}
 

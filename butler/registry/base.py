@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import importlib
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from typing import Any, TypeGuard
 import attrs
 
 from ..errors import RegistryError, RegistrySchemaError
+from ..storage.base import split_uri
 from ..utils import sequencify
 
 __all__ = ["Registry", "TableSpec"]
@@ -310,6 +312,10 @@ class Registry(abc.ABC):
         self.close()
 
 
+#: URI scheme of a storage -> the registry class (dotted path) that asks its server, for registries not local
+_REMOTE_REGISTRIES = {"http": "butler.registry.http.HttpRegistry", "https": "butler.registry.http.HttpRegistry"}
+
+
 def _create_in_storage(storage: Any, path: str) -> Registry | None:
     """The registry at ``path`` in a storage (see `Registry.create`).
 
@@ -324,6 +330,10 @@ def _create_in_storage(storage: Any, path: str) -> Registry | None:
         return None
     if path.endswith(".pgsql"):
         return _open_legacy_pgsql(storage, path) if storage.exists(path) else None
+    remote = _REMOTE_REGISTRIES.get(split_uri(storage.root)[0])
+    if remote is not None and path.endswith(".sqlite3"):  # a served repository's registry: asked of its server
+        module, _, name = remote.rpartition(".")
+        return getattr(importlib.import_module(module), name)(storage, path)
     if not storage.hasLocalFiles:
         raise RegistryError(f"cannot open the registry {path or '(file names)'} of {storage.root}: "
                             f"{type(storage).__name__} keeps no local files")

@@ -10,8 +10,9 @@ searches (with compressed variants), and backups.
 `Storage` is the scheme table, in the style of fsspec's registry: a URI
 scheme names a storage class by dotted path, imported on first use. Plain
 paths and ``file://`` are POSIX; ``mem://`` is an in-process storage for
-tests; a scheme whose backend is not installed (``s3``) raises with an
-install hint; any other scheme raises naming the known ones. A URI is never
+tests; ``http(s)://`` a repository served by ``butler serve`` (read-only); a
+scheme whose backend is not installed (``s3``) raises with an install hint;
+any other scheme raises naming the known ones. A URI is never
 taken for a local path.
 """
 
@@ -605,13 +606,13 @@ class Storage:
         "": "butler.storage.posix.PosixStorage",
         "file": "butler.storage.posix.PosixStorage",
         "mem": "butler.storage.mem.MemStorage",
+        "http": "butler.storage.http.HttpStorage",
+        "https": "butler.storage.http.HttpStorage",
     }
     #: scheme -> how to install its backend, for schemes known but not installed
     _install_hints: ClassVar[dict[str, str]] = {
         "s3": "pip install 'butler[s3]'",
         "gs": "pip install 'butler[gcs]'",
-        "http": "pip install 'butler[http]'",
-        "https": "pip install 'butler[http]'",
     }
 
     def __init__(self) -> None:

@@ -1,0 +1,239 @@
+"""What a server serves: each repository given and each of its ancestors, by name, read-only.
+
+Every answer of the service comes from here, through the library: a
+`butler.Butler` opened on the repository (its inputs only, so nothing is ever
+written), its `Repository`, the repository's storage and its registries. A
+served repository's cfg is shown to clients with its parents rewritten as the
+URLs this server serves them at (`Served.cfgView`), so a client follows the
+chain over HTTP and never reads a path of the server's disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+
+from ..errors import (
+    DatasetNotFoundError,
+    MapperError,
+    RegistryError,
+    RepositoryError,
+)
+
+__all__ = ["Catalog", "Served", "DatasetFile"]
+
+_log = logging.getLogger(__name__)
+
+#: the name (in a rewritten cfg) of a parent that the server does not have: a client finds no repository there
+_MISSING = "~missing~"
+
+
+@attrs.frozen
+class DatasetFile:
+    """The file of a dataset: its storage, its path there, the HDU its location names, its repository."""
+
+    storage: Any
+    path: str
+    hdu: int | None
+    repository: Any
+
+
+@attrs.define(eq=False)
+class Served:
+    """One served repository.
+
+    Attributes
+    ----------
+    name : `str`
+        Its name in URLs (``/api/v1/repositories/NAME``, ``http://host:port/NAME``).
+    root : `str`
+        Its root on the server (never sent to a client).
+    given : `bool`
+        Named on the command line (else an ancestor of one that was).
+    """
+
+    name: str
+    root: str
+    given: bool
+    _butler: Any = None
+    _registries: dict = attrs.field(factory=dict)
+    _lock: threading.RLock = attrs.field(factory=threading.RLock)
+
+    @property
+    def butler(self) -> Any:
+        """A Butler whose only input is this repository (read-only; made on first use)."""
+        with self._lock:
+            if self._butler is None:
+                from ..butler import Butler
+                from ..cfg import RepositoryArgs
+
+                self._butler = Butler(inputs=RepositoryArgs(root=self.root, mode="r"))
+            return self._butler
+
+    @property
+    def repository(self) -> Any:
+        """This repository's `butler.repository.Repository`."""
+        return self.butler.repositories()[0]
+
+    @property
+    def storage(self) -> Any:
+        """This repository's storage."""
+        return self.repository.storage
+
+    def registry(self, path: str) -> tuple[Any, threading.RLock]:
+        """The registry file ``path`` (relative to the root) opened read-only, and the lock its readers hold.
+
+        Raises
+        ------
+        RegistryError
+            When ``path`` names no ``.sqlite3`` file.
+        UnsafePathError
+            When ``path`` is outside the root.
+        DatasetNotFoundError
+            When there is no registry there.
+        """
+        if not path.endswith(".sqlite3"):
+            raise RegistryError(f"{path!r} is no registry file of served repository {self.name} "
+                                "(a registry is a .sqlite3 file)")
+        with self._lock:
+            if path not in self._registries:
+                registry = self.repository.openRegistry(path)
+                if registry is None:
+                    raise DatasetNotFoundError(f"no registry {path} in served repository {self.name}")
+                self._registries[path] = (registry, threading.RLock())
+            return self._registries[path]
+
+    def mapperName(self) -> str | None:
+        """The mapper the repository records, as its files name it (nothing is imported)."""
+        from ..cfg import _mapper_import_string
+
+        return _mapper_import_string(self.repository.cfg.mapper)
+
+    def parentRoots(self) -> list[str]:
+        """The roots of the repository's parents, in order."""
+        return [parent.root for parent in self.repository.parents]
+
+    def locate(self, datasetType: str, dataId: Mapping[str, Any]) -> DatasetFile:
+        """Where the dataset's file is, by the mapper's search.
+
+        Raises
+        ------
+        NoResults
+            When no repository searched holds it.
+        MapperError
+            For a composite dataset (several files).
+        """
+        from ..dataId import merge_data_id
+        from ..location import ButlerComposite, split_hdu
+
+        butler = self.butler
+        datasetType = butler._resolve(datasetType)
+        found = butler._locate(datasetType, merge_data_id(dataId), write=False, read=False)
+        location = found.location[0] if isinstance(found.location, list) else found.location
+        if isinstance(location, ButlerComposite):
+            raise MapperError(f"{datasetType} {dict(dataId)!r} in served repository {self.name} is a composite "
+                              "dataset: it has no single file")
+        path, hdu = split_hdu(location.locationList[0])
+        return DatasetFile(location.storage or found.repository.storage, path, hdu, found.repository)
+
+
+class Catalog:
+    """The repositories a server serves, by name: those given, then their ancestors.
+
+    Parameters
+    ----------
+    roots : iterable of `str`
+        The repository roots given (local directories).
+
+    Raises
+    ------
+    RepositoryError
+        When a root is no directory.
+    """
+
+    def __init__(self, roots: Iterable[str]):
+        self.served: dict[str, Served] = {}
+        self._byReal: dict[str, Served] = {}
+        for root in roots:
+            if not os.path.isdir(root):
+                raise RepositoryError(f"cannot serve {root}: no such directory")
+            self._add(os.path.abspath(root), given=True)
+        for served in [s for s in self.served.values() if s.given]:
+            for ancestor in served.repository.ancestry()[1:]:
+                if not ancestor.root.startswith(("/", ".")) and "://" in ancestor.root:
+                    continue  # a parent served elsewhere: its URI is kept as it is
+                self._add(ancestor.root, given=False)
+
+    def _add(self, root: str, given: bool) -> Served:
+        real = os.path.realpath(root)
+        if real in self._byReal:
+            return self._byReal[real]
+        base = posixpath.basename(root.rstrip("/")) or "root"
+        name, number = base, 1
+        while name in self.served or name.startswith("~"):
+            number += 1
+            name = f"{base.lstrip('~')}-{number}"
+        served = self.served[name] = self._byReal[real] = Served(name=name, root=root, given=given)
+        _log.info("serving %s as %s", root, name)
+        return served
+
+    def get(self, name: str) -> Served:
+        """The served repository ``name``; `RepositoryError` naming the known ones otherwise."""
+        try:
+            return self.served[name]
+        except KeyError:
+            raise RepositoryError(f"no served repository {name!r}; served: {', '.join(self.served)}") from None
+
+    def nameOf(self, root: str) -> str | None:
+        """The name a root is served under, or None."""
+        served = self._byReal.get(os.path.realpath(root))
+        return served.name if served is not None else None
+
+    def publicText(self, text: str, baseUrl: str) -> str:
+        """``text`` (an error message) with each served root replaced by its URL: a client is told which
+        remote repository, never a path of the server's disk."""
+        roots = sorted(((spelling, served.name) for served in self.served.values()
+                        for spelling in {served.root, os.path.realpath(served.root)}),
+                       key=lambda item: -len(item[0]))
+        for root, name in roots:
+            text = text.replace(root, f"{baseUrl.rstrip('/')}/{quote(name, safe='')}")
+        return text
+
+    def cfgView(self, served: Served, baseUrl: str) -> bytes | None:
+        """The repository's ``repositoryCfg.yaml`` as a client sees it: parents as this server's URLs.
+
+        A parent this server does not have (gone from its disk) is named by a URL
+        where there is no repository, so a client's read stops there as a local
+        one would. None when the repository has no cfg file.
+        """
+        import yaml
+
+        from ..cfg import RepositoryCfg, _CfgDumper
+
+        cfg = RepositoryCfg.read(served.root, storage=served.storage)
+        if cfg is None:
+            return None
+        view = attrs.evolve(cfg, root=None, parents=[self._parentUrl(p, baseUrl) for p in cfg.parents])
+        text = yaml.dump(view._to_yaml_mapping(baseUrl, None), Dumper=_CfgDumper, default_flow_style=False,
+                         sort_keys=False)
+        return text.encode("utf-8")
+
+    def _parentUrl(self, parent: Any, baseUrl: str) -> Any:
+        from ..cfg import RepositoryCfg
+
+        if isinstance(parent, RepositoryCfg):
+            return attrs.evolve(parent, root=self._parentUrl(parent.root, baseUrl),
+                                parents=[self._parentUrl(p, baseUrl) for p in parent.parents])
+        if parent is None or "://" in str(parent):
+            return parent
+        name = self.nameOf(str(parent))
+        if name is None:
+            name = _MISSING + posixpath.basename(str(parent).rstrip("/"))
+        return f"{baseUrl.rstrip('/')}/{quote(name, safe='~')}"
