@@ -52,7 +52,12 @@ def describe_repository(root: str) -> RepoSpec:
     found = find_mapper_file(root) if cfg is None else None
     legacy_mapper = found[0] if found is not None else None
     return RepoSpec(root=root, cfg=cfg, legacyMapper=legacy_mapper, legacyParent=legacy_parent,
-                    hasRegistry=storage.exists("registry.sqlite3"), present=True, identity=identity)
+                    hasRegistry=_has_registry(storage), present=True, identity=identity)
+
+
+def _has_registry(storage: StorageInterface) -> bool:
+    """Whether a repository keeps a registry: a ``registry.sqlite3``, or a legacy ``registry.pgsql`` naming one."""
+    return storage.exists("registry.sqlite3") or storage.exists("registry.pgsql")
 
 
 def mapper_class(mapper: Any, root: str, trusted: Iterable[str] = ()) -> Any:
@@ -223,7 +228,7 @@ class Repository:
 
     @property
     def parentRegistry(self) -> Any:
-        """The registry of the nearest ancestor that has a ``registry.sqlite3``, or None.
+        """The registry of the nearest ancestor that has one (``registry.sqlite3`` or ``registry.pgsql``), or None.
 
         Parents are asked in order, depth-first, as far as the first registry;
         each repository's answer is kept, and a stack replaces recursion, so
@@ -254,7 +259,7 @@ class Repository:
 
     @property
     def ownRegistry(self) -> Any:
-        """This repository's own registry: its mapper's, else its ``registry.sqlite3`` opened read-only."""
+        """This repository's own registry: its mapper's, else its ``registry.sqlite3`` (or ``registry.pgsql``)."""
         if self._own_registry is None and self.node.hasRegistry:
             mapper = self._mapper
             registry = mapper.getRegistry() if mapper is not None else None

@@ -16,16 +16,25 @@ path); whatever is read from it at import time (a parameter list) must be guarde
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import multiprocessing
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+
+# the kept parsed policies and entry-point tables (butler.utils.CACHE_ENV) of a test run live in a temporary
+# directory of its own, never in the user's ~/.cache (subprocesses inherit it; removed when the run ends)
+if "BUTLER_CACHE_DIR" not in os.environ:
+    os.environ["BUTLER_CACHE_DIR"] = tempfile.mkdtemp(prefix="butler-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["BUTLER_CACHE_DIR"], ignore_errors=True)
 
 # real servers the tests start: PostgreSQL (tests/pg_server.py), `butler serve` (tests/service_server.py)
 pytest_plugins = ["pg_server", "service_server"]

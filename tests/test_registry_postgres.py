@@ -291,6 +291,22 @@ def test_mapper_finds_registry_pgsql_in_its_root(pg_server, uri, tmp_path):
     assert mapper.queryMetadata("raw", ["visit"], {"filter": "g"}) == [(1,), (2,)]
 
 
+def test_output_uses_the_registry_pgsql_of_its_parent(pg_server, tmp_path):
+    """An output chained to a repository holding only ``registry.pgsql`` is given that registry."""
+    database = pg_server.new_database("legacy")
+    copy_sqlite_registry(OBS_TEST / "registry.sqlite3", pg_server.uri(database))
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    (parent / "_mapper").write_text("lsst.obs.test.TestMapper\n")
+    (parent / "registry.pgsql").write_text(f"host: {pg_server.sockdir}\nport: {pg_server.port}\n"
+                                           f"database: {database}\nuser: postgres\n")
+    out = butler.Butler(inputs=str(parent), outputs=str(tmp_path / "out"))
+    output = out._repos.outputs()[0]
+    assert isinstance(output.parentRegistry, PostgresRegistry)
+    assert out.queryMetadata("raw", ["visit"], dataId={"filter": "g"}) == [1, 2]
+    assert [ref.dataId["visit"] for ref in out.subset("raw", filter="r")] == [3]
+
+
 # -- ingest ------------------------------------------------------------------------------------------
 
 
