@@ -235,29 +235,28 @@ class ProvenanceRecorder:
     @contextlib.contextmanager
     def writing(self, storage: Any, location: Any, datasetType: str, dataId: Mapping) -> Iterator[None]:
         """Record each file of ``location`` that ``storage`` writes in the block, before it is published."""
-        output = self._output(storage)
-        if output is None:
-            yield
-            return
         paths = {split_hdu(path)[0] for path in location.locationList}
-        dataIdText = canonical_data_id(location.dataId or dataId)
         scope = self._scopes[-1]
-        written: list[tuple[str, str, str, int]] = []
+        written: list[tuple[_Output, str, str, str, int]] = []
 
         def observe(writer: Any, relpath: str, size: int, sha256: str) -> None:
             if writer is not storage or relpath not in paths:  # a backup copy, another repository
                 return
+            output = self._output(storage)  # made with the first file a put publishes, not before
+            if output is None:
+                return
+            dataIdText = canonical_data_id(location.dataId or dataId)
             record = {"uuid": new_uuid(), "run": self.runId,
                       "quantum": scope.quantum["uuid"] if scope.quantum else None,
                       "datasetType": datasetType, "dataId": dataIdText, "path": relpath, "size": size,
                       "sha256": sha256, "time": utc_now()}
             self._add(output, record, scope)
-            written.append((relpath, record["uuid"], sha256, size))
+            written.append((output, relpath, record["uuid"], sha256, size))
 
         with observe_writes(observe):
             yield
         with self._lock:
-            for relpath, recordId, sha256, size in written:
+            for output, relpath, recordId, sha256, size in written:
                 output.pending.append(recordId)
                 self._written[(storage.root, relpath)] = (recordId, sha256, size)
 
