@@ -8,8 +8,8 @@ input's own record (its UUID and digest) found in its repository's store.
 
 Each file a put writes is recorded in its output's store as ``pending``
 before it is published (the storage's write observer, called between the last
-byte and the rename), and marked done in the same output's next transaction,
-when a quantum ends, or when the Butler is closed or collected (see
+byte and the rename), and marked done, in one transaction for many, when a
+quantum ends, when provenance is asked, or when the Butler is collected (see
 `butler.registry.provenance` for why that is crash-safe).
 """
 
@@ -270,8 +270,7 @@ class ProvenanceRecorder:
         with self._lock:
             run = None if output.runWritten else self._run_row()
             quantum = scope.quantum if scope.quantum and scope.quantum["uuid"] not in output.quanta else None
-            output.store.add_pending(record, edges, run, quantum, done=output.pending)
-            output.pending = []
+            output.store.add_pending(record, edges, run, quantum)
             output.runWritten = True
             if quantum is not None:
                 output.quanta.add(quantum["uuid"])

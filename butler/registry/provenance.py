@@ -16,9 +16,10 @@ lock with a long busy timeout, and readers never block writers.
 
 Crash consistency with the dataset file. A put inserts its record as
 ``pending`` (one transaction) *before* the file is published (renamed into
-place), and marks it ``done`` in its Butler's next transaction or when the
-Butler closes. A reader takes a ``done`` record as it is, and a ``pending``
-record only when the file at its path has the record's digest. So a writer
+place), and its Butler marks it ``done`` when the quantum that wrote it ends,
+when its provenance is asked, or when the Butler is collected. A reader takes
+a ``done`` record as it is, and a ``pending`` record only when the file at its
+path has the record's digest. So a writer
 killed at any point leaves, to a reader, either the new file and its record,
 or neither (the older file, if any, with its older record).
 
@@ -68,7 +69,6 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS dataset (uuid TEXT PRIMARY KEY, run TEXT, quantum TEXT, datasetType TEXT, "
     "dataId TEXT, path TEXT, size INTEGER, sha256 TEXT, mtime REAL, time TEXT, state TEXT)",
     "CREATE INDEX IF NOT EXISTS dataset_path ON dataset (path)",
-    "CREATE INDEX IF NOT EXISTS dataset_key ON dataset (datasetType, dataId)",
     "CREATE TABLE IF NOT EXISTS edge (dataset TEXT, position INTEGER, input TEXT, datasetType TEXT, dataId TEXT, "
     "repository TEXT, path TEXT, size INTEGER, mtime REAL, sha256 TEXT)",
     "CREATE INDEX IF NOT EXISTS edge_dataset ON edge (dataset)",
@@ -183,31 +183,31 @@ class ProvenanceStore:
             raise
         _retry_busy(lambda: self._conn.execute("COMMIT"), self.location)
 
-    def add_pending(self, dataset: Mapping[str, Any], edges: Iterable[Mapping[str, Any]],
-                    run: Mapping[str, Any] | None, quantum: Mapping[str, Any] | None,
-                    done: Sequence[str] = ()) -> None:
+    def add_pending(self, dataset: Mapping[str, Any], edges: Sequence[Mapping[str, Any]],
+                    run: Mapping[str, Any] | None, quantum: Mapping[str, Any] | None) -> None:
         """Record a dataset about to be published, in one transaction.
 
         Parameters
         ----------
         dataset : mapping
             The ``dataset`` row (`DATASET_COLUMNS` but ``state``: it is pending).
-        edges : iterable of mappings
+        edges : sequence of mappings
             Its ``edge`` rows.
         run, quantum : mapping, optional
             The ``run`` and ``quantum`` rows (kept when already there).
-        done : sequence of `str`
-            UUIDs of earlier records of this writer whose files are published: marked done.
         """
+        values = [dataset.get(c) for c in DATASET_COLUMNS[:-1]] + [PENDING]
         try:
+            if not edges and run is None and quantum is None:  # one statement: its own transaction
+                _retry_busy(lambda: self._conn.execute(_INSERT_DATASET, values), self.location)
+                return
             with self._transaction() as conn:
                 if run is not None:
                     conn.execute(_INSERT_RUN, [run.get(c) for c in RUN_COLUMNS])
                 if quantum is not None:
                     conn.execute(_INSERT_QUANTUM, [quantum.get(c) for c in QUANTUM_COLUMNS])
-                conn.execute(_INSERT_DATASET, [dataset.get(c) for c in DATASET_COLUMNS[:-1]] + [PENDING])
+                conn.execute(_INSERT_DATASET, values)
                 conn.executemany(_INSERT_EDGE, [[edge.get(c) for c in EDGE_COLUMNS] for edge in edges])
-                self._mark_done(conn, done)
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot record the provenance of {dataset.get('datasetType')} "
                                 f"{dataset.get('dataId')} ({dataset.get('path')}) in {self.location}: {exc}") from exc
