@@ -66,7 +66,7 @@ class RunInfo:
 
     def to_dict(self) -> dict:
         """Plain data."""
-        return attrs.asdict(self, retain_collection_types=False)
+        return attrs.asdict(self)
 
 
 @attrs.frozen
