@@ -309,20 +309,24 @@ class ProvenanceRecorder:
     # -- lifetime ------------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Mark the records whose files are published done, and note the run's end so far."""
+        """Mark the records whose files are published done, note the run's end so far, and close the stores
+        of the repositories read (a connection left open would keep their writers' ``-wal`` files there)."""
         with self._lock:
             for output in self._outputs.values():
                 if output is not None and output.runWritten:
                     output.store.finish(output.pending, {self.runId: utc_now()})
                     output.pending = []
+            for store in self._readers.values():
+                if store is not None:
+                    store.close()
+            self._readers.clear()
 
     def close(self) -> None:
         """Flush, and close every store (a Butler's finaliser calls this)."""
         try:
             self.flush()
         finally:
-            for store in [*(o.store for o in self._outputs.values() if o is not None), *self._readers.values()]:
-                if store is not None:
-                    store.close()
+            for output in self._outputs.values():
+                if output is not None:
+                    output.store.close()
             self._outputs.clear()
-            self._readers.clear()
