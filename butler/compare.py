@@ -612,12 +612,12 @@ def _compare_inputs(inputsA: Sequence[Any], inputsB: Sequence[Any]) -> list[Inpu
     byB = {_input_key(item): item for item in inputsB}
     found = []
     for key in sorted(set(byA) | set(byB)):
-        a, b = byA.get(key), byB.get(key)
-        some = a if a is not None else b
-        if a is None or b is None:
-            found.append(InputDifference(some.datasetType, some.dataId, "removed" if b is None else "added",
-                                         _input_text(a) if a is not None else None,
-                                         _input_text(b) if b is not None else None))
+        a: Any = byA.get(key)
+        b: Any = byB.get(key)
+        if a is None:
+            found.append(InputDifference(b.datasetType, b.dataId, "added", None, _input_text(b)))
+        elif b is None:
+            found.append(InputDifference(a.datasetType, a.dataId, "removed", _input_text(a), None))
         elif a.sha256 and b.sha256:
             if a.sha256 != b.sha256:
                 found.append(InputDifference(a.datasetType, a.dataId, "digest", _input_text(a), _input_text(b)))

@@ -246,12 +246,13 @@ class ProvenanceRecorder:
             if output is None:
                 return
             dataIdText = canonical_data_id(location.dataId or dataId)
-            record = {"uuid": new_uuid(), "run": self.runId,
+            recordId = new_uuid()
+            record = {"uuid": recordId, "run": self.runId,
                       "quantum": scope.quantum["uuid"] if scope.quantum else None,
                       "datasetType": datasetType, "dataId": dataIdText, "path": relpath, "size": size,
                       "sha256": sha256, "time": utc_now()}
             self._add(output, record, scope)
-            written.append((output, relpath, record["uuid"], sha256, size))
+            written.append((output, relpath, recordId, sha256, size))
 
         with observe_writes(observe):
             yield

@@ -108,8 +108,9 @@ def to_prov_json(record: ProvenanceRecord) -> str:
         identifier = _entity_id(node)
         if identifier not in made:
             made.add(identifier)
-            attributes = {"butler:datasetType": node.datasetType, "butler:dataId": json.dumps(node.dataId),
-                          "butler:repository": node.repository, "butler:path": node.path}
+            attributes: dict[str, Any] = {
+                "butler:datasetType": node.datasetType, "butler:dataId": json.dumps(node.dataId),
+                "butler:repository": node.repository, "butler:path": node.path}
             if node.sha256:
                 attributes["butler:sha256"] = node.sha256
             if node.size is not None:
@@ -153,7 +154,7 @@ def to_prov_json(record: ProvenanceRecord) -> str:
         if act is not None:
             document.used(act, source)
         document.wasDerivedFrom(target, source)
-    return document.serialize(format="json", indent=2)
+    return str(document.serialize(format="json", indent=2))
 
 
 def to_dot(record: ProvenanceRecord) -> Any:
