@@ -7,11 +7,13 @@ raw + bias + flat -> postISRCCD (rerun 1) -> src -> a summary (rerun 2).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import multiprocessing
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -232,10 +234,29 @@ def test_a_pending_record_counts_only_with_its_file(tmp_path):
     store = ProvenanceStore.for_writing(storage)
     data = b"bytes about to be published"
     store.add_pending({"uuid": "u1", "run": "r", "datasetType": "foo", "dataId": "{}", "path": "f.txt",
-                       "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "time": "t"}, [], None, None)
+                       "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "time": "t"},
+                      None, [], None, None)
     assert read_lineage(storage, "f.txt") is None  # killed before the rename: neither
     storage.writeBytes("f.txt", data)
     assert read_lineage(storage, "f.txt").state == "pending"  # killed after it: both
     storage.writeBytes("f.txt", b"other bytes")
     assert read_lineage(storage, "f.txt") is None
     store.close()
+
+
+def test_a_butler_alternating_gets_and_puts_writes_each_input_once(tmp_path):
+    root = tmp_path / "a"
+    butler = Butler(outputs=RepositoryArgs(root=str(root), mapper=MapperForTestWriting, mode="rw"))
+    butler.put(TestObject(0), "foo", visit=0, ccd=0)
+    for visit in range(1, 31):
+        butler.put(butler.get("foo", visit=visit - 1, ccd=0), "foo", visit=visit, ccd=0)
+    butler.put(TestObject("again"), "foo", visit=99, ccd=0)  # nothing new read: the same inputs, no new edge
+    last = butler.provenance("foo", visit=99, ccd=0, depth=1)
+    assert [item.dataId["visit"] for item in last.inputs] == list(range(30))  # everything read, in order
+    butler.markInputUnused("foo", visit=3, ccd=0)
+    butler.put(TestObject("after"), "foo", visit=100, ccd=0)
+    after = butler.provenance("foo", visit=100, ccd=0, depth=1)
+    assert [item.dataId["visit"] for item in after.inputs] == [v for v in range(30) if v != 3]
+    with contextlib.closing(sqlite3.connect(f"file:{root / PROVENANCE_FILENAME}?mode=ro", uri=True)) as db:
+        edges = db.execute("SELECT COUNT(*) FROM edge").fetchone()[0]
+    assert edges == 30 + 29  # each read once, then once more for the set rebuilt without visit 3

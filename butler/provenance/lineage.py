@@ -232,7 +232,7 @@ class _LineageReader:
         runRow = store.run(row["run"]) if row["run"] else None
         quantum = store.quantum(row["quantum"])
         inputs = []
-        for edge in store.edges(row["uuid"]) if depth is None or depth > 0 else ():
+        for edge in store.edges(row["inputs"]) if depth is None or depth > 0 else ():
             child = None
             if edge["input"] and (depth is None or depth > 1):
                 child = self._follow(edge["repository"], edge["input"], None if depth is None else depth - 1)

@@ -131,13 +131,27 @@ class _Read:
 
 
 class _Scope:
-    """The reads of a scope (``{(root, path): _Read}``, in read order), and its quantum row when it is one."""
+    """The reads of a scope (``{(root, path): _Read}``, in read order), and its quantum row when it is one.
 
-    __slots__ = ("reads", "quantum")
+    ``generation`` changes when a read is dropped or a file is read again with
+    another size or mtime: the input sets written before no longer prefix the
+    reads. ``sets`` is, per output root, ``(generation, input set, reads covered)``
+    of the last set written there.
+    """
+
+    __slots__ = ("reads", "quantum", "generation", "sets")
 
     def __init__(self, quantum: dict[str, Any] | None):
         self.reads: dict[tuple[str, str], _Read] = {}
         self.quantum = quantum
+        self.generation = 0
+        self.sets: dict[str, tuple[int, str | None, int]] = {}
+
+    def add(self, key: tuple[str, str], entry: _Read) -> None:
+        old = self.reads.get(key)
+        if old is not None and (old.size, old.mtime) != (entry.size, entry.mtime):
+            self.generation += 1
+        self.reads[key] = entry
 
 
 class _Output:
@@ -188,7 +202,7 @@ class ProvenanceRecorder:
             entry = _Read(datasetType, dataId, storage, path, *(info or (None, None)))
             key = (storage.root, path)
             for scope in self._scopes:
-                scope.reads[key] = entry
+                scope.add(key, entry)
 
     def markInputUnused(self, datasetType: str, dataId: Mapping) -> None:
         """Drop the reads of a dataset from the current scope (they did not go into what it writes).
@@ -207,6 +221,7 @@ class ProvenanceRecorder:
             raise NoResults(f"cannot mark an input unused: {where} read no such dataset", datasetType, dataId)
         for key in drop:
             del scope.reads[key]
+        scope.generation += 1
 
     @contextlib.contextmanager
     def quantum(self, label: str, config: Mapping[str, Any] | None) -> Iterator[None]:
@@ -262,16 +277,34 @@ class ProvenanceRecorder:
                 self._written[(storage.root, relpath)] = (recordId, sha256, size)
 
     def _add(self, output: _Output, record: dict[str, Any], scope: _Scope) -> None:
-        """Store a pending record with its run, quantum and edges (one transaction)."""
-        edges = [{"dataset": record["uuid"], "position": position, "input": inputId, "sha256": digest,
-                  "datasetType": entry.datasetType, "dataId": entry.dataIdText, "repository": entry.storage.root,
-                  "path": entry.path, "size": entry.size, "mtime": entry.mtime}
-                 for position, entry in enumerate(list(scope.reads.values()))
-                 for inputId, digest in [self._resolve(entry)]]
+        """Store a pending record with its run, quantum and input set (one transaction).
+
+        The scope's reads already in the last set written to this output (still
+        a prefix of them) are not written again: the new reads make a set chained
+        to it, and no new read means the same set.
+        """
+        root = output.store.location
+        reads = list(scope.reads.values())
+        generation, parent, start = scope.sets.get(root, (None, None, 0))
+        if generation != scope.generation or start > len(reads):
+            parent, start = None, 0
+        inputset, edges = None, []
+        setId = parent
+        if start < len(reads):
+            setId = new_uuid()
+            inputset = {"uuid": setId, "parent": parent}
+            edges = [{"inputset": setId, "position": position, "input": inputId, "sha256": digest,
+                      "datasetType": entry.datasetType, "dataId": entry.dataIdText,
+                      "repository": entry.storage.root, "path": entry.path, "size": entry.size,
+                      "mtime": entry.mtime}
+                     for position, entry in enumerate(reads[start:], start)
+                     for inputId, digest in [self._resolve(entry)]]
+        record["inputs"] = setId
         with self._lock:
             run = None if output.runWritten else self._run_row()
             quantum = scope.quantum if scope.quantum and scope.quantum["uuid"] not in output.quanta else None
-            output.store.add_pending(record, edges, run, quantum)
+            output.store.add_pending(record, inputset, edges, run, quantum)
+            scope.sets[root] = (scope.generation, setId, len(reads))
             output.runWritten = True
             if quantum is not None:
                 output.quanta.add(quantum["uuid"])

@@ -2,9 +2,15 @@
 
 Tables: ``run`` (one per Butler that wrote here), ``quantum`` (a
 ``Butler.quantum`` block and its settings), ``dataset`` (one row per file a put
-wrote: UUID, dataset type, data ID, path, size, SHA-256, time, state) and
-``edge`` (the inputs of each dataset: the input's UUID when it has a record,
-and always its repository, path, size, mtime and digest as they were read).
+wrote: UUID, dataset type, data ID, path, size, SHA-256, time, state, and its
+input set), ``inputset`` and ``edge`` (the inputs: the input's UUID when it has
+a record, and always its repository, path, size, mtime and digest as read).
+
+An input set is its own edges plus those of its ``parent`` set. Puts of one
+scope share a set while the scope reads nothing new, and a put after new
+reads writes a set of the new edges only, chained to the last one: a Butler
+that alternates gets and puts over its lifetime writes each input once, not
+once per put after it.
 
 Why not the `Registry` protocol's ``transaction()``: that edits a copy of the
 whole file and renames it into place, one writer at a time. Provenance is
@@ -58,8 +64,9 @@ RUN_COLUMNS = ("uuid", "start", "end", "user", "host", "command", "python", "pac
                "tags")
 QUANTUM_COLUMNS = ("uuid", "run", "label", "config", "start")
 DATASET_COLUMNS = ("uuid", "run", "quantum", "datasetType", "dataId", "path", "size", "sha256", "mtime", "time",
-                   "state")
-EDGE_COLUMNS = ("dataset", "position", "input", "datasetType", "dataId", "repository", "path", "size", "mtime",
+                   "inputs", "state")
+INPUTSET_COLUMNS = ("uuid", "parent")
+EDGE_COLUMNS = ("inputset", "position", "input", "datasetType", "dataId", "repository", "path", "size", "mtime",
                 "sha256")
 
 _SCHEMA = (
@@ -67,11 +74,12 @@ _SCHEMA = (
     "command TEXT, python TEXT, packages TEXT, inputs TEXT, outputs TEXT, tags TEXT)",
     "CREATE TABLE IF NOT EXISTS quantum (uuid TEXT PRIMARY KEY, run TEXT, label TEXT, config TEXT, start TEXT)",
     "CREATE TABLE IF NOT EXISTS dataset (uuid TEXT PRIMARY KEY, run TEXT, quantum TEXT, datasetType TEXT, "
-    "dataId TEXT, path TEXT, size INTEGER, sha256 TEXT, mtime REAL, time TEXT, state TEXT)",
+    "dataId TEXT, path TEXT, size INTEGER, sha256 TEXT, mtime REAL, time TEXT, inputs TEXT, state TEXT)",
+    "CREATE TABLE IF NOT EXISTS inputset (uuid TEXT PRIMARY KEY, parent TEXT)",
     "CREATE INDEX IF NOT EXISTS dataset_path ON dataset (path)",
-    "CREATE TABLE IF NOT EXISTS edge (dataset TEXT, position INTEGER, input TEXT, datasetType TEXT, dataId TEXT, "
+    "CREATE TABLE IF NOT EXISTS edge (inputset TEXT, position INTEGER, input TEXT, datasetType TEXT, dataId TEXT, "
     "repository TEXT, path TEXT, size INTEGER, mtime REAL, sha256 TEXT)",
-    "CREATE INDEX IF NOT EXISTS edge_dataset ON edge (dataset)",
+    "CREATE INDEX IF NOT EXISTS edge_inputset ON edge (inputset)",
 )
 
 
@@ -83,7 +91,13 @@ def _insert_sql(table: str, columns: Sequence[str], verb: str = "INSERT") -> str
 _INSERT_RUN = _insert_sql("run", RUN_COLUMNS, "INSERT OR IGNORE")
 _INSERT_QUANTUM = _insert_sql("quantum", QUANTUM_COLUMNS, "INSERT OR IGNORE")
 _INSERT_DATASET = _insert_sql("dataset", DATASET_COLUMNS)
+_INSERT_INPUTSET = _insert_sql("inputset", INPUTSET_COLUMNS)
 _INSERT_EDGE = _insert_sql("edge", EDGE_COLUMNS)
+#: the edges of an input set and of its ancestors, oldest first
+_SELECT_EDGES = (
+    "WITH RECURSIVE chain(uuid, depth) AS (SELECT ?, 0 UNION ALL SELECT s.parent, chain.depth + 1 "
+    "FROM inputset AS s JOIN chain ON s.uuid = chain.uuid WHERE s.parent IS NOT NULL) "
+    "SELECT edge.* FROM edge JOIN chain ON edge.inputset = chain.uuid ORDER BY chain.depth DESC, edge.position")
 
 
 def _rows_as_dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
@@ -183,22 +197,26 @@ class ProvenanceStore:
             raise
         _retry_busy(lambda: self._conn.execute("COMMIT"), self.location)
 
-    def add_pending(self, dataset: Mapping[str, Any], edges: Sequence[Mapping[str, Any]],
-                    run: Mapping[str, Any] | None, quantum: Mapping[str, Any] | None) -> None:
+    def add_pending(self, dataset: Mapping[str, Any], inputset: Mapping[str, Any] | None,
+                    edges: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | None,
+                    quantum: Mapping[str, Any] | None) -> None:
         """Record a dataset about to be published, in one transaction.
 
         Parameters
         ----------
         dataset : mapping
-            The ``dataset`` row (`DATASET_COLUMNS` but ``state``: it is pending).
+            The ``dataset`` row (`DATASET_COLUMNS` but ``state``: it is pending);
+            its ``inputs`` names its input set.
+        inputset : mapping, optional
+            A new ``inputset`` row (``uuid``, ``parent``), when the dataset's set is new.
         edges : sequence of mappings
-            Its ``edge`` rows.
+            The new set's own ``edge`` rows.
         run, quantum : mapping, optional
             The ``run`` and ``quantum`` rows (kept when already there).
         """
         values = [dataset.get(c) for c in DATASET_COLUMNS[:-1]] + [PENDING]
         try:
-            if not edges and run is None and quantum is None:  # one statement: its own transaction
+            if inputset is None and run is None and quantum is None:  # one statement: its own transaction
                 _retry_busy(lambda: self._conn.execute(_INSERT_DATASET, values), self.location)
                 return
             with self._transaction() as conn:
@@ -206,8 +224,10 @@ class ProvenanceStore:
                     conn.execute(_INSERT_RUN, [run.get(c) for c in RUN_COLUMNS])
                 if quantum is not None:
                     conn.execute(_INSERT_QUANTUM, [quantum.get(c) for c in QUANTUM_COLUMNS])
+                if inputset is not None:
+                    conn.execute(_INSERT_INPUTSET, [inputset.get(c) for c in INPUTSET_COLUMNS])
+                    conn.executemany(_INSERT_EDGE, [[edge.get(c) for c in EDGE_COLUMNS] for edge in edges])
                 conn.execute(_INSERT_DATASET, values)
-                conn.executemany(_INSERT_EDGE, [[edge.get(c) for c in EDGE_COLUMNS] for edge in edges])
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot record the provenance of {dataset.get('datasetType')} "
                                 f"{dataset.get('dataId')} ({dataset.get('path')}) in {self.location}: {exc}") from exc
@@ -254,9 +274,9 @@ class ProvenanceStore:
         return self._select(f"SELECT * FROM dataset WHERE datasetType IN ({marks}) ORDER BY rowid",
                             tuple(datasetTypes))
 
-    def edges(self, uuid: str) -> list[dict[str, Any]]:
-        """The ``edge`` rows (inputs) of a dataset, in the order they were read."""
-        return self._select("SELECT * FROM edge WHERE dataset = ? ORDER BY position", (uuid,))
+    def edges(self, inputset: str | None) -> list[dict[str, Any]]:
+        """The ``edge`` rows of an input set (a dataset's ``inputs``) with its ancestors', in read order."""
+        return self._select(_SELECT_EDGES, (inputset,)) if inputset else []
 
     def run(self, uuid: str) -> dict[str, Any] | None:
         """The ``run`` row of a UUID (JSON columns decoded), or None."""
