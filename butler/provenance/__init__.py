@@ -8,17 +8,35 @@
   `verify_repository`.
 - `render`: a lineage as a text tree, JSON, W3C PROV-JSON (the ``prov`` package)
   or Graphviz ``dot`` (the ``graphviz`` package).
+
+The names are loaded on first use: a Butler's recorder needs neither the
+reading side nor ``sqlite3`` until it puts.
 """
 
-from .lineage import (
-    ProvenanceInput,
-    ProvenanceRecord,
-    RunInfo,
-    VerifyProblem,
-    read_lineage,
-    verify_repository,
-)
-from .recording import ProvenanceRecorder, recording_enabled
+from __future__ import annotations
 
-__all__ = ["ProvenanceRecorder", "ProvenanceRecord", "ProvenanceInput", "RunInfo", "VerifyProblem",
-           "read_lineage", "verify_repository", "recording_enabled"]
+import importlib
+from typing import Any
+
+#: public name -> the submodule defining it
+_PUBLIC = {
+    "ProvenanceRecorder": "recording",
+    "recording_enabled": "recording",
+    "ProvenanceRecord": "lineage",
+    "ProvenanceInput": "lineage",
+    "RunInfo": "lineage",
+    "VerifyProblem": "lineage",
+    "read_lineage": "lineage",
+    "verify_repository": "lineage",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _PUBLIC.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value

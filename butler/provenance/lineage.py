@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from ..errors import DatasetNotFoundError
+from ..registry.provenance import PENDING
 
 __all__ = ["RunInfo", "ProvenanceInput", "ProvenanceRecord", "VerifyProblem", "read_lineage", "current_row",
            "verify_repository"]
@@ -173,7 +174,7 @@ class ProvenanceRecord:
 
 def _is_current(row: Mapping[str, Any], storage: Any, digests: dict[str, str | None]) -> bool:
     """Whether a record describes the file at its path now (a pending one: the file has its digest)."""
-    if row["state"] != "pending":
+    if row["state"] != PENDING:
         return True
     path = row["path"]
     if path not in digests:

@@ -63,8 +63,8 @@ BUSY_TIMEOUT_MS = 120_000
 RUN_COLUMNS = ("uuid", "start", "end", "user", "host", "command", "python", "packages", "inputs", "outputs",
                "tags")
 QUANTUM_COLUMNS = ("uuid", "run", "label", "config", "start")
-DATASET_COLUMNS = ("uuid", "run", "quantum", "datasetType", "dataId", "path", "size", "sha256", "mtime", "time",
-                   "inputs", "state")
+DATASET_COLUMNS = ("uuid", "run", "quantum", "datasetType", "dataId", "path", "size", "sha256", "time", "inputs",
+                   "state")
 INPUTSET_COLUMNS = ("uuid", "parent")
 EDGE_COLUMNS = ("inputset", "position", "input", "datasetType", "dataId", "repository", "path", "size", "mtime",
                 "sha256")
@@ -74,7 +74,7 @@ _SCHEMA = (
     "command TEXT, python TEXT, packages TEXT, inputs TEXT, outputs TEXT, tags TEXT)",
     "CREATE TABLE IF NOT EXISTS quantum (uuid TEXT PRIMARY KEY, run TEXT, label TEXT, config TEXT, start TEXT)",
     "CREATE TABLE IF NOT EXISTS dataset (uuid TEXT PRIMARY KEY, run TEXT, quantum TEXT, datasetType TEXT, "
-    "dataId TEXT, path TEXT, size INTEGER, sha256 TEXT, mtime REAL, time TEXT, inputs TEXT, state TEXT)",
+    "dataId TEXT, path TEXT, size INTEGER, sha256 TEXT, time TEXT, inputs TEXT, state TEXT)",
     "CREATE TABLE IF NOT EXISTS inputset (uuid TEXT PRIMARY KEY, parent TEXT)",
     "CREATE INDEX IF NOT EXISTS dataset_path ON dataset (path)",
     "CREATE TABLE IF NOT EXISTS edge (inputset TEXT, position INTEGER, input TEXT, datasetType TEXT, dataId TEXT, "
@@ -192,10 +192,11 @@ class ProvenanceStore:
         _retry_busy(lambda: self._conn.execute("BEGIN IMMEDIATE"), self.location)
         try:
             yield self._conn
+            _retry_busy(lambda: self._conn.execute("COMMIT"), self.location)
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
-        _retry_busy(lambda: self._conn.execute("COMMIT"), self.location)
 
     def add_pending(self, dataset: Mapping[str, Any], inputset: Mapping[str, Any] | None,
                     edges: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | None,
@@ -247,7 +248,7 @@ class ProvenanceStore:
     @staticmethod
     def _mark_done(conn: sqlite3.Connection, uuids: Sequence[str]) -> None:
         if uuids:
-            conn.executemany("UPDATE dataset SET state = 'done' WHERE uuid = ?", [(u,) for u in uuids])
+            conn.executemany("UPDATE dataset SET state = ? WHERE uuid = ?", [(DONE, u) for u in uuids])
 
     # -- reads ---------------------------------------------------------------------------------
 
