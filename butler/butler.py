@@ -81,30 +81,26 @@ class RepoData:
 class RepositoriesView:
     """A read-only view of a Butler's repositories: ``inputs()`` and ``outputs()``.
 
-    It holds its Butler weakly, so a Butler nothing else holds goes at once
-    (and closes its provenance databases) instead of waiting for the cycle collector.
+    It holds the Butler's graph and repositories, not the Butler, so a Butler
+    nothing else holds goes at once (closing its provenance databases) instead
+    of waiting for the cycle collector, while ``Butler(...)._repos`` still works.
     """
 
-    _ref: Any
-
-    @property
-    def _butler(self) -> Butler:
-        butler = self._ref()
-        if butler is None:
-            raise ReferenceError("the Butler of this view is gone")
-        return butler
+    _graph: RepositoryGraph
+    _repositories: dict
+    _outputs: list
 
     def inputs(self) -> list[RepoData]:
         """The repositories reads search, in search order."""
-        return [RepoData(r) for r in self._butler._read_order(())]
+        return [RepoData(self._repositories[id(n)]) for n in self._graph.search_order(frozenset())]
 
     def outputs(self) -> list[RepoData]:
         """The output repositories."""
-        return [RepoData(r) for r in self._butler._outputs]
+        return [RepoData(r) for r in self._outputs]
 
     def all(self) -> list[RepoData]:
         """Every repository: outputs, then the read order."""
-        return [RepoData(r) for r in self._butler._all_repositories()]
+        return [RepoData(self._repositories[id(n)]) for n in self._graph.all_nodes()]
 
 
 class Butler:
@@ -182,7 +178,7 @@ class Butler:
                 Storage.putRepositoryCfg(node.cfg, node.location)
         self.datasetTypeAliasDict: dict[str, str] = {}
         self._orders: dict[frozenset, list[Repository]] = {}
-        self._repos = RepositoriesView(weakref.ref(self))
+        self._repos = RepositoriesView(self._graph, self._repositories, self._outputs)
         self._recordProvenance = recordProvenance
         self._recorder = self._make_recorder(recordProvenance)
 
