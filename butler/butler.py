@@ -7,10 +7,12 @@ and hands each one's location to that repository's storage.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -31,7 +33,7 @@ from .errors import (
     describe_location,
 )
 from .graph import MissingParent, RepositoryGraph, RepositoryNode, _roots, build_graph
-from .location import ButlerComposite, ButlerLocation
+from .location import ButlerComposite, ButlerLocation, split_hdu
 from .readProxy import ReadProxy
 from .repository import Repository, describe_repository, mapper_class, open_repositories
 from .storage import Storage
@@ -77,21 +79,28 @@ class RepoData:
 
 @attrs.frozen
 class RepositoriesView:
-    """A read-only view of a Butler's repositories: ``inputs()`` and ``outputs()``."""
+    """A read-only view of a Butler's repositories: ``inputs()`` and ``outputs()``.
 
-    _butler: Butler
+    It holds the Butler's graph and repositories, not the Butler, so a Butler
+    nothing else holds goes at once (closing its provenance databases) instead
+    of waiting for the cycle collector, while ``Butler(...)._repos`` still works.
+    """
+
+    _graph: RepositoryGraph
+    _repositories: dict
+    _outputs: list
 
     def inputs(self) -> list[RepoData]:
         """The repositories reads search, in search order."""
-        return [RepoData(r) for r in self._butler._read_order(())]
+        return [RepoData(self._repositories[id(n)]) for n in self._graph.search_order(frozenset())]
 
     def outputs(self) -> list[RepoData]:
         """The output repositories."""
-        return [RepoData(r) for r in self._butler._outputs]
+        return [RepoData(r) for r in self._outputs]
 
     def all(self) -> list[RepoData]:
         """Every repository: outputs, then the read order."""
-        return [RepoData(r) for r in self._butler._all_repositories()]
+        return [RepoData(self._repositories[id(n)]) for n in self._graph.all_nodes()]
 
 
 class Butler:
@@ -116,6 +125,10 @@ class Butler:
         points, ``BUTLER_TRUSTED_MAPPERS`` and modules already imported (see
         `butler.utils.resolve_mapper`). A mapper string given in ``mapper``,
         ``inputs`` or ``outputs`` arguments is trusted too. Kept across pickling.
+    recordProvenance : `bool`, optional
+        Record what this Butler reads and, with every file a put writes, a
+        provenance record in the output (see `quantum`, `provenance`). Default:
+        on, unless the environment sets ``BUTLER_PROVENANCE=0``. Kept across pickling.
     **mapperArgs
         Old form: keyword arguments for the mapper (e.g. ``calibRoot``).
 
@@ -141,7 +154,8 @@ class Butler:
     """
 
     def __init__(self, root: Any = None, mapper: Any = None, inputs: Any = None, outputs: Any = None, *,
-                 trustedMappers: Iterable[str] | None = None, **mapperArgs: Any):
+                 trustedMappers: Iterable[str] | None = None, recordProvenance: bool | None = None,
+                 **mapperArgs: Any):
         if deprecation.always_warn:
             warnings.warn("Butler is deprecated", FutureWarning, stacklevel=2)
         input_args, output_args, named = _normalise_arguments(root, mapper, inputs, outputs, mapperArgs)
@@ -164,7 +178,9 @@ class Butler:
                 Storage.putRepositoryCfg(node.cfg, node.location)
         self.datasetTypeAliasDict: dict[str, str] = {}
         self._orders: dict[frozenset, list[Repository]] = {}
-        self._repos = RepositoriesView(self)
+        self._repos = RepositoriesView(self._graph, self._repositories, self._outputs)
+        self._recordProvenance = recordProvenance
+        self._recorder = self._make_recorder(recordProvenance)
 
     def _repository(self, node: RepositoryNode) -> Repository:
         """The repository of a node, made after its parents' (see `open_repositories`)."""
@@ -178,7 +194,8 @@ class Butler:
     # -- pickling: re-create from the original arguments -------------------------------------
 
     def __reduce__(self) -> tuple:
-        return _unpickle_butler, (self._init_args, dict(self.datasetTypeAliasDict), self._trustedMappers)
+        return _unpickle_butler, (self._init_args, dict(self.datasetTypeAliasDict), self._trustedMappers,
+                                  self._recordProvenance)
 
     # -- repositories --------------------------------------------------------------------
 
@@ -330,6 +347,8 @@ class Butler:
                     item = repo.read(location.with_parameters(parameters))
                 except DatasetNotFoundError:
                     continue
+                if self._recorder is not None:
+                    self._recorder.read(location.storage or repo.storage, location, datasetType, dataId)
                 if repo.canStandardize(datasetType):
                     item = repo.mapper.standardize(datasetType, item, dataId)
                 return item
@@ -382,6 +401,9 @@ class Butler:
             item = [repo.read(loc.with_parameters(parameters)) for loc in found.location]
         else:
             item = repo.read(found.location.with_parameters(parameters))
+        if self._recorder is not None and not isinstance(found.location, ButlerComposite):
+            for location in found.location if isinstance(found.location, list) else [found.location]:
+                self._recorder.read(location.storage or repo.storage, location, datasetType, dataId)
         if repo.canStandardize(datasetType):
             item = repo.mapper.standardize(datasetType, item, dataId)
         return item
@@ -577,7 +599,10 @@ class Butler:
             return
         locations = location if isinstance(location, list) else [location]
         for loc in locations:
-            repo.write(loc, obj, doBackup=doBackup)  # a backup is kept under one lock with the write
+            recording = (contextlib.nullcontext() if self._recorder is None else
+                         self._recorder.writing(loc.storage or repo.storage, loc, datasetType, dataId))
+            with recording:
+                repo.write(loc, obj, doBackup=doBackup)  # a backup is kept under one lock with the write
 
     def _disassemble(self, repo: Repository, obj: Any, composite: ButlerComposite, dataId: DataId,
                      doBackup: bool) -> None:
@@ -593,6 +618,98 @@ class Butler:
                  for info, location in planned]
         for (info, location), form in zip(planned, forms):
             self._put_into(repo, form, info.datasetType, dataId, doBackup, location)
+
+    # -- provenance ------------------------------------------------------------------------
+
+    def _make_recorder(self, recordProvenance: bool | None) -> Any:
+        """The recorder of this Butler's reads and writes, or None when recording is off."""
+        from .provenance.recording import ProvenanceRecorder, recording_enabled
+
+        if not recording_enabled(recordProvenance):
+            return None
+        tags = {str(tag) for repo in self._all_repositories() for tag in repo.tags}
+        recorder = ProvenanceRecorder([repo.root for repo in self._read_order(())],
+                                      [repo.root for repo in self._outputs], sorted(tags))
+        weakref.finalize(self, recorder.close)  # marks its last records done when the Butler goes
+        return recorder
+
+    def quantum(self, label: str, config: Mapping[str, Any] | None = None) -> contextlib.AbstractContextManager[None]:
+        """Group the reads and writes of one task (over one data reference) for provenance.
+
+        Files put inside the block record the block's reads as their inputs
+        (not everything the Butler read), with ``label`` and ``config``; when
+        the block ends its records are finished. Outside any block, a put's
+        inputs are everything the Butler has read so far.
+
+        Parameters
+        ----------
+        label : `str`
+            What the task is (``"isr"``, ``"detect"``).
+        config : mapping, optional
+            The settings the script ran with (plain JSON data); `butler compare`
+            names those that differ between two versions.
+
+        Raises
+        ------
+        UnwritableObjectError
+            When ``config`` is not a mapping of JSON data.
+        """
+        if self._recorder is None:
+            return contextlib.nullcontext()
+        return self._recorder.quantum(label, config)
+
+    def markInputUnused(self, datasetType: str, dataId: Any = None, **rest: Any) -> None:
+        """Drop a dataset read in the current scope from the inputs of what the scope writes next.
+
+        Raises
+        ------
+        NoResults
+            When the current scope (the quantum, else the Butler) read no such dataset.
+        """
+        if self._recorder is not None:
+            self._recorder.markInputUnused(self._resolve(datasetType), merge_data_id(dataId, rest))
+
+    def provenance(self, datasetType: str, dataId: Any = None, depth: int | None = None, **rest: Any) -> Any:
+        """Return what produced a dataset: its `butler.provenance.ProvenanceRecord`, inputs followed.
+
+        Parameters
+        ----------
+        datasetType : `str`
+            The dataset type (aliases allowed).
+        dataId : `dict` or `DataId`, optional
+            The data ID (tags select the version, as for `get`).
+        depth : `int`, optional
+            How many levels of inputs to follow (default: all, into every
+            repository that recorded them).
+
+        Raises
+        ------
+        NoResults
+            When no repository holds the dataset, or its file has no record.
+        """
+        from .provenance import read_lineage
+
+        datasetType = self._resolve(datasetType)
+        dataId = merge_data_id(dataId, rest)
+        if self._recorder is not None:
+            self._recorder.flush()
+        try:
+            found = self._locate(datasetType, dataId, write=False, read=False)
+        except NoResults:
+            if not self._outputs:
+                raise
+            found = self._locate(datasetType, dataId, write=True, read=False)
+        location = found.location[0] if isinstance(found.location, list) else found.location
+        if isinstance(location, ButlerComposite):
+            raise MapperError(f"{datasetType!r} {describe_data_id(dataId)} is a composite dataset: ask the "
+                              f"provenance of its components")
+        storage = location.storage or found.repository.storage
+        path = split_hdu(location.locationList[0])[0]
+        record = read_lineage(storage, path, depth)
+        if record is None:
+            raise NoResults(f"no provenance record of {path} in {storage.root}", datasetType, dataId,
+                            [storage.root])
+        return record
 
     # -- registry queries ------------------------------------------------------------------
 
@@ -765,9 +882,10 @@ def _lossless_form(converter: Any, obj: Any, datasetType: str, location: Any, ro
                                     f"{converter.describe()}: {exc}; {describe_location(location, root)}") from exc
 
 
-def _unpickle_butler(init_args: tuple, aliases: dict, trustedMappers: tuple = ()) -> Butler:
+def _unpickle_butler(init_args: tuple, aliases: dict, trustedMappers: tuple = (),
+                     recordProvenance: bool | None = None) -> Butler:
     inputs, outputs = init_args
-    butler = Butler(inputs=inputs, outputs=outputs, trustedMappers=trustedMappers)
+    butler = Butler(inputs=inputs, outputs=outputs, trustedMappers=trustedMappers, recordProvenance=recordProvenance)
     butler.datasetTypeAliasDict.update(aliases)
     return butler
 

@@ -1,14 +1,16 @@
 """The ``butler`` command: a thin click layer over the library.
 
 Subcommands: ``create``, ``mappers``, ``demo``, ``show``, ``query``, ``get``,
-``compare``, ``ingest`` and ``registry copy``. Repositories given to ``show``, ``query``, ``get``
-and ``compare`` are opened as read-only Butler inputs, whatever their kind
+``compare``, ``ingest``, ``registry copy``, ``serve``, ``provenance`` and ``verify``.
+Repositories given to ``show``, ``query``, ``get``, ``compare``, ``provenance`` and
+``verify`` are opened as read-only Butler inputs, whatever their kind
 (new-style cfg, or legacy ``_mapper``/``_parent``), and are never written. They
 all take ``--mapper`` and ``--registry`` for a root that names no mapper, such
 as a directory of bare Gen2 registries.
 
 Exit codes (`EXIT_CODES`): 0 success; 1 ``compare`` found differences (or
-``ingest`` could not ingest some files); 2 a mistake in the input or the data,
+``ingest`` could not ingest some files, or ``verify`` found files that differ
+from their records); 2 a mistake in the input or the data,
 reported on one line of standard error naming the file or repository (a package
 error, `ButlerError`, or a file-system, YAML or decompression error); 3 a bug
 in the library, reported with the last frames of its traceback.
@@ -31,6 +33,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import attrs
 import click
 import yaml
 
@@ -49,7 +52,8 @@ EXIT_BUG = 3
 #: what each exit code means, as ``butler --help`` prints it
 EXIT_CODES = {
     0: "success",
-    EXIT_DIFFERENT: "compare: the versions differ; ingest: some files were not ingested",
+    EXIT_DIFFERENT: "compare: the versions differ; ingest: some files were not ingested; verify: some files "
+                    "differ from their provenance records (or have none)",
     EXIT_USER_ERROR: "a mistake in the input or the data (one line on standard error)",
     EXIT_BUG: "a bug in butler or a mapper (the end of its traceback on standard error)",
 }
@@ -1058,22 +1062,28 @@ def version_labels(rootA: str, rootB: str) -> tuple[str, str]:
 @click.option("--png", type=click.Path(dir_okay=False),
               help="Render A, B and A-B side by side for the one data ID compared (needs the plot extra).")
 @click.option("--force", is_flag=True, help="Overwrite PNG when it exists.")
+@click.option("--why", is_flag=True,
+              help="Print only why each differing data ID differs: the recorded inputs and run settings that "
+                   "differ between the versions (from their provenance records).")
 @_format_option("table", "json")
 @_reading_options
 @click.pass_context
 def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id: tuple[str, ...],
             rtol: float, atol: float, ignore_keys: str, pixels_only: bool, png: str | None, force: bool,
-            fmt: str, mapper: str | None, registry: str | None) -> None:
+            why: bool, fmt: str, mapper: str | None, registry: str | None) -> None:
     """Compare every DATASET matching KEY=VALUE items in two versions ROOT_A and ROOT_B.
 
     Both are opened as read-only inputs of one Butler, tagged with their
-    directory names. Exit code 0 when identical within tolerance, 1 when different.
+    directory names. For each data ID that differs, the provenance records
+    say why: which recorded inputs (digests or files) and which run settings
+    differ. Exit code 0 when identical within tolerance, 1 when different.
 
     \b
     Examples:
       butler compare DEMO/v1 DEMO/v2 src visit=101
       butler compare RAWS_A RAWS_B raw --ignore-keys 'DATE*,CHECKSUM' --pixels-only
       butler compare DEMO/v1 DEMO/v2 postISRCCD visit=101 detector=0 --png diff.png
+      butler compare DEMO/v1 DEMO/v2 src --why
     """
     from .compare import compare_versions
     from .dataId import DataId
@@ -1086,7 +1096,8 @@ def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id:
         _refuse_existing(png, force)
     with decoding(f"a {dataset} dataset of {root_a} or {root_b} (read it with butler get to see which)"):
         report = compare_versions(butler, dataset, dataId, *labels, rtol=rtol, atol=atol,
-                                  progress=sys.stderr.isatty(), ignoreKeys=ignore, pixelsOnly=pixels_only)
+                                  progress=sys.stderr.isatty(), ignoreKeys=ignore, pixelsOnly=pixels_only,
+                                  explain=True)
     if png:
         found = [r.dataId for r in report.results]
         if len(found) != 1:
@@ -1096,8 +1107,112 @@ def compare(ctx: click.Context, root_a: str, root_b: str, dataset: str, data_id:
             dataset, DataId(found[0], tag=label))) for label in labels]
         render_difference(images[0], images[1], png, labels=labels,
                           title=f"{dataset} {format_items(found[0])}")
-    click.echo(report.to_json() if fmt == "json" else report.to_text())
+    if why:
+        click.echo(json.dumps([e.to_dict() for e in report.explanations], indent=2) if fmt == "json"
+                   else report.why_text())
+    else:
+        click.echo(report.to_json() if fmt == "json" else report.to_text())
     ctx.exit(0 if report.identical else EXIT_DIFFERENT)
+
+
+#: how to get the ``dot`` program that ``--png`` needs
+DOT_INSTALL_HINT = ("the dot program of Graphviz is not installed: install it (apt-get install graphviz, "
+                    "brew install graphviz or conda install graphviz) and run again, or print --format dot")
+
+
+@command()
+@click.argument("root")
+@click.argument("dataset")
+@_DATA_ID
+@click.option("--depth", type=click.IntRange(min=0), default=None,
+              help="Levels of inputs to follow (default: all, through every repository that recorded them).")
+@click.option("--png", type=click.Path(dir_okay=False),
+              help="Draw the lineage to PNG (needs the dot program of Graphviz).")
+@click.option("--force", is_flag=True, help="Overwrite PNG when it exists.")
+@_format_option("text", "json", "prov-json", "dot")
+@_reading_options
+def provenance(root: str, dataset: str, data_id: tuple[str, ...], depth: int | None, png: str | None,
+               force: bool, fmt: str, mapper: str | None, registry: str | None) -> None:
+    """Print what produced a DATASET: its record, and the records of its inputs down their lineage.
+
+    Text is a tree (each file with its path, SHA-256 and size; the run and
+    quantum that wrote it, with its settings); json is the same as data;
+    prov-json is W3C PROV; dot is Graphviz source.
+
+    \b
+    Examples:
+      butler provenance DEMO/v2 src visit=101 detector=0
+      butler provenance DEMO/v2 src visit=101 detector=0 --format prov-json > src.prov.json
+      butler provenance DEMO/v2 src visit=101 detector=0 --png lineage.png
+    """
+    from .provenance import render
+
+    butler = open_butler([root], mapper=mapper, registry=registry)
+    dataId, _ = read_data_id(butler, dataset, data_id)
+    record = butler.provenance(dataset, dataId, depth=depth)
+    if png:
+        _refuse_existing(png, force)
+        _draw_lineage(render.to_dot(record), png)
+        click.echo(f"wrote {png}")
+        return
+    if fmt == "json":
+        click.echo(render.to_json(record))
+    elif fmt == "prov-json":
+        click.echo(render.to_prov_json(record))
+    elif fmt == "dot":
+        click.echo(render.to_dot(record).source)
+    else:
+        click.echo(render.to_text(record))
+
+
+def _draw_lineage(graph: Any, png: str) -> None:
+    """Render a `graphviz.Digraph` to a PNG file with the dot program (a `UserError` naming how to install it)."""
+    import graphviz
+
+    from .safeio import write_bytes
+
+    try:
+        data = graph.pipe(format="png")
+    except graphviz.ExecutableNotFound:
+        raise UserError(DOT_INSTALL_HINT) from None
+    write_bytes(png, data)
+
+
+@command()
+@click.argument("root")
+@click.argument("datasets", nargs=-1)
+@_format_option("text", "json")
+@click.pass_context
+def verify(ctx: click.Context, root: str, datasets: tuple[str, ...], fmt: str) -> None:
+    """Re-hash the files of ROOT and report each whose bytes differ from its provenance record.
+
+    Also reports records whose file is gone and, when no DATASET is given,
+    files that no record describes. With DATASET names, only the records of
+    those dataset types are checked. Exit code 1 when any file differs or
+    lacks a record.
+
+    \b
+    Examples:
+      butler verify DEMO/v2
+      butler verify DEMO/v2 src postISRCCD
+    """
+    from .provenance import verify_repository
+    from .storage import Storage
+
+    storage = Storage.openExisting(_check_root(root))
+    if storage is None:
+        raise UserError(f"no such repository root: {root}")
+    checked, problems = verify_repository(storage, datasets)
+    if fmt == "json":
+        click.echo(json.dumps({"root": storage.root, "checked": checked,
+                               "problems": [attrs.asdict(p) for p in problems]}, indent=2))
+    else:
+        for problem in problems:
+            click.echo(problem.describe())
+        verdict = "OK" if not problems else f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        click.echo(f"verify {storage.root}: {checked} recorded file{'s' if checked != 1 else ''} re-hashed: "
+                   f"{verdict}")
+    ctx.exit(EXIT_DIFFERENT if problems else 0)
 
 
 @command()

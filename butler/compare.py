@@ -19,7 +19,10 @@ is exact. NaNs in the same places count as equal.
 
 `compare_versions` enumerates the data IDs of a dataset type in two tagged
 inputs of one Butler and compares each pair into a `ComparisonReport`, which
-renders as a text table or as JSON.
+renders as a text table or as JSON. With ``explain=True`` it also says why
+each differing pair differs, from the provenance records of the two files
+(`Explanation`: the recorded inputs whose digests or files differ, and the
+run settings, a quantum's ``config``, that differ).
 
 numpy and astropy are imported only when an object needs them: an object of
 theirs can only exist once they are loaded, so the dispatch looks at
@@ -46,8 +49,11 @@ __all__ = [
     "ValueStats",
     "DatasetComparison",
     "ComparisonReport",
+    "Explanation",
+    "InputDifference",
     "compare_objects",
     "compare_versions",
+    "explain_difference",
     "format_data_id",
     "text_table",
 ]
@@ -499,6 +505,134 @@ def compare_objects(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0, ign
                           ).compare("", a, b))
 
 
+# -- why: provenance ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class InputDifference:
+    """A recorded input that differs between two versions of a dataset.
+
+    Attributes
+    ----------
+    datasetType : `str`
+    dataId : `dict`
+    kind : `str`
+        ``digest`` (both recorded, other bytes), ``file`` (another file, or the
+        same file changed: path, size or mtime), ``removed`` (an input of A
+        only) or ``added`` (of B only).
+    a, b : `str` or None
+        The input in each version: where it was read, and its digest or size.
+    """
+
+    datasetType: str
+    dataId: dict = attrs.field(converter=dict)
+    kind: str = "digest"
+    a: str | None = None
+    b: str | None = None
+
+    def describe(self, labelA: str = "A", labelB: str = "B") -> str:
+        """One line."""
+        what = f"input {self.datasetType} {format_data_id(self.dataId)}"
+        if self.kind == "removed":
+            return f"{what}: only in {labelA} ({self.a})"
+        if self.kind == "added":
+            return f"{what}: only in {labelB} ({self.b})"
+        return f"{what}: {self.kind} differs: {self.a} in {labelA}, {self.b} in {labelB}"
+
+    def to_dict(self) -> dict:
+        """Plain data."""
+        return {"datasetType": self.datasetType, "dataId": _plain(self.dataId), "kind": self.kind,
+                "a": self.a, "b": self.b}
+
+
+@attrs.frozen
+class Explanation:
+    """Why one data ID's datasets differ between two versions, from their provenance records.
+
+    Attributes
+    ----------
+    dataId : `dict`
+    inputs : `tuple` of `InputDifference`
+        The recorded inputs that differ.
+    settings : `tuple` of `Difference`
+        The run settings (quantum ``config``) that differ, each named by its key path.
+    missing : `str`
+        What could not be explained (a version without a provenance record); empty otherwise.
+    """
+
+    dataId: dict = attrs.field(converter=dict)
+    inputs: tuple = attrs.field(default=(), converter=_as_tuple)
+    settings: tuple = attrs.field(default=(), converter=_as_tuple)
+    missing: str = ""
+
+    def lines(self, labelA: str, labelB: str) -> list[str]:
+        """The explanation as text lines, the data ID first."""
+        lines = [f"{format_data_id(self.dataId)}:"]
+        if self.missing:
+            lines.append(f"  {self.missing}")
+        lines += [f"  setting {d.where or '(config)'}: {d.describe(labelA, labelB)}" for d in self.settings]
+        lines += [f"  {d.describe(labelA, labelB)}" for d in self.inputs]
+        if len(lines) == 1:
+            lines.append("  same recorded inputs and settings (the code, or something unrecorded, differs)")
+        return lines
+
+    def to_dict(self) -> dict:
+        """Plain data."""
+        return {"dataId": _plain(self.dataId), "inputs": [d.to_dict() for d in self.inputs],
+                "settings": [d.to_dict() for d in self.settings], "missing": self.missing}
+
+
+def _input_key(item: Any) -> tuple:
+    return item.datasetType, json.dumps(_plain(item.dataId), sort_keys=True)
+
+
+def _input_text(item: Any) -> str:
+    identity = f"sha256 {item.sha256[:16]}" if item.sha256 else f"{item.size} B, mtime {item.mtime}"
+    return f"{item.repository}/{item.path}, {identity}"
+
+
+def _compare_inputs(inputsA: Sequence[Any], inputsB: Sequence[Any]) -> list[InputDifference]:
+    """The inputs of two records that differ, matched by dataset type and data ID."""
+    byA = {_input_key(item): item for item in inputsA}
+    byB = {_input_key(item): item for item in inputsB}
+    found = []
+    for key in sorted(set(byA) | set(byB)):
+        a: Any = byA.get(key)
+        b: Any = byB.get(key)
+        if a is None:
+            found.append(InputDifference(b.datasetType, b.dataId, "added", None, _input_text(b)))
+        elif b is None:
+            found.append(InputDifference(a.datasetType, a.dataId, "removed", _input_text(a), None))
+        elif a.sha256 and b.sha256:
+            if a.sha256 != b.sha256:
+                found.append(InputDifference(a.datasetType, a.dataId, "digest", _input_text(a), _input_text(b)))
+        elif (a.repository, a.path, a.size, a.mtime) != (b.repository, b.path, b.size, b.mtime):
+            found.append(InputDifference(a.datasetType, a.dataId, "file", _input_text(a), _input_text(b)))
+    return found
+
+
+def explain_difference(butler: Any, datasetType: str, dataId: Mapping, tagA: str, tagB: str) -> Explanation:
+    """Why a dataset differs between two tagged versions: its recorded inputs and settings, compared.
+
+    Only the direct inputs are compared (an input that differs is where to look next).
+    """
+    from .dataId import DataId
+    from .errors import NoResults
+
+    records = []
+    for tag in (tagA, tagB):
+        try:
+            records.append(butler.provenance(datasetType, DataId(dataId, tag=tag), depth=1))
+        except NoResults:
+            records.append(None)
+    recordA, recordB = records
+    if recordA is None or recordB is None:
+        which = " and ".join(tag for tag, record in zip((tagA, tagB), records) if record is None)
+        return Explanation(dataId, missing=f"no provenance record in {which}: cannot tell why")
+    settings = compare_objects(recordA.config or {}, recordB.config or {})
+    return Explanation(dataId, _compare_inputs(recordA.inputs, recordB.inputs), settings)
+
+
 # -- reports -------------------------------------------------------------------------------
 
 
@@ -544,6 +678,8 @@ class ComparisonReport:
         One per data ID present in both versions.
     onlyInA, onlyInB : `tuple` of `dict`
         Data IDs whose dataset exists in one version only.
+    explanations : `tuple` of `Explanation`
+        Why each differing data ID differs (``compare_versions(explain=True)``).
     """
 
     datasetType: str
@@ -554,6 +690,7 @@ class ComparisonReport:
     results: tuple = attrs.field(default=(), converter=_as_tuple)
     onlyInA: tuple = attrs.field(default=(), converter=_as_tuple)
     onlyInB: tuple = attrs.field(default=(), converter=_as_tuple)
+    explanations: tuple = attrs.field(default=(), converter=_as_tuple)
 
     @property
     def identical(self) -> bool:
@@ -587,7 +724,18 @@ class ComparisonReport:
         lines = [f"compare {self.datasetType}: {self.labelA} (A) vs {self.labelB} (B)"]
         if rows:
             lines.append(text_table(("data ID", "status", "where", "difference"), rows))
+        if self.explanations:
+            lines.append(self.why_text())
         lines.append(self.summary())
+        return "\n".join(lines)
+
+    def why_text(self) -> str:
+        """The explanations alone: per differing data ID, the recorded inputs and settings that differ."""
+        lines = [f"why {self.datasetType} differs ({self.labelA} -> {self.labelB}), from provenance:"]
+        for explanation in self.explanations:
+            lines.extend("  " + line for line in explanation.lines(self.labelA, self.labelB))
+        if not self.explanations:
+            lines.append("  nothing differs")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -598,6 +746,7 @@ class ComparisonReport:
             "results": [r.to_dict() for r in self.results],
             "onlyInA": [_plain(d) for d in self.onlyInA],
             "onlyInB": [_plain(d) for d in self.onlyInB],
+            "why": [e.to_dict() for e in self.explanations],
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -631,7 +780,7 @@ def _enumerate(butler: Any, datasetType: str, dataId: Mapping, tags: Sequence[st
 def compare_versions(butler: Any, datasetType: str, dataId: Mapping | None = None,
                      tagA: str = "A", tagB: str = "B", *, rtol: float = 0.0, atol: float = 0.0,
                      progress: bool = False, ignoreKeys: Sequence[str] = (),
-                     pixelsOnly: bool = False) -> ComparisonReport:
+                     pixelsOnly: bool = False, explain: bool = False) -> ComparisonReport:
     """Compare every dataset of a type in two tagged inputs of one Butler.
 
     Parameters
@@ -650,6 +799,9 @@ def compare_versions(butler: Any, datasetType: str, dataId: Mapping | None = Non
         Show a tqdm progress bar on standard error.
     ignoreKeys, pixelsOnly
         What not to compare (see `compare_objects`).
+    explain : `bool`
+        Say why each differing data ID differs, from the provenance records
+        (`explain_difference`).
 
     Returns
     -------
@@ -685,4 +837,6 @@ def compare_versions(butler: Any, datasetType: str, dataId: Mapping | None = Non
             only_b.append(candidate)
     if not (results or only_a or only_b):
         raise NoResults(f"no dataset in {tagA!r} or {tagB!r} matches", datasetType, dataId)
-    return ComparisonReport(datasetType, tagA, tagB, rtol, atol, results, only_a, only_b)
+    explanations = [explain_difference(butler, datasetType, result.dataId, tagA, tagB)
+                    for result in results if not result.identical] if explain else []
+    return ComparisonReport(datasetType, tagA, tagB, rtol, atol, results, only_a, only_b, explanations)

@@ -257,11 +257,13 @@ def process(inputRoot: str, outputRoot: str, threshold: float) -> int:
     from .butler import Butler
 
     butler = Butler(inputs=inputRoot, outputs=outputRoot)
+    settings = {"threshold": threshold}  # recorded with each output: `butler compare --why` names a change
     count = 0
     for ref in butler.subset("raw"):
-        image = isr(ref.get("raw"), ref.get("bias"), ref.get("flat"))
-        ref.put(image, "postISRCCD")
-        ref.put(detect_sources(image, threshold), "src")
+        with butler.quantum("process", config=settings):
+            image = isr(ref.get("raw"), ref.get("bias"), ref.get("flat"))
+            ref.put(image, "postISRCCD")
+            ref.put(detect_sources(image, threshold), "src")
         count += 1
     _log.info("processed %d raws from %s into %s", count, inputRoot, outputRoot)
     return count
@@ -385,7 +387,7 @@ def _run_demo_in(directory: str, spec: DemoSpec, echo: Callable[[str], None], ke
     echo("4. compare v1 and v2 through one Butler with inputs tagged v1, v2")
     reports = []
     for datasetType in ("postISRCCD", "src"):
-        report = compare_versions(butler, datasetType, {}, "v1", "v2")
+        report = compare_versions(butler, datasetType, {}, "v1", "v2", explain=True)
         reports.append(report)
         echo("")
         echo(report.to_text())
@@ -394,4 +396,6 @@ def _run_demo_in(directory: str, spec: DemoSpec, echo: Callable[[str], None], ke
         echo(f"try: butler show {v1}")
         echo(f"     butler query {root} raw --format table")
         echo(f"     butler compare {v1} {v2} src visit={spec.visits[0][0]}")
+        echo(f"     butler compare {v1} {v2} src --why")
+        echo(f"     butler provenance {v2} src visit={spec.visits[0][0]} detector={spec.detectors[0]}")
     return DemoResult(directory, root, v1, v2, tuple(reports))

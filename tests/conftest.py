@@ -183,7 +183,7 @@ def _open_files() -> set[str]:
         except OSError:
             continue
         if target.startswith("/") and not target.startswith(("/dev/", "/proc/")) \
-                and not target.endswith((".sqlite3", ".sqlite3-journal", ".sqlite3-wal", ".sqlite")) \
+                and not target.endswith((".sqlite3", ".sqlite3-journal", ".sqlite3-wal", ".sqlite3-shm", ".sqlite")) \
                 and os.path.isfile(target):
             files.add(target)
     return files

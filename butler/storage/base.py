@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import contextvars
 import fnmatch
 import hashlib
 import importlib
@@ -30,7 +31,7 @@ import posixpath
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, ClassVar
 
 from ..errors import (
@@ -44,7 +45,7 @@ from ..errors import (
 from ..formatters import get_formatter
 from ..location import split_hdu
 
-__all__ = ["StorageInterface", "Storage", "split_uri", "COMPRESSED_SUFFIXES"]
+__all__ = ["StorageInterface", "Storage", "split_uri", "COMPRESSED_SUFFIXES", "observe_writes"]
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +54,40 @@ _PARENT_LINK = "_parent"
 _WILDCARDS = frozenset("*?[")
 #: The variants of a file name searched, in order, by `StorageInterface.findCompressed`.
 COMPRESSED_SUFFIXES = (".gz", ".fz")
+
+
+#: ``(storage, relpath, size, sha256)`` of each file about to be published, while `observe_writes` is active
+_write_observer: contextvars.ContextVar[Callable[[Any, str, int, str], None] | None] = contextvars.ContextVar(
+    "butler_write_observer", default=None)
+
+
+@contextlib.contextmanager
+def observe_writes(callback: Callable[[Any, str, int, str], None]) -> Iterator[None]:
+    """Call ``callback(storage, relpath, size, sha256)`` for each file a storage writes in this block.
+
+    The digest is of the bytes the storage writes (``writeBytes``: the data as
+    handed over; ``writer``: the finished temporary file, the only place a
+    library writing by path leaves its bytes), and the call comes after the
+    bytes are complete and *before* the file is published at its path: what the
+    callback records exists before the file does. An exception from the callback
+    publishes nothing.
+    """
+    token = _write_observer.set(callback)
+    try:
+        yield
+    finally:
+        _write_observer.reset(token)
+
+
+def _digest_file(path: str) -> tuple[int, str]:
+    """Size and SHA-256 of a local file."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -180,6 +215,13 @@ class StorageInterface(abc.ABC):
                 digest.update(block)
         return digest.hexdigest()
 
+    def stat(self, path: str) -> tuple[int, float] | None:
+        """``(size, mtime)`` of the file at ``path`` when the storage tells them cheaply, else None (the default).
+
+        One metadata call, no read: what provenance records of each file a get reads.
+        """
+        return None
+
     def localFile(self, path: str) -> contextlib.AbstractContextManager[str]:
         """A context manager giving a local path holding the file at ``path``.
 
@@ -202,11 +244,28 @@ class StorageInterface(abc.ABC):
         UnsafePathError
             When ``path`` is outside the root; nothing is written.
         """
-        return self._writer(self._check(path))
+        relpath = self._check(path)
+        observer = _write_observer.get()
+        return self._writer(relpath) if observer is None else self._observedWriter(relpath, observer)
+
+    @contextlib.contextmanager
+    def _observedWriter(self, relpath: str, observer: Callable[[Any, str, int, str], None]) -> Iterator[str]:
+        """`writer`, telling the observer the finished temporary's size and digest before it is published."""
+        with self._writer(relpath) as tmp:
+            yield tmp
+            observer(self, relpath, *_digest_file(tmp))
+
+    def _announce(self, relpath: str, data: bytes) -> None:
+        """Tell the write observer, if any, the size and digest of bytes about to be written (`observe_writes`)."""
+        observer = _write_observer.get()
+        if observer is not None:
+            observer(self, relpath, len(data), hashlib.sha256(data).hexdigest())
 
     def writeBytes(self, path: str, data: bytes) -> None:
         """Write ``data`` at ``path`` atomically (see `writer`)."""
-        with self.writer(path) as tmp, open(tmp, "wb") as stream:
+        relpath = self._check(path)
+        self._announce(relpath, data)
+        with self._writer(relpath) as tmp, open(tmp, "wb") as stream:
             stream.write(data)
 
     def listNames(self, prefix: str = "") -> list[str]:

@@ -101,7 +101,17 @@ class PosixStorage(StorageInterface):
 
     def writeBytes(self, path: str, data: bytes) -> None:
         """Write ``data`` at ``path`` atomically (see `writer`), through the temporary file's own descriptor."""
-        write_bytes(self._check(path), data, root=self.root)
+        relpath = self._check(path)
+        self._announce(relpath, data)
+        write_bytes(relpath, data, root=self.root)
+
+    def stat(self, path: str) -> tuple[int, float] | None:
+        """``(size, mtime)`` of the file at ``path`` (one ``os.stat``), None when there is none."""
+        try:
+            info = os.stat(self._full(self._check(path)))
+        except OSError:
+            return None
+        return info.st_size, info.st_mtime
 
     def _listNames(self, relpath: str) -> list[str]:
         names: list[str] = []
