@@ -69,13 +69,14 @@ _PUBLIC = {
     "ParentCycleError": "errors",
     "MissingParentError": "errors",
     "UnsafePickleError": "errors",
+    "MapArgumentError": "errors",
 }
 
 #: submodules reachable as attributes of the package
 _SUBMODULES = {
     "readProxy", "safeFileIo", "deprecation", "test", "safeio", "errors", "cfg", "policy",
     "dataId", "utils", "location", "mapper", "graph", "repository", "subset", "storage",
-    "formatters", "registry", "logicalLocation", "compare", "ingest", "demo", "cli",
+    "formatters", "registry", "logicalLocation", "compare", "ingest", "demo", "cli", "parallel",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -44,6 +44,7 @@ __all__ = [
     "RegistryUnavailable",
     "StorageUnavailable",
     "AccessDenied",
+    "MapArgumentError",
 ]
 
 
@@ -296,3 +297,7 @@ class AccessDenied(ButlerError, PermissionError):
     The message names what was refused (host and database, or endpoint, bucket and
     key) and by whom it was asked; never the password or secret itself.
     """
+
+
+class MapArgumentError(ButlerError, ValueError):
+    """`butler.parallel.map` was given arguments that cannot work (``skipExisting`` with no outputs declared)."""
