@@ -1,0 +1,284 @@
+"""`butler.parallel.map` and ``butler map`` on real repositories, real processes and a real Dask cluster.
+
+The functions run in workers are module-level here, so they pickle by reference:
+spawned workers import this module by name. They count their puts in a log
+beside the output repository (one line per put, appended), so a test can tell
+that a rerun redid nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from butler import Butler, MapArgumentError, parallel
+from butler.test import TestObject
+
+#: data IDs of the toy repositories
+IDS = range(12)
+#: the data ID whose worker kills itself, once
+VICTIM = 5
+
+
+def _scratch(ref) -> Path:
+    """The test's directory (the output repository's parent): where the put log and the kill marker live."""
+    return Path(ref.getButler().outputRepositories()[0].root).parent
+
+
+def double(ref) -> int:
+    """Read ``foo``, write twice its value to the output, return it (one get, one put)."""
+    value = ref.get("foo").data * 2
+    ref.put(TestObject(value), "foo")
+    with open(_scratch(ref) / "puts.log", "a") as log:
+        log.write(f"{ref.dataId['id']}\n")
+    return value
+
+
+double.outputs = ["foo"]
+
+
+def fail_five(ref) -> int:
+    if ref.dataId["id"] == VICTIM:
+        raise ValueError(f"refusing id {VICTIM}")
+    return ref.dataId["id"]
+
+
+def kill_once(ref) -> int:
+    """`double`, except that the worker running `VICTIM` kills itself the first time."""
+    marker = _scratch(ref) / "killed"
+    if ref.dataId["id"] == VICTIM and not marker.exists():
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return double(ref)
+
+
+kill_once.outputs = ["foo"]
+
+
+def where(ref) -> tuple[int, int]:
+    """The process and the Butler object this reference was run with."""
+    return os.getpid(), id(ref.getButler())
+
+
+def unsendable(ref):
+    return (lambda: None) if ref.dataId["id"] == 3 else ref.dataId["id"]
+
+
+@pytest.fixture
+def toy(tmp_path: Path):
+    """Make a Butler over a toy input repository holding ``foo`` = id for `IDS`, writing to a new output."""
+    inputs = str(tmp_path / "input")
+    writer = Butler(outputs={"root": inputs, "mapper": "butler.test.MapperForTestWriting"})
+    for i in IDS:
+        writer.put(TestObject(i), "foo", id=i)
+
+    def make(name: str = "out") -> tuple[Butler, list]:
+        (tmp_path / name).mkdir()
+        butler = Butler(inputs=inputs, outputs=str(tmp_path / name / "repo"))
+        return butler, [butler.dataRef("foo", id=i) for i in IDS]
+
+    return make
+
+
+def puts(butler: Butler) -> collections.Counter:
+    log = Path(butler.outputRepositories()[0].root).parent / "puts.log"
+    return collections.Counter(int(line) for line in log.read_text().split())
+
+
+def written(butler: Butler) -> dict[int, int]:
+    reader = Butler(inputs=butler.outputRepositories()[0].root)
+    return {i: reader.get("foo", id=i).data for i in IDS if reader.datasetExists("foo", id=i)}
+
+
+def test_process_pool_results_match_serial(toy):
+    serialButler, serialRefs = toy("serial")
+    serial = [double(ref) for ref in serialRefs]
+    butler, refs = toy("parallel")
+    results = parallel.map(double, refs, workers=2)
+    assert [result.dataId for result in results] == [{"id": i} for i in IDS]
+    assert [result.value for result in results] == serial == [2 * i for i in IDS]
+    assert all(result.ok and not result.skipped for result in results)
+    assert written(butler) == written(serialButler) == {i: 2 * i for i in IDS}
+    assert puts(butler) == collections.Counter(IDS)
+
+
+def test_workers_rebuild_the_butler(toy):
+    butler, refs = toy()
+    inProcesses = parallel.map(where, refs, workers=2, chunksize=3)
+    assert {result.value[0] for result in inProcesses}.isdisjoint({os.getpid()})
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        inThreads = parallel.map(where, refs, executor=pool, chunksize=3)
+    assert {result.value[0] for result in inThreads} == {os.getpid()}
+    # each chunk unpickled its own Butler: none shares this one's connections or caches
+    assert id(butler) not in {result.value[1] for result in inThreads}
+    assert len({result.value[1] for result in inThreads[:3]}) == 1  # one Butler per chunk
+
+
+def test_thread_pool_results_match_serial(toy):
+    butler, refs = toy()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        results = parallel.map(double, refs, executor=pool)
+    assert [result.value for result in results] == [2 * i for i in IDS]
+    assert written(butler) == {i: 2 * i for i in IDS}
+
+
+def test_failures_come_back_with_their_data_ids(toy, caplog):
+    _, refs = toy()
+    with caplog.at_level(logging.WARNING, logger="butler.parallel"):
+        results = parallel.map(fail_five, refs, workers=2, chunksize=4)
+    failed = parallel.failures(results)
+    assert [result.dataId for result in failed] == [{"id": VICTIM}]
+    error = failed[0].error
+    assert (error.type, error.message) == ("ValueError", f"refusing id {VICTIM}")
+    assert "in fail_five" in error.traceback and "ValueError" in error.traceback
+    assert [result.value for result in results if result.ok] == [i for i in IDS if i != VICTIM]
+    assert f"fail_five failed for {{'id': {VICTIM}}}: ValueError: refusing id {VICTIM}" in caplog.text
+    assert parallel.summary(results) == "12 dataRefs: 11 done, 0 skipped (already done), 1 failed"
+
+
+def test_a_value_that_cannot_be_sent_back_fails_alone(toy):
+    _, refs = toy()
+    results = parallel.map(unsendable, refs, workers=2, chunksize=6)
+    assert [result.dataId for result in parallel.failures(results)] == [{"id": 3}]
+    assert "cannot be sent back" in results[3].error.message
+    assert [result.value for result in results if result.ok] == [i for i in IDS if i != 3]
+
+
+def test_killed_worker_reports_its_chunk_and_a_rerun_finishes_only_what_is_missing(toy, caplog):
+    butler, refs = toy()
+    with caplog.at_level(logging.WARNING, logger="butler.parallel"):
+        first = parallel.map(kill_once, refs, workers=2, chunksize=2)
+    assert [result.dataId for result in first] == [{"id": i} for i in IDS]  # none lost silently
+    failed = {result.dataId["id"]: result.error for result in parallel.failures(first)}
+    assert {VICTIM - 1, VICTIM} <= set(failed)  # the victim's chunk
+    assert all(error.type.endswith("BrokenProcessPool") and "was lost" in error.message for error in failed.values())
+    assert "a chunk of 2 dataRefs was lost, {'id': 4}, {'id': 5}" in caplog.text
+    assert all(result.value == 2 * result.dataId["id"] for result in first if result.ok)
+
+    doneFirst = set(puts(butler))
+    assert VICTIM - 1 in doneFirst and VICTIM not in doneFirst  # id 4 was put before its chunk's worker died
+
+    second = parallel.map(kill_once, refs, workers=2, chunksize=2, skipExisting=True)
+    assert all(result.ok for result in second)
+    assert {result.dataId["id"] for result in second if result.skipped} == doneFirst
+    assert {result.dataId["id"] for result in second if not result.skipped} == set(IDS) - doneFirst
+    assert puts(butler) == collections.Counter(IDS)  # every id put exactly once over both runs
+    assert written(butler) == {i: 2 * i for i in IDS}
+
+
+def test_skip_existing_needs_declared_outputs(toy):
+    _, refs = toy()
+    with pytest.raises(MapArgumentError, match="fail_five"):
+        parallel.map(fail_five, refs, skipExisting=True)
+    with pytest.raises(MapArgumentError, match="chunksize"):
+        parallel.map(double, refs, chunksize=0)
+    results = parallel.map(fail_five, refs[:2], skipExisting=True, outputs=["foo"], workers=1)
+    assert [result.skipped for result in results] == [False, False]  # nothing written yet
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.mark.xdist_group("dask")
+def test_dask_cluster(toy, dask_client):
+    butler, refs = toy()
+    results = parallel.map(double, refs, executor=dask_client.get_executor())
+    assert [result.value for result in results] == [2 * i for i in IDS]
+    assert written(butler) == {i: 2 * i for i in IDS}
+    assert os.getpid() not in {result.value[0] for result in parallel.map(where, refs,
+                                                                          executor=dask_client.get_executor())}
+    failed = parallel.failures(parallel.map(fail_five, refs, executor=dask_client.get_executor()))
+    assert [(result.dataId, result.error.type) for result in failed] == [({"id": VICTIM}, "ValueError")]
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+TASK_MODULE = """\
+import os
+
+def summarize(ref):
+    md = ref.get("raw_md")
+    if str(ref.dataId["visit"]) == os.environ.get("FAIL_VISIT"):
+        raise RuntimeError(f"visit {ref.dataId['visit']} refused")
+    ref.put({"visit": ref.dataId["visit"], "obsid": int(md["OBSID"])}, "processCcd_metadata")
+    return int(md["OBSID"])
+
+summarize.outputs = ["processCcd_metadata"]
+"""
+
+
+def run_map(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    path = os.pathsep.join([str(tmp_path / "tasks"), str(Path(__file__).resolve().parents[1])])
+    return subprocess.run([sys.executable, "-m", "butler", "map", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": path, **(env or {})})
+
+
+@pytest.fixture
+def task_module(tmp_path: Path) -> str:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "mytasks.py").write_text(TASK_MODULE)
+    return "mytasks:summarize"
+
+
+def test_cli_map_reports_failures_and_reruns(shared_data_untouched, tmp_path, task_module):
+    root = str(shared_data_untouched / "obs_test" / "data" / "input")
+    out = tmp_path / "rerun"
+    first = run_map(tmp_path, task_module, root, "raw", "--output", str(out), "--workers", "2",
+                    env={"FAIL_VISIT": "2"})
+    assert first.returncode == 1, first.stderr
+    assert "3 dataRefs: 2 done, 0 skipped (already done), 1 failed" in first.stdout
+    assert "summarize failed for {'filter': 'g', 'visit': 2}: RuntimeError: visit 2 refused" in first.stderr
+    assert sorted(p.name for p in (out / "processCcd_metadata").iterdir()) == ["v1_fg.yaml", "v3_fr.yaml"]
+
+    second = run_map(tmp_path, task_module, root, "raw", "--output", str(out), "--skip-existing")
+    assert second.returncode == 0, second.stderr
+    assert "3 dataRefs: 1 done, 2 skipped (already done), 0 failed" in second.stdout
+    assert Butler(inputs=str(out)).get("processCcd_metadata", visit=2, filter="g")["obsid"] == 890106021
+
+    only = run_map(tmp_path, task_module, root, "raw", "filter=r", "--output", str(tmp_path / "r"),
+                   "--workers", "1")
+    assert only.returncode == 0 and "1 dataRefs: 1 done" in only.stdout, only.stderr
+
+
+def test_cli_map_user_errors(shared_data, tmp_path, task_module):
+    root = str(shared_data / "obs_test" / "data" / "input")
+    for args, words in [((task_module.replace("summarize", "nope"), root, "raw"), "no function 'nope'"),
+                        (("nomodule_here:f", root, "raw"), "cannot import 'nomodule_here'"),
+                        (("summarize", root, "raw"), "expected PKG.MOD:FUNC"),
+                        ((task_module, root, "raw", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"),
+                         "not both"),
+                        ((task_module, root, "raw", "vist=1"), "unknown data ID key 'vist'")]:
+        result = run_map(tmp_path, *args, "--output", str(tmp_path / "o"))
+        assert result.returncode == 2, (args, result.stderr)
+        assert words in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+def _prepend_path(path: str) -> None:
+    sys.path.insert(0, path)
+
+
+@pytest.mark.xdist_group("dask")
+def test_cli_map_on_a_dask_scheduler(shared_data, tmp_path, task_module, dask_client, monkeypatch):
+    root = str(shared_data / "obs_test" / "data" / "input")
+    # the scheduler (in this process) and the workers unpickle FUNC by reference: they import its module too
+    monkeypatch.syspath_prepend(str(tmp_path / "tasks"))
+    dask_client.run(_prepend_path, str(tmp_path / "tasks"))
+    out = tmp_path / "rerun"
+    result = run_map(tmp_path, task_module, root, "raw", "--output", str(out), "--scheduler",
+                     dask_client.scheduler_info()["address"])
+    assert result.returncode == 0, result.stderr
+    assert "3 dataRefs: 3 done" in result.stdout
+    assert len(list((out / "processCcd_metadata").iterdir())) == 3
