@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import importlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,10 @@ def where(ref) -> tuple[int, int]:
 
 def unsendable(ref):
     return (lambda: None) if ref.dataId["id"] == 3 else ref.dataId["id"]
+
+
+def mapper_name(ref) -> str:
+    return type(ref.getButler().repositories()[0].mapper).__name__
 
 
 @pytest.fixture
@@ -172,6 +178,26 @@ def test_killed_worker_reports_its_chunk_and_a_rerun_finishes_only_what_is_missi
     assert {result.dataId["id"] for result in second if not result.skipped} == set(IDS) - doneFirst
     assert puts(butler) == collections.Counter(IDS)  # every id put exactly once over both runs
     assert written(butler) == {i: 2 * i for i in IDS}
+
+
+def test_a_mapper_trusted_by_being_imported_here_is_trusted_in_the_workers(tmp_path, monkeypatch):
+    """The program imported its camera module, so the Butler resolved the mapper its repository names;
+    a spawned worker, which has not imported it, must accept it too (and nothing else)."""
+    name = f"paracam_{uuid.uuid4().hex[:12]}"
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / f"{name}.py").write_text(
+        "from butler.test import EmptyTestMapper\n\n\nclass CamMapper(EmptyTestMapper):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delenv("BUTLER_TRUSTED_MAPPERS", raising=False)
+    root = str(tmp_path / "repo")
+    Butler(outputs={"root": root, "mapper": f"{name}.CamMapper"})
+    importlib.import_module(name)  # the program's own module: what its repositories name is trusted
+    try:
+        butler = Butler(inputs=root)
+        results = parallel.map(mapper_name, [butler.dataRef("foo", id=1)], workers=1)
+    finally:
+        sys.modules.pop(name, None)
+    assert [(result.value, result.error) for result in results] == [("CamMapper", None)]
 
 
 def test_skip_existing_needs_declared_outputs(toy):
