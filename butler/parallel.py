@@ -13,7 +13,14 @@ Every reference gets a `MapResult`: its data ID and the function's value, or
 the error it raised (type, message and traceback text), or that it was skipped
 as already done. A failure of one reference never stops the others; a chunk
 whose worker died (a process pool broken by a killed process, a Dask worker
-lost) reports each of its references as failed, never drops them.
+lost) reports each of its references as failed, never drops them. A killed
+process breaks a whole ``ProcessPoolExecutor``, so every chunk it had not
+returned yet is reported so; some of their references may have been done.
+Dask retries a task whose worker died, up to its ``allowed-failures``, before
+giving it up (``KilledWorker``).
+
+A function that writes its outputs and then fails is "done" for a rerun, as
+in Gen2: write last.
 
 What "done" means for ``skipExisting``: the function declares the dataset types
 it writes (``outputs=[...]``, or an ``outputs`` attribute on the function), and
@@ -165,7 +172,8 @@ def map(func: Callable[[Any], Any], dataRefs: Iterable[Any],
     Raises
     ------
     MapArgumentError
-        ``skipExisting`` with no outputs declared, or a chunk size below 1.
+        ``skipExisting`` with no outputs declared, a chunk size below 1, or a
+        reference that does not pickle (nothing was run).
     """
     refs = list(dataRefs)
     written = _declared_outputs(func, outputs, skipExisting)
@@ -173,11 +181,11 @@ def map(func: Callable[[Any], Any], dataRefs: Iterable[Any],
         raise MapArgumentError(f"chunksize must be at least 1, not {chunksize}")
     if not refs:
         return []
-    name = getattr(func, "__qualname__", repr(func))
+    name = _name(func)
     with _running(executor, workers) as (pool, count):
         size = chunksize or max(1, math.ceil(len(refs) / (CHUNKS_PER_WORKER * count)))
         chunks = [range(start, min(start + size, len(refs))) for start in range(0, len(refs), size)]
-        payloads = [pickle.dumps([refs[i] for i in chunk], protocol=pickle.HIGHEST_PROTOCOL) for chunk in chunks]
+        payloads = [_pickled([refs[i] for i in chunk]) for chunk in chunks]
         futures = {_submit(pool, func, payload, written): chunk for payload, chunk in zip(payloads, chunks)}
         del payloads
         results: list[MapResult | None] = [None] * len(refs)
@@ -219,10 +227,31 @@ def _declared_outputs(func: Callable, outputs: Sequence[str] | None, skipExistin
     if isinstance(declared, str):
         declared = [declared]
     if not declared:
-        raise MapArgumentError(f"skipExisting needs the dataset types {getattr(func, '__qualname__', func)!r} "
+        raise MapArgumentError(f"skipExisting needs the dataset types {_name(func)} "
                                f"writes, to know which data IDs are done: give outputs=[...] or set "
                                f"func.outputs")
     return tuple(declared)
+
+
+def _name(func: Callable) -> str:
+    """The function's name for messages (that of the function a `functools.partial` wraps)."""
+    return getattr(func, "__qualname__", None) or getattr(getattr(func, "func", None), "__qualname__", None) \
+        or repr(func)
+
+
+def _pickled(refs: list) -> bytes:
+    """One chunk of references, pickled once (their Butler once with them).
+
+    Raises
+    ------
+    MapArgumentError
+        A reference does not pickle (a Butler made with a mapper instance that holds a connection).
+    """
+    try:
+        return pickle.dumps(refs, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        named = ", ".join(describe_data_id(_data_id(ref)) for ref in refs[:3]) + (", ..." if refs[3:] else "")
+        raise MapArgumentError(f"cannot send the dataRefs {named} to a worker: they do not pickle ({exc})") from exc
 
 
 @contextlib.contextmanager

@@ -200,7 +200,7 @@ def test_a_mapper_trusted_by_being_imported_here_is_trusted_in_the_workers(tmp_p
     assert [(result.value, result.error) for result in results] == [("CamMapper", None)]
 
 
-def test_skip_existing_needs_declared_outputs(toy):
+def test_argument_errors(toy):
     _, refs = toy()
     with pytest.raises(MapArgumentError, match="fail_five"):
         parallel.map(fail_five, refs, skipExisting=True)
@@ -208,6 +208,10 @@ def test_skip_existing_needs_declared_outputs(toy):
         parallel.map(double, refs, chunksize=0)
     results = parallel.map(fail_five, refs[:2], skipExisting=True, outputs=["foo"], workers=1)
     assert [result.skipped for result in results] == [False, False]  # nothing written yet
+    refs[1].butlerSubset.unsendable = lambda: None
+    with pytest.raises(MapArgumentError, match=r"the dataRefs \{'id': 0\}, \{'id': 1\}, \{'id': 2\}, \.\.\. to"):
+        parallel.map(double, refs, workers=1, chunksize=4)
+    assert not Path(refs[0].getButler().outputRepositories()[0].root, "filename_id0.txt").exists()
 
 
 @pytest.fixture(scope="module")
