@@ -65,6 +65,13 @@ def kill_once(ref) -> int:
 kill_once.outputs = ["foo"]
 
 
+def kill_always(ref) -> int:
+    """`double`, except that the worker running `VICTIM` kills itself every time."""
+    if ref.dataId["id"] == VICTIM:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return double(ref)
+
+
 def where(ref) -> tuple[int, int]:
     """The process and the Butler object this reference was run with."""
     return os.getpid(), id(ref.getButler())
@@ -100,8 +107,10 @@ def puts(butler: Butler) -> collections.Counter:
 
 
 def written(butler: Butler) -> dict[int, int]:
-    reader = Butler(inputs=butler.outputRepositories()[0].root)
-    return {i: reader.get("foo", id=i).data for i in IDS if reader.datasetExists("foo", id=i)}
+    """``{id: value}`` of the ``foo`` written to the Butler's output (not those its parent holds)."""
+    root = butler.outputRepositories()[0].root
+    reader = Butler(inputs=root)
+    return {i: reader.get("foo", id=i).data for i in IDS if Path(root, f"filename_id{i}.txt").exists()}
 
 
 def test_process_pool_results_match_serial(toy):
@@ -216,9 +225,13 @@ def test_argument_errors(toy):
 
 @pytest.fixture(scope="module")
 def dask_client():
+    """A client of a local cluster of 2 worker processes; a task is given up after its second worker death."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                     silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
         yield client
 
 
@@ -232,6 +245,22 @@ def test_dask_cluster(toy, dask_client):
                                                                           executor=dask_client.get_executor())}
     failed = parallel.failures(parallel.map(fail_five, refs, executor=dask_client.get_executor()))
     assert [(result.dataId, result.error.type) for result in failed] == [({"id": VICTIM}, "ValueError")]
+
+
+@pytest.mark.xdist_group("dask")
+def test_dask_worker_deaths(toy, dask_client):
+    butler, refs = toy()
+    # killed once: Dask reruns the chunk elsewhere, so nothing is lost (the chunk's puts before the kill happen twice)
+    results = parallel.map(kill_once, refs, executor=dask_client.get_executor(), chunksize=2)
+    assert all(result.ok for result in results) and written(butler) == {i: 2 * i for i in IDS}
+    assert puts(butler)[VICTIM] == 1 and set(puts(butler)) == set(IDS)
+
+    butler, refs = toy("again")
+    results = parallel.map(kill_always, refs, executor=dask_client.get_executor(), chunksize=2)
+    failed = {result.dataId["id"]: result.error for result in parallel.failures(results)}
+    assert set(failed) == {VICTIM - 1, VICTIM}  # its chunk, given up: reported, never dropped
+    assert all(error.type.endswith("KilledWorker") and "was lost" in error.message for error in failed.values())
+    assert written(butler) == {i: 2 * i for i in IDS if i != VICTIM}
 
 
 # -- the command ------------------------------------------------------------------------------------
