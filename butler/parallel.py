@@ -182,10 +182,11 @@ def map(func: Callable[[Any], Any], dataRefs: Iterable[Any],
     if not refs:
         return []
     name = _name(func)
-    with _running(executor, workers) as (pool, count):
-        size = chunksize or max(1, math.ceil(len(refs) / (CHUNKS_PER_WORKER * count)))
-        chunks = [range(start, min(start + size, len(refs))) for start in range(0, len(refs), size)]
-        payloads = [_pickled([refs[i] for i in chunk]) for chunk in chunks]
+    count = workers or (_worker_count(executor) if executor is not None else os.cpu_count() or 1)
+    size = chunksize or max(1, math.ceil(len(refs) / (CHUNKS_PER_WORKER * count)))
+    chunks = [range(start, min(start + size, len(refs))) for start in range(0, len(refs), size)]
+    payloads = [_pickled([refs[i] for i in chunk]) for chunk in chunks]
+    with _running(executor, min(count, len(chunks))) as pool:
         futures = {_submit(pool, func, payload, written): chunk for payload, chunk in zip(payloads, chunks)}
         del payloads
         results: list[MapResult | None] = [None] * len(refs)
@@ -255,17 +256,15 @@ def _pickled(refs: list) -> bytes:
 
 
 @contextlib.contextmanager
-def _running(executor: concurrent.futures.Executor | None,
-             workers: int | None) -> Iterator[tuple[concurrent.futures.Executor, int]]:
-    """The executor to use and how many workers it has; the default one is made here and shut down after."""
+def _running(executor: concurrent.futures.Executor | None, workers: int) -> Iterator[concurrent.futures.Executor]:
+    """The executor given, or a process pool of ``workers`` made here and shut down after."""
     if executor is not None:
-        yield executor, workers or _worker_count(executor)
+        yield executor
         return
-    count = workers or os.cpu_count() or 1
     # spawn: a worker inherits no open file, connection or lock of this process
-    pool = concurrent.futures.ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"))
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        yield pool, count
+        yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

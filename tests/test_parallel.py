@@ -12,6 +12,7 @@ import collections
 import concurrent.futures
 import importlib
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -23,6 +24,8 @@ import pytest
 
 from butler import Butler, MapArgumentError, parallel
 from butler.test import TestObject
+
+from conftest import assert_user_error, run_cli
 
 #: data IDs of the toy repositories
 IDS = range(12)
@@ -101,6 +104,13 @@ def toy(tmp_path: Path):
     return make
 
 
+@pytest.fixture(scope="module")
+def pool():
+    """Two spawned worker processes, shared by the tests that break nothing (a pool starts in about a second)."""
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as executor:
+        yield executor
+
+
 def puts(butler: Butler) -> collections.Counter:
     log = Path(butler.outputRepositories()[0].root).parent / "puts.log"
     return collections.Counter(int(line) for line in log.read_text().split())
@@ -113,11 +123,11 @@ def written(butler: Butler) -> dict[int, int]:
     return {i: reader.get("foo", id=i).data for i in IDS if Path(root, f"filename_id{i}.txt").exists()}
 
 
-def test_process_pool_results_match_serial(toy):
+def test_process_pool_results_match_serial(toy, pool):
     serialButler, serialRefs = toy("serial")
     serial = [double(ref) for ref in serialRefs]
     butler, refs = toy("parallel")
-    results = parallel.map(double, refs, workers=2)
+    results = parallel.map(double, refs, executor=pool)
     assert [result.dataId for result in results] == [{"id": i} for i in IDS]
     assert [result.value for result in results] == serial == [2 * i for i in IDS]
     assert all(result.ok and not result.skipped for result in results)
@@ -125,9 +135,9 @@ def test_process_pool_results_match_serial(toy):
     assert puts(butler) == collections.Counter(IDS)
 
 
-def test_workers_rebuild_the_butler(toy):
+def test_workers_rebuild_the_butler(toy, pool):
     butler, refs = toy()
-    inProcesses = parallel.map(where, refs, workers=2, chunksize=3)
+    inProcesses = parallel.map(where, refs, executor=pool, chunksize=3)
     assert {result.value[0] for result in inProcesses}.isdisjoint({os.getpid()})
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         inThreads = parallel.map(where, refs, executor=pool, chunksize=3)
@@ -145,10 +155,10 @@ def test_thread_pool_results_match_serial(toy):
     assert written(butler) == {i: 2 * i for i in IDS}
 
 
-def test_failures_come_back_with_their_data_ids(toy, caplog):
+def test_failures_come_back_with_their_data_ids(toy, pool, caplog):
     _, refs = toy()
     with caplog.at_level(logging.WARNING, logger="butler.parallel"):
-        results = parallel.map(fail_five, refs, workers=2, chunksize=4)
+        results = parallel.map(fail_five, refs, executor=pool, chunksize=4)
     failed = parallel.failures(results)
     assert [result.dataId for result in failed] == [{"id": VICTIM}]
     error = failed[0].error
@@ -159,9 +169,9 @@ def test_failures_come_back_with_their_data_ids(toy, caplog):
     assert parallel.summary(results) == "12 dataRefs: 11 done, 0 skipped (already done), 1 failed"
 
 
-def test_a_value_that_cannot_be_sent_back_fails_alone(toy):
+def test_a_value_that_cannot_be_sent_back_fails_alone(toy, pool):
     _, refs = toy()
-    results = parallel.map(unsendable, refs, workers=2, chunksize=6)
+    results = parallel.map(unsendable, refs, executor=pool, chunksize=6)
     assert [result.dataId for result in parallel.failures(results)] == [{"id": 3}]
     assert "cannot be sent back" in results[3].error.message
     assert [result.value for result in results if result.ok] == [i for i in IDS if i != 3]
@@ -209,17 +219,17 @@ def test_a_mapper_trusted_by_being_imported_here_is_trusted_in_the_workers(tmp_p
     assert [(result.value, result.error) for result in results] == [("CamMapper", None)]
 
 
-def test_argument_errors(toy):
+def test_argument_errors(toy, pool):
     _, refs = toy()
     with pytest.raises(MapArgumentError, match="fail_five"):
         parallel.map(fail_five, refs, skipExisting=True)
     with pytest.raises(MapArgumentError, match="chunksize"):
         parallel.map(double, refs, chunksize=0)
-    results = parallel.map(fail_five, refs[:2], skipExisting=True, outputs=["foo"], workers=1)
+    results = parallel.map(fail_five, refs[:2], executor=pool, skipExisting=True, outputs=["foo"])
     assert [result.skipped for result in results] == [False, False]  # nothing written yet
     refs[1].butlerSubset.unsendable = lambda: None
     with pytest.raises(MapArgumentError, match=r"the dataRefs \{'id': 0\}, \{'id': 1\}, \{'id': 2\}, \.\.\. to"):
-        parallel.map(double, refs, workers=1, chunksize=4)
+        parallel.map(double, refs, executor=pool, chunksize=4)
     assert not Path(refs[0].getButler().outputRepositories()[0].root, "filename_id0.txt").exists()
 
 
@@ -258,9 +268,11 @@ def test_dask_worker_deaths(toy, dask_client):
     butler, refs = toy("again")
     results = parallel.map(kill_always, refs, executor=dask_client.get_executor(), chunksize=2)
     failed = {result.dataId["id"]: result.error for result in parallel.failures(results)}
-    assert set(failed) == {VICTIM - 1, VICTIM}  # its chunk, given up: reported, never dropped
+    # its chunk, given up: reported, never dropped (a chunk queued on the dying worker may be given up with it)
+    assert {VICTIM - 1, VICTIM} <= set(failed)
     assert all(error.type.endswith("KilledWorker") and "was lost" in error.message for error in failed.values())
-    assert written(butler) == {i: 2 * i for i in IDS if i != VICTIM}
+    assert {i: 2 * i for i in IDS if i not in failed}.items() <= written(butler).items()
+    assert VICTIM not in written(butler)
 
 
 # -- the command ------------------------------------------------------------------------------------
@@ -312,17 +324,18 @@ def test_cli_map_reports_failures_and_reruns(shared_data_untouched, tmp_path, ta
     assert only.returncode == 0 and "1 dataRefs: 1 done" in only.stdout, only.stderr
 
 
-def test_cli_map_user_errors(shared_data, tmp_path, task_module):
+def test_cli_map_user_errors(shared_data, tmp_path, task_module, monkeypatch):
     root = str(shared_data / "obs_test" / "data" / "input")
+    monkeypatch.syspath_prepend(str(tmp_path / "tasks"))
     for args, words in [((task_module.replace("summarize", "nope"), root, "raw"), "no function 'nope'"),
                         (("nomodule_here:f", root, "raw"), "cannot import 'nomodule_here'"),
                         (("summarize", root, "raw"), "expected PKG.MOD:FUNC"),
                         ((task_module, root, "raw", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"),
                          "not both"),
-                        ((task_module, root, "raw", "vist=1"), "unknown data ID key 'vist'")]:
-        result = run_map(tmp_path, *args, "--output", str(tmp_path / "o"))
-        assert result.returncode == 2, (args, result.stderr)
-        assert words in result.stderr.strip().splitlines()[-1], result.stderr
+                        ((task_module, root, "raw", "vist=1"), "unknown data ID key 'vist'"),
+                        ((task_module, str(tmp_path / "none"), "raw"), "no such repository root")]:
+        assert_user_error(run_cli("map", *args, "--output", str(tmp_path / "o")), words)
+    assert not (tmp_path / "o" / "processCcd_metadata").exists()
 
 
 def _prepend_path(path: str) -> None:
