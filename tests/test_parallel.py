@@ -288,6 +288,12 @@ def summarize(ref):
     return int(md["OBSID"])
 
 summarize.outputs = ["processCcd_metadata"]
+
+
+def bump(ref):
+    from butler.test import TestObject
+
+    ref.put(TestObject(ref.get("foo").data + 1), "foo")
 """
 
 
@@ -336,6 +342,15 @@ def test_cli_map_user_errors(shared_data, tmp_path, task_module, monkeypatch):
                         ((task_module, str(tmp_path / "none"), "raw"), "no such repository root")]:
         assert_user_error(run_cli("map", *args, "--output", str(tmp_path / "o")), words)
     assert not (tmp_path / "o" / "processCcd_metadata").exists()
+
+
+def test_cli_map_writes_into_root_without_output(toy, tmp_path, task_module, monkeypatch):
+    toy()
+    monkeypatch.syspath_prepend(str(tmp_path / "tasks"))  # the spawned worker gets this process's path
+    result = run_cli("map", "mytasks:bump", str(tmp_path / "input"), "foo", "id=3", "--workers", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "mytasks:bump over foo: 1 dataRefs: 1 done, 0 skipped (already done), 0 failed" in result.stdout
+    assert Butler(inputs=str(tmp_path / "input")).get("foo", id=3).data == 4  # ROOT opened read-write
 
 
 def _prepend_path(path: str) -> None:
