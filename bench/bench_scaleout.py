@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import functools
+import logging
 import math
 import multiprocessing
 import os
@@ -120,8 +121,8 @@ def bench_parallel(work: str, refs: int = 1000, cpuMs: float = 20.0) -> dict[str
                                                           chunksize=chunks)))
     import distributed
 
-    with distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+    with distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=logging.CRITICAL) as cluster, distributed.Client(cluster) as client:
         daskRefs = dataRefs("dask")
         times["dask"] = _timed(lambda: checked(parallel.map(work_func, daskRefs, executor=client.get_executor())))
         pickled = pickle.dumps(butlerFor("bare-dask"))

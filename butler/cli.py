@@ -12,7 +12,8 @@ Exit codes (`EXIT_CODES`): 0 success; 1 ``compare`` found differences (or
 ``ingest`` could not ingest some files, or ``map`` failed for some dataRefs);
 2 a mistake in the input or the data, reported on one line of standard error
 naming the file or repository (a package error, `ButlerError`, or a
-file-system, YAML or decompression error); 3 a bug in the library, reported with the last frames of its traceback.
+file-system, YAML or decompression error); 3 a bug in the library, reported
+with the last frames of its traceback.
 ``--log-level DEBUG`` also logs the traceback behind a one-line error.
 """
 
@@ -1159,8 +1160,8 @@ def resolve_function(spec: str) -> Callable:
         raise UserError(f"{spec!r} does not name a function: expected PKG.MOD:FUNC, e.g. mytasks.isr:run")
     try:
         found: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UserError(f"cannot import {module_name!r} (of {spec}): {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module failing to import is the user's to fix
+        raise UserError(f"cannot import {module_name!r} (of {spec}): {type(exc).__name__}: {exc}") from None
     for part in qualname.split("."):
         found = getattr(found, part, None)
     if not callable(found):
@@ -1169,7 +1170,7 @@ def resolve_function(spec: str) -> Callable:
 
 
 @contextlib.contextmanager
-def _map_executor(workers: int | None, scheduler: str | None) -> Iterator[Any]:
+def _map_executor(scheduler: str | None) -> Iterator[Any]:
     """A Dask cluster's executor for ``--scheduler`` (closed afterwards), else None (`butler.parallel.map`'s pool)."""
     if scheduler is None:
         yield None
@@ -1237,7 +1238,7 @@ def map_command(ctx: click.Context, function: str, root: str, dataset: str, data
                         outputs=RepositoryArgs(root=os.path.abspath(output), mode="rw"))
     dataId, _ = read_data_id(butler, dataset, data_id)
     refs = butler.subset(dataset, dataId=dataId)
-    with _map_executor(workers, scheduler) as executor:
+    with _map_executor(scheduler) as executor:
         results = parallel.map(func, refs, executor=executor, chunksize=chunksize, skipExisting=skipExisting,
                                outputs=outputs.split(",") if outputs else None, workers=workers,
                                progress=sys.stderr.isatty())

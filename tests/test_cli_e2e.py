@@ -18,7 +18,7 @@ from astropy.io import fits
 from conftest import assert_user_error
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-COMMANDS = ("create", "mappers", "demo", "show", "query", "get", "compare", "ingest")
+COMMANDS = ("create", "mappers", "demo", "show", "query", "get", "compare", "ingest", "map")
 
 
 def butler(*args: str) -> subprocess.CompletedProcess:

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -144,7 +145,8 @@ def test_workers_rebuild_the_butler(toy, pool):
     assert {result.value[0] for result in inThreads} == {os.getpid()}
     # each chunk unpickled its own Butler: none shares this one's connections or caches
     assert id(butler) not in {result.value[1] for result in inThreads}
-    assert len({result.value[1] for result in inThreads[:3]}) == 1  # one Butler per chunk
+    for results in (inProcesses, inThreads):  # one Butler per chunk of 3, unpickled once for the chunk
+        assert all(len({result.value for result in results[k:k + 3]}) == 1 for k in range(0, len(IDS), 3))
 
 
 def test_thread_pool_results_match_serial(toy):
@@ -304,10 +306,12 @@ def run_map(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.C
 
 
 @pytest.fixture
-def task_module(tmp_path: Path) -> str:
+def task_module(tmp_path: Path) -> Iterator[str]:
+    """A user's task module in ``tmp_path/tasks``; forgotten afterwards by a test that imported it here."""
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "mytasks.py").write_text(TASK_MODULE)
-    return "mytasks:summarize"
+    yield "mytasks:summarize"
+    sys.modules.pop("mytasks", None)
 
 
 def test_cli_map_reports_failures_and_reruns(shared_data_untouched, tmp_path, task_module):
@@ -333,8 +337,10 @@ def test_cli_map_reports_failures_and_reruns(shared_data_untouched, tmp_path, ta
 def test_cli_map_user_errors(shared_data, tmp_path, task_module, monkeypatch):
     root = str(shared_data / "obs_test" / "data" / "input")
     monkeypatch.syspath_prepend(str(tmp_path / "tasks"))
+    (tmp_path / "tasks" / "mytasks_broken.py").write_text("1 / 0\n")
     for args, words in [((task_module.replace("summarize", "nope"), root, "raw"), "no function 'nope'"),
                         (("nomodule_here:f", root, "raw"), "cannot import 'nomodule_here'"),
+                        (("mytasks_broken:f", root, "raw"), "ZeroDivisionError"),
                         (("summarize", root, "raw"), "expected PKG.MOD:FUNC"),
                         ((task_module, root, "raw", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"),
                          "not both"),
