@@ -140,8 +140,8 @@ def test_workers_rebuild_the_butler(toy, pool):
     butler, refs = toy()
     inProcesses = parallel.map(where, refs, executor=pool, chunksize=3)
     assert {result.value[0] for result in inProcesses}.isdisjoint({os.getpid()})
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-        inThreads = parallel.map(where, refs, executor=pool, chunksize=3)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as threads:
+        inThreads = parallel.map(where, refs, executor=threads, chunksize=3)
     assert {result.value[0] for result in inThreads} == {os.getpid()}
     # each chunk unpickled its own Butler: none shares this one's connections or caches
     assert id(butler) not in {result.value[1] for result in inThreads}
@@ -151,8 +151,8 @@ def test_workers_rebuild_the_butler(toy, pool):
 
 def test_thread_pool_results_match_serial(toy):
     butler, refs = toy()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        results = parallel.map(double, refs, executor=pool)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as threads:
+        results = parallel.map(double, refs, executor=threads)
     assert [result.value for result in results] == [2 * i for i in IDS]
     assert written(butler) == {i: 2 * i for i in IDS}
 
@@ -190,14 +190,15 @@ def test_killed_worker_reports_its_chunk_and_a_rerun_finishes_only_what_is_missi
     assert "a chunk of 2 dataRefs was lost, {'id': 4}, {'id': 5}" in caplog.text
     assert all(result.value == 2 * result.dataId["id"] for result in first if result.ok)
 
-    doneFirst = set(puts(butler))
+    doneFirst = set(written(butler))  # a worker ended by the broken pool may have put one it did not log
     assert VICTIM - 1 in doneFirst and VICTIM not in doneFirst  # id 4 was put before its chunk's worker died
+    putsFirst = puts(butler)
 
     second = parallel.map(kill_once, refs, workers=2, chunksize=2, skipExisting=True)
     assert all(result.ok for result in second)
     assert {result.dataId["id"] for result in second if result.skipped} == doneFirst
-    assert {result.dataId["id"] for result in second if not result.skipped} == set(IDS) - doneFirst
-    assert puts(butler) == collections.Counter(IDS)  # every id put exactly once over both runs
+    assert puts(butler) - putsFirst == collections.Counter(set(IDS) - doneFirst)  # the rerun put only the missing
+    assert max(puts(butler).values()) == 1  # nothing was put twice over both runs
     assert written(butler) == {i: 2 * i for i in IDS}
 
 
