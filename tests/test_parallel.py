@@ -149,12 +149,14 @@ def test_workers_rebuild_the_butler(toy, pool):
         assert all(len({result.value for result in results[k:k + 3]}) == 1 for k in range(0, len(IDS), 3))
 
 
-def test_thread_pool_results_match_serial(toy):
+def test_thread_pool_results_match_serial_with_progress(toy, capsys):
     butler, refs = toy()
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as threads:
-        results = parallel.map(double, refs, executor=threads)
+        results = parallel.map(double, refs, executor=threads, progress=True)
     assert [result.value for result in results] == [2 * i for i in IDS]
     assert written(butler) == {i: 2 * i for i in IDS}
+    bar = capsys.readouterr().err
+    assert "map double: 100%" in bar and f"{len(IDS)}/{len(IDS)}" in bar
 
 
 def test_failures_come_back_with_their_data_ids(toy, pool, caplog):
