@@ -49,16 +49,18 @@ def _spin(loops: int) -> int:
 
 
 def _loops_for(cpuMs: float) -> int:
-    """The `_spin` loops that take about ``cpuMs`` of CPU here (measured once, best of five)."""
+    """The `_spin` loops that take about ``cpuMs`` of CPU here (CPU time, so a loaded machine does not
+    shrink the work; best of five)."""
     trial = 200_000
-    best = min(_timed(functools.partial(_spin, trial)) for _ in range(5))
+    best = min(_timed(functools.partial(_spin, trial), clock=time.process_time) for _ in range(5))
     return max(1, int(trial * cpuMs / 1000 / best))
 
 
-def _timed(func: Callable[[], object]) -> float:
-    start = time.perf_counter()
+def _timed(func: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds ``func()`` takes on ``clock`` (wall time by default)."""
+    start = clock()
     func()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def parallel_work(loops: int, ref) -> int:
