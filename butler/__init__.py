@@ -71,6 +71,7 @@ _PUBLIC = {
     "ParentCycleError": "errors",
     "MissingParentError": "errors",
     "UnsafePickleError": "errors",
+    "MapArgumentError": "errors",
 }
 
 #: submodules reachable as attributes of the package
@@ -78,6 +79,7 @@ _SUBMODULES = {
     "readProxy", "safeFileIo", "deprecation", "test", "safeio", "errors", "cfg", "policy",
     "dataId", "utils", "location", "mapper", "graph", "repository", "subset", "storage",
     "formatters", "registry", "logicalLocation", "compare", "ingest", "demo", "cli", "converters",
+    "parallel",
 }
 
 __all__ = sorted(_PUBLIC)

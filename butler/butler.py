@@ -167,6 +167,10 @@ class Butler:
         self._graph: RepositoryGraph = build_graph(input_args, output_args, describe_repository)
         for node in self._graph.all_nodes():  # names from the repositories' files: refused before any use
             mapper_class(node.cfg.mapper, node.root, self._trustedMappers)
+        # accepted here (perhaps as a module this program imported): trusted by name in an unpickled copy,
+        # such as a worker's, which has not imported that module
+        self._acceptedMappers = tuple(sorted({node.cfg.mapper for node in self._graph.all_nodes()
+                                              if isinstance(node.cfg.mapper, str)}))
         self._repositories: dict[int, Repository] = {}
         for node in self._graph.all_nodes():
             self._repository(node)
@@ -194,8 +198,8 @@ class Butler:
     # -- pickling: re-create from the original arguments -------------------------------------
 
     def __reduce__(self) -> tuple:
-        return _unpickle_butler, (self._init_args, dict(self.datasetTypeAliasDict), self._trustedMappers,
-                                  self._recordProvenance)
+        trusted = tuple(dict.fromkeys((*self._trustedMappers, *self._acceptedMappers)))
+        return _unpickle_butler, (self._init_args, dict(self.datasetTypeAliasDict), trusted, self._recordProvenance)
 
     # -- repositories --------------------------------------------------------------------
 

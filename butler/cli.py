@@ -1,19 +1,20 @@
 """The ``butler`` command: a thin click layer over the library.
 
 Subcommands: ``create``, ``mappers``, ``demo``, ``show``, ``query``, ``get``,
-``compare``, ``ingest``, ``registry copy``, ``serve``, ``provenance`` and ``verify``.
-Repositories given to ``show``, ``query``, ``get``, ``compare``, ``provenance`` and
-``verify`` are opened as read-only Butler inputs, whatever their kind
-(new-style cfg, or legacy ``_mapper``/``_parent``), and are never written. They
-all take ``--mapper`` and ``--registry`` for a root that names no mapper, such
-as a directory of bare Gen2 registries.
+``compare``, ``ingest``, ``registry copy``, ``serve``, ``provenance``, ``verify`` and
+``map`` (a function over dataRefs, in parallel). Repositories given to ``show``, ``query``,
+``get``, ``compare``, ``provenance`` and ``verify`` are opened as read-only Butler inputs,
+whatever their kind (new-style cfg, or legacy ``_mapper``/``_parent``), and are never
+written. They all take ``--mapper`` and ``--registry`` for a root that names no mapper,
+such as a directory of bare Gen2 registries.
 
 Exit codes (`EXIT_CODES`): 0 success; 1 ``compare`` found differences (or
-``ingest`` could not ingest some files, or ``verify`` found files that differ
-from their records); 2 a mistake in the input or the data,
-reported on one line of standard error naming the file or repository (a package
-error, `ButlerError`, or a file-system, YAML or decompression error); 3 a bug
-in the library, reported with the last frames of its traceback.
+``ingest`` could not ingest some files, ``verify`` found files that differ
+from their records, or ``map`` failed for some dataRefs); 2 a mistake in the
+input or the data, reported on one line of standard error naming the file or
+repository (a package error, `ButlerError`, or a file-system, YAML or
+decompression error); 3 a bug in the library, reported with the last frames of
+its traceback.
 ``--log-level DEBUG`` also logs the traceback behind a one-line error.
 """
 
@@ -53,7 +54,7 @@ EXIT_BUG = 3
 EXIT_CODES = {
     0: "success",
     EXIT_DIFFERENT: "compare: the versions differ; ingest: some files were not ingested; verify: some files "
-                    "differ from their provenance records (or have none)",
+                    "differ from their provenance records (or have none); map: some dataRefs failed",
     EXIT_USER_ERROR: "a mistake in the input or the data (one line on standard error)",
     EXIT_BUG: "a bug in butler or a mapper (the end of its traceback on standard error)",
 }
@@ -1315,3 +1316,109 @@ def serve(roots: tuple[str, ...], host: str, port: int, token_file: str | None) 
     tokens = read_tokens(token_file) if token_file else frozenset()
     run_server(checked, host=host, port=port, tokens=tokens,
                announce=lambda url: click.echo(f"serving {len(checked)} repositories at {url}", nl=True))
+
+
+def resolve_function(spec: str) -> Callable:
+    """Return the function ``PKG.MOD:FUNC`` names, importing ``PKG.MOD``: named on the command line, it is trusted.
+
+    Raises
+    ------
+    UserError
+        ``spec`` is not ``MODULE:NAME``, the module does not import, or the name is not a callable in it.
+    """
+    import importlib
+
+    module_name, sep, qualname = spec.partition(":")
+    if not sep or not all(part.isidentifier() for part in (*module_name.split("."), *qualname.split("."))):
+        raise UserError(f"{spec!r} does not name a function: expected PKG.MOD:FUNC, e.g. mytasks.isr:run")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - the user's module failing to import is the user's to fix
+        raise UserError(f"cannot import {module_name!r} (of {spec}): {type(exc).__name__}: {exc}") from None
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if not callable(found):
+        raise UserError(f"{spec}: module {module_name!r} has no function {qualname!r}")
+    return found
+
+
+@contextlib.contextmanager
+def _map_executor(scheduler: str | None) -> Iterator[Any]:
+    """A Dask cluster's executor for ``--scheduler`` (closed afterwards), else None (`butler.parallel.map`'s pool)."""
+    if scheduler is None:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UserError("--scheduler needs Dask: pip install 'butler[dask]'") from None
+    try:
+        client = Client(scheduler, timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
+
+
+@command("map")
+@click.argument("function", metavar="PKG.MOD:FUNC")
+@click.argument("root")
+@click.argument("dataset")
+@_DATA_ID
+@click.option("--output", type=click.Path(file_okay=False),
+              help="Repository to write to (made if new, with ROOT as its parent). Default: ROOT itself, opened "
+                   "read-write.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local worker processes (default: the number of CPUs).")
+@click.option("--scheduler", metavar="ADDR", help="Run on the Dask cluster of this scheduler (tcp://HOST:PORT) "
+                                                  "instead of local processes.")
+@click.option("--chunksize", type=click.IntRange(min=1), default=None,
+              help="dataRefs sent to a worker at once (default: about four chunks per worker).")
+@click.option("--skip-existing", "skipExisting", is_flag=True,
+              help="Skip the data IDs whose outputs all exist already: reruns finish only what is missing.")
+@click.option("--outputs", metavar="TYPE,TYPE",
+              help="The dataset types FUNC writes, which --skip-existing checks (default: FUNC.outputs).")
+@click.pass_context
+def map_command(ctx: click.Context, function: str, root: str, dataset: str, data_id: tuple[str, ...],
+                output: str | None, workers: int | None, scheduler: str | None, chunksize: int | None,
+                skipExisting: bool, outputs: str | None) -> None:
+    """Run FUNC(dataRef) for every DATASET dataRef of ROOT matching KEY=VALUE, in parallel.
+
+    FUNC is a module-level function, named as PKG.MOD:FUNC; its module is
+    imported here and in each worker (it must be importable there). A failure
+    of one dataRef does not stop the others: the summary counts them, each is
+    listed with its data ID and error, and the exit code is 1. A dataRef whose
+    worker died is reported too; rerun with --skip-existing to finish what is missing.
+
+    \b
+    Example:
+      butler map mytasks.isr:run /data/repo raw visit=1 --output /data/rerun --workers 8
+    """
+    from . import parallel
+    from .butler import Butler
+    from .cfg import RepositoryArgs
+
+    if workers is not None and scheduler is not None:
+        raise UserError("give --workers or --scheduler, not both")
+    func = resolve_function(function)
+    root = _check_root(root)
+    if output is None:
+        butler = Butler(outputs=RepositoryArgs(root=root, mode="rw"))
+    else:
+        butler = Butler(inputs=RepositoryArgs(root=root, mode="r"),
+                        outputs=RepositoryArgs(root=os.path.abspath(output), mode="rw"))
+    dataId, _ = read_data_id(butler, dataset, data_id)
+    refs = butler.subset(dataset, dataId=dataId)
+    with _map_executor(scheduler) as executor:
+        results = parallel.map(func, refs, executor=executor, chunksize=chunksize, skipExisting=skipExisting,
+                               outputs=outputs.split(",") if outputs else None, workers=workers,
+                               progress=sys.stderr.isatty())
+    failed = parallel.failures(results)
+    # failures are logged as warnings by the library: listed here only when that log is not shown
+    if not logging.getLogger(parallel.__name__).isEnabledFor(logging.WARNING):
+        for result in failed:
+            click.echo(f"failed: {result}", err=True)
+    click.echo(f"{function} over {dataset}: {parallel.summary(results)}")
+    ctx.exit(1 if failed else 0)

@@ -46,6 +46,7 @@ __all__ = [
     "AccessDenied",
     "UnknownConversionError",
     "UnknownParameterError",
+    "MapArgumentError",
 ]
 
 
@@ -314,3 +315,7 @@ class UnknownParameterError(ButlerError, ValueError):
     The message names the parameter, the parameters the format accepts, the
     dataset type, the data ID and the repository.
     """
+
+
+class MapArgumentError(ButlerError, ValueError):
+    """`butler.parallel.map` was given arguments that cannot work (``skipExisting`` with no outputs declared)."""

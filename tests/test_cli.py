@@ -84,7 +84,7 @@ def test_demo_refuses_a_non_empty_directory(demo):
 
 
 def test_help_on_every_subcommand():
-    for command in ("create", "mappers", "demo", "show", "query", "get", "compare", "ingest", "serve"):
+    for command in ("create", "mappers", "demo", "show", "query", "get", "compare", "ingest", "serve", "map"):
         result = butler(command, "--help")
         assert result.exit_code == 0 and "Usage: butler " + command in result.stdout
         example = result.stdout.split("Example")[1] if "Example" in result.stdout else ""

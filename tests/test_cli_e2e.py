@@ -19,7 +19,7 @@ from conftest import assert_user_error
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMMANDS = ("create", "mappers", "demo", "show", "query", "get", "compare", "ingest", "registry", "serve",
-            "provenance", "verify")
+            "provenance", "verify", "map")
 
 
 def butler(*args: str) -> subprocess.CompletedProcess:
