@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+pytest_plugins = ["s3_server"]  # the S3 servers (rclone serve s3, moto_server) the S3 tests start
+
 #: environment variable naming the shared camera data, in place of ``shared/data`` beside the checkout
 SHARED_DATA_ENV = "BUTLER_SHARED_DATA"
 SHARED_DATA = Path(os.environ.get(SHARED_DATA_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -297,6 +297,8 @@ def _create_in_storage(storage: Any, path: str) -> Registry | None:
     if path.endswith(".sqlite3") and not storage.exists(path):
         _log.debug("no registry %s in %s", path, storage.root)
         return None
+    if not storage.hasLocalFiles and storage.keepsLocalCopies and path.endswith(".sqlite3"):
+        return Registry.create(storage.cachedLocalFile(path))  # a remote file: its cached copy
     if not storage.hasLocalFiles:
         raise RegistryError(f"cannot open the registry {path or '(file names)'} of {storage.root}: "
                             f"{type(storage).__name__} keeps no local files")
