@@ -45,13 +45,39 @@ def describe_repository(root: str) -> RepoSpec:
     if storage is None:
         return RepoSpec(root=root, present=False, identity=identity)
     cfg = RepositoryCfg.read(root, storage=storage, realDirectory=identity)
-    legacy_parent = storage.parentRoot()
+    legacy_parent = storage.parentRoot() if cfg is None else None  # a cfg's parents are its own
     if legacy_parent is not None and not split_uri(legacy_parent)[0]:
         legacy_parent = os.path.realpath(legacy_parent)
     found = find_mapper_file(root) if cfg is None else None
     legacy_mapper = found[0] if found is not None else None
+    has_registry: Any = storage.exists("registry.sqlite3") if storage.hasLocalFiles or cfg is None \
+        else _ExistsOnUse(storage, "registry.sqlite3")
     return RepoSpec(root=root, cfg=cfg, legacyMapper=legacy_mapper, legacyParent=legacy_parent,
-                    hasRegistry=storage.exists("registry.sqlite3"), present=True, identity=identity)
+                    hasRegistry=has_registry, present=True, identity=identity)
+
+
+class _ExistsOnUse:
+    """Whether a file exists in a remote storage, asked when first needed (a request saved when never).
+
+    Opening a Butler over a chain of remote repositories then costs one read
+    of each cfg; the registry file is looked for only when a mapper asks for a
+    registry. Pickles as the answer.
+    """
+
+    def __init__(self, storage: StorageInterface, path: str):
+        self._storage, self._path = storage, path
+        self._answer: bool | None = None
+
+    def __bool__(self) -> bool:
+        if self._answer is None:
+            self._answer = self._storage.exists(self._path)
+        return self._answer
+
+    def __reduce__(self) -> tuple:
+        return bool, (bool(self),)
+
+    def __repr__(self) -> str:
+        return f"{self._path} in {self._storage.root}: {'?' if self._answer is None else self._answer}"
 
 
 def mapper_class(mapper: Any, root: str, trusted: Iterable[str] = ()) -> Any:

@@ -18,7 +18,8 @@ How the primitives map to requests:
   any failure, so a failed or killed writer leaves no visible object.
 * `exists` is one LIST (a key, or a "directory" prefix).
 * a root exists when it holds an object; ``create=True`` on an empty root puts
-  a zero-byte ``prefix/`` marker, so an empty repository exists. A root seen to
+  a zero-byte `ROOT_MARKER` object there (never listed), so an empty
+  repository exists. A root seen to
   exist is remembered for the process.
 * `lock`: S3 has no locks. Within one process a lock is a thread lock; across
   processes it is a lock object ``<key>.butler-lock`` created with a
@@ -87,6 +88,8 @@ LOCK_STALE_SECONDS = 300.0
 #: how long `lock` waits for another holder before giving up
 LOCK_WAIT_SECONDS = 60.0
 _LOCK_SUFFIX = ".butler-lock"
+#: the zero-byte object that makes a new, empty root exist (an object store has no empty directories)
+ROOT_MARKER = ".butler-root"
 _MD5_METADATA = "butler-md5"
 _PARENT_LINK = "_parent"
 _CFG_FILENAME = "repositoryCfg.yaml"
@@ -139,10 +142,17 @@ def _client(profile: str | None) -> Any:
         max_pool_connections=32)
     client = session.client("s3", endpoint_url=endpoint, region_name=session.region_name or "us-east-1",
                             config=config)
+    client.meta.events.register_last("before-call.s3", _without_expect)  # after botocore's own
     _clients[key] = (os.getpid(), client)
     credentials = session.get_credentials()
     _access_key_ids[client] = getattr(credentials, "access_key", None) or "(none)"
     return client
+
+
+def _without_expect(params: dict, **kwargs: Any) -> None:
+    """Send uploads without ``Expect: 100-continue``: a body of at most one part is sent whole anyway,
+    and some servers (rclone serve s3 after an empty body) leave the connection hanging on it."""
+    params.get("headers", {}).pop("Expect", None)
 
 
 def _content_md5(data: bytes) -> str:
@@ -199,7 +209,7 @@ class S3Storage(StorageInterface):
         if not self._root_exists():
             if not create:
                 raise RepositoryError(f"no repository at {uri}: no object under {self._where('')}")
-            self._call("put_object", "", Key=self._keyPrefix, Body=b"")  # a marker: an empty root exists
+            self._call("put_object", "", Key=self._key(ROOT_MARKER), Body=b"")  # an empty root exists
         _known_roots.add(identity)
 
     # -- requests and their errors -------------------------------------------------------------
@@ -410,8 +420,8 @@ class S3Storage(StorageInterface):
         token: dict[str, str] = {}
         while True:
             listing = self._call("list_objects_v2", relpath, Prefix=prefix, **token)
-            names += [item["Key"][len(self._keyPrefix):] for item in listing.get("Contents", ())
-                      if not item["Key"].endswith("/") and not item["Key"].endswith(_LOCK_SUFFIX)]
+            names += [name for name in (item["Key"][len(self._keyPrefix):] for item in listing.get("Contents", ()))
+                      if name != ROOT_MARKER and not name.endswith(("/", _LOCK_SUFFIX))]
             if not listing.get("IsTruncated"):
                 return names
             token = {"ContinuationToken": listing["NextContinuationToken"]}
