@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from astropy.nddata import CCDData
 from astropy.table import Table
+from s3_server import s3_env
 
 from butler.cfg import RepositoryCfg
 from butler.errors import DatasetNotFoundError, RepositoryError, UnsafePathError, UnwritableObjectError
@@ -27,7 +28,6 @@ from butler.location import ButlerLocation
 from butler.storage import MemStorage, PosixStorage, Storage, StorageInterface, mem as mem_module
 from butler.storage.s3 import S3Storage
 from butler.test import EmptyTestMapper, TestObject
-from s3_server import s3_env
 
 
 @attrs.define

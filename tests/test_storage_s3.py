@@ -9,6 +9,7 @@ storage conformance suite (tests/test_storage_conformance.py).
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -20,6 +21,7 @@ from collections import Counter
 
 import pytest
 import yaml
+from s3_server import free_port, s3_env
 
 from butler import Butler, ButlerLocation, DataId, Mapper, NoResults, RepositoryArgs, RepositoryCfg
 from butler.errors import (
@@ -31,11 +33,8 @@ from butler.errors import (
     UnknownStorageError,
 )
 from butler.registry import Registry
-from butler.storage import Storage
-from butler.storage import s3 as s3_module
+from butler.storage import Storage, s3 as s3_module
 from butler.test import MapperForTestWriting, TestObject
-
-from s3_server import free_port, make_rclone, s3_env
 
 
 class PlainMapper(Mapper):
@@ -365,6 +364,33 @@ def test_an_object_whose_bytes_disagree_with_its_stored_md5_is_an_error(moto_s3,
                                   Metadata={"butler-md5": "0" * 32})
     with pytest.raises(ButlerError, match=f"{root}/x.bin.*MD5"):
         storage.readBytes("x.bin")
+
+
+def test_a_butler_over_s3_pickles_and_its_copy_reads_in_another_process(roots):
+    a = roots("s3", "a")
+    put_foo(a, "pickled", mapper=PlainMapper, k=1)
+    butler = Butler(inputs=a, outputs=RepositoryArgs(root=roots("s3", "out"), mode="rw"))
+    copy = pickle.loads(pickle.dumps(butler))
+    assert copy.get("foo", k=1) == TestObject("pickled")
+    code = "import pickle, sys; print(pickle.loads(sys.stdin.buffer.read()).get('foo', k=1).data)"
+    done = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(butler), capture_output=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+                               "BUTLER_TRUSTED_MAPPERS": "test_storage_s3"})
+    assert done.stdout == b"pickled\n", done.stderr.decode()
+
+
+def test_boto3_is_imported_only_when_an_s3_uri_is_used(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        from butler import Butler, RepositoryArgs
+        from butler.test import MapperForTestWriting, TestObject
+        Butler(outputs=RepositoryArgs(root={str(tmp_path)!r}, mapper=MapperForTestWriting)).put(
+            TestObject(1), "foo", k=1)
+        print(sorted(name for name in ("boto3", "botocore", "butler.storage.s3") if name in sys.modules))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.stdout.strip() == "[]"
 
 
 def test_missing_boto3_is_an_install_hint(monkeypatch):

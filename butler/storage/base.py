@@ -11,8 +11,8 @@ searches (with compressed variants), and backups.
 scheme names a storage class by dotted path, imported on first use. Plain
 paths and ``file://`` are POSIX; ``mem://`` is an in-process storage for
 tests; ``s3://`` is `S3Storage` (boto3, imported on first use); a scheme
-whose backend is not installed raises with an install hint; any other scheme raises naming the known ones. A URI is never
-taken for a local path.
+whose backend is not installed raises with an install hint; any other
+scheme raises naming the known ones. A URI is never taken for a local path.
 """
 
 from __future__ import annotations

@@ -212,6 +212,10 @@ class S3Storage(StorageInterface):
             self._call("put_object", "", Key=self._key(ROOT_MARKER), Body=b"")  # an empty root exists
         _known_roots.add(identity)
 
+    def __reduce__(self) -> tuple:
+        """Pickled by its root: the copy makes its own client (in its own process)."""
+        return type(self), (self.root, True)
+
     # -- requests and their errors -------------------------------------------------------------
 
     def _where(self, relpath: str) -> str:
