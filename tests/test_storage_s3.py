@@ -174,12 +174,14 @@ def test_dataset_exists_and_uri_on_s3(roots):
     assert b.getUri("foo", k=1) == a + "/filename_k1.txt"
 
 
-def test_old_style_parent_on_s3_is_refused_with_a_clear_error(s3_server, s3_root):
+@pytest.mark.parametrize("parent_key", ["_parent/filename_k1.txt", "_parent", "_parent.rclonelink"],
+                         ids=["copied-directory", "file", "uploaded-symlink"])
+def test_old_style_parent_on_s3_is_refused_with_a_clear_error(s3_server, s3_root, parent_key):
     root = s3_root("v1")
     bucket, _, prefix = root[len("s3://"):].partition("/")
     client = s3_server.client()
     client.put_object(Bucket=bucket, Key=f"{prefix}/_mapper", Body=b"butler.test.MapperForTestWriting\n")
-    client.put_object(Bucket=bucket, Key=f"{prefix}/_parent/filename_k1.txt", Body=b"x")
+    client.put_object(Bucket=bucket, Key=f"{prefix}/{parent_key}", Body=b"/somewhere/else")
     with pytest.raises(RepositoryError, match=r"old-style _parent links are not supported on S3") as info:
         Butler(inputs=root)
     assert f"{prefix}/_parent" in str(info.value)

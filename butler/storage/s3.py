@@ -93,6 +93,7 @@ ROOT_MARKER = ".butler-root"
 _MD5_METADATA = "butler-md5"
 _PARENT_LINK = "_parent"
 _CFG_FILENAME = "repositoryCfg.yaml"
+_READ_OPERATIONS = frozenset({"get_object", "head_object", "list_objects_v2"})
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _DENIED_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403",
                            "InvalidToken", "ExpiredToken", "AllAccessDisabled"})
@@ -232,6 +233,8 @@ class S3Storage(StorageInterface):
         to read as a miss.
         """
         kwargs.setdefault("Bucket", self.bucket)
+        if operation not in _READ_OPERATIONS:
+            self._prefetched = None  # a write may change what was fetched
         try:
             return getattr(self._client, operation)(**kwargs)
         except botocore.exceptions.ClientError as exc:
@@ -546,10 +549,15 @@ class S3Storage(StorageInterface):
         Raises
         ------
         RepositoryError
-            When the root holds an old-style ``_parent`` (a symbolic link
-            uploaded as a file, or a copied directory): refused on S3.
+            When the root holds an old-style ``_parent`` (a file, a copied
+            directory, or a symbolic link as rclone uploads it,
+            ``_parent.rclonelink``): refused on S3.
         """
-        if self._exists(_PARENT_LINK):
+        key = self._key(_PARENT_LINK)
+        listing = self._call("list_objects_v2", _PARENT_LINK, Prefix=key, Delimiter="/", MaxKeys=100)
+        names = [item["Key"] for item in listing.get("Contents", ())] + \
+            [item["Prefix"].rstrip("/") for item in listing.get("CommonPrefixes", ())]
+        if any(name in (key, key + ".rclonelink") for name in names):  # a file, a directory, an uploaded link
             raise RepositoryError(f"{self._where(_PARENT_LINK)}: old-style _parent links are not supported on "
                                   "S3; record the parents in repositoryCfg.yaml (open the repository as an "
                                   "output of a Butler whose inputs are its parents)")
