@@ -62,6 +62,7 @@ class S3Server:
     secret: str
     bucket: str = "butler-tests"
     process: Any = None
+    log: Any = None
 
     @property
     def endpoint(self) -> str:
@@ -69,13 +70,16 @@ class S3Server:
 
     def start(self) -> None:
         """Start the process and wait until it answers; `RuntimeError` when it does not."""
-        self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # the log goes to a file: a pipe nobody reads fills up and stops the server (moto logs every request)
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=self.log,
                                         start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.log.seek(0)
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}: "
-                                   f"{self.process.stderr.read().decode(errors='replace')[-2000:]}")
+                                   f"{self.log.read().decode(errors='replace')[-2000:]}")
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
@@ -92,8 +96,9 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process is not None:
-            self.process.stderr.close()
+        if self.log is not None:
+            self.log.close()
+            self.log = None
 
     def client(self, secret: str | None = None) -> Any:
         """A bare boto3 client of this server (what the tests compare against and seed with)."""
