@@ -109,8 +109,9 @@ _clients: dict[tuple, tuple[int, Any]] = {}
 _access_key_ids: dict[Any, str] = {}
 #: roots seen to exist in this process (a repository is not expected to vanish while used)
 _known_roots: set[tuple[str | None, str | None, str]] = set()
-#: endpoints seen to ignore ``If-None-Match`` (their locks are process-local only)
+#: endpoints seen to ignore ``If-None-Match`` (their locks are process-local only), and to honour it
 _unconditional_endpoints: set[str | None] = set()
+_conditional_endpoints: set[str | None] = set()
 #: key -> thread lock, for locks within this process
 _thread_locks: dict[str, threading.Lock] = {}
 _table_lock = threading.Lock()
@@ -569,9 +570,6 @@ class S3Storage(StorageInterface):
             self.parentRoot()  # refuses an old-style parent rather than searching through it
         return found
 
-
-#: endpoints seen to honour ``If-None-Match``
-_conditional_endpoints: set[str | None] = set()
 
 
 class _VerifiedStream(io.RawIOBase):
