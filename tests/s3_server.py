@@ -71,7 +71,7 @@ class S3Server:
     def start(self) -> None:
         """Start the process and wait until it answers; `RuntimeError` when it does not."""
         # the log goes to a file: a pipe nobody reads fills up and stops the server (moto logs every request)
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (open while the server runs; closed by stop)
         self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=self.log,
                                         start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
