@@ -362,14 +362,14 @@ class RepositoryCfg:
         return cfg
 
     def _resolve(self, base: str) -> None:
-        """Make relative locations recorded in a file absolute against ``base``."""
+        """Make relative locations recorded in a file absolute against ``base`` (a path or a URI)."""
         if self.root is not None and _is_local(self.root) and not os.path.isabs(self.root):
-            self.root = os.path.normpath(os.path.join(base, self.root))
+            self.root = _joined(base, self.root)
         for i, parent in enumerate(self.parents):
             if isinstance(parent, RepositoryCfg):
                 parent._resolve(base)
             elif _is_local(parent) and not os.path.isabs(parent):
-                self.parents[i] = os.path.normpath(os.path.join(base, parent))
+                self.parents[i] = _joined(base, parent)
 
     def _to_yaml_mapping(self, base: str, root: str | None) -> _TaggedCfgMapping:
         """The ``!RepositoryCfg_v1`` mapping, local locations made relative to ``base``."""
@@ -412,6 +412,20 @@ class RepositoryCfg:
         self.dirty = False
         _log.debug("wrote %s", path)
         return path
+
+
+def _joined(base: str, relative: str) -> str:
+    """A relative location recorded in a cfg, made absolute against the cfg's directory ``base``.
+
+    A cfg in an object store (``s3://...``) resolves it in the store's own
+    scheme; this package writes every parent across schemes, and every parent
+    of a cfg that is not local, as an absolute location.
+    """
+    if _is_local(base):
+        return os.path.normpath(os.path.join(base, relative))
+    from .storage import Storage
+
+    return Storage.absolutePath(base, relative)
 
 
 def _storage_at(root: str, create: bool = False) -> Any:

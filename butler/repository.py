@@ -34,6 +34,10 @@ _log = logging.getLogger(__name__)
 _UNSET = object()
 
 
+#: the files that make a repository's registry: SQLite, or a legacy file naming a PostgreSQL database
+REGISTRY_FILES = ("registry.sqlite3", "registry.pgsql")
+
+
 def describe_repository(root: str) -> RepoSpec:
     """Read what is at a repository root, through its storage: its cfg, or its old-style (V1) markers.
 
@@ -46,18 +50,43 @@ def describe_repository(root: str) -> RepoSpec:
     if storage is None:
         return RepoSpec(root=root, present=False, identity=identity)
     cfg = RepositoryCfg.read(root, storage=storage, realDirectory=identity)
-    legacy_parent = storage.parentRoot()
+    legacy_parent = storage.parentRoot() if cfg is None else None  # a cfg's parents are its own
     if legacy_parent is not None and not split_uri(legacy_parent)[0]:
         legacy_parent = os.path.realpath(legacy_parent)
     found = find_mapper_file(root) if cfg is None else None
     legacy_mapper = found[0] if found is not None else None
+    has_registry: Any = _has_registry(storage) if storage.hasLocalFiles or cfg is None else _ExistsOnUse(storage)
     return RepoSpec(root=root, cfg=cfg, legacyMapper=legacy_mapper, legacyParent=legacy_parent,
-                    hasRegistry=_has_registry(storage), present=True, identity=identity)
+                    hasRegistry=has_registry, present=True, identity=identity)
 
 
 def _has_registry(storage: StorageInterface) -> bool:
     """Whether a repository keeps a registry: a ``registry.sqlite3``, or a legacy ``registry.pgsql`` naming one."""
-    return storage.exists("registry.sqlite3") or storage.exists("registry.pgsql")
+    return any(storage.exists(name) for name in REGISTRY_FILES)
+
+
+class _ExistsOnUse:
+    """Whether a repository keeps a registry, in a remote storage: asked when first needed (a request saved when never).
+
+    Opening a Butler over a chain of remote repositories then costs one read
+    of each cfg; the registry file is looked for only when a mapper asks for a
+    registry. Pickles as the answer.
+    """
+
+    def __init__(self, storage: StorageInterface):
+        self._storage = storage
+        self._answer: bool | None = None
+
+    def __bool__(self) -> bool:
+        if self._answer is None:
+            self._answer = _has_registry(self._storage)
+        return self._answer
+
+    def __reduce__(self) -> tuple:
+        return bool, (bool(self),)
+
+    def __repr__(self) -> str:
+        return f"registry in {self._storage.root}: {'?' if self._answer is None else self._answer}"
 
 
 def mapper_class(mapper: Any, root: str, trusted: Iterable[str] = ()) -> Any:

@@ -36,8 +36,9 @@ if "BUTLER_CACHE_DIR" not in os.environ:
     os.environ["BUTLER_CACHE_DIR"] = tempfile.mkdtemp(prefix="butler-test-cache-")
     atexit.register(shutil.rmtree, os.environ["BUTLER_CACHE_DIR"], ignore_errors=True)
 
-# real servers the tests start: PostgreSQL (tests/pg_server.py), `butler serve` (tests/service_server.py)
-pytest_plugins = ["pg_server", "service_server"]
+# real servers the tests start: PostgreSQL (tests/pg_server.py), `butler serve` (tests/service_server.py),
+# S3 (rclone serve s3 and moto_server, tests/s3_server.py)
+pytest_plugins = ["pg_server", "service_server", "s3_server"]
 
 #: environment variable naming the shared camera data, in place of ``shared/data`` beside the checkout
 SHARED_DATA_ENV = "BUTLER_SHARED_DATA"

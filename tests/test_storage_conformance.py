@@ -3,8 +3,8 @@
 A backend is a `Backend` in `BACKENDS`: how to name a fresh root, and how to
 put files there behind the storage's back (``seed``). Tests that read take
 the ``storage`` fixture; tests that write take ``writable`` and are skipped
-for a backend marked ``read_only`` (an HTTP backend, say). A backend added
-later (S3) adds one entry here and runs all of this.
+for a backend marked ``read_only`` (the HTTP backend). Backends: POSIX, in-memory,
+a served repository over HTTP, S3 on rclone and on moto; a new one adds one entry here.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import os
 import threading
 import time
 import uuid
+from typing import Any
 
 import attrs
 import numpy as np
 import pytest
 from astropy.nddata import CCDData
 from astropy.table import Table
+from s3_server import s3_env
 from service_server import served_scratch
 
 from butler.cfg import RepositoryCfg
@@ -26,22 +28,31 @@ from butler.errors import DatasetNotFoundError, RepositoryError, UnsafePathError
 from butler.location import ButlerLocation
 from butler.storage import MemStorage, PosixStorage, Storage, StorageInterface, mem as mem_module
 from butler.storage.http import HttpStorage
+from butler.storage.s3 import S3Storage
 from butler.test import EmptyTestMapper, TestObject
 
 
 @attrs.define
 class Backend:
-    """How the suite gets a fresh root of one storage kind, and puts files there directly."""
+    """How the suite gets a fresh root of one storage kind, and puts files there directly.
+
+    An S3 backend names the session fixture of its server (tests/s3_server.py);
+    the ``backend`` fixture binds it (``server``) and points the process at it.
+    """
 
     name: str
     storage_class: type
     read_only: bool = False
+    server_fixture: str | None = None
+    server: Any = None
 
     def fresh_root(self, tmp_path) -> str:
         if self.name == "file":
             return str(tmp_path / "repo")
         if self.name == "http":  # a directory of the session's served scratch repository
             return f"{served_scratch()[1].repo('scratch')}/conformance-{uuid.uuid4().hex}"
+        if self.server is not None:
+            return f"s3://{self.server.bucket}/conformance-{uuid.uuid4().hex}/repo"
         return f"mem://conformance-{uuid.uuid4().hex}/repo"
 
     def seed(self, root: str, files: dict[str, bytes]) -> None:
@@ -54,20 +65,31 @@ class Backend:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "wb") as stream:
                     stream.write(data)
+        elif self.server is not None:  # a bare boto3 client, as another program would
+            bucket, _, prefix = root[len("s3://"):].partition("/")
+            client = self.server.client()
+            for relpath, data in files.items():
+                client.put_object(Bucket=bucket, Key=f"{prefix}/{relpath}", Body=data)
         else:
             mem_module._roots.add(root)
             for relpath, data in files.items():
                 mem_module._files[f"{root}/{relpath}"] = data
 
 
-BACKENDS = [Backend("file", PosixStorage), Backend("mem", MemStorage), Backend("http", HttpStorage, read_only=True)]
+BACKENDS = [Backend("file", PosixStorage), Backend("mem", MemStorage), Backend("http", HttpStorage, read_only=True),
+            Backend("s3-rclone", S3Storage, server_fixture="rclone_s3"),
+            Backend("s3-moto", S3Storage, server_fixture="moto_s3")]
 
 SEED = {"a.txt": b"alpha", "dir/b.txt": b"beta", "dir/sub/c.txt": b"gamma", "raw/v1.fits.gz": b"gz"}
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
-def backend(request):
-    yield request.param
+def backend(request, monkeypatch, tmp_path):
+    backend = request.param
+    if backend.server_fixture is not None:
+        backend = attrs.evolve(backend, server=request.getfixturevalue(backend.server_fixture))
+        s3_env(backend.server, monkeypatch, str(tmp_path / "s3-cache"))
+    yield backend
     mem_module.clear()
 
 

@@ -95,7 +95,7 @@ def test_a_missing_mem_input_is_an_error():
         Butler(inputs="mem://nothing")
 
 
-@pytest.mark.parametrize("uri, scheme", [("s3://b/x", "s3"), ("foo://x", "foo")])
+@pytest.mark.parametrize("uri, scheme", [("gs://b/x", "gs"), ("foo://x", "foo")])
 def test_an_unknown_scheme_raises_and_creates_nothing(uri, scheme):
     with pytest.raises(UnknownStorageError, match=f"'{scheme}'.*known schemes"):
         Butler(outputs=uri)
@@ -103,4 +103,4 @@ def test_an_unknown_scheme_raises_and_creates_nothing(uri, scheme):
         Butler(inputs=uri)
     with pytest.raises(UnknownStorageError, match=f"'{scheme}'"):
         Butler(root=uri, mapper=MapperForTestWriting)
-    # the fixture checks that no "s3:" or "foo:" directory was made
+    # the fixture checks that no "gs:" or "foo:" directory was made

@@ -334,6 +334,8 @@ def _create_in_storage(storage: Any, path: str) -> Registry | None:
     if remote is not None and path.endswith(".sqlite3"):  # a served repository's registry: asked of its server
         module, _, name = remote.rpartition(".")
         return getattr(importlib.import_module(module), name)(storage, path)
+    if not storage.hasLocalFiles and storage.keepsLocalCopies and path.endswith(".sqlite3"):
+        return Registry.create(storage.cachedLocalFile(path))  # a remote file: its cached copy
     if not storage.hasLocalFiles:
         raise RegistryError(f"cannot open the registry {path or '(file names)'} of {storage.root}: "
                             f"{type(storage).__name__} keeps no local files")

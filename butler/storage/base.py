@@ -10,10 +10,10 @@ searches (with compressed variants), and backups.
 `Storage` is the scheme table, in the style of fsspec's registry: a URI
 scheme names a storage class by dotted path, imported on first use. Plain
 paths and ``file://`` are POSIX; ``mem://`` is an in-process storage for
-tests; ``http(s)://`` a repository served by ``butler serve`` (read-only); a
-scheme whose backend is not installed (``s3``) raises with an install hint;
-any other scheme raises naming the known ones. A URI is never
-taken for a local path.
+tests; ``s3://`` is `S3Storage` (boto3, imported on first use); ``http(s)://`` a
+repository served by ``butler serve`` (read-only); a scheme whose backend is
+not installed raises with an install hint; any other scheme raises naming the
+known ones. A URI is never taken for a local path.
 """
 
 from __future__ import annotations
@@ -127,6 +127,8 @@ class StorageInterface(abc.ABC):
     root: str
     #: Whether `localFile` gives the stored file itself (readers may then memory-map it).
     hasLocalFiles: ClassVar[bool] = False
+    #: Whether `cachedLocalFile` keeps local copies of remote files (a SQLite registry is opened from one).
+    keepsLocalCopies: ClassVar[bool] = False
 
     @abc.abstractmethod
     def __init__(self, uri: str, create: bool):
@@ -230,6 +232,14 @@ class StorageInterface(abc.ABC):
         when the block ends.
         """
         return self._localFile(self._check(path))
+
+    def cachedLocalFile(self, path: str) -> str:
+        """A local path holding the file at ``path`` that stays valid after the call.
+
+        Only for storages that `keepsLocalCopies` (a remote storage's cache,
+        keyed by the file's version); others raise `NotImplementedError`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no local copies (of {path} in {self.root})")
 
     def writer(self, path: str) -> contextlib.AbstractContextManager[str]:
         """A context manager giving a local temporary path to write ``path`` through.
@@ -667,6 +677,7 @@ class Storage:
         "mem": "butler.storage.mem.MemStorage",
         "http": "butler.storage.http.HttpStorage",
         "https": "butler.storage.http.HttpStorage",
+        "s3": "butler.storage.s3.S3Storage",
     }
     #: scheme -> how to install its backend, for schemes known but not installed
     _install_hints: ClassVar[dict[str, str]] = {
@@ -727,7 +738,14 @@ class Storage:
                                       f"known schemes: {known}") from None
         if isinstance(entry, str):  # a dotted path: import its module (no entry-point scan)
             module, _, name = entry.rpartition(".")
-            entry = cls._storages[scheme] = getattr(importlib.import_module(module), name)
+            try:
+                loaded = importlib.import_module(module)
+            except ImportError as exc:  # its backend (boto3 for s3) is not installed
+                hint = cls._install_hints.get(scheme)
+                raise UnknownStorageError(f"the storage for scheme {scheme!r} of {uri!r} cannot be loaded "
+                                          f"({exc}){'; install its backend with ' + hint if hint else ''}"
+                                          ) from exc
+            entry = cls._storages[scheme] = getattr(loaded, name)
         return entry
 
     @classmethod
