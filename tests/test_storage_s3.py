@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -313,6 +314,20 @@ def test_no_server_at_the_endpoint_is_storage_unavailable_naming_it(monkeypatch,
     with pytest.raises(StorageUnavailable, match="nobucket") as info:
         Storage.makeFromURI("s3://nobucket/repo", create=False)
     assert time.monotonic() - start < 10 and endpoint in str(info.value)
+
+
+def test_a_server_that_never_answers_is_storage_unavailable_within_10_s(monkeypatch, tmp_path, rclone_s3):
+    """An endpoint that accepts connections and sends nothing (a hung server) never hangs a call."""
+    s3_env(rclone_s3, monkeypatch, str(tmp_path / "cache"))
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # connections complete in the kernel's queue; nothing is ever read or sent
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("S3_ENDPOINT_URL", endpoint)
+        start = time.monotonic()
+        with pytest.raises(StorageUnavailable, match="hungbucket") as info:
+            Storage.makeFromURI("s3://hungbucket/repo", create=False)
+        assert time.monotonic() - start < 10 and endpoint in str(info.value)
 
 
 def test_a_wrong_secret_is_one_line_access_denied_without_the_secret(rclone_s3, monkeypatch, tmp_path):

@@ -73,8 +73,8 @@ _log = logging.getLogger(__name__)
 
 #: seconds to wait for a connection to the endpoint
 CONNECT_TIMEOUT = 5
-#: seconds to wait for a server's next bytes
-READ_TIMEOUT = 5
+#: seconds to wait for a server's next bytes (with `MAX_ATTEMPTS`, a server that never answers fails within 10 s)
+READ_TIMEOUT = 4
 #: attempts per request, the first included
 MAX_ATTEMPTS = 2
 #: objects larger than this are written by a multipart upload, in parts of this size
