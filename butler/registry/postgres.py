@@ -48,7 +48,7 @@ from ..errors import (
 )
 from ..utils import sequencify
 from .base import POSTGRES_SCHEMES, Registry
-from .sqlite import PLACEHOLDER, _bindable, _Schema, _sql_type
+from .sqlite import PLACEHOLDER, _bindable, _Schema, _sql_type, lookup_terms
 
 __all__ = ["PgTarget", "PostgresRegistry", "close_connections", "copy_sqlite_registry", "parse_postgres_uri",
            "postgres_type", "read_legacy_file"]
@@ -477,21 +477,9 @@ class PostgresRegistry(Registry):
         butler.errors.RegistryUnavailable
             When the server cannot be reached (naming it and the data ID).
         """
-        where: list[tuple[str, str]] = []
-        values: list[Any] = []
-        range_: tuple[str, str, str] | None = None
-        range_value: list[Any] = []
-        for key, value in (dataId or {}).items():
-            if isinstance(key, tuple):
-                if len(key) != 2 or range_ is not None:
-                    raise RegistryError(f"a range key must be one (start, end) pair, got {key!r}")
-                range_ = (PLACEHOLDER, key[0], key[1])
-                range_value = [value]
-            else:
-                where.append((key, PLACEHOLDER))
-                values.append(value)
-        return self._select_rows(tuple(sequencify(lookupProperties)), tuple(sequencify(reference)), tuple(where),
-                                 range_, values + range_value, dataId)
+        where, range_, values = lookup_terms(dataId)
+        return self._select_rows(tuple(sequencify(lookupProperties)), tuple(sequencify(reference)), where,
+                                 range_, values, dataId)
 
     def executeQuery(self, returnFields: Any, joinClause: Any, whereFields: Iterable | None,
                      range: Sequence[str] | None, values: Sequence[Any]) -> list[tuple]:

@@ -46,6 +46,28 @@ _log = logging.getLogger(__name__)
 PLACEHOLDER = "?"
 
 
+def lookup_terms(dataId: Mapping | None) -> tuple[tuple[tuple[str, str], ...], tuple[str, str, str] | None, list]:
+    """A `Registry.lookup` data ID as query terms: ``(column, placeholder)`` equalities, the range, bound values.
+
+    A tuple key ``(start, end)`` is the one validity range (the value lies
+    between those two columns); its value is bound last.
+    """
+    where: list[tuple[str, str]] = []
+    values: list[Any] = []
+    range_: tuple[str, str, str] | None = None
+    range_value: list[Any] = []
+    for key, value in (dataId or {}).items():
+        if isinstance(key, tuple):
+            if len(key) != 2 or range_ is not None:
+                raise RegistryError(f"a range key must be one (start, end) pair, got {key!r}")
+            range_ = (PLACEHOLDER, key[0], key[1])
+            range_value = [value]
+        else:
+            where.append((key, PLACEHOLDER))
+            values.append(value)
+    return tuple(where), range_, values + range_value
+
+
 def quote_identifier(name: str) -> str:
     """Quote a table or column name for SQL (``"name"``, inner quotes doubled)."""
     return '"' + str(name).replace('"', '""') + '"'
@@ -270,22 +292,9 @@ class SqliteRegistry(Registry):
 
     def _lookup_sql(self, lookupProperties: Any, reference: Any, dataId: Mapping | None) -> tuple[str, list]:
         """The ``SELECT`` of a `lookup` and its bound values."""
-        where: list[tuple[str, str]] = []
-        values: list[Any] = []
-        range_: tuple[str, str, str] | None = None
-        range_value: list[Any] = []
-        for key, value in (dataId or {}).items():
-            if isinstance(key, tuple):
-                if len(key) != 2 or range_ is not None:
-                    raise RegistryError(f"a range key must be one (start, end) pair, got {key!r}")
-                range_ = (PLACEHOLDER, key[0], key[1])
-                range_value = [value]
-            else:
-                where.append((key, PLACEHOLDER))
-                values.append(value)
-        sql = self._select(tuple(sequencify(lookupProperties)), tuple(sequencify(reference)), tuple(where),
-                           range_)
-        return sql, values + range_value
+        where, range_, values = lookup_terms(dataId)
+        sql = self._select(tuple(sequencify(lookupProperties)), tuple(sequencify(reference)), where, range_)
+        return sql, values
 
     def executeQuery(self, returnFields: Any, joinClause: Any, whereFields: Iterable | None,
                      range: Sequence[str] | None, values: Sequence[Any]) -> list[tuple]:

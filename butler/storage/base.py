@@ -663,6 +663,20 @@ def _scratch_file(relpath: str) -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def scratch_writer(relpath: str, publish: Callable[[str], None]) -> Iterator[str]:
+    """The writer of a storage that keeps no local files: an empty local scratch file, then ``publish(it)``.
+
+    The writer gets an existing empty file, as from the POSIX storage; what a
+    library wrote there is published only when its block ends without error.
+    """
+    with _scratch_file(relpath) as local:
+        with open(local, "wb"):
+            pass
+        yield local
+        publish(local)
+
+
 class Storage:
     """The scheme table, the Gen2 static helpers, and a cache of repository cfgs.
 

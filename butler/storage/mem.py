@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from ..errors import DatasetNotFoundError, RepositoryError
-from .base import StorageInterface, _scratch_file, split_uri
+from .base import StorageInterface, scratch_writer, split_uri
 
 __all__ = ["MemStorage", "clear"]
 
@@ -89,15 +89,8 @@ class MemStorage(StorageInterface):
         except KeyError:
             raise DatasetNotFoundError(f"no file {relpath} in {self.root}") from None
 
-    @contextlib.contextmanager
-    def _writer(self, relpath: str) -> Iterator[str]:
-        with _scratch_file(relpath) as local:
-            with open(local, "wb"):
-                pass  # the writer gets an existing empty file, as from the POSIX storage
-            yield local
-            with open(local, "rb") as stream:
-                data = stream.read()
-        self.writeBytes(relpath, data)
+    def _writer(self, relpath: str) -> contextlib.AbstractContextManager[str]:
+        return scratch_writer(relpath, lambda local: self.writeBytes(relpath, _read_local(local)))
 
     def writeBytes(self, path: str, data: bytes) -> None:
         """Write ``data`` at ``path`` (one assignment: atomic)."""
@@ -127,3 +120,9 @@ class MemStorage(StorageInterface):
             lock = _locks.setdefault(key, threading.Lock())
         with lock:
             yield
+
+
+def _read_local(path: str) -> bytes:
+    """The bytes of a local scratch file a library wrote."""
+    with open(path, "rb") as stream:
+        return stream.read()

@@ -65,7 +65,7 @@ from ..errors import (
     StorageUnavailable,
 )
 from ..safeio import write_bytes
-from .base import StorageInterface, _scratch_file, split_uri
+from .base import StorageInterface, scratch_writer, split_uri
 
 __all__ = ["S3Storage", "CONNECT_TIMEOUT", "READ_TIMEOUT", "MAX_ATTEMPTS", "MULTIPART_THRESHOLD", "cache_dir"]
 
@@ -370,13 +370,8 @@ class S3Storage(StorageInterface):
         with self.openRead(path) as stream:
             return stream.read()
 
-    @contextlib.contextmanager
-    def _writer(self, relpath: str) -> Iterator[str]:
-        with _scratch_file(relpath) as local:
-            with open(local, "wb"):
-                pass  # the writer gets an existing empty file, as from the POSIX storage
-            yield local
-            self._upload_file(local, relpath)
+    def _writer(self, relpath: str) -> contextlib.AbstractContextManager[str]:
+        return scratch_writer(relpath, lambda local: self._upload_file(local, relpath))
 
     def writeBytes(self, path: str, data: bytes) -> None:
         """Write ``data`` at ``path``: one PUT with Content-MD5 (a multipart upload above 8 MiB)."""
