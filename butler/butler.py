@@ -326,6 +326,8 @@ class Butler:
         """
         for repo, location in self._candidates(datasetType, dataId, write=False):
             if location.__class__ is ButlerLocation and repo.bypass(datasetType) is None:
+                if location.found is False:  # the mapper saw no file: no open, no exception
+                    continue
                 try:
                     item = repo.read(location.with_parameters(parameters))
                 except DatasetNotFoundError:
@@ -349,14 +351,15 @@ class Butler:
         ``getUri``), a location whose files all exist is found without running
         the bypass, which may read every pixel; only when a file is missing
         does the bypass decide, since it may serve the dataset without one
-        (the camera, exposure ids).
+        (the camera, exposure ids). What the mapper saw when it made the
+        location in this call (``found``) answers without a second check.
         """
         if isinstance(location, ButlerComposite):
             return _Found(repo, location)
         locations = location if isinstance(location, list) else [location]
         bypass = repo.bypass(datasetType)
         if bypass is None or not read:
-            if all(repo.exists(loc) for loc in locations):
+            if all(repo.exists(loc) if loc.found is None else loc.found for loc in locations):
                 return _Found(repo, location)
             if bypass is None:
                 return None

@@ -417,6 +417,7 @@ class _FitsFormat(Formatter):
     """What the FITS formats share: astropy's errors on a bad file, and the objects a put accepts."""
 
     readErrors = _FITS_READ_ERRORS
+    readsCompressed = True
 
     def describeReadError(self, exc: BaseException) -> str:
         return _without_keyword_hint(exc)
