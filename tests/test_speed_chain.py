@@ -21,7 +21,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 
 from butler import Butler, RepositoryArgs
-from butler.errors import UnsafePathError
+from butler.errors import NoResults, UnsafePathError
 from butler.safeio import atomic_write, write_bytes
 from butler.test import MapperForTestWriting, TestObject
 from mappers.test import TestMapper
@@ -87,6 +87,49 @@ def test_a_compressed_variant_written_later_by_another_process_is_found(obs_test
     np.testing.assert_array_equal(reader.get("calexp", **DATA_ID).data, fits.getdata(source))
     with gzip.open(target) as stream:  # the variant was read as it is, not rewritten
         assert stream.read(6) == b"SIMPLE"
+
+
+def test_a_location_says_what_its_own_probe_saw_and_nothing_outlives_the_call(obs_test_input, tmp_path):
+    """The map's one existence probe travels on the location (the Butler does not stat again), and
+    every call probes afresh: a file removed or written by another process is seen at once."""
+    roots = _chain(obs_test_input, tmp_path, depth=2)
+    reader = Butler(inputs=roots[-1])
+    bottom = TestMapper(root=roots[0])
+    assert bottom.map("calexp", DATA_ID).found is True
+    assert TestMapper(root=roots[1]).map("calexp", DATA_ID).found is False
+    assert bottom.map("calexp", DATA_ID, write=True).found is None  # a write location is not probed
+    assert reader.datasetExists("calexp", **DATA_ID)
+    _in_another_process(f"import os; os.unlink({os.path.join(roots[0], CALEXP)!r})")
+    assert bottom.map("calexp", DATA_ID).found is False
+    assert not reader.datasetExists("calexp", **DATA_ID)
+    with pytest.raises(NoResults):
+        reader.get("calexp", **DATA_ID)
+    _in_another_process(f"""
+        from astropy.nddata import CCDData
+        import numpy as np
+        from butler import Butler
+        Butler(inputs={roots[0]!r}, outputs={roots[1]!r}).put(
+            CCDData(np.full((4, 5), 4.0, dtype=np.float32), unit="adu"), "calexp", visit=1, filter="g")
+    """)
+    assert reader.datasetExists("calexp", **DATA_ID)
+    assert reader.getUri("calexp", **DATA_ID) == os.path.join(roots[1], CALEXP)
+    assert reader.get("calexp", **DATA_ID).data[0, 0] == 4.0
+
+
+def test_compressed_variants_are_probed_only_for_formats_that_read_them(obs_test_input, tmp_path):
+    """A pickle's ``.gz`` neighbour is not its dataset (the pickle format cannot read it); a FITS one is."""
+    root = tmp_path / "repo"
+    Butler(inputs=obs_test_input, outputs=str(root))
+    (root / "config").mkdir()
+    (root / "config" / "packages.pickle.gz").write_bytes(gzip.compress(b"not a pickle"))
+    mapper = TestMapper(root=str(root))
+    packages = mapper.map("packages", {})
+    assert packages.getLocations() == ["config/packages.pickle"] and packages.found is False
+    assert not Butler(inputs=str(root)).datasetExists("packages")
+    (root / "calexp").mkdir()
+    (root / "calexp" / "calexp_v1_fg.fits.fz").write_bytes(b"")
+    calexp = mapper.map("calexp", DATA_ID)
+    assert calexp.getLocations() == [CALEXP + ".fz"] and calexp.found is True
 
 
 # -- 2. the camera map path ------------------------------------------------------------------------
