@@ -274,12 +274,12 @@ class Butler:
         missing = {} if write else self._graph.missing_parents(dataId.tag or ())
         failures: list[str] = []
         for position, repo in enumerate(repositories):
-            if position in missing:
+            if missing and position in missing:
                 self._raise_missing(missing[position], datasetType, dataId, repositories[:position])
             if repo.cfg.mapper is None:
                 continue
             try:
-                location = repo.map(datasetType, dataId, write=write)
+                location = repo.map(datasetType, dataId, write)
             except NoResults as exc:
                 failures.append(str(exc))
                 continue

@@ -132,6 +132,28 @@ def test_compressed_variants_are_probed_only_for_formats_that_read_them(obs_test
     assert calexp.getLocations() == [CALEXP + ".fz"] and calexp.found is True
 
 
+def test_the_toy_mapper_answers_each_call_from_the_files_there_now(tmp_path):
+    """`MapperForTestWriting` says a read location's file was there; a later call looks again."""
+    roots = [str(tmp_path / f"R{i}") for i in range(3)]
+    Butler(outputs=RepositoryArgs(root=roots[0], mapper=MapperForTestWriting)).put(TestObject("low"), "foo", visit=1)
+    for parent, child in zip(roots, roots[1:]):
+        Butler(inputs=parent, outputs=child)
+    reader = Butler(inputs=roots[-1])
+    assert reader.get("foo", visit=1) == TestObject("low") and reader.datasetExists("foo", visit=1)
+    _in_another_process(f"""
+        from butler import Butler
+        from butler.test import TestObject
+        Butler(inputs={roots[0]!r}, outputs={roots[1]!r}).put(TestObject("high"), "foo", visit=1)
+    """)
+    assert reader.get("foo", visit=1) == TestObject("high")
+    assert reader.getUri("foo", visit=1) == os.path.join(roots[1], "filename_visit1.txt")
+    location = reader.repositories()[1].map("foo", {"visit": 1})
+    assert location.found is True and location.repository is reader.repositories()[1]
+    _in_another_process(f"import os; [os.unlink(os.path.join(r, 'filename_visit1.txt')) for r in {roots[:2]!r}]")
+    assert reader.repositories()[1].map("foo", {"visit": 1}) is None
+    assert not reader.datasetExists("foo", visit=1)
+
+
 # -- 2. the camera map path ------------------------------------------------------------------------
 
 
