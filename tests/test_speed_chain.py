@@ -266,3 +266,21 @@ def test_a_directory_moved_out_of_the_root_behind_a_link_is_refused(tmp_path):
     with pytest.raises(UnsafePathError):
         write_bytes("a/b/c/z.bin", b"3", root=str(root))
     assert sorted(os.listdir(outside / "a" / "b" / "c")) == ["x.bin", "y.bin"]
+
+
+# -- 4. the FITS read ------------------------------------------------------------------------------
+
+
+def test_bunit_is_parsed_once_per_text_and_an_unknown_one_is_reported_on_every_read(tmp_path, caplog):
+    """The parsed unit is shared between reads (units are immutable); a bad ``BUNIT`` is still named per file."""
+    from astropy import units as u
+
+    from butler.formatters.fits import _unit
+
+    assert _unit(fits.Header([("BUNIT", "ADU")]), "a.fits") is _unit(fits.Header([("BUNIT", "adu")]), "b.fits")
+    assert _unit(fits.Header([("BUNIT", "electron/s")]), "c.fits") == u.electron / u.s
+    assert _unit(fits.Header(), "d.fits") == u.adu
+    with caplog.at_level("WARNING", logger="butler.formatters.fits"):
+        for name in ("e.fits", "f.fits"):
+            assert _unit(fits.Header([("BUNIT", "not-a-unit")]), name) == u.adu
+    assert [name for name in ("e.fits", "f.fits") if name in caplog.text] == ["e.fits", "f.fits"]

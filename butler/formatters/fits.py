@@ -35,6 +35,7 @@ other columns.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import logging
@@ -200,9 +201,22 @@ def _pixels(hdu: Any, box: tuple[slice, slice] | None) -> Any:
 
 def _unit(header: fits_types.Header, path: str) -> Any:
     """The unit named by ``BUNIT`` (case-insensitively, for the common ``ADU``), else adu."""
+    text = str(header.get("BUNIT", "")).strip()
+    unit = _unit_named(text)
+    if unit is None:
+        from astropy import units as u
+
+        _log.warning("%s: BUNIT %r is not a unit astropy knows; using adu", path, text)
+        return u.adu
+    return unit
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_named(text: str) -> Any:
+    """The (immutable) astropy unit ``text`` names, as is or lower-cased; adu for no text, None when
+    astropy knows neither. Parsed once per text in a process: every read of a camera's files names the same."""
     from astropy import units as u
 
-    text = str(header.get("BUNIT", "")).strip()
     if not text:
         return u.adu
     for candidate in (text, text.lower()):
@@ -210,8 +224,7 @@ def _unit(header: fits_types.Header, path: str) -> Any:
             return u.Unit(candidate)
         except ValueError:
             continue
-    _log.warning("%s: BUNIT %r is not a unit astropy knows; using adu", path, text)
-    return u.adu
+    return None
 
 
 def _wcs(header: fits_types.Header, box: tuple[slice, slice] | None, path: str) -> Any:
