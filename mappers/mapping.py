@@ -135,7 +135,7 @@ class Mapping:
             The caller has already passed ``dataId`` through `checkDataId`
             (it is not checked a second time).
         """
-        template = self.template
+        template = self._template or self.template
         # the values given are checked before the registry is asked about them,
         # the values the registry supplies (once) before they fill the template
         actualId = dict(dataId if checked else self.checkDataId(mapper, dataId or {}))
@@ -143,7 +143,8 @@ class Mapping:
         missing = [key for key in keyDict if key not in actualId]
         if missing:
             found = dict(zip(missing, self._complete(missing, actualId)))
-            actualId.update(check_data_id(found, self._kinds or self.keyKinds(mapper), missing,
+            # every key found fills the path: the dict itself is the set of path keys
+            actualId.update(check_data_id(found, self._kinds or self.keyKinds(mapper), found,
                                           self.datasetType, mapper.root))
         path = mapper._mapActualToPath(template, actualId)
         check_path(path, self.datasetType, actualId, mapper.root)

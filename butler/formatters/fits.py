@@ -166,7 +166,9 @@ def _mef_layout(hdul: fits_types.HDUList) -> dict[str, int] | None:
     layout = {"IMAGE": 1}
     for index in (2, 3):
         hdu = _hdu_or_none(hdul, index)
-        role = _role(hdu) if hdu is not None else None
+        if hdu is None:  # the file ends here: no read past its end for the next index
+            break
+        role = _role(hdu)
         if role in ("MASK", "VARIANCE"):
             layout[role] = index
     return layout
