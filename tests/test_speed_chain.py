@@ -22,7 +22,10 @@ from astropy.nddata import CCDData
 
 from butler import Butler, RepositoryArgs
 from butler.errors import NoResults, UnsafePathError
+from butler.formatters import get_formatter
+from butler.formatters.fits import _content_cards, _unit
 from butler.safeio import atomic_write, write_bytes
+from butler.storage import Storage
 from butler.test import MapperForTestWriting, TestObject
 from mappers.test import TestMapper
 
@@ -275,8 +278,6 @@ def test_bunit_is_parsed_once_per_text_and_an_unknown_one_is_reported_on_every_r
     """The parsed unit is shared between reads (units are immutable); a bad ``BUNIT`` is still named per file."""
     from astropy import units as u
 
-    from butler.formatters.fits import _unit
-
     assert _unit(fits.Header([("BUNIT", "ADU")]), "a.fits") is _unit(fits.Header([("BUNIT", "adu")]), "b.fits")
     assert _unit(fits.Header([("BUNIT", "electron/s")]), "c.fits") == u.electron / u.s
     assert _unit(fits.Header(), "d.fits") == u.adu
@@ -284,3 +285,26 @@ def test_bunit_is_parsed_once_per_text_and_an_unknown_one_is_reported_on_every_r
         for name in ("e.fits", "f.fits"):
             assert _unit(fits.Header([("BUNIT", "not-a-unit")]), name) == u.adu
     assert [name for name in ("e.fits", "f.fits") if name in caplog.text] == ["e.fits", "f.fits"]
+
+
+@pytest.mark.parametrize("primary_cards", [
+    [("COMMENT", "only commentary in the primary", ""), ("HISTORY", "made", "")],
+    [("FOO", 0, ""), ("BAR", "kept", ""), ("COMMENT", "after the keys", "")],
+])
+def test_a_merged_meta_is_the_content_of_the_whole_merged_header(tmp_path, primary_cards):
+    """The meta built from both headers' content cards equals merging the whole headers, then dropping
+    the structural cards; the WCS is still read from the whole merged header."""
+    primary = fits.PrimaryHDU(header=fits.Header(primary_cards))
+    image = fits.ImageHDU(np.arange(12, dtype=np.float32).reshape(3, 4))
+    image.header.extend([("FOO", 2), ("BUNIT", "ADU"), ("CTYPE1", "RA---TAN"), ("CTYPE2", "DEC--TAN"),
+                         ("COMMENT", "in the image")])
+    path = tmp_path / "merged.fits"
+    fits.HDUList([primary, image]).writeto(path)
+    with fits.open(path) as hdul:
+        merged = hdul[0].header.copy()
+        merged.extend(_content_cards(hdul[1].header), update=True)
+        expected = fits.Header(_content_cards(merged))
+    storage, name = Storage.forFile(str(path))
+    ccd = get_formatter("FitsStorage").readFrom(storage, name, hdu=None, pythonType="CCDData", additionalData={})
+    assert ccd.meta.tostring() == expected.tostring() and ccd.meta["FOO"] == 2
+    assert ccd.wcs is not None and ccd.wcs.wcs.ctype[0] == "RA---TAN" and str(ccd.unit) == "adu"

@@ -256,17 +256,26 @@ def _read_ccd(hdul: fits_types.HDUList, path: str, hdu: int | None, additionalDa
     else:
         index = hdu if hdu is not None else _first_image_index(hdul, path)
     image = hdul[index]
-    # read only: the meta below is the one copy made
-    header = _merged_header(hdul, index) if _merges_primary(hdul, index) else image.header
+    merges = _merges_primary(hdul, index)
+    if merges:
+        # the meta is the content cards of the merged header: built straight from both headers'
+        # content cards (the image's winning), without first copying the primary's whole header
+        meta = fits.Header(_content_cards(hdul[0].header))
+        meta.extend(_content_cards(image.header), update=True)
+        header = meta  # what is looked up below (LTV1/2, BUNIT, CTYPE1) are content cards
+    else:
+        header = image.header  # read only: the meta is the one copy made
+        meta = fits.Header(_content_cards(header))
     box = _box(additionalData, header, image.shape, path)
     mask = variance = None
     if layout is not None and "MASK" in layout:
         mask = _pixels(hdul[layout["MASK"]], box)
     if layout is not None and "VARIANCE" in layout:
         variance = VarianceUncertainty(_pixels(hdul[layout["VARIANCE"]], box))
-    meta = fits.Header(_content_cards(header))
+    # a WCS is read from the whole merged header, as it always was (its NAXIS cards count)
+    wcs_header = _merged_header(hdul, index) if merges and "CTYPE1" in meta else header
     return CCDData(_pixels(image, box), meta=meta, mask=mask, uncertainty=variance,
-                   wcs=_wcs(header, box, path), unit=_unit(header, path))
+                   wcs=_wcs(wcs_header, box, path), unit=_unit(header, path))
 
 
 def _ccd_to_hdulist(ccd: CCDData) -> fits_types.HDUList:
