@@ -142,9 +142,9 @@ class Mapping:
         keyDict = self.keyDict
         missing = [key for key in keyDict if key not in actualId]
         if missing:
-            found = dict(zip(missing, self._complete(missing, actualId)))
-            # every key found fills the path: the dict itself is the set of path keys
-            actualId.update(check_data_id(found, self._kinds or self.keyKinds(mapper), found,
+            supplied = dict(zip(missing, self._complete(missing, actualId)))
+            # every key supplied fills the path: the dict itself is the set of path keys
+            actualId.update(check_data_id(supplied, self._kinds or self.keyKinds(mapper), supplied,
                                           self.datasetType, mapper.root))
         path = mapper._mapActualToPath(template, actualId)
         check_path(path, self.datasetType, actualId, mapper.root)
@@ -152,7 +152,7 @@ class Mapping:
             raise MapperError(f"Mapped path should not be absolute: {path!r} (dataset type "
                               f"{self.datasetType!r})")
         additionalData = actualId
-        found = None
+        found: bool | None = None
         if write:
             addFunc = getattr(mapper, "add_" + self.datasetType, None)
             if addFunc is not None:
