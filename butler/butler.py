@@ -295,12 +295,12 @@ class Butler:
         missing = {} if write else self._graph.missing_parents(dataId.tag or ())
         failures: list[str] = []
         for position, repo in enumerate(repositories):
-            if position in missing:
+            if missing and position in missing:
                 self._raise_missing(missing[position], datasetType, dataId, repositories[:position])
             if repo.cfg.mapper is None:
                 continue
             try:
-                location = repo.map(datasetType, dataId, write=write)
+                location = repo.map(datasetType, dataId, write)
             except NoResults as exc:
                 failures.append(str(exc))
                 continue
@@ -347,6 +347,8 @@ class Butler:
         """
         for repo, location in self._candidates(datasetType, dataId, write=False):
             if location.__class__ is ButlerLocation and repo.bypass(datasetType) is None:
+                if location.found is False:  # the mapper saw no file: no open, no exception
+                    continue
                 try:
                     item = repo.read(location.with_parameters(parameters))
                 except DatasetNotFoundError:
@@ -372,14 +374,15 @@ class Butler:
         ``getUri``), a location whose files all exist is found without running
         the bypass, which may read every pixel; only when a file is missing
         does the bypass decide, since it may serve the dataset without one
-        (the camera, exposure ids).
+        (the camera, exposure ids). What the mapper saw when it made the
+        location in this call (``found``) answers without a second check.
         """
         if isinstance(location, ButlerComposite):
             return _Found(repo, location)
         locations = location if isinstance(location, list) else [location]
         bypass = repo.bypass(datasetType)
         if bypass is None or not read:
-            if all(repo.exists(loc) for loc in locations):
+            if all(repo.exists(loc) if loc.found is None else loc.found for loc in locations):
                 return _Found(repo, location)
             if bypass is None:
                 return None

@@ -74,6 +74,11 @@ class ButlerLocation:
         What part of the dataset a read selects (``get(..., parameters=...)``:
         ``bbox``, ``columns``, ``rows``), handed to the formatter, which checks
         them; set by the Butler on a copy (`with_parameters`), never by a mapper.
+    found : `bool` or `None`, optional
+        What the mapper saw when it made this location for this one call: True
+        when its file existed, False when it did not, None when it did not look.
+        The Butler answers from it instead of asking the storage again; a
+        location is made per call, so nothing outlives the call that looked.
     """
 
     pythonType: Any
@@ -88,6 +93,7 @@ class ButlerLocation:
     additionalData: dict = attrs.field(default=None, converter=lambda v: dict(v) if v else {})
     repository: Any = None
     parameters: dict = attrs.field(factory=dict)
+    found: bool | None = None
 
     def __repr__(self) -> str:
         return (f"ButlerLocation(datasetType={self.datasetType!r}, storageName={self.storageName!r}, "

@@ -41,7 +41,8 @@ class EmptyTestMapper(Mapper):
 class MapperForTestWriting(Mapper):
     """A mapper of one dataset type, ``foo``, pickled at ``filename_<k1><v1>_<k2><v2>....txt``.
 
-    Keys are sorted; reading a file that does not exist maps to None.
+    Keys are sorted; reading a file that does not exist maps to None, and a read
+    location says its file was there (``found``: the Butler does not look again).
     """
 
     def __init__(self, root: str, repository: Any = None, **kwargs: Any):
@@ -50,6 +51,7 @@ class MapperForTestWriting(Mapper):
 
             repository = open_repository_view(root)
         self.root = root
+        self.repository = repository
         self.storage = repository.storage
 
     def map_foo(self, dataId: Any, write: bool) -> ButlerLocation | None:
@@ -58,9 +60,14 @@ class MapperForTestWriting(Mapper):
         Every value fills the file name, so each must be text or an integer that
         makes a safe name (see `butler.dataId.check_data_id`).
         """
-        dataId = check_data_id(dataId, dict.fromkeys(dataId or {}), dataId or {}, "foo", self.root)
+        if dataId is None:
+            dataId = {}
+        keys = dict.fromkeys(dataId)  # every key: of no known kind, and filling the name
+        dataId = check_data_id(dataId, keys, keys, "foo", self.root)
         name = "filename" + "".join([f"_{key}{value}" for key, value in sorted(dataId.items())]) + ".txt"
         check_path(name, "foo", dataId, self.root)
         if not write and not self.storage.exists(name):
             return None
-        return ButlerLocation(TestObject, None, "PickleStorage", name, dataId, self, self.storage)
+        # complete (the repository hands it on as it is) and, for a read, saying the file was there
+        return ButlerLocation(TestObject, None, "PickleStorage", name, dataId, self, self.storage,
+                              datasetType="foo", repository=self.repository, found=None if write else True)

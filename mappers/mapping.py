@@ -16,7 +16,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from butler.dataId import check_data_id, check_path, kind_of_column
-from butler.errors import IncompleteDataIdError, MapperError, NoResults, RegistryError, TemplateError
+from butler.errors import (
+    IncompleteDataIdError,
+    MapperError,
+    NoResults,
+    RegistryError,
+    TemplateError,
+    UnknownStorageError,
+)
+from butler.formatters import get_formatter
 from butler.location import ButlerLocation
 from butler.registry import template_fields
 
@@ -87,6 +95,7 @@ class Mapping:
         self._notQueried = frozenset((self.obsTimeName, *SKYMAP_KEYS))
         self._tableColumns: set[str] | None = None
         self._kinds: dict[str, type] | None = None
+        self._compressed: bool | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.datasetType!r}, template={self._template!r})"
@@ -126,15 +135,16 @@ class Mapping:
             The caller has already passed ``dataId`` through `checkDataId`
             (it is not checked a second time).
         """
-        template = self.template
+        template = self._template or self.template
         # the values given are checked before the registry is asked about them,
         # the values the registry supplies (once) before they fill the template
         actualId = dict(dataId if checked else self.checkDataId(mapper, dataId or {}))
         keyDict = self.keyDict
         missing = [key for key in keyDict if key not in actualId]
         if missing:
-            found = dict(zip(missing, self._complete(missing, actualId)))
-            actualId.update(check_data_id(found, self._kinds or self.keyKinds(mapper), missing,
+            supplied = dict(zip(missing, self._complete(missing, actualId)))
+            # every key supplied fills the path: the dict itself is the set of path keys
+            actualId.update(check_data_id(supplied, self._kinds or self.keyKinds(mapper), supplied,
                                           self.datasetType, mapper.root))
         path = mapper._mapActualToPath(template, actualId)
         check_path(path, self.datasetType, actualId, mapper.root)
@@ -142,16 +152,27 @@ class Mapping:
             raise MapperError(f"Mapped path should not be absolute: {path!r} (dataset type "
                               f"{self.datasetType!r})")
         additionalData = actualId
+        found: bool | None = None
         if write:
             addFunc = getattr(mapper, "add_" + self.datasetType, None)
             if addFunc is not None:
                 additionalData = {**addFunc(self.datasetType, actualId), **actualId}
         else:
-            path = self.rootStorage.findCompressed(path)
+            path, found = self.rootStorage.probe(path, self._readsCompressed())
         return ButlerLocation(self.python, self.persistable, self.storage, path, actualId, mapper,
                               self.storageFor(write), usedDataId={key: actualId[key] for key in keyDict},
                               datasetType=self.datasetType, additionalData=additionalData,
-                              repository=getattr(mapper, "repository", None))
+                              repository=getattr(mapper, "repository", None), found=found)
+
+    def _readsCompressed(self) -> bool:
+        """Whether this dataset type's format reads ``.gz``/``.fz`` files (a storage name no
+        formatter knows is searched as before: its read will say what is wrong). Worked out once."""
+        if self._compressed is None:
+            try:
+                self._compressed = get_formatter(self.storage).readsCompressed
+            except UnknownStorageError:
+                self._compressed = True
+        return self._compressed
 
     def storageFor(self, write: bool) -> Any:
         """The storage this mapping's locations are relative to (for reading, or for writing)."""

@@ -21,8 +21,11 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 
 from butler import Butler, RepositoryArgs
-from butler.errors import UnsafePathError
+from butler.errors import NoResults, UnsafePathError
+from butler.formatters import get_formatter
+from butler.formatters.fits import _content_cards, _unit
 from butler.safeio import atomic_write, write_bytes
+from butler.storage import Storage
 from butler.test import MapperForTestWriting, TestObject
 from mappers.test import TestMapper
 
@@ -87,6 +90,71 @@ def test_a_compressed_variant_written_later_by_another_process_is_found(obs_test
     np.testing.assert_array_equal(reader.get("calexp", **DATA_ID).data, fits.getdata(source))
     with gzip.open(target) as stream:  # the variant was read as it is, not rewritten
         assert stream.read(6) == b"SIMPLE"
+
+
+def test_a_location_says_what_its_own_probe_saw_and_nothing_outlives_the_call(obs_test_input, tmp_path):
+    """The map's one existence probe travels on the location (the Butler does not stat again), and
+    every call probes afresh: a file removed or written by another process is seen at once."""
+    roots = _chain(obs_test_input, tmp_path, depth=2)
+    reader = Butler(inputs=roots[-1])
+    bottom = TestMapper(root=roots[0])
+    assert bottom.map("calexp", DATA_ID).found is True
+    assert TestMapper(root=roots[1]).map("calexp", DATA_ID).found is False
+    assert bottom.map("calexp", DATA_ID, write=True).found is None  # a write location is not probed
+    assert reader.datasetExists("calexp", **DATA_ID)
+    _in_another_process(f"import os; os.unlink({os.path.join(roots[0], CALEXP)!r})")
+    assert bottom.map("calexp", DATA_ID).found is False
+    assert not reader.datasetExists("calexp", **DATA_ID)
+    with pytest.raises(NoResults):
+        reader.get("calexp", **DATA_ID)
+    _in_another_process(f"""
+        from astropy.nddata import CCDData
+        import numpy as np
+        from butler import Butler
+        Butler(inputs={roots[0]!r}, outputs={roots[1]!r}).put(
+            CCDData(np.full((4, 5), 4.0, dtype=np.float32), unit="adu"), "calexp", visit=1, filter="g")
+    """)
+    assert reader.datasetExists("calexp", **DATA_ID)
+    assert reader.getUri("calexp", **DATA_ID) == os.path.join(roots[1], CALEXP)
+    assert reader.get("calexp", **DATA_ID).data[0, 0] == 4.0
+
+
+def test_compressed_variants_are_probed_only_for_formats_that_read_them(obs_test_input, tmp_path):
+    """A pickle's ``.gz`` neighbour is not its dataset (the pickle format cannot read it); a FITS one is."""
+    root = tmp_path / "repo"
+    Butler(inputs=obs_test_input, outputs=str(root))
+    (root / "config").mkdir()
+    (root / "config" / "packages.pickle.gz").write_bytes(gzip.compress(b"not a pickle"))
+    mapper = TestMapper(root=str(root))
+    packages = mapper.map("packages", {})
+    assert packages.getLocations() == ["config/packages.pickle"] and packages.found is False
+    assert not Butler(inputs=str(root)).datasetExists("packages")
+    (root / "calexp").mkdir()
+    (root / "calexp" / "calexp_v1_fg.fits.fz").write_bytes(b"")
+    calexp = mapper.map("calexp", DATA_ID)
+    assert calexp.getLocations() == [CALEXP + ".fz"] and calexp.found is True
+
+
+def test_the_toy_mapper_answers_each_call_from_the_files_there_now(tmp_path):
+    """`MapperForTestWriting` says a read location's file was there; a later call looks again."""
+    roots = [str(tmp_path / f"R{i}") for i in range(3)]
+    Butler(outputs=RepositoryArgs(root=roots[0], mapper=MapperForTestWriting)).put(TestObject("low"), "foo", visit=1)
+    for parent, child in zip(roots, roots[1:]):
+        Butler(inputs=parent, outputs=child)
+    reader = Butler(inputs=roots[-1])
+    assert reader.get("foo", visit=1) == TestObject("low") and reader.datasetExists("foo", visit=1)
+    _in_another_process(f"""
+        from butler import Butler
+        from butler.test import TestObject
+        Butler(inputs={roots[0]!r}, outputs={roots[1]!r}).put(TestObject("high"), "foo", visit=1)
+    """)
+    assert reader.get("foo", visit=1) == TestObject("high")
+    assert reader.getUri("foo", visit=1) == os.path.join(roots[1], "filename_visit1.txt")
+    location = reader.repositories()[1].map("foo", {"visit": 1})
+    assert location.found is True and location.repository is reader.repositories()[1]
+    _in_another_process(f"import os; [os.unlink(os.path.join(r, 'filename_visit1.txt')) for r in {roots[:2]!r}]")
+    assert reader.repositories()[1].map("foo", {"visit": 1}) is None
+    assert not reader.datasetExists("foo", visit=1)
 
 
 # -- 2. the camera map path ------------------------------------------------------------------------
@@ -201,3 +269,42 @@ def test_a_directory_moved_out_of_the_root_behind_a_link_is_refused(tmp_path):
     with pytest.raises(UnsafePathError):
         write_bytes("a/b/c/z.bin", b"3", root=str(root))
     assert sorted(os.listdir(outside / "a" / "b" / "c")) == ["x.bin", "y.bin"]
+
+
+# -- 4. the FITS read ------------------------------------------------------------------------------
+
+
+def test_bunit_is_parsed_once_per_text_and_an_unknown_one_is_reported_on_every_read(tmp_path, caplog):
+    """The parsed unit is shared between reads (units are immutable); a bad ``BUNIT`` is still named per file."""
+    from astropy import units as u
+
+    assert _unit(fits.Header([("BUNIT", "ADU")]), "a.fits") is _unit(fits.Header([("BUNIT", "adu")]), "b.fits")
+    assert _unit(fits.Header([("BUNIT", "electron/s")]), "c.fits") == u.electron / u.s
+    assert _unit(fits.Header(), "d.fits") == u.adu
+    with caplog.at_level("WARNING", logger="butler.formatters.fits"):
+        for name in ("e.fits", "f.fits"):
+            assert _unit(fits.Header([("BUNIT", "not-a-unit")]), name) == u.adu
+    assert [name for name in ("e.fits", "f.fits") if name in caplog.text] == ["e.fits", "f.fits"]
+
+
+@pytest.mark.parametrize("primary_cards", [
+    [("COMMENT", "only commentary in the primary", ""), ("HISTORY", "made", "")],
+    [("FOO", 0, ""), ("BAR", "kept", ""), ("COMMENT", "after the keys", "")],
+])
+def test_a_merged_meta_is_the_content_of_the_whole_merged_header(tmp_path, primary_cards):
+    """The meta built from both headers' content cards equals merging the whole headers, then dropping
+    the structural cards; the WCS is still read from the whole merged header."""
+    primary = fits.PrimaryHDU(header=fits.Header(primary_cards))
+    image = fits.ImageHDU(np.arange(12, dtype=np.float32).reshape(3, 4))
+    image.header.extend([("FOO", 2), ("BUNIT", "ADU"), ("CTYPE1", "RA---TAN"), ("CTYPE2", "DEC--TAN"),
+                         ("COMMENT", "in the image")])
+    path = tmp_path / "merged.fits"
+    fits.HDUList([primary, image]).writeto(path)
+    with fits.open(path) as hdul:
+        merged = hdul[0].header.copy()
+        merged.extend(_content_cards(hdul[1].header), update=True)
+        expected = fits.Header(_content_cards(merged))
+    storage, name = Storage.forFile(str(path))
+    ccd = get_formatter("FitsStorage").readFrom(storage, name, hdu=None, pythonType="CCDData", additionalData={})
+    assert ccd.meta.tostring() == expected.tostring() and ccd.meta["FOO"] == 2
+    assert ccd.wcs is not None and ccd.wcs.wcs.ctype[0] == "RA---TAN" and str(ccd.unit) == "adu"

@@ -56,6 +56,9 @@ class Formatter:
     readErrors: ClassVar[tuple[type[BaseException], ...]] = ()
     #: More exceptions the format's library raises on an object it cannot write.
     writeErrors: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: The format reads files compressed whole (``.gz``) or tile-compressed (``.fz``), so a
+    #: mapper looks for those variants of a missing file (`StorageInterface.probe`).
+    readsCompressed: ClassVar[bool] = False
     _readsStreams: ClassVar[bool] = False
     _writesBytes: ClassVar[bool] = False
 

@@ -35,6 +35,7 @@ other columns.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import logging
@@ -165,7 +166,9 @@ def _mef_layout(hdul: fits_types.HDUList) -> dict[str, int] | None:
     layout = {"IMAGE": 1}
     for index in (2, 3):
         hdu = _hdu_or_none(hdul, index)
-        role = _role(hdu) if hdu is not None else None
+        if hdu is None:  # the file ends here: no read past its end for the next index
+            break
+        role = _role(hdu)
         if role in ("MASK", "VARIANCE"):
             layout[role] = index
     return layout
@@ -200,9 +203,22 @@ def _pixels(hdu: Any, box: tuple[slice, slice] | None) -> Any:
 
 def _unit(header: fits_types.Header, path: str) -> Any:
     """The unit named by ``BUNIT`` (case-insensitively, for the common ``ADU``), else adu."""
+    text = str(header.get("BUNIT", "")).strip()
+    unit = _unit_named(text)
+    if unit is None:
+        from astropy import units as u
+
+        _log.warning("%s: BUNIT %r is not a unit astropy knows; using adu", path, text)
+        return u.adu
+    return unit
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_named(text: str) -> Any:
+    """The (immutable) astropy unit ``text`` names, as is or lower-cased; adu for no text, None when
+    astropy knows neither. Parsed once per text in a process: every read of a camera's files names the same."""
     from astropy import units as u
 
-    text = str(header.get("BUNIT", "")).strip()
     if not text:
         return u.adu
     for candidate in (text, text.lower()):
@@ -210,8 +226,7 @@ def _unit(header: fits_types.Header, path: str) -> Any:
             return u.Unit(candidate)
         except ValueError:
             continue
-    _log.warning("%s: BUNIT %r is not a unit astropy knows; using adu", path, text)
-    return u.adu
+    return None
 
 
 def _wcs(header: fits_types.Header, box: tuple[slice, slice] | None, path: str) -> Any:
@@ -241,17 +256,26 @@ def _read_ccd(hdul: fits_types.HDUList, path: str, hdu: int | None, additionalDa
     else:
         index = hdu if hdu is not None else _first_image_index(hdul, path)
     image = hdul[index]
-    # read only: the meta below is the one copy made
-    header = _merged_header(hdul, index) if _merges_primary(hdul, index) else image.header
+    merges = _merges_primary(hdul, index)
+    if merges:
+        # the meta is the content cards of the merged header: built straight from both headers'
+        # content cards (the image's winning), without first copying the primary's whole header
+        meta = fits.Header(_content_cards(hdul[0].header))
+        meta.extend(_content_cards(image.header), update=True)
+        header = meta  # what is looked up below (LTV1/2, BUNIT, CTYPE1) are content cards
+    else:
+        header = image.header  # read only: the meta is the one copy made
+        meta = fits.Header(_content_cards(header))
     box = _box(additionalData, header, image.shape, path)
     mask = variance = None
     if layout is not None and "MASK" in layout:
         mask = _pixels(hdul[layout["MASK"]], box)
     if layout is not None and "VARIANCE" in layout:
         variance = VarianceUncertainty(_pixels(hdul[layout["VARIANCE"]], box))
-    meta = fits.Header(_content_cards(header))
+    # a WCS is read from the whole merged header, as it always was (its NAXIS cards count)
+    wcs_header = _merged_header(hdul, index) if merges and "CTYPE1" in meta else header
     return CCDData(_pixels(image, box), meta=meta, mask=mask, uncertainty=variance,
-                   wcs=_wcs(header, box, path), unit=_unit(header, path))
+                   wcs=_wcs(wcs_header, box, path), unit=_unit(header, path))
 
 
 def _ccd_to_hdulist(ccd: CCDData) -> fits_types.HDUList:
@@ -417,6 +441,7 @@ class _FitsFormat(Formatter):
     """What the FITS formats share: astropy's errors on a bad file, and the objects a put accepts."""
 
     readErrors = _FITS_READ_ERRORS
+    readsCompressed = True
 
     def describeReadError(self, exc: BaseException) -> str:
         return _without_keyword_hint(exc)

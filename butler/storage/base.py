@@ -547,19 +547,42 @@ class StorageInterface(abc.ABC):
         suffix = f"[{hdu}]" if hdu is not None else ""
         return [(self.locationWithRoot(f) if absolute else f) + suffix for f in found]
 
-    def findCompressed(self, path: str) -> str:
-        """Return ``path`` when its file exists, else its first existing ``.gz``/``.fz`` variant, else ``path``.
+    def probe(self, path: str, compressed: bool = True) -> tuple[str, bool]:
+        """Where the file of ``path`` is, and whether it exists, as one existence check sees it now.
 
-        The HDU selector is kept; the common case costs one existence check.
+        Parameters
+        ----------
+        path : `str`
+            A location, relative to the root (an HDU selector is kept).
+        compressed : `bool`
+            The format reads compressed files: when ``path`` is missing, its
+            ``.gz`` and ``.fz`` variants are looked for, only if its directory
+            exists (a rerun that never wrote the dataset type costs two checks).
+
+        Returns
+        -------
+        location, found : `str`, `bool`
+            ``path`` or its first existing variant, and whether that exists;
+            ``(path, False)`` when none does. The common case costs one check.
         """
         filename, hdu = split_hdu(path)
         relpath = self._check(filename)  # once, for the path and its variants
         if self._exists(relpath):
-            return path
-        for ext in COMPRESSED_SUFFIXES:
-            if not relpath.endswith(ext) and self._exists(relpath + ext):
-                return filename + ext + ("" if hdu is None else f"[{hdu}]")
-        return path
+            return path, True
+        if compressed:
+            directory = posixpath.dirname(relpath)
+            if not directory or self._exists(directory):
+                for ext in COMPRESSED_SUFFIXES:
+                    if not relpath.endswith(ext) and self._exists(relpath + ext):
+                        return filename + ext + ("" if hdu is None else f"[{hdu}]"), True
+        return path, False
+
+    def findCompressed(self, path: str) -> str:
+        """Return ``path`` when its file exists, else its first existing ``.gz``/``.fz`` variant, else ``path``.
+
+        The HDU selector is kept; see `probe`, which also says whether the file was found.
+        """
+        return self.probe(path)[0]
 
     # -- derived: Gen2 instance helpers -------------------------------------------------------
 
