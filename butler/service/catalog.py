@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -33,6 +34,10 @@ _log = logging.getLogger(__name__)
 
 #: the name (in a rewritten cfg) of a parent that the server does not have: a client finds no repository there
 _MISSING = "~missing~"
+#: an absolute path in a text (not the path part of a URL: no word character, ``:`` or ``/`` before it)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/[^\s'\"]+")
+#: the fields of a provenance record (`butler.provenance.ProvenanceRecord.to_dict`) that hold repository roots
+_ROOT_FIELDS = ("repository", "inputs", "outputs")
 
 
 @attrs.frozen
@@ -206,6 +211,32 @@ class Catalog:
             text = text.replace(root, f"{baseUrl.rstrip('/')}/{quote(name, safe='')}")
         return text
 
+    def publicRoot(self, root: str, baseUrl: str) -> str:
+        """The URL a root is served at; of a root this server does not serve, a URL where there is none
+        (named by the root's last component), as a cfg's missing parent is shown."""
+        if "://" in root:
+            return root
+        name = self.nameOf(root)
+        if name is None:
+            name = _MISSING + posixpath.basename(root.rstrip("/"))
+        return f"{baseUrl.rstrip('/')}/{quote(name, safe='~')}"
+
+    def publicRecord(self, data: Any, baseUrl: str, key: str | None = None) -> Any:
+        """A provenance record as plain data (`butler.provenance.ProvenanceRecord.to_dict`) with no path of
+        the server's disk: repository roots (``repository``, a run's ``inputs`` and ``outputs``) as
+        `publicRoot` URLs; in any other text, served roots as their URLs and what else is an absolute path
+        by its last component (``.../NAME``)."""
+        if isinstance(data, Mapping):
+            return {k: self.publicRecord(v, baseUrl, k) for k, v in data.items()}
+        if isinstance(data, (list, tuple)):
+            return [self.publicRecord(item, baseUrl, key) for item in data]
+        if not isinstance(data, str):
+            return data
+        if key in _ROOT_FIELDS and data.startswith("/"):
+            return self.publicRoot(data, baseUrl)
+        return _ABSOLUTE_PATH.sub(lambda m: ".../" + posixpath.basename(m.group(0).rstrip("/")),
+                                  self.publicText(data, baseUrl))
+
     def cfgView(self, served: Served, baseUrl: str) -> bytes | None:
         """The repository's ``repositoryCfg.yaml`` as a client sees it: parents as this server's URLs.
 
@@ -231,9 +262,6 @@ class Catalog:
         if isinstance(parent, RepositoryCfg):
             return attrs.evolve(parent, root=self._parentUrl(parent.root, baseUrl),
                                 parents=[self._parentUrl(p, baseUrl) for p in parent.parents])
-        if parent is None or "://" in str(parent):
+        if parent is None:
             return parent
-        name = self.nameOf(str(parent))
-        if name is None:
-            name = _MISSING + posixpath.basename(str(parent).rstrip("/"))
-        return f"{baseUrl.rstrip('/')}/{quote(name, safe='~')}"
+        return self.publicRoot(str(parent), baseUrl)

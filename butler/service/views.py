@@ -4,8 +4,9 @@
 dataset types and a query form; ``.../query``: the data IDs found, each
 linked to its page; ``.../datasets/TYPE?KEY=VALUE``: one dataset, its FITS
 header as a table (as stored, as the ``<type>_md`` dataset gives it), a PNG
-preview of an image (ZScale), the first rows of a table, and the API
-references of the dataset. ``/api/v1/docs`` lists the API from its OpenAPI
+preview of an image (ZScale), the first rows of a table, its lineage (the
+provenance record: run, config, inputs with their files and digests, each
+input's own record folded below it), and the API references of the dataset. ``/api/v1/docs`` lists the API from its OpenAPI
 description.
 """
 
@@ -23,7 +24,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from ..errors import ButlerError, DataIdValueError
-from .api import API, dataset_links, header_cards, json_value, read_header, type_keys
+from .api import API, dataset_links, header_cards, json_value, lineage, read_header, type_keys
 from .catalog import Served
 
 __all__ = ["routes", "error_page", "preview_png"]
@@ -146,7 +147,9 @@ def dataset(request: Request) -> Response:
     return _page("dataset.html", title=f"{datasetType} {json.dumps(json_value(dataId))}", served=served,
                  datasetType=datasetType, dataId=dataId, cards=cards, headerProblem=headerProblem, kind=kind,
                  columns=columns, rows=rows, preview=preview, summary=repr(obj)[:2000] if kind == "other" else "",
-                 links=dataset_links(served.name, datasetType, dataId))
+                 links=dataset_links(served.name, datasetType, dataId),
+                 lineage=lineage(request.app.state.catalog, served, datasetType, dataId,
+                                 str(request.base_url).rstrip("/")))
 
 
 def preview_png(pixels: Any) -> bytes:
