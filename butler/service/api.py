@@ -414,13 +414,15 @@ def provenance(request: Request) -> Response:
 
 
 def files(request: Request) -> Response:
-    """A file of a served repository; its ``repositoryCfg.yaml`` as clients see it (`Catalog.cfgView`)."""
+    """A file of a served repository (links out of the served roots: `Catalog.checkServable`); its
+    ``repositoryCfg.yaml`` as clients see it (`Catalog.cfgView`)."""
     served = _served(request)
     path = request.path_params["path"]
     if path == CFG_FILENAME:
         view = _catalog(request).cfgView(served, _base_url(request))
         if view is not None:
             return stream_response(request, io.BytesIO(view))
+    _catalog(request).checkServable(served, served.storage, path)
     return file_response(request, served.storage, path)
 
 

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from ..errors import ButlerError, DataIdValueError
+from ..errors import ButlerError, DataIdValueError, MapperError
 from .api import API, dataset_links, header_cards, json_value, lineage, read_header, type_keys
 from .catalog import Served
 
@@ -129,17 +129,26 @@ def _table_rows(table: Any) -> tuple[list[str], list[list[str]]]:
     return names, [[str(row[name]) for name in names] for row in table[:_TABLE_ROWS]]
 
 
+def _read(served: Served, datasetType: str, dataId: Mapping[str, Any]) -> Any:
+    """The dataset, read once its file has passed `Served.locate`'s check (a composite has no one file)."""
+    try:
+        served.locate(datasetType, dataId)
+    except MapperError:
+        pass
+    return served.butler.get(datasetType, dataId)
+
+
 def dataset(request: Request) -> Response:
     served = _served(request)
     datasetType = request.path_params["datasetType"]
     dataId = _form_data_id(request, served, datasetType)
+    obj = _read(served, datasetType, dataId)
     try:
         cards = header_cards(read_header(served, datasetType, dataId))
     except ButlerError as exc:  # a dataset without a FITS header (a pickle, a YAML file)
         cards, headerProblem = [], f"{type(exc).__name__}: {exc}"
     else:
         headerProblem = ""
-    obj = served.butler.get(datasetType, dataId)
     kind = _kind(obj)
     columns, rows = _table_rows(obj) if kind == "table" else ([], [])
     preview = (f"/repositories/{quote(served.name, safe='')}/datasets/{quote(datasetType, safe='')}/preview.png?"
@@ -172,7 +181,7 @@ def preview_png(pixels: Any) -> bytes:
 def preview(request: Request) -> Response:
     served = _served(request)
     datasetType = request.path_params["datasetType"]
-    obj = served.butler.get(datasetType, _form_data_id(request, served, datasetType))
+    obj = _read(served, datasetType, _form_data_id(request, served, datasetType))
     if _kind(obj) != "image":
         raise DataIdValueError(f"{datasetType} in served repository {served.name} is no image: no preview")
     return Response(preview_png(getattr(obj, "data", obj)), media_type="image/png")
