@@ -39,6 +39,9 @@ _CHUNK = 1 << 20
 _DIGESTS: OrderedDict[tuple, str] = OrderedDict()
 _DIGESTS_LOCK = threading.Lock()
 _DIGESTS_KEPT = 4096
+#: seconds a file's modification time may follow its provenance record's time (the record is made while the file
+#: is written: `butler.storage.StorageInterface.writeBytes` records the bytes before it writes them)
+RECORD_SLACK = 60.0
 
 
 def json_value(value: Any) -> Any:
@@ -106,10 +109,10 @@ def recorded_digest(storage: Any, path: str, size: int, mtime: float) -> str | N
     """The SHA-256 the repository's provenance records give the file at ``path``, or None.
 
     Only a record that describes this version of the file counts: of its size,
-    written no earlier than the file's last modification (a put takes its
-    record's time after the last byte, before the rename; a file changed in
-    place afterwards is newer than its record, and is hashed instead), and, when
-    still pending, with that digest (`butler.provenance.lineage.current_row`).
+    and, when still pending, with that digest (`butler.provenance.lineage.current_row`);
+    and no older than the file's last modification by more than `RECORD_SLACK`
+    seconds (a put records a file while it writes it: a file changed in place
+    later is newer than its record, and is hashed instead).
     """
     import datetime
 
@@ -125,7 +128,7 @@ def recorded_digest(storage: Any, path: str, size: int, mtime: float) -> str | N
         row = current_row(store, storage, path, size)
     finally:
         store.close()
-    if row is None or datetime.datetime.fromisoformat(row["time"]).timestamp() < mtime:
+    if row is None or datetime.datetime.fromisoformat(row["time"]).timestamp() + RECORD_SLACK < mtime:
         return None
     return row["sha256"]
 
