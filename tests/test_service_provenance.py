@@ -26,8 +26,7 @@ from astropy.nddata import CCDData
 from butler import Butler, RepositoryArgs
 from butler.provenance.lineage import read_lineage
 from butler.service.api import content_digest
-from butler.storage import Storage
-from butler.storage import http as http_storage
+from butler.storage import Storage, http as http_storage
 from butler.test import MapperForTestWriting, TestObject
 
 from conftest import run_cli, run_demo, tree_fingerprint

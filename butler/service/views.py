@@ -6,8 +6,8 @@ linked to its page; ``.../datasets/TYPE?KEY=VALUE``: one dataset, its FITS
 header as a table (as stored, as the ``<type>_md`` dataset gives it), a PNG
 preview of an image (ZScale), the first rows of a table, its lineage (the
 provenance record: run, config, inputs with their files and digests, each
-input's own record folded below it), and the API references of the dataset. ``/api/v1/docs`` lists the API from its OpenAPI
-description.
+input's own record folded below it), and the API references of the dataset.
+``/api/v1/docs`` lists the API from its OpenAPI description.
 """
 
 from __future__ import annotations
