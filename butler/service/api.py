@@ -105,6 +105,47 @@ def _repository_url(request: Request, name: str) -> str:
 # -- content digests and ranges --------------------------------------------------------------------
 
 
+def _signature(location: str) -> tuple | None:
+    """The version of a provenance store at rest (its file's size and mtime); None when there is none, or
+    when it is being written (it has a ``-wal`` file: a reader would share the writer's ``-shm`` file)."""
+    try:
+        info = os.stat(location)
+    except OSError:
+        return None
+    return None if os.path.exists(location + "-wal") else (info.st_size, info.st_mtime_ns)
+
+
+class _Stores:
+    """The provenance stores of the served repositories at rest, each opened once per version of its file
+    (`butler.registry.provenance.ProvenanceStore.for_reading` opens it ``immutable``: nothing is written)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[tuple, Any, threading.Lock]] = {}
+
+    def get(self, storage: Any) -> tuple[Any, threading.Lock] | None:
+        """The store of a storage's repository and the lock its readers hold; None when it has none."""
+        from ..registry.provenance import PROVENANCE_FILENAME, ProvenanceStore
+
+        with storage.localFile(PROVENANCE_FILENAME) as location:
+            signature = _signature(location)
+        with self._lock:
+            known = self._open.get(location)
+            if known is not None and known[0] == signature:
+                return known[1], known[2]
+            if known is not None:
+                known[1].close()
+                del self._open[location]
+            store = ProvenanceStore.for_reading(storage) if signature is not None else None
+            if store is None:
+                return None
+            self._open[location] = (signature, store, threading.Lock())
+            return store, self._open[location][2]
+
+
+_STORES = _Stores()
+
+
 def recorded_digest(storage: Any, path: str, size: int, mtime: float) -> str | None:
     """The SHA-256 the repository's provenance records give the file at ``path``, or None.
 
@@ -112,22 +153,21 @@ def recorded_digest(storage: Any, path: str, size: int, mtime: float) -> str | N
     and, when still pending, with that digest (`butler.provenance.lineage.current_row`);
     and no older than the file's last modification by more than `RECORD_SLACK`
     seconds (a put records a file while it writes it: a file changed in place
-    later is newer than its record, and is hashed instead).
+    later is newer than its record, and is hashed instead). The records of a
+    repository being written are not read (see `_signature`): its files are hashed.
     """
     import datetime
 
     from ..provenance.lineage import current_row
-    from ..registry.provenance import ProvenanceStore
 
     if not getattr(storage, "hasLocalFiles", False):
         return None
-    store = ProvenanceStore.for_reading(storage)
-    if store is None:
+    opened = _STORES.get(storage)
+    if opened is None:
         return None
-    try:
+    store, lock = opened
+    with lock:
         row = current_row(store, storage, path, size)
-    finally:
-        store.close()
     if row is None or datetime.datetime.fromisoformat(row["time"]).timestamp() + RECORD_SLACK < mtime:
         return None
     return row["sha256"]
