@@ -205,6 +205,10 @@ def test_a_link_out_of_the_served_roots_is_refused_unless_an_ingested_raw(linked
         assert response.status_code == 404, path
         assert response.json()["error"]["type"] == "DatasetNotFoundError" and secret not in response.content
         assert str(linked) not in response.text
+    assert httpx.get(server.api("/repositories/linked/exists"), params={"path": "etc/passwd"}).json() == \
+        {"exists": False}
+    assert httpx.get(server.api("/repositories/linked/list"), params={"prefix": "etc"}).json() == {"names": []}
+    assert httpx.get(server.api("/repositories/linked/exists"), params={"path": RAW}).json() == {"exists": True}
     page = httpx.get(server.url + "/repositories/linked/datasets/raw?visit=101&detector=1")
     assert page.status_code == 404 and secret not in page.content
     log = server.log.read_text()

@@ -469,13 +469,27 @@ def files(request: Request) -> Response:
     return file_response(request, served.storage, path)
 
 
+def _servable(request: Request, served: Served, path: str) -> bool:
+    """Whether `files` would serve what is at ``path`` (`Catalog.checkServable`; a refusal is logged)."""
+    try:
+        _catalog(request).checkServable(served, served.storage, path)
+    except DatasetNotFoundError:
+        return False
+    return True
+
+
 def exists(request: Request) -> Response:
+    """Whether a file or directory is at ``path`` (one that links lead out of the served roots is not)."""
+    served = _served(request)
     path = request.query_params.get("path", "")
-    return JSONResponse({"exists": _served(request).storage.exists(path) if path else True})
+    return JSONResponse({"exists": served.storage.exists(path) and _servable(request, served, path) if path else True})
 
 
 def listing(request: Request) -> Response:
-    return JSONResponse({"names": _served(request).storage.listNames(request.query_params.get("prefix", ""))})
+    """The files under ``prefix`` (none under a directory that links lead out of the served roots)."""
+    served = _served(request)
+    prefix = request.query_params.get("prefix", "")
+    return JSONResponse({"names": served.storage.listNames(prefix) if _servable(request, served, prefix) else []})
 
 
 def _query_json(request: Request) -> dict[str, Any]:
