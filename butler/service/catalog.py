@@ -35,7 +35,7 @@ _log = logging.getLogger(__name__)
 
 #: the name (in a rewritten cfg) of a parent that the server does not have: a client finds no repository there
 _MISSING = "~missing~"
-#: an absolute path in a text (not the path part of a URL: no word character, ``:`` or ``/`` before it)
+#: an absolute path in a text (not the path part of a URL or a relative path: none of ``\w:/.~-`` before it)
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/[^\s'\"]+")
 #: how every FITS file begins
 _FITS_SIGNATURE = b"SIMPLE  ="
