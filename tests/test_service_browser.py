@@ -118,3 +118,20 @@ def test_dataset_page_shows_the_header_table_and_a_preview(browser, served, tmp_
     screenshot = directory / "service-dataset-page.png"
     assert browser.save_screenshot(str(screenshot))
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dataset_page_shows_the_lineage(browser, served):
+    from selenium.webdriver.common.by import By
+
+    assert load(browser, served.url + "/repositories/v2/datasets/src?visit=101&detector=0") == []
+    lineage = browser.find_element(By.ID, "lineage")
+    assert '"threshold"' in lineage.find_element(By.CSS_SELECTOR, "dd.config").text  # the demo's settings
+    assert "by " in lineage.find_element(By.CSS_SELECTOR, "dd.run").text
+    rows = [row.find_elements(By.TAG_NAME, "td") for row in lineage.find_elements(By.CSS_SELECTOR, "table.inputs tr")]
+    inputs = {cells[0].text: cells for cells in rows if len(cells) == 5}
+    assert {"raw", "bias", "flat"} <= set(inputs)
+    assert inputs["raw"][2].text == served.repo("input") + "/raw/v0101/raw_v0101_d00.fits"
+    assert inputs["raw"][3].text == "(no record)" and len(inputs["bias"][3].text) == 64  # the calibrations' digests
+    assert "/tmp/" not in lineage.text
+    assert load(browser, served.url + "/repositories/input/datasets/raw?visit=101&detector=0") == []
+    assert "No provenance record" in browser.find_element(By.ID, "lineage").text

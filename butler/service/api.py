@@ -29,7 +29,8 @@ from ..cfg import CFG_FILENAME
 from ..errors import ButlerError, DataIdValueError, DatasetNotFoundError, RegistryError
 from .catalog import Catalog, Served
 
-__all__ = ["routes", "API", "dataset_links", "parse_data_id", "json_value", "type_keys"]
+__all__ = ["routes", "API", "dataset_links", "parse_data_id", "json_value", "type_keys", "content_digest",
+           "recorded_digest", "lineage"]
 
 #: the prefix of every API path
 API = "/api/v1"
@@ -38,6 +39,9 @@ _CHUNK = 1 << 20
 _DIGESTS: OrderedDict[tuple, str] = OrderedDict()
 _DIGESTS_LOCK = threading.Lock()
 _DIGESTS_KEPT = 4096
+#: seconds a file's modification time may follow its provenance record's time (the record is made while the file
+#: is written: `butler.storage.StorageInterface.writeBytes` records the bytes before it writes them)
+RECORD_SLACK = 60.0
 
 
 def json_value(value: Any) -> Any:
@@ -101,11 +105,80 @@ def _repository_url(request: Request, name: str) -> str:
 # -- content digests and ranges --------------------------------------------------------------------
 
 
-def content_digest(stream: IO[bytes]) -> str:
+def _signature(location: str) -> tuple | None:
+    """The version of a provenance store at rest (its file's size and mtime); None when there is none, or
+    when it is being written (it has a ``-wal`` file: a reader would share the writer's ``-shm`` file)."""
+    try:
+        info = os.stat(location)
+    except OSError:
+        return None
+    return None if os.path.exists(location + "-wal") else (info.st_size, info.st_mtime_ns)
+
+
+class _Stores:
+    """The provenance stores of the served repositories at rest, each opened once per version of its file
+    (`butler.registry.provenance.ProvenanceStore.for_reading` opens it ``immutable``: nothing is written)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[tuple, Any, threading.Lock]] = {}
+
+    def get(self, storage: Any) -> tuple[Any, threading.Lock] | None:
+        """The store of a storage's repository and the lock its readers hold; None when it has none."""
+        from ..registry.provenance import PROVENANCE_FILENAME, ProvenanceStore
+
+        with storage.localFile(PROVENANCE_FILENAME) as location:
+            signature = _signature(location)
+        with self._lock:
+            known = self._open.get(location)
+            if known is not None and known[0] == signature:
+                return known[1], known[2]
+            if known is not None:
+                known[1].close()
+                del self._open[location]
+            store = ProvenanceStore.for_reading(storage) if signature is not None else None
+            if store is None:
+                return None
+            self._open[location] = (signature, store, threading.Lock())
+            return store, self._open[location][2]
+
+
+_STORES = _Stores()
+
+
+def recorded_digest(storage: Any, path: str, size: int, mtime: float) -> str | None:
+    """The SHA-256 the repository's provenance records give the file at ``path``, or None.
+
+    Only a record that describes this version of the file counts: of its size,
+    and, when still pending, with that digest (`butler.provenance.lineage.current_row`);
+    and no older than the file's last modification by more than `RECORD_SLACK`
+    seconds (a put records a file while it writes it: a file changed in place
+    later is newer than its record, and is hashed instead). The records of a
+    repository being written are not read (see `_signature`): its files are hashed.
+    """
+    import datetime
+
+    from ..provenance.lineage import current_row
+
+    if not getattr(storage, "hasLocalFiles", False):
+        return None
+    opened = _STORES.get(storage)
+    if opened is None:
+        return None
+    store, lock = opened
+    with lock:
+        row = current_row(store, storage, path, size)
+    if row is None or datetime.datetime.fromisoformat(row["time"]).timestamp() + RECORD_SLACK < mtime:
+        return None
+    return row["sha256"]
+
+
+def content_digest(stream: IO[bytes], storage: Any = None, path: str | None = None) -> str:
     """The SHA-256 of a stream's whole content, kept per version of a local file (device, inode, size,
-    modification time), so each version is hashed once. The provenance digest, once recorded, stands
-    in for it."""
-    key = None
+    modification time), so each version is looked up once: the digest its provenance record gives
+    (`recorded_digest`, when ``storage`` and ``path`` name the file and it has one; nothing is read),
+    else the hash of the stream."""
+    key = info = None
     fileno = getattr(stream, "fileno", None)
     if fileno is not None:
         try:
@@ -118,11 +191,15 @@ def content_digest(stream: IO[bytes]) -> str:
             if key in _DIGESTS:
                 _DIGESTS.move_to_end(key)
                 return _DIGESTS[key]
-    stream.seek(0)
-    digest = hashlib.sha256()
-    while block := stream.read(_CHUNK):
-        digest.update(block)
-    value = digest.hexdigest()
+    value = None
+    if info is not None and storage is not None and path is not None:
+        value = recorded_digest(storage, path, info.st_size, info.st_mtime)
+    if value is None:
+        stream.seek(0)
+        digest = hashlib.sha256()
+        while block := stream.read(_CHUNK):
+            digest.update(block)
+        value = digest.hexdigest()
     if key is not None:
         with _DIGESTS_LOCK:
             _DIGESTS[key] = value
@@ -178,15 +255,17 @@ def file_response(request: Request, storage: Any, path: str, headers: Mapping[st
         if path and storage.exists(path):
             exc.isDirectory = True  # type: ignore[attr-defined]  # sent with the report: a client's exists
         raise
-    return stream_response(request, stream, headers)
+    return stream_response(request, stream, headers, storage, path)
 
 
-def stream_response(request: Request, stream: IO[bytes], headers: Mapping[str, str] | None = None) -> Response:
-    """The content of a seekable stream, as `file_response` sends a file (the stream is closed)."""
+def stream_response(request: Request, stream: IO[bytes], headers: Mapping[str, str] | None = None,
+                    storage: Any = None, path: str | None = None) -> Response:
+    """The content of a seekable stream, as `file_response` sends a file (the stream is closed; ``storage``
+    and ``path``, when given, name its file for `content_digest`)."""
     streaming = False
     try:
         size = stream.seek(0, os.SEEK_END)
-        etag = f'"{content_digest(stream)}"'
+        etag = f'"{content_digest(stream, storage, path)}"'
         common = {"ETag": etag, "Accept-Ranges": "bytes", **(headers or {})}
         if_match = request.headers.get("if-match")
         if if_match is not None and if_match not in ("*", etag):
@@ -333,41 +412,84 @@ def header(request: Request) -> Response:
         served, datasetType, parse_data_id(request)))})
 
 
+def lineage(catalog: Catalog, served: Served, datasetType: str, dataId: Mapping[str, Any], baseUrl: str,
+            depth: int | None = None) -> dict[str, Any] | None:
+    """A dataset's provenance record (`butler.Butler.provenance`, inputs followed ``depth`` levels, None: all)
+    as plain data, the shape of ``butler provenance --format json``, with no path of the server's disk
+    (`Catalog.publicRecord`); None when its file has no record."""
+    from ..errors import NoResults
+
+    try:
+        record = served.butler.provenance(datasetType, dict(dataId), depth=depth)
+    except NoResults:
+        served.locate(datasetType, dataId)  # no dataset at all is the client's 404
+        return None
+    return catalog.publicRecord(json.loads(json.dumps(record.to_dict(), default=str)), baseUrl)
+
+
+def _depth(request: Request) -> int | None:
+    text = request.query_params.get("depth")
+    if not text:
+        return None
+    if not text.isdigit():
+        raise DataIdValueError(f"depth {text!r} is no count of levels (a whole number >= 0)")
+    return int(text)
+
+
 def provenance(request: Request) -> Response:
-    """What is known of where a dataset came from: its content digest (the provenance records of
-    `butler.Butler.provenance`, once recorded, are added here)."""
+    """Where a dataset came from: its content digest, and its provenance record with its inputs followed
+    (``lineage``: `lineage`, None when its file has none); ``depth`` limits the levels followed."""
     served = _served(request)
+    catalog = _catalog(request)
     datasetType = request.path_params["datasetType"]
     dataId = parse_data_id(request)
     found = served.locate(datasetType, dataId)
     with found.storage.openRead(found.path) as stream:
-        digest = content_digest(stream)
-    name = _catalog(request).nameOf(found.repository.root) or served.name
+        digest = content_digest(stream, found.storage, found.path)
+    name = catalog.nameOf(found.repository.root) or served.name
     return JSONResponse({"datasetType": datasetType, "dataId": json_value(dataId), "digest": digest,
-                         "repository": _repository_url(request, name), "records": []})
+                         "repository": _repository_url(request, name),
+                         "lineage": lineage(catalog, served, datasetType, dataId, _base_url(request),
+                                            _depth(request))})
 
 
 # -- what the http storage and registry ask ------------------------------------------------------------
 
 
 def files(request: Request) -> Response:
-    """A file of a served repository; its ``repositoryCfg.yaml`` as clients see it (`Catalog.cfgView`)."""
+    """A file of a served repository (links out of the served roots: `Catalog.checkServable`); its
+    ``repositoryCfg.yaml`` as clients see it (`Catalog.cfgView`)."""
     served = _served(request)
     path = request.path_params["path"]
     if path == CFG_FILENAME:
         view = _catalog(request).cfgView(served, _base_url(request))
         if view is not None:
             return stream_response(request, io.BytesIO(view))
+    _catalog(request).checkServable(served, served.storage, path)
     return file_response(request, served.storage, path)
 
 
+def _servable(request: Request, served: Served, path: str) -> bool:
+    """Whether `files` would serve what is at ``path`` (`Catalog.checkServable`; a refusal is logged)."""
+    try:
+        _catalog(request).checkServable(served, served.storage, path)
+    except DatasetNotFoundError:
+        return False
+    return True
+
+
 def exists(request: Request) -> Response:
+    """Whether a file or directory is at ``path`` (one that links lead out of the served roots is not)."""
+    served = _served(request)
     path = request.query_params.get("path", "")
-    return JSONResponse({"exists": _served(request).storage.exists(path) if path else True})
+    return JSONResponse({"exists": served.storage.exists(path) and _servable(request, served, path) if path else True})
 
 
 def listing(request: Request) -> Response:
-    return JSONResponse({"names": _served(request).storage.listNames(request.query_params.get("prefix", ""))})
+    """The files under ``prefix`` (none under a directory that links lead out of the served roots)."""
+    served = _served(request)
+    prefix = request.query_params.get("prefix", "")
+    return JSONResponse({"names": served.storage.listNames(prefix) if _servable(request, served, prefix) else []})
 
 
 def _query_json(request: Request) -> dict[str, Any]:

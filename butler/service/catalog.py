@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -21,6 +22,7 @@ from urllib.parse import quote
 import attrs
 
 from ..errors import (
+    ButlerError,
     DatasetNotFoundError,
     MapperError,
     RegistryError,
@@ -33,6 +35,12 @@ _log = logging.getLogger(__name__)
 
 #: the name (in a rewritten cfg) of a parent that the server does not have: a client finds no repository there
 _MISSING = "~missing~"
+#: an absolute path in a text (not the path part of a URL or a relative path: none of ``\w:/.~-`` before it)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/[^\s'\"]+")
+#: how every FITS file begins
+_FITS_SIGNATURE = b"SIMPLE  ="
+#: the fields of a provenance record (`butler.provenance.ProvenanceRecord.to_dict`) that hold repository roots
+_ROOT_FIELDS = ("repository", "inputs", "outputs")
 
 
 @attrs.frozen
@@ -64,6 +72,8 @@ class Served:
     given: bool
     _butler: Any = None
     _registries: dict = attrs.field(factory=dict)
+    _located: dict = attrs.field(factory=dict)
+    _catalog: Any = None
     _lock: threading.RLock = attrs.field(factory=threading.RLock)
 
     @property
@@ -120,6 +130,35 @@ class Served:
         """The roots of the repository's parents, in order."""
         return [parent.root for parent in self.repository.parents]
 
+    def locates(self, path: str) -> bool:
+        """Whether the repository's mapper locates a dataset of its own at ``path``: the path matches a dataset
+        type's template, and the data ID it encodes (completed from the registry) maps back to it, here."""
+        with self._lock:
+            if path not in self._located:
+                self._located[path] = self._findLocated(path)
+            return self._located[path]
+
+    def _findLocated(self, path: str) -> bool:
+        from ..registry import FsScanner
+
+        mappings = getattr(self.repository.mapper, "mappings", None) or {}
+        here = os.path.realpath(self.root)
+        for datasetType in mappings:
+            try:
+                template = mappings[datasetType].template
+            except (RuntimeError, ButlerError):  # declared without a template
+                continue
+            values = FsScanner(template).match(path)
+            if values is None:
+                continue
+            try:
+                found = self.locate(datasetType, values)
+            except ButlerError:
+                continue
+            if found.path == path and os.path.realpath(found.repository.root) == here:
+                return True
+        return False
+
     def locate(self, datasetType: str, dataId: Mapping[str, Any]) -> DatasetFile:
         """Where the dataset's file is, by the mapper's search.
 
@@ -129,6 +168,8 @@ class Served:
             When no repository searched holds it.
         MapperError
             For a composite dataset (several files).
+        DatasetNotFoundError
+            When its file is refused (`Catalog.checkServable`).
         """
         from ..dataId import merge_data_id
         from ..location import ButlerComposite, split_hdu
@@ -141,7 +182,10 @@ class Served:
             raise MapperError(f"{datasetType} {dict(dataId)!r} in served repository {self.name} is a composite "
                               "dataset: it has no single file")
         path, hdu = split_hdu(location.locationList[0])
-        return DatasetFile(location.storage or found.repository.storage, path, hdu, found.repository)
+        storage = location.storage or found.repository.storage
+        if self._catalog is not None:
+            self._catalog.checkServable(self, storage, path, located=True)
+        return DatasetFile(storage, path, hdu, found.repository)
 
 
 class Catalog:
@@ -180,7 +224,8 @@ class Catalog:
         while name in self.served or name.startswith("~"):
             number += 1
             name = f"{base.lstrip('~')}-{number}"
-        served = self.served[name] = self._byReal[real] = Served(name=name, root=root, given=given)
+        served = self.served[name] = self._byReal[real] = Served(name=name, root=root, given=given,
+                                                                       catalog=self)
         _log.info("serving %s as %s", root, name)
         return served
 
@@ -196,6 +241,37 @@ class Catalog:
         served = self._byReal.get(os.path.realpath(root))
         return served.name if served is not None else None
 
+    def checkServable(self, served: Served, storage: Any, path: str, located: bool = False) -> None:
+        """Refuse a file that symbolic links take outside every served root, unless it is what ingest links:
+        a regular FITS file that is the dataset file the mapper locates at ``path`` (``located``: the caller
+        found ``path`` by the mapper's search; else `Served.locates` is asked).
+
+        Links that stay inside the served roots are followed as the storage follows them. A refusal is
+        logged (with the link's target, on the server only) and answered as a missing file (404), so a
+        client learns nothing of what lies outside.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            When the file is refused.
+        """
+        if not getattr(storage, "hasLocalFiles", False):
+            return
+        with storage.localFile(path) as local:
+            target = os.path.realpath(local)
+        if any(target == root or target.startswith(root.rstrip("/") + "/") for root in self._byReal):
+            return
+        if os.path.isfile(target) and self._isFits(storage, path) and (located or served.locates(path)):
+            return
+        _log.warning("refused %s of served repository %s: it leads to %s, outside every served root, and is no "
+                     "FITS file the repository's mapper locates there", path, served.name, target)
+        raise DatasetNotFoundError(f"no file {path} in served repository {served.name}")
+
+    @staticmethod
+    def _isFits(storage: Any, path: str) -> bool:
+        with storage.openRead(path) as stream:
+            return stream.read(len(_FITS_SIGNATURE)) == _FITS_SIGNATURE
+
     def publicText(self, text: str, baseUrl: str) -> str:
         """``text`` (an error message) with each served root replaced by its URL: a client is told which
         remote repository, never a path of the server's disk."""
@@ -205,6 +281,32 @@ class Catalog:
         for root, name in roots:
             text = text.replace(root, f"{baseUrl.rstrip('/')}/{quote(name, safe='')}")
         return text
+
+    def publicRoot(self, root: str, baseUrl: str) -> str:
+        """The URL a root is served at; of a root this server does not serve, a URL where there is none
+        (named by the root's last component), as a cfg's missing parent is shown."""
+        if "://" in root:
+            return root
+        name = self.nameOf(root)
+        if name is None:
+            name = _MISSING + posixpath.basename(root.rstrip("/"))
+        return f"{baseUrl.rstrip('/')}/{quote(name, safe='~')}"
+
+    def publicRecord(self, data: Any, baseUrl: str, key: str | None = None) -> Any:
+        """A provenance record as plain data (`butler.provenance.ProvenanceRecord.to_dict`) with no path of
+        the server's disk: repository roots (``repository``, a run's ``inputs`` and ``outputs``) as
+        `publicRoot` URLs; in any other text, served roots as their URLs and what else is an absolute path
+        by its last component (``.../NAME``)."""
+        if isinstance(data, Mapping):
+            return {k: self.publicRecord(v, baseUrl, k) for k, v in data.items()}
+        if isinstance(data, (list, tuple)):
+            return [self.publicRecord(item, baseUrl, key) for item in data]
+        if not isinstance(data, str):
+            return data
+        if key in _ROOT_FIELDS and data.startswith("/"):
+            return self.publicRoot(data, baseUrl)
+        return _ABSOLUTE_PATH.sub(lambda m: ".../" + posixpath.basename(m.group(0).rstrip("/")),
+                                  self.publicText(data, baseUrl))
 
     def cfgView(self, served: Served, baseUrl: str) -> bytes | None:
         """The repository's ``repositoryCfg.yaml`` as a client sees it: parents as this server's URLs.
@@ -231,9 +333,6 @@ class Catalog:
         if isinstance(parent, RepositoryCfg):
             return attrs.evolve(parent, root=self._parentUrl(parent.root, baseUrl),
                                 parents=[self._parentUrl(p, baseUrl) for p in parent.parents])
-        if parent is None or "://" in str(parent):
+        if parent is None:
             return parent
-        name = self.nameOf(str(parent))
-        if name is None:
-            name = _MISSING + posixpath.basename(str(parent).rstrip("/"))
-        return f"{baseUrl.rstrip('/')}/{quote(name, safe='~')}"
+        return self.publicRoot(str(parent), baseUrl)

@@ -4,9 +4,10 @@
 dataset types and a query form; ``.../query``: the data IDs found, each
 linked to its page; ``.../datasets/TYPE?KEY=VALUE``: one dataset, its FITS
 header as a table (as stored, as the ``<type>_md`` dataset gives it), a PNG
-preview of an image (ZScale), the first rows of a table, and the API
-references of the dataset. ``/api/v1/docs`` lists the API from its OpenAPI
-description.
+preview of an image (ZScale), the first rows of a table, its lineage (the
+provenance record: run, config, inputs with their files and digests, each
+input's own record folded below it), and the API references of the dataset.
+``/api/v1/docs`` lists the API from its OpenAPI description.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from ..errors import ButlerError, DataIdValueError
-from .api import API, dataset_links, header_cards, json_value, read_header, type_keys
+from ..errors import ButlerError, DataIdValueError, MapperError
+from .api import API, dataset_links, header_cards, json_value, lineage, read_header, type_keys
 from .catalog import Served
 
 __all__ = ["routes", "error_page", "preview_png"]
@@ -128,17 +129,26 @@ def _table_rows(table: Any) -> tuple[list[str], list[list[str]]]:
     return names, [[str(row[name]) for name in names] for row in table[:_TABLE_ROWS]]
 
 
+def _read(served: Served, datasetType: str, dataId: Mapping[str, Any]) -> Any:
+    """The dataset, read once its file has passed `Served.locate`'s check (a composite has no one file)."""
+    try:
+        served.locate(datasetType, dataId)
+    except MapperError:
+        pass
+    return served.butler.get(datasetType, dataId)
+
+
 def dataset(request: Request) -> Response:
     served = _served(request)
     datasetType = request.path_params["datasetType"]
     dataId = _form_data_id(request, served, datasetType)
+    obj = _read(served, datasetType, dataId)
     try:
         cards = header_cards(read_header(served, datasetType, dataId))
     except ButlerError as exc:  # a dataset without a FITS header (a pickle, a YAML file)
         cards, headerProblem = [], f"{type(exc).__name__}: {exc}"
     else:
         headerProblem = ""
-    obj = served.butler.get(datasetType, dataId)
     kind = _kind(obj)
     columns, rows = _table_rows(obj) if kind == "table" else ([], [])
     preview = (f"/repositories/{quote(served.name, safe='')}/datasets/{quote(datasetType, safe='')}/preview.png?"
@@ -146,7 +156,9 @@ def dataset(request: Request) -> Response:
     return _page("dataset.html", title=f"{datasetType} {json.dumps(json_value(dataId))}", served=served,
                  datasetType=datasetType, dataId=dataId, cards=cards, headerProblem=headerProblem, kind=kind,
                  columns=columns, rows=rows, preview=preview, summary=repr(obj)[:2000] if kind == "other" else "",
-                 links=dataset_links(served.name, datasetType, dataId))
+                 links=dataset_links(served.name, datasetType, dataId),
+                 lineage=lineage(request.app.state.catalog, served, datasetType, dataId,
+                                 str(request.base_url).rstrip("/")))
 
 
 def preview_png(pixels: Any) -> bytes:
@@ -169,7 +181,7 @@ def preview_png(pixels: Any) -> bytes:
 def preview(request: Request) -> Response:
     served = _served(request)
     datasetType = request.path_params["datasetType"]
-    obj = served.butler.get(datasetType, _form_data_id(request, served, datasetType))
+    obj = _read(served, datasetType, _form_data_id(request, served, datasetType))
     if _kind(obj) != "image":
         raise DataIdValueError(f"{datasetType} in served repository {served.name} is no image: no preview")
     return Response(preview_png(getattr(obj, "data", obj)), media_type="image/png")
