@@ -26,6 +26,7 @@ import shlex
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -77,9 +78,19 @@ class _UuidSeries:
         return f"{self._prefix}{count:012x}"
 
 
+#: the last whole second `utc_now` formatted, and its text
+_second: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
-    """The time now, UTC, ISO 8601 with microseconds."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    """The time now, UTC, ISO 8601 with microseconds (as ``datetime.isoformat``; the date and time of day
+    formatted once a second)."""
+    global _second
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second = (second, datetime.datetime.fromtimestamp(second, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{int((now - second) * 1e6):06d}+00:00"
 
 
 def _plain(value: Any) -> Any:
@@ -90,13 +101,16 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+#: the types a data ID value is stored as they are
+_JSON_SCALARS = frozenset({int, str, float, bool, type(None)})
 #: one encoder for every data ID (`json.dumps` with options makes a new one per call)
 _SORTED_JSON = json.JSONEncoder(sort_keys=True)
 
 
 def canonical_data_id(dataId: Mapping[str, Any]) -> str:
     """A data ID as canonical JSON text (keys sorted), the form records store and compare."""
-    return _SORTED_JSON.encode({str(key): _plain(value) for key, value in dataId.items()})
+    return _SORTED_JSON.encode({str(key): value if type(value) in _JSON_SCALARS else _plain(value)
+                                for key, value in dataId.items()})
 
 
 def _config_text(config: Mapping[str, Any] | None, label: str) -> str | None:
@@ -197,7 +211,7 @@ class _Writing:
     (A class, not a generator: it wraps every put.)
     """
 
-    __slots__ = ("recorder", "storage", "location", "datasetType", "dataId", "paths", "written", "observing")
+    __slots__ = ("recorder", "storage", "location", "datasetType", "dataId", "written", "observing")
 
     def __init__(self, recorder: ProvenanceRecorder, storage: Any, location: Any, datasetType: str,
                  dataId: Mapping):
@@ -206,13 +220,12 @@ class _Writing:
         self.location = location
         self.datasetType = datasetType
         self.dataId = dataId
-        self.paths = {split_hdu(path)[0] for path in location.locationList}
         self.written: list[tuple[_Output, str, str, str, int]] = []
         self.observing = observe_writes(self.observe)
 
     def observe(self, writer: Any, relpath: str, size: int, sha256: str) -> None:
-        if writer is not self.storage or relpath not in self.paths:  # a backup copy, another repository
-            return
+        if writer is not self.storage or relpath not in {split_hdu(path)[0] for path in self.location.locationList}:
+            return  # a backup copy, another repository
         recorded = self.recorder._record(self.storage, self.location, self.datasetType, self.dataId, relpath, size,
                                          sha256)
         if recorded is not None:
@@ -313,10 +326,12 @@ class ProvenanceRecorder:
 
     def _leave_parent_stores(self) -> None:
         """In a forked child, forget the stores opened before the fork: their connections and journals are
-        the parent's to write and finish (the child opens its own)."""
+        the parent's to write and finish (the child opens its own); and draw new record UUIDs (the parent's
+        series goes on in the parent)."""
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._outputs, self._readers, self._written = {}, {}, {}
+            self._uuid = _UuidSeries()
 
     def writing(self, storage: Any, location: Any, datasetType: str, dataId: Mapping) -> _Writing:
         """Record each file of ``location`` that ``storage`` writes in the block, before it is published."""

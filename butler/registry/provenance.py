@@ -392,9 +392,9 @@ class ProvenanceStore:
     def _append(self, line: bytes) -> None:
         """Append one line to the journal; on an error, cut it back to the lines before (no torn line)."""
         try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(self._fd, view):]
+            written = os.write(self._fd, line)
+            while written < len(line):  # a short write (a signal, a full disk): the rest, or an error
+                written += os.write(self._fd, line[written:])
             if FSYNC:
                 os.fsync(self._fd)
         except BaseException:
