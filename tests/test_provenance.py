@@ -39,7 +39,7 @@ def sha256(path: Path | str) -> str:
 
 
 def journals(root: Path) -> list[str]:
-    return sorted(p.name for p in root.glob(f"{PROVENANCE_FILENAME}-*.journal"))
+    return sorted(p.name for p in root.glob(f"{PROVENANCE_FILENAME}-*.sqlite3-journal"))
 
 
 def listing(root: Path) -> dict[str, tuple[int, int]]:

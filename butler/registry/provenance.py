@@ -18,8 +18,9 @@ written on every put, by many processes at once, so this store edits the file
 in place in SQLite's WAL mode (writers take turns on SQLite's lock with a long
 busy timeout, readers never block writers), and a put does not even commit to
 it: each writing store owns a **journal**, a file beside the database
-(``provenance.sqlite3-<hex>.journal``, registered in the ``journal`` table when
-the store opens) to which a put appends its rows as one JSON line (one
+(``provenance.sqlite3-<hex>.sqlite3-journal``, named like SQLite's own files
+so that whatever skips those skips it; registered in the ``journal`` table
+when the store opens) to which a put appends its rows as one JSON line (one
 ``write``). The journal is folded into the database in one transaction (its
 rows inserted, its ``folded`` offset moved to its end) when its records are
 finished, and every few hundred records (bounding what readers parse); the
@@ -77,7 +78,7 @@ PROVENANCE_FILENAME = "provenance.sqlite3"
 #: states of a dataset record
 PENDING, DONE = "pending", "done"
 #: the name of a journal, at the root beside the database
-_JOURNAL_NAME = re.compile(re.escape(PROVENANCE_FILENAME) + r"-[0-9a-f]+\.journal")
+_JOURNAL_NAME = re.compile(re.escape(PROVENANCE_FILENAME) + r"-[0-9a-f]+\.sqlite3-journal")
 #: the encoder of journal lines (one for all: `json.dumps` with options makes a new one per call)
 _LINE_JSON = json.JSONEncoder(separators=(",", ":"))
 #: how long a writer waits for another writer's transaction, in milliseconds
@@ -285,7 +286,7 @@ class ProvenanceStore:
     def _open_journal(self) -> None:
         """Create this writer's journal (locked before it has its name, so it is never taken for a dead
         writer's), and register it in the transaction that folds the journals of dead writers."""
-        name = f"{PROVENANCE_FILENAME}-{secrets.token_hex(8)}.journal"
+        name = f"{PROVENANCE_FILENAME}-{secrets.token_hex(8)}.sqlite3-journal"
         with atomic_write(name, root=self._root) as tmp:
             fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
             try:
