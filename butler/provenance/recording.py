@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import functools
 import getpass
+import itertools
 import json
 import logging
 import os
@@ -63,19 +64,16 @@ class _UuidSeries:
     """UUIDs for the records of one recorder: a random version-4 UUID's first 80 bits, then a counter.
 
     As unique as random UUIDs (80 random bits per recorder, then distinct
-    counters), without a call to the random source per put.
+    counters), without a call to the random source per put. (``next`` of a
+    `itertools.count` is atomic: threads draw distinct numbers.)
     """
 
     def __init__(self) -> None:
         self._prefix = new_uuid()[:24]  # "xxxxxxxx-xxxx-4xxx-yxxx-"
-        self._next = 0
-        self._lock = threading.Lock()
+        self._count = itertools.count(1)
 
     def __call__(self) -> str:
-        with self._lock:
-            self._next += 1
-            count = self._next
-        return f"{self._prefix}{count:012x}"
+        return f"{self._prefix}{next(self._count):012x}"
 
 
 #: the last whole second `utc_now` formatted, and its text
