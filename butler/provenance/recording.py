@@ -48,6 +48,18 @@ FOLD_EVERY = 256
 RECORDED_PACKAGES = ("butler", "numpy", "astropy", "pyyaml", "attrs")
 
 
+#: how many times this process's ancestors forked it (a recorder made before a fork finds it changed)
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+
 def recording_enabled(flag: bool | None) -> bool:
     """Whether a Butler records provenance: ``flag`` when given, else `ENV_SWITCH` (on unless turned off)."""
     if flag is not None:
@@ -252,7 +264,7 @@ class ProvenanceRecorder:
     def __init__(self, inputs: list[str], outputs: list[str], tags: list[str]):
         self.runId = new_uuid()
         self._uuid = _UuidSeries()
-        self._pid = os.getpid()
+        self._forks = _forks
         self._run = {"uuid": self.runId, "start": utc_now(), "inputs": json.dumps(inputs),
                      "outputs": json.dumps(outputs), "tags": json.dumps(sorted(tags))}
         self._scopes = [_Scope(None)]
@@ -326,8 +338,8 @@ class ProvenanceRecorder:
         """In a forked child, forget the stores opened before the fork: their connections and journals are
         the parent's to write and finish (the child opens its own); and draw new record UUIDs (the parent's
         series goes on in the parent)."""
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
+        if self._forks != _forks:
+            self._forks = _forks
             self._outputs, self._readers, self._written = {}, {}, {}
             self._uuid = _UuidSeries()
 
