@@ -371,3 +371,16 @@ def test_butler_fsync_makes_the_store_synchronous(tmp_path):
         assert result.returncode == 0, result.stderr
         levels[flag] = int(result.stdout.strip())
     assert levels == {"0": 1, "1": 2}  # NORMAL (no fsync per commit), FULL
+
+
+def test_a_store_written_before_journals_is_read(tmp_path):
+    root = tmp_path / "a"
+    writer = Butler(outputs=RepositoryArgs(root=str(root), mapper=MapperForTestWriting, mode="rw"))
+    writer.put(TestObject(1), "foo", visit=1, ccd=0)
+    del writer
+    gc.collect()
+    with contextlib.closing(sqlite3.connect(str(root / PROVENANCE_FILENAME))) as db:
+        db.execute("DROP TABLE journal")  # as the store was before journals
+        db.commit()
+    record = read_lineage(Storage.openExisting(str(root)), "filename_ccd0_visit1.txt")
+    assert record is not None and record.state == "done" and record.sha256 == sha256(root / record.path)
