@@ -14,6 +14,8 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +36,10 @@ VISITS = {1: "g", 2: "g", 3: "r"}
 
 def sha256(path: Path | str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def journals(root: Path) -> list[str]:
+    return sorted(p.name for p in root.glob(f"{PROVENANCE_FILENAME}-*.sqlite3-journal"))
 
 
 def listing(root: Path) -> dict[str, tuple[int, int]]:
@@ -225,6 +231,16 @@ def test_sigkill_mid_put_leaves_file_and_record_both_present_or_both_absent(tmp_
             assert (record is not None) == (root / path).exists(), (round_, path)
             if record is not None:
                 assert record.sha256 == sha256(root / path), (round_, path)
+    before = {path: read_lineage(storage, path) for path in (f"filename_ccd0_visit{v}.txt" for v in range(5))}
+    assert journals(root), "the killed writers' journals are where their records are"
+    _put_many(str(root), 9, 1)  # the next writer folds the dead writers' journals, then removes its own
+    gc.collect()
+    assert journals(root) == []
+    with contextlib.closing(sqlite3.connect(f"file:{root / PROVENANCE_FILENAME}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 0
+    for path, record in before.items():
+        after = read_lineage(storage, path)
+        assert (after is None, after and after.uuid) == (record is None, record and record.uuid), path
 
 
 def test_a_pending_record_counts_only_with_its_file(tmp_path):
@@ -260,3 +276,111 @@ def test_a_butler_alternating_gets_and_puts_writes_each_input_once(tmp_path):
     with contextlib.closing(sqlite3.connect(f"file:{root / PROVENANCE_FILENAME}?mode=ro", uri=True)) as db:
         edges = db.execute("SELECT COUNT(*) FROM edge").fetchone()[0]
     assert edges == 30 + 29  # each read once, then once more for the set rebuilt without visit 3
+
+
+def _put_and_read_back(root: str, reader_path: str, conn) -> None:
+    """Put (recording into this process's journal), and tell the parent through ``conn`` what a reader sees."""
+    butler = Butler(outputs=RepositoryArgs(root=root, mode="rw"))
+    butler.put(TestObject("child"), "foo", visit=2, ccd=0)
+    conn.send("put")
+    conn.recv()  # the parent has read it: now finish
+    del butler
+
+
+def test_records_of_a_live_writer_are_read_from_its_journal(tmp_path):
+    """A record is visible to other processes from the moment its put returns, before any fold."""
+    root = tmp_path / "out"
+    Butler(outputs=RepositoryArgs(root=str(root), mapper=MapperForTestWriting, mode="rw"))
+    context = multiprocessing.get_context("fork")
+    parent, child = context.Pipe()
+    process = context.Process(target=_put_and_read_back, args=(str(root), "", child))
+    process.start()
+    assert parent.poll(60) and parent.recv() == "put"
+    storage = Storage.openExisting(str(root))
+    live = read_lineage(storage, "filename_ccd0_visit2.txt")
+    assert live is not None and live.state == "pending" and live.sha256 == sha256(root / live.path)
+    assert len(journals(root)) == 1
+    with contextlib.closing(sqlite3.connect(f"file:{root / PROVENANCE_FILENAME}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT COUNT(*) FROM dataset").fetchone()[0] == 0  # nothing folded yet
+    parent.send("go")
+    process.join(60)
+    assert process.exitcode == 0
+    done = read_lineage(storage, "filename_ccd0_visit2.txt")
+    assert (done.uuid, done.state) == (live.uuid, "done") and journals(root) == []
+
+
+def test_a_journal_is_folded_every_few_hundred_records(tmp_path):
+    from butler.provenance.recording import FOLD_EVERY
+
+    root = tmp_path / "out"
+    butler = Butler(outputs=RepositoryArgs(root=str(root), mapper=MapperForTestWriting, mode="rw"))
+    for i in range(FOLD_EVERY + 3):
+        butler.put(TestObject(i), "foo", visit=i, ccd=0)
+    with contextlib.closing(sqlite3.connect(f"file:{root / PROVENANCE_FILENAME}?mode=ro", uri=True)) as db:
+        states = dict(db.execute("SELECT state, COUNT(*) FROM dataset GROUP BY state").fetchall())
+    assert states == {"done": FOLD_EVERY}  # folded as done; the last 3 only in the journal
+    store = ProvenanceStore.for_reading(Storage.openExisting(str(root)))
+    assert len(store.datasets()) == FOLD_EVERY + 3 and len({row["uuid"] for row in store.datasets()}) == FOLD_EVERY + 3
+    store.close()
+    last = butler.provenance("foo", visit=FOLD_EVERY + 2, ccd=0)
+    assert last.state == "done" and [item.dataId["visit"] for item in last.inputs] == []
+
+
+def _put_with_the_parents_butler(butler: Butler) -> None:
+    butler.put(TestObject("child"), "foo", visit=1, ccd=0)
+    assert butler.provenance("foo", visit=1, ccd=0).state == "done"  # asking finishes the child's records
+
+
+def test_a_forked_child_records_in_a_journal_of_its_own(tmp_path):
+    root = tmp_path / "out"
+    butler = Butler(outputs=RepositoryArgs(root=str(root), mapper=MapperForTestWriting, mode="rw"))
+    butler.put(TestObject("parent"), "foo", visit=0, ccd=0)
+    context = multiprocessing.get_context("fork")
+    process = context.Process(target=_put_with_the_parents_butler, args=(butler,))
+    process.start()
+    process.join(60)
+    assert process.exitcode == 0
+    butler.put(TestObject("parent again"), "foo", visit=2, ccd=0)
+    del butler
+    gc.collect()
+    storage = Storage.openExisting(str(root))
+    for visit in range(3):
+        record = read_lineage(storage, f"filename_ccd0_visit{visit}.txt")
+        assert record is not None and record.state == "done", visit
+        assert record.sha256 == sha256(root / record.path)
+    assert len(journals(root)) == 1  # the child's: it ended without closing its Butler (os._exit)
+    _put_many(str(root), 9, 1)  # the next writer folds it
+    gc.collect()
+    assert journals(root) == [] and read_lineage(storage, "filename_ccd0_visit1.txt").state == "done"
+
+
+def test_butler_fsync_makes_the_store_synchronous(tmp_path):
+    script = (
+        "import sys\n"
+        "from butler import Butler, RepositoryArgs\n"
+        "from butler.test import MapperForTestWriting, TestObject\n"
+        "b = Butler(outputs=RepositoryArgs(root=sys.argv[1], mapper=MapperForTestWriting))\n"
+        "b.put(TestObject(1), 'foo', visit=1, ccd=0)\n"
+        "store = b._recorder._outputs[b.outputRepositories()[0].root].store\n"
+        "print(store._conn.execute('PRAGMA synchronous').fetchone()[0])\n")
+    levels = {}
+    for flag in ("0", "1"):
+        env = {**os.environ, "BUTLER_FSYNC": flag}
+        result = subprocess.run([sys.executable, "-c", script, str(tmp_path / flag)], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        levels[flag] = int(result.stdout.strip())
+    assert levels == {"0": 1, "1": 2}  # NORMAL (no fsync per commit), FULL
+
+
+def test_a_store_written_before_journals_is_read(tmp_path):
+    root = tmp_path / "a"
+    writer = Butler(outputs=RepositoryArgs(root=str(root), mapper=MapperForTestWriting, mode="rw"))
+    writer.put(TestObject(1), "foo", visit=1, ccd=0)
+    del writer
+    gc.collect()
+    with contextlib.closing(sqlite3.connect(str(root / PROVENANCE_FILENAME))) as db:
+        db.execute("DROP TABLE journal")  # as the store was before journals
+        db.commit()
+    record = read_lineage(Storage.openExisting(str(root)), "filename_ccd0_visit1.txt")
+    assert record is not None and record.state == "done" and record.sha256 == sha256(root / record.path)

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from ..errors import DatasetNotFoundError
-from ..registry.provenance import PENDING
+from ..registry.provenance import PENDING, is_store_file
 
 __all__ = ["RunInfo", "ProvenanceInput", "ProvenanceRecord", "VerifyProblem", "read_lineage", "current_row",
            "verify_repository"]
@@ -307,7 +307,7 @@ class VerifyProblem:
 def _is_repository_file(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
     return (name in _REPOSITORY_FILES or name.startswith("_parent/") or base.startswith(".")
-            or name.endswith(_DATABASE_SUFFIXES) or "~" in base)
+            or name.endswith(_DATABASE_SUFFIXES) or is_store_file(name) or "~" in base)
 
 
 def verify_repository(storage: Any, datasetTypes: Sequence[str] = ()) -> tuple[int, list[VerifyProblem]]:

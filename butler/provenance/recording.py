@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import functools
 import getpass
+import itertools
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import shlex
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -40,8 +42,22 @@ _log = logging.getLogger(__name__)
 
 #: the environment variable that turns recording off for Butlers not told either way ("0", "false", "off", "no")
 ENV_SWITCH = "BUTLER_PROVENANCE"
+#: how many published records an output's journal holds before they are folded (bounds what its readers parse)
+FOLD_EVERY = 256
 #: the packages whose versions a run records
 RECORDED_PACKAGES = ("butler", "numpy", "astropy", "pyyaml", "attrs")
+
+
+#: how many times this process's ancestors forked it (a recorder made before a fork finds it changed)
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
 
 
 def recording_enabled(flag: bool | None) -> bool:
@@ -56,9 +72,35 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
+class _UuidSeries:
+    """UUIDs for the records of one recorder: a random version-4 UUID's first 80 bits, then a counter.
+
+    As unique as random UUIDs (80 random bits per recorder, then distinct
+    counters), without a call to the random source per put. (``next`` of a
+    `itertools.count` is atomic: threads draw distinct numbers.)
+    """
+
+    def __init__(self) -> None:
+        self._prefix = new_uuid()[:24]  # "xxxxxxxx-xxxx-4xxx-yxxx-"
+        self._count = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._count):012x}"
+
+
+#: the last whole second `utc_now` formatted, and its text
+_second: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
-    """The time now, UTC, ISO 8601 with microseconds."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    """The time now, UTC, ISO 8601 with microseconds (as ``datetime.isoformat``; the date and time of day
+    formatted once a second)."""
+    global _second
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second = (second, datetime.datetime.fromtimestamp(second, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{int((now - second) * 1e6):06d}+00:00"
 
 
 def _plain(value: Any) -> Any:
@@ -69,9 +111,16 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+#: the types a data ID value is stored as they are
+_JSON_SCALARS = frozenset({int, str, float, bool, type(None)})
+#: one encoder for every data ID (`json.dumps` with options makes a new one per call)
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)
+
+
 def canonical_data_id(dataId: Mapping[str, Any]) -> str:
     """A data ID as canonical JSON text (keys sorted), the form records store and compare."""
-    return json.dumps({str(key): _plain(value) for key, value in dataId.items()}, sort_keys=True)
+    return _SORTED_JSON.encode({str(key): value if type(value) in _JSON_SCALARS else _plain(value)
+                                for key, value in dataId.items()})
 
 
 def _config_text(config: Mapping[str, Any] | None, label: str) -> str | None:
@@ -166,6 +215,41 @@ class _Output:
         self.quanta: set[str] = set()
 
 
+class _Writing:
+    """The block of `ProvenanceRecorder.writing`: the storage's write observer records the location's files.
+
+    (A class, not a generator: it wraps every put.)
+    """
+
+    __slots__ = ("recorder", "storage", "location", "datasetType", "dataId", "written", "observing")
+
+    def __init__(self, recorder: ProvenanceRecorder, storage: Any, location: Any, datasetType: str,
+                 dataId: Mapping):
+        self.recorder = recorder
+        self.storage = storage
+        self.location = location
+        self.datasetType = datasetType
+        self.dataId = dataId
+        self.written: list[tuple[_Output, str, str, str, int]] = []
+        self.observing = observe_writes(self.observe)
+
+    def observe(self, writer: Any, relpath: str, size: int, sha256: str) -> None:
+        if writer is not self.storage or relpath not in {split_hdu(path)[0] for path in self.location.locationList}:
+            return  # a backup copy, another repository
+        recorded = self.recorder._record(self.storage, self.location, self.datasetType, self.dataId, relpath, size,
+                                         sha256)
+        if recorded is not None:
+            self.written.append((recorded[0], relpath, recorded[1], sha256, size))
+
+    def __enter__(self) -> None:
+        self.observing.__enter__()
+
+    def __exit__(self, excType: type | None, *rest: object) -> None:
+        self.observing.__exit__(excType, *rest)
+        if excType is None:
+            self.recorder._published(self.storage.root, self.written)
+
+
 class ProvenanceRecorder:
     """The reads and writes of one Butler.
 
@@ -179,6 +263,8 @@ class ProvenanceRecorder:
 
     def __init__(self, inputs: list[str], outputs: list[str], tags: list[str]):
         self.runId = new_uuid()
+        self._uuid = _UuidSeries()
+        self._forks = _forks
         self._run = {"uuid": self.runId, "start": utc_now(), "inputs": json.dumps(inputs),
                      "outputs": json.dumps(outputs), "tags": json.dumps(sorted(tags))}
         self._scopes = [_Scope(None)]
@@ -240,6 +326,7 @@ class ProvenanceRecorder:
 
     def _output(self, storage: Any) -> _Output | None:
         root = storage.root
+        self._leave_parent_stores()
         if root not in self._outputs:
             from ..registry.provenance import ProvenanceStore
 
@@ -247,34 +334,42 @@ class ProvenanceRecorder:
             self._outputs[root] = _Output(store) if store is not None else None
         return self._outputs[root]
 
-    @contextlib.contextmanager
-    def writing(self, storage: Any, location: Any, datasetType: str, dataId: Mapping) -> Iterator[None]:
+    def _leave_parent_stores(self) -> None:
+        """In a forked child, forget the stores opened before the fork: their connections and journals are
+        the parent's to write and finish (the child opens its own); and draw new record UUIDs (the parent's
+        series goes on in the parent)."""
+        if self._forks != _forks:
+            self._forks = _forks
+            self._outputs, self._readers, self._written = {}, {}, {}
+            self._uuid = _UuidSeries()
+
+    def writing(self, storage: Any, location: Any, datasetType: str, dataId: Mapping) -> _Writing:
         """Record each file of ``location`` that ``storage`` writes in the block, before it is published."""
-        paths = {split_hdu(path)[0] for path in location.locationList}
+        return _Writing(self, storage, location, datasetType, dataId)
+
+    def _record(self, storage: Any, location: Any, datasetType: str, dataId: Mapping, relpath: str, size: int,
+                sha256: str) -> tuple[_Output, str] | None:
+        """Store the pending record of a file about to be published; its output and UUID (None: no store)."""
+        output = self._output(storage)  # made with the first file a put publishes, not before
+        if output is None:
+            return None
         scope = self._scopes[-1]
-        written: list[tuple[_Output, str, str, str, int]] = []
+        recordId = self._uuid()
+        record = {"uuid": recordId, "run": self.runId, "quantum": scope.quantum["uuid"] if scope.quantum else None,
+                  "datasetType": datasetType, "dataId": canonical_data_id(location.dataId or dataId),
+                  "path": relpath, "size": size, "sha256": sha256, "time": utc_now()}
+        self._add(output, record, scope)
+        return output, recordId
 
-        def observe(writer: Any, relpath: str, size: int, sha256: str) -> None:
-            if writer is not storage or relpath not in paths:  # a backup copy, another repository
-                return
-            output = self._output(storage)  # made with the first file a put publishes, not before
-            if output is None:
-                return
-            dataIdText = canonical_data_id(location.dataId or dataId)
-            recordId = new_uuid()
-            record = {"uuid": recordId, "run": self.runId,
-                      "quantum": scope.quantum["uuid"] if scope.quantum else None,
-                      "datasetType": datasetType, "dataId": dataIdText, "path": relpath, "size": size,
-                      "sha256": sha256, "time": utc_now()}
-            self._add(output, record, scope)
-            written.append((output, relpath, recordId, sha256, size))
-
-        with observe_writes(observe):
-            yield
+    def _published(self, root: str, written: list[tuple[_Output, str, str, str, int]]) -> None:
+        """Note the records of a put whose files are published (`flush` marks them done)."""
         with self._lock:
             for output, relpath, recordId, sha256, size in written:
                 output.pending.append(recordId)
-                self._written[(storage.root, relpath)] = (recordId, sha256, size)
+                self._written[(root, relpath)] = (recordId, sha256, size)
+                if len(output.pending) >= FOLD_EVERY:  # fold them, done, so that readers parse a short journal
+                    output.store.finish(output.pending)
+                    output.pending = []
 
     def _add(self, output: _Output, record: dict[str, Any], scope: _Scope) -> None:
         """Store a pending record with its run, quantum and input set (one transaction).
@@ -284,27 +379,27 @@ class ProvenanceRecorder:
         to it, and no new read means the same set.
         """
         root = output.store.location
-        reads = list(scope.reads.values())
+        count = len(scope.reads)
         generation, parent, start = scope.sets.get(root, (None, None, 0))
-        if generation != scope.generation or start > len(reads):
+        if generation != scope.generation or start > count:
             parent, start = None, 0
         inputset, edges = None, []
         setId = parent
-        if start < len(reads):
-            setId = new_uuid()
+        if start < count:  # new reads (only then are the reads copied: a scope may hold many)
+            setId = self._uuid()
             inputset = {"uuid": setId, "parent": parent}
             edges = [{"inputset": setId, "position": position, "input": inputId, "sha256": digest,
                       "datasetType": entry.datasetType, "dataId": entry.dataIdText,
                       "repository": entry.storage.root, "path": entry.path, "size": entry.size,
                       "mtime": entry.mtime}
-                     for position, entry in enumerate(reads[start:], start)
+                     for position, entry in enumerate(list(scope.reads.values())[start:], start)
                      for inputId, digest in [self._resolve(entry)]]
         record["inputs"] = setId
         with self._lock:
             run = None if output.runWritten else self._run_row()
             quantum = scope.quantum if scope.quantum and scope.quantum["uuid"] not in output.quanta else None
             output.store.add_pending(record, inputset, edges, run, quantum)
-            scope.sets[root] = (scope.generation, setId, len(reads))
+            scope.sets[root] = (scope.generation, setId, count)
             output.runWritten = True
             if quantum is not None:
                 output.quanta.add(quantum["uuid"])
@@ -346,6 +441,7 @@ class ProvenanceRecorder:
         """Mark the records whose files are published done, note the run's end so far, and close the stores
         of the repositories read (a connection left open would keep their writers' ``-wal`` files there)."""
         with self._lock:
+            self._leave_parent_stores()
             for output in self._outputs.values():
                 if output is not None and output.runWritten:
                     output.store.finish(output.pending, {self.runId: utc_now()})

@@ -61,8 +61,7 @@ _write_observer: contextvars.ContextVar[Callable[[Any, str, int, str], None] | N
     "butler_write_observer", default=None)
 
 
-@contextlib.contextmanager
-def observe_writes(callback: Callable[[Any, str, int, str], None]) -> Iterator[None]:
+class observe_writes:  # noqa: N801 - used as a function: ``with observe_writes(callback):``
     """Call ``callback(storage, relpath, size, sha256)`` for each file a storage writes in this block.
 
     The digest is of the bytes the storage writes (``writeBytes``: the data as
@@ -70,13 +69,19 @@ def observe_writes(callback: Callable[[Any, str, int, str], None]) -> Iterator[N
     library writing by path leaves its bytes), and the call comes after the
     bytes are complete and *before* the file is published at its path: what the
     callback records exists before the file does. An exception from the callback
-    publishes nothing.
+    publishes nothing. (A class, not a generator: it wraps every recorded put.)
     """
-    token = _write_observer.set(callback)
-    try:
-        yield
-    finally:
-        _write_observer.reset(token)
+
+    __slots__ = ("_callback", "_token")
+
+    def __init__(self, callback: Callable[[Any, str, int, str], None]):
+        self._callback = callback
+
+    def __enter__(self) -> None:
+        self._token = _write_observer.set(self._callback)
+
+    def __exit__(self, *exc: object) -> None:
+        _write_observer.reset(self._token)
 
 
 def _digest_file(path: str) -> tuple[int, str]:
