@@ -417,11 +417,12 @@ class ProvenanceStore:
     def _fold(self, done: Sequence[str], runs: Mapping[str, str] | None, last: bool = False) -> None:
         """Insert the journal's entries not yet folded, and mark ``done`` and ``runs``, in one transaction;
         the ``last`` fold unregisters the journal."""
-        done = set(done)
+        published = set(done)
         with self._transaction() as conn:
-            inserted = _insert_entries(conn, self._tail, done)
-            if len(done) > len(inserted):  # records folded before their files were published
-                conn.executemany("UPDATE dataset SET state = ? WHERE uuid = ?", [(DONE, u) for u in done - inserted])
+            inserted = _insert_entries(conn, self._tail, published)
+            if len(published) > len(inserted):  # records folded before their files were published
+                conn.executemany("UPDATE dataset SET state = ? WHERE uuid = ?",
+                                 [(DONE, u) for u in published - inserted])
             for uuid, end in (runs or {}).items():
                 conn.execute('UPDATE run SET "end" = ? WHERE uuid = ?', (end, uuid))
             if last:

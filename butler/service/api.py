@@ -121,7 +121,7 @@ class _Stores:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: dict[str, tuple[tuple, Any, threading.Lock]] = {}
+        self._open: dict[str, tuple[tuple | None, Any, threading.Lock]] = {}
 
     def get(self, storage: Any) -> tuple[Any, threading.Lock] | None:
         """The store of a storage's repository and the lock its readers hold; None when it has none."""
