@@ -831,6 +831,12 @@ class CameraMapper(Mapper):
         """Return whether this mapper maps ``datasetType`` and has ``std_<datasetType>``."""
         return datasetType in self.mappings and hasattr(self, "std_" + datasetType)
 
+    @classmethod
+    def fillsTemplateDirectly(cls) -> bool:
+        """Whether this class fills a template with ``template % dataId`` (it overrides neither
+        `_mapActualToPath` nor `_transformId`): `Mapping.map` then fills it without a call."""
+        return cls._mapActualToPath is CameraMapper._mapActualToPath and cls._transformId is CameraMapper._transformId
+
     def _mapActualToPath(self, template: str, actualId: Any) -> str:
         """Fill a template from a data ID (after `_transformId`)."""
         transformedId = self._transformId(actualId)
