@@ -191,7 +191,8 @@ class Mapping:
             if addFunc is not None:
                 additionalData = {**addFunc(self.datasetType, actualId), **actualId}
         else:
-            path, found = self.rootStorage.probe(path, self._readsCompressed())
+            compressed = self._compressed
+            path, found = self.rootStorage.probe(path, self._readsCompressed() if compressed is None else compressed)
         return ButlerLocation(self.python, self.persistable, self.storage, path, actualId, mapper,
                               self.storageFor(write), usedDataId={key: actualId[key] for key in self.keyDict},
                               datasetType=self.datasetType, additionalData=additionalData,
@@ -260,7 +261,7 @@ class Mapping:
         checkKeys = getattr(mapper, "checkDataIdKeys", None)
         if checkKeys is not None:
             checkKeys(self.datasetType, dataId)
-        return check_data_id(dataId, self.keyKinds(mapper), self.keyDict, self.datasetType, mapper.root)
+        return check_data_id(dataId, self._kinds or self.keyKinds(mapper), self.keyDict, self.datasetType, mapper.root)
 
     def keyKinds(self, mapper: Any) -> dict[str, type]:
         """``{key: int, float or str}``: the kind of every data-ID key this mapping knows.
