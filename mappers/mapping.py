@@ -23,6 +23,7 @@ from butler.errors import (
     MapperError,
     NoResults,
     RegistryError,
+    RegistrySchemaError,
     TemplateError,
     UnknownStorageError,
 )
@@ -210,18 +211,20 @@ class Mapping:
         missing = tuple(key for key in self.keyDict if key not in actualId)
         where: tuple[str, ...] = ()
         query = None
+        lasting = True  # a plan is kept unless the registry could not be asked (it may be back next call)
         if (missing and type(self).lookup is Mapping.lookup and self.registry is not None and self.tables
                 and self.range is None and _SKYMAP_SET.isdisjoint(missing)
                 and not (_VISIT_PROPERTIES.issuperset(missing) and "visit" in actualId and "raw" in self.tables)):
             where = self._whereKeys(actualId)
             try:
                 query = self.registry.lookup_plan(missing, self.tables, where, template=self._template)
-            except RegistryError as exc:
+            except RegistryError as exc:  # `_complete` decides, and raises what it raised before
+                lasting = isinstance(exc, RegistrySchemaError)
                 _log.debug("%s: no lookup plan for keys %s (%s)", self.datasetType, list(actualId), exc)
         mapperType = type(mapper)
         direct = getattr(mapperType, "fillsTemplateDirectly", None)
         plan = _MapPlan(missing, where, query, fillsDirectly=direct is not None and direct())
-        if len(self._plans) < _MAX_PLANS:
+        if lasting and len(self._plans) < _MAX_PLANS:
             self._plans[(mapperType, *actualId)] = plan
         return plan
 

@@ -69,7 +69,8 @@ def _in_another_process(code: str, **names: str) -> None:
 def test_a_row_and_file_added_by_another_process_after_the_plan_are_found(lsstcam: Path) -> None:
     mapper = LsstCamMapper(root=str(lsstcam))
     location = mapper.map("raw", FIRST)
-    assert location.found and location.getLocationsWithRoot() == [str(_path(lsstcam, FIRST, "2021-01-01", "R01", "S01"))]
+    assert location.found
+    assert location.getLocationsWithRoot() == [str(_path(lsstcam, FIRST, "2021-01-01", "R01", "S01"))]
     with pytest.raises(NoResults):
         mapper.map("raw", LATER)  # the same shape: the plan is built, and holds no answer
     plan = mapper.mappings["raw"]._plans[(LsstCamMapper, "expId", "detector")]
