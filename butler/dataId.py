@@ -243,25 +243,6 @@ def _convert(value: Any, kind: Any, inPath: bool) -> Any:
     return value
 
 
-def _kept_as_is(value: Any, kind: Any, inPath: bool) -> bool:
-    """Whether `_convert` would return the value unchanged, told from cheap tests (the common case).
-
-    An `int` in range for an integer key or one of no or unknown kind; plain ASCII
-    text for a text key or one of no or unknown kind that, where it fills a path,
-    holds no separator, ``..`` or control character and is a non-empty name
-    within the length limit (for ASCII text, `str.isprintable` is False exactly
-    for the control characters). Anything else goes through `_convert`, which
-    converts it or says why it is refused.
-    """
-    value_type = type(value)
-    if value_type is int:
-        return (kind is int or kind is None or kind is _UNKNOWN) and INT_MIN <= value <= INT_MAX
-    if value_type is not str or not (kind is str or kind is None or kind is _UNKNOWN) or not value.isascii():
-        return False
-    return not inPath or (0 < len(value) <= NAME_MAX and value.isprintable() and "/" not in value
-                          and "\\" not in value and ".." not in value)
-
-
 def _check_text(value: str) -> None:
     """Refuse text that a registry or a file system cannot take."""
     try:
@@ -335,10 +316,23 @@ def check_data_id(dataId: Any, kinds: Mapping[str, type | None], pathKeys: Itera
     converted: dict = {}
     for key, value in dataId.items():
         kind = kinds.get(key, _UNKNOWN)
-        if _kept_as_is(value, kind, key in pathKeys):
+        inPath = key in pathKeys
+        # the common case, told from cheap tests inline (this runs for every value of every map):
+        # an `int` in range for an integer key or one of no or unknown kind; plain ASCII text
+        # for a text key or one of no or unknown kind that, where it fills a path, holds no
+        # separator, ``..`` or control character and is a non-empty name within the length
+        # limit (for ASCII text, `str.isprintable` is False exactly for the control characters).
+        # Anything else goes through `_convert`, which converts it or says why it is refused.
+        valueType = type(value)
+        if valueType is int:
+            if (kind is int or kind is None or kind is _UNKNOWN) and INT_MIN <= value <= INT_MAX:
+                continue
+        elif (valueType is str and (kind is str or kind is None or kind is _UNKNOWN) and value.isascii()
+              and (not inPath or (0 < len(value) <= NAME_MAX and value.isprintable() and "/" not in value
+                                  and "\\" not in value and ".." not in value))):
             continue
         try:
-            new = _convert(value, kind, key in pathKeys)
+            new = _convert(value, kind, inPath)
         except _Refused as refused:
             raise _refusal(refused, key, value, datasetType, dataId, repository) from None
         if new is not value:

@@ -527,6 +527,8 @@ class CameraMapper(Mapper):
                               if self.policy.get("needCalibRegistry") else None)
         self._writeRecipes = self._initWriteRecipes()
         self._recipeOfType: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
+        #: dataset type -> its `Mapping`, for the types `map` hands straight to their mapping
+        self._mappedDirectly: dict[str, Mapping] = {}
         self._initMappings(provided)
 
     @functools.cached_property
@@ -748,10 +750,14 @@ class CameraMapper(Mapper):
         changed. Other types are checked here when the camera's `validate`
         would see the values first.
         """
-        mapping = self.mappings.get(datasetType)
-        if mapping is not None and not _class_defines(type(self), "map_" + datasetType):
+        mapping = self._mappedDirectly.get(datasetType)
+        if mapping is None:
+            mapping = self.mappings.get(datasetType)
+            if mapping is not None and not _class_defines(type(self), "map_" + datasetType):
+                self._mappedDirectly[datasetType] = mapping
+        if mapping is not None and self._mappedDirectly.get(datasetType) is mapping:
             checked = mapping.checkDataId(self, dataId)
-            validated = self.validate(checked)
+            validated = checked if type(self).validate is Mapper.validate else self.validate(checked)
             return mapping.map(self, validated, write, checked=validated is checked)
         if mapping is None or type(self).validate is not Mapper.validate:
             dataId = self.checkDataId(datasetType, dataId)
@@ -830,6 +836,12 @@ class CameraMapper(Mapper):
     def canStandardize(self, datasetType: str) -> bool:
         """Return whether this mapper maps ``datasetType`` and has ``std_<datasetType>``."""
         return datasetType in self.mappings and hasattr(self, "std_" + datasetType)
+
+    @classmethod
+    def fillsTemplateDirectly(cls) -> bool:
+        """Whether this class fills a template with ``template % dataId`` (it overrides neither
+        `_mapActualToPath` nor `_transformId`): `Mapping.map` then fills it without a call."""
+        return cls._mapActualToPath is CameraMapper._mapActualToPath and cls._transformId is CameraMapper._transformId
 
     def _mapActualToPath(self, template: str, actualId: Any) -> str:
         """Fill a template from a data ID (after `_transformId`)."""

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+import attrs
 
 from butler.dataId import check_data_id, check_path, kind_of_column
 from butler.errors import (
@@ -21,6 +23,7 @@ from butler.errors import (
     MapperError,
     NoResults,
     RegistryError,
+    RegistrySchemaError,
     TemplateError,
     UnknownStorageError,
 )
@@ -45,6 +48,24 @@ def _as_list(value: Any) -> list | None:
     if isinstance(value, (list, tuple)):
         return list(value)
     return [value]
+
+
+#: at most this many plans per mapping (one per mapper class and order of data-ID keys given)
+_MAX_PLANS = 64
+
+
+@attrs.frozen(slots=True)
+class _MapPlan:
+    """How `Mapping.map` completes and fills one shape of data ID (see `Mapping._plan`)."""
+
+    #: the template keys the data ID lacks, in the template's order
+    missing: tuple[str, ...]
+    #: the data-ID keys the registry statement compares, in order of its values
+    where: tuple[str, ...]
+    #: ``query(values)`` -> rows of ``missing`` (`Registry.lookup_plan`), or None: `Mapping._complete` decides
+    query: Callable[[Sequence[Any]], list[tuple]] | None
+    #: the mapper fills templates as `CameraMapper` does (``template % dataId``): no call needed
+    fillsDirectly: bool
 
 
 def registry_name(registry: Any) -> str:
@@ -96,6 +117,8 @@ class Mapping:
         self._tableColumns: set[str] | None = None
         self._kinds: dict[str, type] | None = None
         self._compressed: bool | None = None
+        #: ``{(mapper class, *data-ID keys): _MapPlan}``: shapes only, never registry rows or files
+        self._plans: dict[tuple, _MapPlan] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.datasetType!r}, template={self._template!r})"
@@ -139,14 +162,25 @@ class Mapping:
         # the values given are checked before the registry is asked about them,
         # the values the registry supplies (once) before they fill the template
         actualId = dict(dataId if checked else self.checkDataId(mapper, dataId or {}))
-        keyDict = self.keyDict
-        missing = [key for key in keyDict if key not in actualId]
+        plan = self._plans.get((type(mapper), *actualId))
+        if plan is None:
+            plan = self._plan(mapper, actualId)
+        missing = plan.missing
         if missing:
-            supplied = dict(zip(missing, self._complete(missing, actualId)))
+            rows = plan.query([actualId[key] for key in plan.where]) if plan.query is not None else None
+            if rows is None or len(rows) != 1:  # no plan, or no unique row: as before, with its errors
+                rows = [self._complete(list(missing), actualId)]
+            supplied = dict(zip(missing, rows[0]))
             # every key supplied fills the path: the dict itself is the set of path keys
             actualId.update(check_data_id(supplied, self._kinds or self.keyKinds(mapper), supplied,
                                           self.datasetType, mapper.root))
-        path = mapper._mapActualToPath(template, actualId)
+        if plan.fillsDirectly:
+            try:
+                path = template % actualId
+            except Exception:  # noqa: BLE001 - the mapper's own fill raises the error that says why
+                path = mapper._mapActualToPath(template, actualId)
+        else:
+            path = mapper._mapActualToPath(template, actualId)
         check_path(path, self.datasetType, actualId, mapper.root)
         if path[:1] == "/":
             raise MapperError(f"Mapped path should not be absolute: {path!r} (dataset type "
@@ -158,11 +192,41 @@ class Mapping:
             if addFunc is not None:
                 additionalData = {**addFunc(self.datasetType, actualId), **actualId}
         else:
-            path, found = self.rootStorage.probe(path, self._readsCompressed())
+            compressed = self._compressed
+            path, found = self.rootStorage.probe(path, self._readsCompressed() if compressed is None else compressed)
         return ButlerLocation(self.python, self.persistable, self.storage, path, actualId, mapper,
-                              self.storageFor(write), usedDataId={key: actualId[key] for key in keyDict},
+                              self.storageFor(write), usedDataId={key: actualId[key] for key in self.keyDict},
                               datasetType=self.datasetType, additionalData=additionalData,
                               repository=getattr(mapper, "repository", None), found=found)
+
+    def _plan(self, mapper: Any, actualId: dict) -> _MapPlan:
+        """Work out (once per mapper class and data-ID key order) how `map` completes such a data ID.
+
+        The plan holds shapes only: the keys missing, the registry statement
+        that supplies them (None where `_complete` must decide: no registry or
+        table, a sky-map key, the ``raw_visit`` shortcut, a validity range, or
+        names the registry refuses), and whether the template can be filled
+        from the data ID as it is. Every `map` runs the statement afresh.
+        """
+        missing = tuple(key for key in self.keyDict if key not in actualId)
+        where: tuple[str, ...] = ()
+        query = None
+        lasting = True  # a plan is kept unless the registry could not be asked (it may be back next call)
+        if (missing and type(self).lookup is Mapping.lookup and self.registry is not None and self.tables
+                and self.range is None and _SKYMAP_SET.isdisjoint(missing)
+                and not (_VISIT_PROPERTIES.issuperset(missing) and "visit" in actualId and "raw" in self.tables)):
+            where = self._whereKeys(actualId)
+            try:
+                query = self.registry.lookup_plan(missing, self.tables, where, template=self._template)
+            except RegistryError as exc:  # `_complete` decides, and raises what it raised before
+                lasting = isinstance(exc, RegistrySchemaError)
+                _log.debug("%s: no lookup plan for keys %s (%s)", self.datasetType, list(actualId), exc)
+        mapperType = type(mapper)
+        direct = getattr(mapperType, "fillsTemplateDirectly", None)
+        plan = _MapPlan(missing, where, query, fillsDirectly=direct is not None and direct())
+        if lasting and len(self._plans) < _MAX_PLANS:
+            self._plans[(mapperType, *actualId)] = plan
+        return plan
 
     def _readsCompressed(self) -> bool:
         """Whether this dataset type's format reads ``.gz``/``.fz`` files (a storage name no
@@ -200,7 +264,7 @@ class Mapping:
         checkKeys = getattr(mapper, "checkDataIdKeys", None)
         if checkKeys is not None:
             checkKeys(self.datasetType, dataId)
-        return check_data_id(dataId, self.keyKinds(mapper), self.keyDict, self.datasetType, mapper.root)
+        return check_data_id(dataId, self._kinds or self.keyKinds(mapper), self.keyDict, self.datasetType, mapper.root)
 
     def keyKinds(self, mapper: Any) -> dict[str, type]:
         """``{key: int, float or str}``: the kind of every data-ID key this mapping knows.
@@ -322,10 +386,14 @@ class Mapping:
             result.append(tuple(skymap[prop] if prop in skymap else next(values) for prop in properties))
         return result
 
-    def _lookupWhere(self, registry: Any, properties: list[str], dataId: Any) -> list[tuple]:
+    def _whereKeys(self, dataId: Any) -> tuple[str, ...]:
+        """The data-ID keys that restrict a registry lookup (not the observation time or a sky-map
+        key; only the policy's ``columns`` when it names them), in the data ID's order."""
         columns, notQueried = self.columns, self._notQueried
-        where = {key: value for key, value in dataId.items()
-                 if key not in notQueried and (columns is None or key in columns)}
+        return tuple(key for key in dataId if key not in notQueried and (columns is None or key in columns))
+
+    def _lookupWhere(self, registry: Any, properties: list[str], dataId: Any) -> list[tuple]:
+        where = {key: dataId[key] for key in self._whereKeys(dataId)}
         if self.range is not None:
             where[self.range] = dataId[self.obsTimeName]
         try:

@@ -20,7 +20,7 @@ import contextlib
 import importlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeGuard
 
 import attrs
@@ -181,6 +181,42 @@ class Registry(abc.ABC):
         butler.errors.RegistrySchemaError
             When a key or property is no column of the tables.
         """
+
+    def lookup_plan(self, lookupProperties: Sequence[str], reference: Sequence[str], keys: Sequence[str],
+                    **kwargs: Any) -> Callable[[Sequence[Any]], list[tuple]]:
+        """Return a callable running one `lookup` shape: these columns, tables and equality keys.
+
+        The plan holds the shape only (names, statement text), never rows: each
+        call queries the registry as it is now. This default calls `lookup`;
+        SQL registries check the names and build the statement once, here.
+
+        Parameters
+        ----------
+        lookupProperties : sequence of `str`
+            The columns to return, in order.
+        reference : sequence of `str`
+            The tables, joined.
+        keys : sequence of `str`
+            The data-ID keys compared for equality, in the order their values are given.
+        **kwargs
+            Hints passed to `lookup` (``template``, ``storage``).
+
+        Returns
+        -------
+        run : callable
+            ``run(values)``: the rows for ``values`` (one per key, in order).
+
+        Raises
+        ------
+        butler.errors.RegistrySchemaError
+            When a table, key or property is unknown (SQL registries say so here).
+        """
+        properties, tables, names = list(lookupProperties), list(reference), tuple(keys)
+
+        def run(values: Sequence[Any]) -> list[tuple]:
+            return self.lookup(properties, tables, dict(zip(names, values)), **kwargs)
+
+        return run
 
     @abc.abstractmethod
     def executeQuery(self, returnFields: Any, joinClause: Any, whereFields: Iterable | None,

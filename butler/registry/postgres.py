@@ -33,7 +33,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 import attrs
@@ -481,6 +481,20 @@ class PostgresRegistry(Registry):
         return self._select_rows(tuple(sequencify(lookupProperties)), tuple(sequencify(reference)), where,
                                  range_, values, dataId)
 
+    def lookup_plan(self, lookupProperties: Sequence[str], reference: Sequence[str], keys: Sequence[str],
+                    **kwargs: Any) -> Callable[[Sequence[Any]], list[tuple]]:
+        """A `lookup` of one shape as a callable (see `Registry.lookup_plan`): the names are
+        checked and the statement rendered here, once; each call only binds and runs it."""
+        names = tuple(keys)
+        query, kinds = self._select(tuple(lookupProperties), tuple(reference),
+                                    tuple((key, PLACEHOLDER) for key in names), None)
+        bind_and_run = self._bind_and_run
+
+        def run(values: Sequence[Any]) -> list[tuple]:
+            return bind_and_run(query, kinds, values, dict(zip(names, values)))
+
+        return run
+
     def executeQuery(self, returnFields: Any, joinClause: Any, whereFields: Iterable | None,
                      range: Sequence[str] | None, values: Sequence[Any]) -> list[tuple]:
         """Run a lookup given in the Gen2 ``executeQuery`` form (see `SqliteRegistry.executeQuery`)."""
@@ -494,6 +508,11 @@ class PostgresRegistry(Registry):
     def _select_rows(self, fields: tuple[str, ...], tables: tuple[str, ...], where: tuple[tuple[str, str], ...],
                      range_: tuple[str, str, str] | None, values: list[Any], dataId: Any) -> list[tuple]:
         query, kinds = self._select(fields, tables, where, range_)
+        return self._bind_and_run(query, kinds, values, dataId)
+
+    def _bind_and_run(self, query: str, kinds: list[type | None], values: Sequence[Any], dataId: Any) -> list[tuple]:
+        """Run a built ``SELECT`` with its values coerced to the kinds of their columns (no row for
+        a value that can never equal its column)."""
         bound = [_coerce(value, kind) for value, kind in zip(values, kinds)]
         if _NO_MATCH in bound:
             return []

@@ -28,7 +28,7 @@ import re
 import shutil
 import sqlite3
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -129,6 +129,10 @@ def _locked_directory(directory: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+#: the types sqlite3 binds as they are (`_bindable` is not called for them)
+_BOUND_AS_IS = frozenset((str, int, float, bytes, type(None)))
 
 
 def _bindable(value: Any) -> Any:
@@ -238,7 +242,7 @@ class SqliteRegistry(Registry):
         connection = self._writer if self._writer is not None else self.conn
         _log.debug("%s: %s %r", self.location, sql, values)
         try:
-            return connection.execute(sql, [_bindable(v) for v in values])
+            return connection.execute(sql, [v if type(v) in _BOUND_AS_IS else _bindable(v) for v in values])
         except sqlite3.IntegrityError as exc:
             raise RegistryConflictError(f"{exc}: registry {self.location}; SQL: {sql}; "
                                         f"values: {list(values)!r}") from exc
@@ -280,6 +284,18 @@ class SqliteRegistry(Registry):
             When the query fails otherwise.
         """
         return self._query(*self._lookup_sql(lookupProperties, reference, dataId))
+
+    def lookup_plan(self, lookupProperties: Sequence[str], reference: Sequence[str], keys: Sequence[str],
+                    **kwargs: Any) -> Callable[[Sequence[Any]], list[tuple]]:
+        """A `lookup` of one shape as a callable (see `Registry.lookup_plan`): the names are
+        checked and the ``SELECT`` built here, once; each call only binds and runs it."""
+        sql = self._select(tuple(lookupProperties), tuple(reference), tuple((key, PLACEHOLDER) for key in keys), None)
+        execute = self._execute
+
+        def run(values: Sequence[Any]) -> list[tuple]:
+            return execute(sql, values).fetchall()
+
+        return run
 
     def queryPlan(self, lookupProperties: Any, reference: Any, dataId: Mapping | None) -> list[str]:
         """Return SQLite's ``EXPLAIN QUERY PLAN`` of the `lookup` with the same arguments.
