@@ -755,10 +755,11 @@ class CameraMapper(Mapper):
             mapping = self.mappings.get(datasetType)
             if mapping is not None and not _class_defines(type(self), "map_" + datasetType):
                 self._mappedDirectly[datasetType] = mapping
-        if mapping is not None and self._mappedDirectly.get(datasetType) is mapping:
-            checked = mapping.checkDataId(self, dataId)
+        direct = self._mappedDirectly.get(datasetType)
+        if direct is not None and direct is mapping:
+            checked = direct.checkDataId(self, dataId)
             validated = checked if type(self).validate is Mapper.validate else self.validate(checked)
-            return mapping.map(self, validated, write, checked=validated is checked)
+            return direct.map(self, validated, write, checked=validated is checked)
         if mapping is None or type(self).validate is not Mapper.validate:
             dataId = self.checkDataId(datasetType, dataId)
         return super().map(datasetType, dataId, write)

@@ -225,7 +225,8 @@ class Mapping:
         direct = getattr(mapperType, "fillsTemplateDirectly", None)
         plan = _MapPlan(missing, where, query, fillsDirectly=direct is not None and direct())
         if lasting and len(self._plans) < _MAX_PLANS:
-            self._plans[(mapperType, *actualId)] = plan
+            key = (mapperType, *actualId)
+            self._plans[key] = plan
         return plan
 
     def _readsCompressed(self) -> bool:
@@ -393,7 +394,7 @@ class Mapping:
         return tuple(key for key in dataId if key not in notQueried and (columns is None or key in columns))
 
     def _lookupWhere(self, registry: Any, properties: list[str], dataId: Any) -> list[tuple]:
-        where = {key: dataId[key] for key in self._whereKeys(dataId)}
+        where: dict[Any, Any] = {key: dataId[key] for key in self._whereKeys(dataId)}
         if self.range is not None:
             where[self.range] = dataId[self.obsTimeName]
         try:
