@@ -34,6 +34,9 @@ __all__ = ["Registry", "TableSpec"]
 _log = logging.getLogger(__name__)
 
 
+#: a ``whereFields`` or range term that stands for a bound value
+PLACEHOLDER = "?"
+
 #: URI schemes naming a PostgreSQL registry
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
@@ -254,6 +257,26 @@ class Registry(abc.ABC):
     @abc.abstractmethod
     def columns(self, table: str) -> dict[str, str]:
         """``{column: declared SQL type}`` of a table, in schema order; empty for an unknown table."""
+
+    def _check_names(self, tables: Iterable[str], columns: Iterable[str]) -> dict[str, str]:
+        """Refuse unknown tables and columns (never pasted into SQL unchecked); return the tables' ``{column: type}``.
+
+        SQLite reads a double-quoted name that is no column as a string
+        literal, so a typo would silently match nothing (or everything).
+        """
+        tables = list(tables)
+        known: dict[str, str] = {}
+        for table in tables:
+            table_columns = self.columns(table)
+            if not table_columns:
+                raise RegistrySchemaError(f"no such table {table!r} in registry {self.location} "
+                                          f"(its tables: {', '.join(self.tables()) or 'none'})")
+            known.update(table_columns)
+        unknown = [c for c in columns if c != PLACEHOLDER and c not in known]
+        if unknown:
+            raise RegistrySchemaError(f"no such column {', '.join(map(repr, unknown))} in tables {tables!r} "
+                                      f"of registry {self.location}; known columns: {', '.join(known)}")
+        return known
 
     def require_columns(self, table: str, columns: Iterable[str]) -> None:
         """Check that a table exists with (at least) the given columns.

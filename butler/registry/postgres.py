@@ -47,8 +47,8 @@ from ..errors import (
     describe_data_id,
 )
 from ..utils import sequencify
-from .base import POSTGRES_SCHEMES, Registry
-from .sqlite import PLACEHOLDER, _bindable, _Schema, _sql_type, lookup_terms
+from .base import PLACEHOLDER, POSTGRES_SCHEMES, Registry
+from .sqlite import _bindable, _Schema, _sql_type, lookup_terms
 
 __all__ = ["PgTarget", "PostgresRegistry", "close_connections", "copy_sqlite_registry", "parse_postgres_uri",
            "postgres_type", "read_legacy_file"]
@@ -556,22 +556,6 @@ class PostgresRegistry(Registry):
         query = query + sql.SQL(" ORDER BY ") + sql.SQL(", ").join(map(sql.Identifier, fields))
         built = self._built[shape] = (query.as_string(None), kinds)  # rendered once: later calls only bind
         return built
-
-    def _check_names(self, tables: Iterable[str], columns: Iterable[str]) -> dict[str, str]:
-        """Refuse unknown tables and columns; return the tables' ``{column: type}``."""
-        tables = list(tables)
-        known: dict[str, str] = {}
-        for table in tables:
-            table_columns = self.columns(table)
-            if not table_columns:
-                raise RegistrySchemaError(f"no such table {table!r} in registry {self.location} "
-                                          f"(its tables: {', '.join(self.tables()) or 'none'})")
-            known.update(table_columns)
-        unknown = [c for c in columns if c != PLACEHOLDER and c not in known]
-        if unknown:
-            raise RegistrySchemaError(f"no such column {', '.join(map(repr, unknown))} in tables {tables!r} "
-                                      f"of registry {self.location}; known columns: {', '.join(known)}")
-        return known
 
     def tables(self) -> list[str]:
         """The names of the tables (and views) of the registry's schema, sorted."""

@@ -36,14 +36,12 @@ import attrs
 from ..errors import RegistryConflictError, RegistryError, RegistrySchemaError
 from ..safeio import atomic_write
 from ..utils import sequencify
-from .base import Registry
+from .base import PLACEHOLDER, Registry
 
 __all__ = ["SqliteRegistry", "quote_identifier", "build_select", "build_insert"]
 
 _log = logging.getLogger(__name__)
 
-#: a ``whereFields`` or range term that stands for a bound value
-PLACEHOLDER = "?"
 
 
 def lookup_terms(dataId: Mapping | None) -> tuple[tuple[tuple[str, str], ...], tuple[str, str, str] | None, list]:
@@ -355,25 +353,6 @@ class SqliteRegistry(Registry):
             self._check_names(tables, [*fields, *(t for pair in where for t in pair), *(range or ())])
             sql = self._schema.statements[shape] = build_select(fields, tables, where, range)
         return sql
-
-    def _check_names(self, tables: Iterable[str], columns: Iterable[str]) -> None:
-        """Refuse unknown tables and columns.
-
-        SQLite reads a double-quoted name that is no column as a string
-        literal, so a typo would silently match nothing (or everything).
-        """
-        tables = list(tables)
-        known: dict[str, str] = {}
-        for table in tables:
-            table_columns = self.columns(table)
-            if not table_columns:
-                raise RegistrySchemaError(f"no such table {table!r} in registry {self.location} "
-                                          f"(its tables: {', '.join(self.tables()) or 'none'})")
-            known.update(table_columns)
-        unknown = [c for c in columns if c != PLACEHOLDER and c not in known]
-        if unknown:
-            raise RegistrySchemaError(f"no such column {', '.join(map(repr, unknown))} in tables {tables!r} "
-                                      f"of registry {self.location}; known columns: {', '.join(known)}")
 
     def tables(self) -> list[str]:
         """The names of the registry's tables (SQLite's own excluded), sorted."""
