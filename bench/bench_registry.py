@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from timing import best_interleaved
+from timing import best_interleaved, report_ms
 
 from butler import Butler, RepositoryArgs
 from butler.ingest import _create_schema
@@ -50,11 +50,7 @@ DETECTORS = [(raft, f"S{r}{c}", 9 * index + 3 * r + c)
 
 def report(name: str, measured: float, floor: float, detail: str = "") -> None:
     """Print one figure and its ratio to the floor, with the verdict."""
-    ratio = measured / floor
-    target = TARGETS[name]
-    verdict = "ok" if ratio <= target else f"OVER target {target}x"
-    print(f"{name:<14} butler {measured * 1e3:8.3f} ms  floor {floor * 1e3:8.3f} ms  ratio {ratio:5.2f}x "
-          f"(target <= {target}x) {verdict} {detail}", flush=True)
+    report_ms(name, measured, floor, TARGETS[name], detail, width=14)
 
 
 def make_lsstcam_registry(root: str, rows: int) -> str:

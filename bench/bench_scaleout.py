@@ -68,7 +68,7 @@ from typing import Any
 
 import yaml
 from bench_registry import PER_DAY, make_lsstcam_registry
-from timing import best_of
+from timing import best_of, report_ms
 
 from butler import Butler, ButlerLocation, Mapper, RepositoryArgs, parallel
 from butler.test import TestObject
@@ -101,11 +101,7 @@ def paired(repeat: int, measured: Callable[[], object], floor: Callable[[], obje
 
 def report(name: str, measured: float, floor: float, detail: str = "") -> None:
     """Print one figure, its floor and their ratio, with the verdict."""
-    ratio = measured / floor
-    target = TARGETS[name]
-    verdict = "ok" if ratio <= target else f"OVER target {target}x"
-    print(f"{name:<12} butler {measured * 1e3:8.3f} ms  floor {floor * 1e3:8.3f} ms  ratio {ratio:5.2f}x "
-          f"(target <= {target}x) {verdict} {detail}", flush=True)
+    report_ms(name, measured, floor, TARGETS[name], detail, width=12)
 
 
 def interleaved(repeat: int, funcs: list[Callable[[], object]], rounds: int = 5) -> list[float]:

@@ -53,3 +53,11 @@ def stat_each(paths: list[str]) -> None:
             os.stat(path)
         except FileNotFoundError:
             pass
+
+
+def report_ms(name: str, measured: float, floor: float, target: float, detail: str = "", width: int = 14) -> None:
+    """Print one figure in milliseconds, its floor, their ratio and the verdict against ``target``."""
+    ratio = measured / floor
+    verdict = "ok" if ratio <= target else f"OVER target {target}x"
+    print(f"{name:<{width}} butler {measured * 1e3:8.3f} ms  floor {floor * 1e3:8.3f} ms  ratio {ratio:5.2f}x "
+          f"(target <= {target}x) {verdict} {detail}", flush=True)
