@@ -328,6 +328,27 @@ class Registry(abc.ABC):
         """
         raise self._read_only(f"create table {name!r}")
 
+    def _columns_to_create(self, name: str, columns: Sequence[tuple[str, str]], unique: Sequence[str],
+                           primary_key: str | None) -> list[tuple[str, str]] | None:
+        """The ``(column, type)`` pairs `create_table` must create, or None when the table exists with them.
+
+        Raises
+        ------
+        butler.errors.RegistrySchemaError
+            When the existing table lacks some of the columns, or ``unique``
+            names a column the table would not have.
+        """
+        columns = list(columns)
+        names = ([primary_key] if primary_key else []) + [column for column, _ in columns]
+        if name in self.tables():
+            self.require_columns(name, names)
+            return None
+        strange = [column for column in unique if column not in names]
+        if strange:
+            raise RegistrySchemaError(f"UNIQUE column {', '.join(map(repr, strange))} is not a column of "
+                                      f"table {name!r} ({', '.join(names)}) in registry {self.location}")
+        return columns
+
     def create_index(self, table: str, columns: Sequence[str], name: str | None = None) -> None:
         """Create an index on columns of a table (nothing when an index of that name exists)."""
         raise self._read_only(f"create an index on {table!r}")

@@ -33,7 +33,7 @@ from typing import Any
 
 import attrs
 
-from ..errors import RegistryConflictError, RegistryError, RegistrySchemaError
+from ..errors import RegistryConflictError, RegistryError
 from ..safeio import atomic_write
 from ..utils import sequencify
 from .base import PLACEHOLDER, Registry
@@ -457,20 +457,14 @@ class SqliteRegistry(Registry):
             names a column the table does not have.
         """
         self._require_transaction(f"create table {name!r}")
-        columns = [(column, sql_type) for column, sql_type in columns]
-        names = ([primary_key] if primary_key else []) + [column for column, _ in columns]
-        if name in self.tables():
-            self.require_columns(name, names)
+        created = self._columns_to_create(name, columns, unique, primary_key)
+        if created is None:
             return
-        strange = [column for column in unique if column not in names]
-        if strange:
-            raise RegistrySchemaError(f"UNIQUE column {', '.join(map(repr, strange))} is not a column of "
-                                      f"table {name!r} ({', '.join(names)}) in registry {self.location}")
         definitions = []
         if primary_key:
             definitions.append(f"{quote_identifier(primary_key)} INTEGER PRIMARY KEY AUTOINCREMENT")
         definitions += [f"{quote_identifier(column)} {_sql_type(name, column, sql_type)}"
-                        for column, sql_type in columns]
+                        for column, sql_type in created]
         if unique:
             definitions.append(f"UNIQUE({', '.join(map(quote_identifier, unique))})")
         self._execute(f"CREATE TABLE {quote_identifier(name)} ({', '.join(definitions)})")
