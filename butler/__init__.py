@@ -42,6 +42,7 @@ _PUBLIC = {
     "RegistryUnavailable": "errors",
     "StorageUnavailable": "errors",
     "AccessDenied": "errors",
+    "MissingDependencyError": "errors",
     "UnknownConversionError": "errors",
     "UnknownParameterError": "errors",
     "ParentsMismatch": "errors",

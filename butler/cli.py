@@ -1309,6 +1309,10 @@ def serve(roots: tuple[str, ...], host: str, port: int, token_file: str | None) 
     Example:
       butler serve DEMO/v1 DEMO/v2 --port 8080
     """
+    from .utils import require_extra
+
+    for module in ("starlette", "uvicorn", "jinja2"):
+        require_extra(module, "serve", "butler serve")
     from .service import serve as run_server
     from .service.app import read_tokens
 

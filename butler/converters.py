@@ -29,12 +29,15 @@ from typing import Any
 
 import attrs
 
-from .errors import UnknownConversionError, describe_data_id
+from .errors import MissingDependencyError, UnknownConversionError, describe_data_id
 
 __all__ = ["Converter", "ConverterTable", "ENTRY_POINT_GROUP", "convert", "get_converters", "register_converter",
            "type_reference"]
 
 _log = logging.getLogger(__name__)
+
+#: the package extra that installs a converter's missing module (pandas when the module is not named)
+_EXTRAS = {"pandas": "pandas", "pyarrow": "parquet"}
 
 #: the entry-point group whose callables register more converters
 ENTRY_POINT_GROUP = "butler.converters"
@@ -227,7 +230,13 @@ class ConverterTable:
                 return obj
             converter = self._find(obj, target)
             if converter is not None:
-                return converter(obj)
+                try:
+                    return converter(obj)
+                except ModuleNotFoundError as exc:  # the target's package (pandas, pyarrow) is not installed
+                    raise MissingDependencyError(
+                        f"converting a {type(obj).__qualname__} to {as_type!r} for datasetType: {datasetType}; "
+                        f"dataId: {describe_data_id(dataId)} needs a package not installed ({exc}): "
+                        f"pip install 'butler[{_EXTRAS.get(exc.name or '', 'pandas')}]'") from None
             if cls is not None and isinstance(obj, cls):
                 return obj
             if not self._load_plugins():

@@ -47,6 +47,7 @@ __all__ = [
     "UnknownConversionError",
     "UnknownParameterError",
     "MapArgumentError",
+    "MissingDependencyError",
 ]
 
 
@@ -319,3 +320,7 @@ class UnknownParameterError(ButlerError, ValueError):
 
 class MapArgumentError(ButlerError, ValueError):
     """`butler.parallel.map` was given arguments that cannot work (``skipExisting`` with no outputs declared)."""
+
+
+class MissingDependencyError(ButlerError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra that installs it."""

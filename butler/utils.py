@@ -50,6 +50,23 @@ TRUSTED_MAPPERS_ENV = "BUTLER_TRUSTED_MAPPERS"
 _DOTTED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
+def require_extra(module: str, extra: str, feature: str) -> Any:
+    """Import the optional ``module`` that ``feature`` needs, or raise naming the extra that installs it.
+
+    Raises
+    ------
+    butler.errors.MissingDependencyError
+        When ``module`` (or a package it needs) is not installed.
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        from .errors import MissingDependencyError
+
+        raise MissingDependencyError(f"{feature} needs the package {exc.name!r}, not installed: "
+                                     f"pip install 'butler[{extra}]'") from None
+
+
 def sequencify(x: Any) -> Any:
     """Return ``x`` as a sequence.
 

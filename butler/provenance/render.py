@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from ..utils import require_extra
 from .lineage import ProvenanceInput, ProvenanceRecord
 
 __all__ = ["to_text", "to_json", "to_prov_json", "to_dot", "FORMATS"]
@@ -97,9 +98,7 @@ def _nodes(record: ProvenanceRecord) -> Iterator[tuple[ProvenanceRecord, Provena
 
 def to_prov_json(record: ProvenanceRecord) -> str:
     """The lineage as W3C PROV-JSON, built with the ``prov`` package."""
-    from prov.model import ProvDocument
-
-    document = ProvDocument()
+    document = require_extra("prov.model", "provenance", "PROV-JSON output").ProvDocument()
     document.add_namespace("butler", _NAMESPACE)
     made: set[str] = set()
     generatedIds: set[str] = set()
@@ -159,7 +158,7 @@ def to_prov_json(record: ProvenanceRecord) -> str:
 
 def to_dot(record: ProvenanceRecord) -> Any:
     """The lineage as a `graphviz.Digraph` (``.source`` is the ``dot`` text; inputs point at what they made)."""
-    import graphviz
+    graphviz = require_extra("graphviz", "provenance", "dot output")
 
     graph = graphviz.Digraph("provenance", graph_attr={"rankdir": "BT"}, node_attr={"shape": "box"})
     named: set[str] = set()
