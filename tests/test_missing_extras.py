@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from astropy.table import Table
 
-from butler import Butler, MissingDependencyError, RepositoryArgs
+from butler import Butler, RepositoryArgs
 from butler.test import TestObject
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,12 +49,17 @@ def test_a_command_needing_a_missing_extra_says_which(recorded, module, args, ex
     assert "Traceback" not in result.stderr
 
 
-def test_as_type_needing_a_missing_package_says_which(tmp_path, monkeypatch):
+def test_as_type_needing_a_missing_package_says_which(tmp_path):
+    """In a fresh interpreter without pandas (this one's imports stay as they are)."""
     root = str(tmp_path / "repo")
-    butler = Butler(outputs=RepositoryArgs(root=root, mapper="butler.test.MapperForTestWriting", mode="rw"))
-    butler.put(Table({"a": [1, 2]}), "foo", id=2)
-    monkeypatch.setitem(sys.modules, "pandas", None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'butler\[pandas\]'") as info:
-        butler.get("foo", id=2, as_type="pandas")
-    assert "datasetType: foo" in str(info.value)
-    assert isinstance(info.value, ImportError)
+    Butler(outputs=RepositoryArgs(root=root, mapper="butler.test.MapperForTestWriting")).put(
+        Table({"a": [1, 2]}), "foo", id=2)
+    code = ("import sys; sys.modules['pandas'] = None\n"
+            "from butler import Butler, MissingDependencyError\n"
+            "try:\n"
+            f"    Butler(inputs={root!r}).get('foo', id=2, as_type='pandas')\n"
+            "except MissingDependencyError as exc:\n"
+            "    print(isinstance(exc, ImportError), exc)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.stdout.startswith("True "), result.stdout + result.stderr
+    assert "pip install 'butler[pandas]'" in result.stdout and "datasetType: foo" in result.stdout
