@@ -298,8 +298,24 @@ class Registry(abc.ABC):
 
     # -- writes (a read-only registry refuses them) ----------------------------------------------
 
+    #: a registry opened for reading refuses every write
+    readOnly: bool = True
+
     def _read_only(self, what: str) -> RegistryError:
         return RegistryError(f"cannot {what}: registry {self.location} is read-only")
+
+    @property
+    def _writing(self) -> bool:
+        """Whether a `transaction` is open (registries that write say how they know)."""
+        return False
+
+    def _require_transaction(self, what: str) -> None:
+        """Refuse a write to a read-only registry, or one outside `transaction`."""
+        if self.readOnly:
+            raise self._read_only(what)
+        if not self._writing:
+            raise RegistryError(f"cannot {what} in registry {self.location} outside a transaction: "
+                                f"write inside `with registry.transaction():`")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -639,12 +639,9 @@ class PostgresRegistry(Registry):
         if outer:
             _log.debug("committed %s", self.location)
 
-    def _require_transaction(self, what: str) -> None:
-        if self.readOnly:
-            raise self._read_only(what)
-        if self._transaction is None:
-            raise RegistryError(f"cannot {what} in registry {self.location} outside a transaction: "
-                                f"write inside `with registry.transaction():`")
+    @property
+    def _writing(self) -> bool:
+        return self._transaction is not None
 
     def create_table(self, name: str, columns: Sequence[tuple[str, str]], *, unique: Sequence[str] = (),
                      primary_key: str | None = None) -> None:

@@ -439,12 +439,9 @@ class SqliteRegistry(Registry):
         finally:
             self._depth -= 1
 
-    def _require_transaction(self, what: str) -> None:
-        if self.readOnly:
-            raise self._read_only(what)
-        if self._writer is None:
-            raise RegistryError(f"cannot {what} in registry {self.location} outside a transaction: "
-                                f"write inside `with registry.transaction():`")
+    @property
+    def _writing(self) -> bool:
+        return self._writer is not None
 
     def create_table(self, name: str, columns: Sequence[tuple[str, str]], *, unique: Sequence[str] = (),
                      primary_key: str | None = None) -> None:
