@@ -13,7 +13,7 @@ import logging
 import os
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -294,18 +294,30 @@ class Butler:
         repositories = self._outputs if write else self._read_order(dataId.tag)
         missing = {} if write else self._graph.missing_parents(dataId.tag or ())
         failures: list[str] = []
+        # the path a mapper's promise (`Mapper.sharedReadPath`) says every repository keeping it maps the
+        # dataset to, by its key, once one such repository was found without the file: the others are only probed
+        missed: dict[Hashable, str] = {}
         for position, repo in enumerate(repositories):
             if missing and position in missing:
                 self._raise_missing(missing[position], datasetType, dataId, repositories[:position])
             if repo.cfg.mapper is None:
                 continue
+            promise = None if write else repo.sharedReadPath(datasetType)
+            if promise is not None:
+                path = missed.get(promise[0])
+                if path is not None and not repo.probe(path, promise[1]):
+                    continue
             try:
                 location = repo.map(datasetType, dataId, write)
             except NoResults as exc:
                 failures.append(str(exc))
                 continue
-            if location is not None:
-                yield repo, location
+            if location is None:
+                continue
+            if (promise is not None and location.__class__ is ButlerLocation and location.found is False
+                    and location.storage is repo.storage):
+                missed[promise[0]] = location.locationList[0]
+            yield repo, location
         if len(repositories) in missing:
             self._raise_missing(missing[len(repositories)], datasetType, dataId, repositories)
         searched = [repo.root for repo in repositories if repo.cfg.mapper is not None]

@@ -11,7 +11,7 @@ instance whose ``__init__`` never ran.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from .errors import MapperError
@@ -69,6 +69,20 @@ class Mapper:
         if func is None:
             raise MapperError(f"{type(self).__name__} has no mapping for dataset type {datasetType!r}")
         return func(self.validate(dataId), write)
+
+    def sharedReadPath(self, datasetType: str) -> tuple[Hashable, bool] | None:
+        """A promise that lets a search map a dataset type once and only probe the other repositories.
+
+        Returns
+        -------
+        promise : `tuple` (``key``, ``compressed``) or None
+            Mappers answering the same ``key`` map any data ID of
+            ``datasetType`` for reading to one plain location with the same
+            path relative to their own repository's storage, which is there
+            when ``storage.probe(path, compressed)`` finds it, and serve it no
+            other way (no bypass). The base promises nothing (None).
+        """
+        return None
 
     def canStandardize(self, datasetType: str) -> bool:
         """Return whether ``std_<datasetType>`` exists."""

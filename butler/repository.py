@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -216,7 +216,7 @@ class Repository:
         self.storage: StorageInterface = Storage.makeFromURI(node.root, create=node.writable)
         self._mapper_instance: Any = None
         self._own_registry: Any = None
-        self._hook_cache: dict[str, tuple[Any, bool]] = {}
+        self._hook_cache: dict[str, tuple[Any, bool, Any]] = {}
         self._readable, self._writable = node.readable, node.writable
 
     def __repr__(self) -> str:
@@ -400,12 +400,26 @@ class Repository:
         """Whether the mapper post-processes what is read of ``datasetType`` (asked once per type)."""
         return self._hooks(datasetType)[1]
 
-    def _hooks(self, datasetType: str) -> tuple[Any, bool]:
+    def sharedReadPath(self, datasetType: str) -> tuple[Hashable, bool] | None:
+        """The mapper's `butler.mapper.Mapper.sharedReadPath` promise for ``datasetType`` (asked once per type);
+        None when the mapper makes none or has a bypass for it."""
+        return self._hooks(datasetType)[2]
+
+    def probe(self, path: str, compressed: bool) -> bool:
+        """Whether the file of ``path`` (or a compressed variant) is in this repository now (a read)."""
+        if not self._readable:
+            self._check_mode(write=False)
+        return self.storage.probe(path, compressed)[1]
+
+    def _hooks(self, datasetType: str) -> tuple[Any, bool, Any]:
         hooks = self._hook_cache.get(datasetType)
         if hooks is None:
             mapper = self.mapper
-            hooks = self._hook_cache[datasetType] = (getattr(mapper, "bypass_" + datasetType, None),
-                                                     bool(mapper.canStandardize(datasetType)))
+            bypass = getattr(mapper, "bypass_" + datasetType, None)
+            promise = getattr(mapper, "sharedReadPath", None)
+            hooks = self._hook_cache[datasetType] = (
+                bypass, bool(mapper.canStandardize(datasetType)),
+                promise(datasetType) if promise is not None and bypass is None else None)
         return hooks
 
     def exists(self, location: ButlerLocation) -> bool:

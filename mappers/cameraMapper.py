@@ -19,7 +19,7 @@ import os
 import posixpath
 import re
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import attrs
@@ -763,6 +763,16 @@ class CameraMapper(Mapper):
         if mapping is None or type(self).validate is not Mapper.validate:
             dataId = self.checkDataId(datasetType, dataId)
         return super().map(datasetType, dataId, write)
+
+    def sharedReadPath(self, datasetType: str) -> tuple[Hashable, bool] | None:
+        """As `Mapper.sharedReadPath`: for a dataset type mapped by its `Mapping` in the repository's own
+        storage, mappers of one class, composed policy (`_blueprint`) and registry map alike (a rerun chain
+        over one camera repository): the key is those three and the dataset type."""
+        mapping = self.mappings.get(datasetType)
+        if (mapping is None or _class_defines(type(self), "map_" + datasetType)
+                or mapping.storageFor(False) is not self.rootStorage):
+            return None
+        return (type(self), self._blueprint, self.registry, datasetType), mapping.readsCompressed()
 
     def queryMetadata(self, datasetType: str, format: Any, dataId: Any) -> Any:
         """As `Mapper.queryMetadata`; the data-ID values are checked and converted first (`checkDataId`)."""

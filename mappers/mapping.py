@@ -193,7 +193,7 @@ class Mapping:
                 additionalData = {**addFunc(self.datasetType, actualId), **actualId}
         else:
             compressed = self._compressed
-            path, found = self.rootStorage.probe(path, self._readsCompressed() if compressed is None else compressed)
+            path, found = self.rootStorage.probe(path, self.readsCompressed() if compressed is None else compressed)
         return ButlerLocation(self.python, self.persistable, self.storage, path, actualId, mapper,
                               self.storageFor(write), usedDataId={key: actualId[key] for key in self.keyDict},
                               datasetType=self.datasetType, additionalData=additionalData,
@@ -229,7 +229,7 @@ class Mapping:
             self._plans[key] = plan
         return plan
 
-    def _readsCompressed(self) -> bool:
+    def readsCompressed(self) -> bool:
         """Whether this dataset type's format reads ``.gz``/``.fz`` files (a storage name no
         formatter knows is searched as before: its read will say what is wrong). Worked out once."""
         if self._compressed is None:

@@ -1,0 +1,135 @@
+"""Issue #12: a read through a rerun chain maps once per mapper promise and only probes the other reruns.
+
+Repositories whose mappers make the same `Mapper.sharedReadPath` promise (one
+camera class, one composed policy, one registry) map a data ID to the same
+relative path, so the search maps it in the first one and asks each other one
+only whether the file is there; a rerun with a registry of its own, a type
+the class maps itself, calibrations and types with a bypass are mapped by
+each repository's own mapper, as before. Nothing is remembered between calls.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+from astropy.nddata import CCDData
+
+from butler import Butler
+from butler.errors import NoResults
+from mappers.test import TestMapper
+
+DATA_ID = {"visit": 1, "filter": "g"}
+
+
+@pytest.fixture
+def obs_test_input(shared_data_untouched) -> str:
+    return str(shared_data_untouched / "obs_test" / "data" / "input")
+
+
+def _image(value: float) -> CCDData:
+    return CCDData(np.full((4, 5), value, dtype=np.float32), unit="adu")
+
+
+def _chain(obs_test_input: str, base, depth: int = 4) -> list[str]:
+    """A bottom repository holding a calexp of 1.0, then ``depth`` reruns above it; the roots, bottom first."""
+    roots = [str(base / f"rerun{i}") for i in range(depth + 1)]
+    Butler(inputs=obs_test_input, outputs=roots[0]).put(_image(1.0), "calexp", **DATA_ID)
+    for parent, child in zip(roots, roots[1:]):
+        Butler(inputs=parent, outputs=child)
+    return roots
+
+
+def _count_maps(butler: Butler) -> dict[str, int]:
+    """Count, per repository root, the calls of its mapper's ``map`` (the instance's own attribute wraps it)."""
+    counts: dict[str, int] = {}
+    for repo in butler.repositories():
+        mapper = repo.mapper
+        counts[repo.root] = 0
+
+        def counted(*args, _map=mapper.map, _root=repo.root, **kwargs):
+            counts[_root] += 1
+            return _map(*args, **kwargs)
+
+        mapper.map = counted
+    return counts
+
+
+def test_a_chain_maps_in_the_first_rerun_and_the_one_holding_the_file_and_probes_the_others(
+        obs_test_input, tmp_path):
+    roots = _chain(obs_test_input, tmp_path)
+    reader = Butler(inputs=roots[-1])
+    counts = _count_maps(reader)
+    assert reader.get("calexp", **DATA_ID).data[0, 0] == 1.0
+    assert {root: n for root, n in counts.items() if n} == {roots[-1]: 1, roots[0]: 1}
+    for root in counts:
+        counts[root] = 0
+    assert reader.datasetExists("calexp", **DATA_ID)
+    assert reader.getUri("calexp", **DATA_ID) == os.path.join(roots[0], "calexp/calexp_v1_fg.fits")
+    assert counts[roots[2]] == 0 and counts[roots[0]] == 2
+
+
+def test_every_rerun_is_probed_afresh_on_each_call(obs_test_input, tmp_path):
+    roots = _chain(obs_test_input, tmp_path)
+    reader = Butler(inputs=roots[-1])
+    assert reader.get("calexp", **DATA_ID).data[0, 0] == 1.0
+    Butler(inputs=roots[2], outputs=roots[3]).put(_image(3.0), "calexp", **DATA_ID)
+    assert reader.get("calexp", **DATA_ID).data[0, 0] == 3.0
+    os.remove(os.path.join(roots[3], "calexp/calexp_v1_fg.fits"))
+    os.remove(os.path.join(roots[0], "calexp/calexp_v1_fg.fits"))
+    assert not reader.datasetExists("calexp", **DATA_ID)
+    with pytest.raises(NoResults) as info:
+        reader.get("calexp", **DATA_ID)
+    assert all(root in str(info.value) for root in roots)  # every rerun is named as searched
+
+
+def _own_registry(root: str, visit: int, filter_: str) -> None:
+    """Give a rerun a registry of its own, in which ``visit`` was taken in ``filter_``."""
+    conn = sqlite3.connect(os.path.join(root, "registry.sqlite3"))
+    conn.execute("CREATE TABLE raw (id INTEGER PRIMARY KEY AUTOINCREMENT, visit INT, filter TEXT, "
+                 "taiObs TEXT, expTime DOUBLE)")
+    conn.execute("CREATE TABLE raw_visit (visit INT, filter TEXT, taiObs TEXT, expTime DOUBLE, UNIQUE(visit))")
+    conn.execute("INSERT INTO raw (visit, filter, taiObs, expTime) VALUES (?, ?, '2000-01-01T00:00:00', 1.0)",
+                 (visit, filter_))
+    conn.execute("INSERT INTO raw_visit SELECT visit, filter, taiObs, expTime FROM raw")
+    conn.commit()
+    conn.close()
+
+
+def test_reruns_that_complete_a_data_id_from_different_registries_are_each_mapped(obs_test_input, tmp_path):
+    # rerun1 (and the reruns above it, which use the nearest registry) say visit 1 was in filter r;
+    # the bottom rerun and the camera input say g: the bottom's calexp must still be found
+    roots = _chain(obs_test_input, tmp_path)
+    _own_registry(roots[1], 1, "r")
+    reader = Butler(inputs=roots[-1])
+    assert reader.getUri("calexp", visit=1) == os.path.join(roots[0], "calexp/calexp_v1_fg.fits")
+    assert reader.get("calexp", visit=1).data[0, 0] == 1.0
+    Butler(inputs=roots[0], outputs=roots[1]).put(_image(5.0), "calexp", visit=1, filter="r")
+    assert reader.get("calexp", visit=1).data[0, 0] == 5.0
+    assert reader.getUri("calexp", visit=1) == os.path.join(roots[1], "calexp/calexp_v1_fr.fits")
+
+
+class MapsItsOwnCalexp(TestMapper):
+    """A camera class with its own ``map_calexp``: no promise for that type."""
+
+    def map_calexp(self, dataId, write=False):
+        return self.mappings["calexp"].map(self, dataId, write)
+
+
+def test_only_types_mapped_by_their_mapping_in_the_repository_storage_are_promised(obs_test_input, tmp_path):
+    roots = _chain(obs_test_input, tmp_path, depth=2)
+    top, middle = (repo.mapper for repo in Butler(inputs=roots[-1]).repositories()[:2])
+    key, compressed = top.sharedReadPath("calexp")
+    assert compressed is True  # FITS reads .gz and .fz files
+    assert key == middle.sharedReadPath("calexp")[0]  # one class, policy and registry (the input's)
+    assert key != top.sharedReadPath("postISRCCD")[0]
+    # a mapper made alone over a rerun scans its own files for a registry: another registry, another key
+    assert TestMapper(root=roots[-1]).sharedReadPath("calexp")[0] != key
+    assert top.sharedReadPath("no_such_type") is None
+    assert MapsItsOwnCalexp(root=roots[-1]).sharedReadPath("calexp") is None
+    calibrations = [name for name in ("bias", "flat", "dark") if name in top.mappings]
+    assert calibrations and all(top.sharedReadPath(name) is None or
+                                top.mappings[name].storageFor(False) is top.rootStorage
+                                for name in calibrations)
