@@ -389,10 +389,12 @@ class Butler:
         (the camera, exposure ids). What the mapper saw when it made the
         location in this call (``found``) answers without a second check.
         """
+        bypass = repo.bypass(datasetType)
+        if location.__class__ is ButlerLocation and location.found is not None and bypass is None:
+            return _Found(repo, location) if location.found else None  # the common case, told at once
         if isinstance(location, ButlerComposite):
             return _Found(repo, location)
         locations = location if isinstance(location, list) else [location]
-        bypass = repo.bypass(datasetType)
         if bypass is None or not read:
             if all(repo.exists(loc) if loc.found is None else loc.found for loc in locations):
                 return _Found(repo, location)

@@ -73,8 +73,10 @@ class DataId(MutableMapping):
             self._data.update(initialdata)
             if isinstance(initialdata, DataId):
                 self.tag.update(initialdata.tag)
-        self._data.update(kwargs)
-        self.tag.update(_as_tag_set(tag))
+        if kwargs:
+            self._data.update(kwargs)
+        if tag is not None:
+            self.tag.update(_as_tag_set(tag))
 
     def __getitem__(self, key: Any) -> Any:
         return self._data[key]

@@ -18,13 +18,15 @@ import pytest
 #: the checkout under test, first on the child's path (not an installed copy)
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
 
-LOADED_ASTROPY = "sorted(name for name in sys.modules if name.split('.')[0] in ('astropy', 'erfa'))"
+ASTROPY = ("astropy", "erfa")
+POSTGRES = ("butler.registry.postgres", "psycopg")
 
 
-def astropy_loaded_by(code: str) -> str:
-    """What of astropy (and erfa) a fresh interpreter has imported after running ``code``."""
+def modules_loaded_by(code: str, packages: tuple[str, ...] = ASTROPY) -> str:
+    """What of astropy and erfa (or of other ``packages``) a fresh interpreter has imported after running ``code``."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [CHECKOUT, os.environ.get("PYTHONPATH")])))
-    script = f"import sys\n{code}\nprint('LOADED', {LOADED_ASTROPY})"
+    loaded = f"sorted(name for name in sys.modules if name.startswith({packages!r}))"
+    script = f"import sys\n{code}\nprint('LOADED', {loaded})"
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout.rsplit("LOADED", 1)[1].strip()
@@ -53,19 +55,30 @@ def obs_test_registry(tmp_path: Path) -> str:
 
 
 def test_import_of_the_command_loads_no_astropy() -> None:
-    assert astropy_loaded_by("import butler.cli") == "[]"
+    assert modules_loaded_by("import butler.cli") == "[]"
 
 
 def test_help_loads_no_astropy() -> None:
-    assert astropy_loaded_by(run_command("--help")) == "[]"
+    assert modules_loaded_by(run_command("--help")) == "[]"
 
 
 def test_query_of_a_camera_registry_loads_no_astropy(obs_test_registry: str) -> None:
-    assert astropy_loaded_by(run_command("query", obs_test_registry, "raw")) == "[]"
+    assert modules_loaded_by(run_command("query", obs_test_registry, "raw")) == "[]"
+
+
+def test_query_of_a_sqlite_registry_loads_no_postgresql_module(obs_test_registry: str) -> None:
+    assert modules_loaded_by(run_command("query", obs_test_registry, "raw"), POSTGRES) == "[]"
+
+
+def test_asking_for_the_postgresql_registry_loads_its_module() -> None:
+    """The check can fail: the class is there when asked for, from its package."""
+    loaded = modules_loaded_by("from butler.registry import PostgresRegistry\nassert PostgresRegistry.__name__",
+                               POSTGRES)
+    assert "butler.registry.postgres" in loaded
 
 
 def test_touching_a_time_value_loads_astropy() -> None:
     """The check can fail: computing a time through the mappers does import astropy."""
-    loaded = astropy_loaded_by("from mappers import translators\n"
+    loaded = modules_loaded_by("from mappers import translators\n"
                                "assert translators.observing_day('2020-01-02T03:00:00') == '2020-01-01'")
     assert "astropy.time" in loaded
