@@ -570,7 +570,7 @@ class StorageInterface(abc.ABC):
             ``path`` or its first existing variant, and whether that exists;
             ``(path, False)`` when none does. The common case costs one check.
         """
-        filename, hdu = split_hdu(path)
+        filename, hdu = split_hdu(path) if path[-1:] == "]" else (path, None)
         relpath = self._check(filename)  # once, for the path and its variants
         if self._exists(relpath):
             return path, True

@@ -83,7 +83,11 @@ class PosixStorage(StorageInterface):
     # -- primitives ------------------------------------------------------------------------
 
     def _exists(self, relpath: str) -> bool:
-        return os.path.exists(self._full(relpath))
+        try:  # os.path.exists, without its call: asked once or twice per map
+            os.stat(self._prefix + relpath if relpath else self.root)
+        except (OSError, ValueError):
+            return False
+        return True
 
     def _openRead(self, relpath: str) -> IO[bytes]:
         path = self._full(relpath)
