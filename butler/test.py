@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 from .dataId import check_data_id, check_path
@@ -41,8 +42,10 @@ class EmptyTestMapper(Mapper):
 class MapperForTestWriting(Mapper):
     """A mapper of one dataset type, ``foo``, pickled at ``filename_<k1><v1>_<k2><v2>....txt``.
 
-    Keys are sorted; reading a file that does not exist maps to None, and a read
-    location says its file was there (``found``: the Butler does not look again).
+    Keys are sorted; a read location says whether its file was there when mapped
+    (``found``: the Butler does not look again). Every instance maps alike, so a
+    search through a chain of them maps once and probes the others
+    (`sharedReadPath`).
     """
 
     def __init__(self, root: str, repository: Any = None, **kwargs: Any):
@@ -66,8 +69,11 @@ class MapperForTestWriting(Mapper):
         dataId = check_data_id(dataId, keys, keys, "foo", self.root)
         name = "filename" + "".join([f"_{key}{value}" for key, value in sorted(dataId.items())]) + ".txt"
         check_path(name, "foo", dataId, self.root)
-        if not write and not self.storage.exists(name):
-            return None
-        # complete (the repository hands it on as it is) and, for a read, saying the file was there
+        # complete (the repository hands it on as it is) and, for a read, saying whether the file is there
         return ButlerLocation(TestObject, None, "PickleStorage", name, dataId, self, self.storage,
-                              datasetType="foo", repository=self.repository, found=None if write else True)
+                              datasetType="foo", repository=self.repository,
+                              found=None if write else self.storage.exists(name))
+
+    def sharedReadPath(self, datasetType: str) -> tuple[Hashable, bool] | None:
+        """Every instance maps ``foo`` to the same name in its own storage (a pickle: no compressed variant)."""
+        return ((type(self), datasetType), False) if datasetType == "foo" else None

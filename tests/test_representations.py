@@ -215,9 +215,9 @@ def test_converter_table_registration_is_strict():
 
 
 def test_importing_the_converters_imports_no_astropy_nor_pandas():
-    from test_startup import astropy_loaded_by
+    from test_startup import modules_loaded_by
 
-    assert astropy_loaded_by("import butler.converters, butler.formatters.parameters\n"
+    assert modules_loaded_by("import butler.converters, butler.formatters.parameters\n"
                              "assert 'pandas' not in sys.modules") == "[]"
 
 

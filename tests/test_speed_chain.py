@@ -153,7 +153,7 @@ def test_the_toy_mapper_answers_each_call_from_the_files_there_now(tmp_path):
     location = reader.repositories()[1].map("foo", {"visit": 1})
     assert location.found is True and location.repository is reader.repositories()[1]
     _in_another_process(f"import os; [os.unlink(os.path.join(r, 'filename_visit1.txt')) for r in {roots[:2]!r}]")
-    assert reader.repositories()[1].map("foo", {"visit": 1}) is None
+    assert reader.repositories()[1].map("foo", {"visit": 1}).found is False
     assert not reader.datasetExists("foo", visit=1)
 
 

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from astropy.nddata import CCDData
 
-from butler import Butler
+from butler import Butler, RepositoryArgs
 from butler.errors import NoResults
+from butler.test import MapperForTestWriting, TestObject
 from mappers.test import TestMapper
 
 DATA_ID = {"visit": 1, "filter": "g"}
@@ -133,3 +134,17 @@ def test_only_types_mapped_by_their_mapping_in_the_repository_storage_are_promis
     assert calibrations and all(top.sharedReadPath(name) is None or
                                 top.mappings[name].storageFor(False) is top.rootStorage
                                 for name in calibrations)
+
+
+def test_a_chain_of_toy_repositories_keeps_the_same_promise(tmp_path):
+    roots = [str(tmp_path / f"R{i}") for i in range(5)]
+    Butler(outputs=RepositoryArgs(root=roots[0], mapper=MapperForTestWriting)).put(TestObject("low"), "foo", visit=1)
+    for parent, child in zip(roots, roots[1:]):
+        Butler(inputs=parent, outputs=child)
+    reader = Butler(inputs=roots[-1])
+    counts = _count_maps(reader)
+    assert reader.get("foo", visit=1) == TestObject("low")
+    assert {root: n for root, n in counts.items() if n} == {roots[-1]: 1, roots[0]: 1}
+    Butler(inputs=roots[1], outputs=roots[2]).put(TestObject("middle"), "foo", visit=1)
+    assert reader.get("foo", visit=1) == TestObject("middle")
+    assert not reader.datasetExists("foo", visit=2)
