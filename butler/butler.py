@@ -390,8 +390,11 @@ class Butler:
         location in this call (``found``) answers without a second check.
         """
         bypass = repo.bypass(datasetType)
-        if location.__class__ is ButlerLocation and location.found is not None and bypass is None:
-            return _Found(repo, location) if location.found else None  # the common case, told at once
+        if location.__class__ is ButlerLocation and location.found is not None:  # the common case, told at once
+            if location.found and (bypass is None or not read):
+                return _Found(repo, location)
+            if not location.found and bypass is None:
+                return None
         if isinstance(location, ButlerComposite):
             return _Found(repo, location)
         locations = location if isinstance(location, list) else [location]
