@@ -6,7 +6,6 @@ objects; the storage and the formatters act on them.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -118,9 +117,10 @@ class ButlerLocation:
     def getLocationsWithRoot(self) -> list[str]:
         """Return the paths joined to the storage root."""
         root = getattr(self.storage, "root", None)
-        if root is None:
+        if not root:
             return list(self.locationList)
-        return [os.path.join(root, loc) for loc in self.locationList]
+        prefix = root if root[-1] == "/" else root + "/"  # os.path.join's answer, without its call per path
+        return [loc if loc[:1] == "/" else prefix + loc for loc in self.locationList]
 
     def getAdditionalData(self) -> dict:
         """Return the extra values for the formatter."""
