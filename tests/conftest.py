@@ -122,6 +122,12 @@ def shared_data_untouched(shared_data: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
+def obs_test_input(shared_data_untouched: Path) -> str:
+    """The obs_test camera repository of the shared data (read only: compared after the module)."""
+    return str(shared_data_untouched / "obs_test" / "data" / "input")
+
+
+@pytest.fixture
 def obs_test_repo(tmp_path: Path) -> str:
     """An empty obs_test camera repository (a legacy ``_mapper`` file only) under ``tmp_path``."""
     root = tmp_path / "repo"

@@ -34,11 +34,6 @@ pytestmark = pytest.mark.needs_shared_data
 
 
 @pytest.fixture
-def obs_test_input(shared_data_untouched) -> str:
-    return str(shared_data_untouched / "obs_test" / "data" / "input")
-
-
-@pytest.fixture
 def rw_butler(obs_test_input, tmp_path) -> Butler:
     """obs_test's input read through a 'rw' output in a temporary directory."""
     return Butler(inputs=obs_test_input, outputs={"root": str(tmp_path / "out"), "mode": "rw"})

@@ -38,11 +38,6 @@ def in_memory():
 
 
 @pytest.fixture
-def obs_test_input(shared_data_untouched):
-    return shared_data_untouched / "obs_test" / "data" / "input"
-
-
-@pytest.fixture
 def latiss(shared_data_untouched):
     return shared_data_untouched / "obs_lsst" / "data" / "input" / "latiss"
 
@@ -139,7 +134,7 @@ def test_a_header_bypass_reads_through_the_storage(obs_test_input):
     butler = Butler(inputs=str(obs_test_input), outputs=RepositoryArgs(root="mem://seam/md", mode="rw"))
     out, = butler.outputRepositories()
     relpath = out.map("raw", {"visit": 1}, write=True).locationList[0]
-    with fits.open(obs_test_input / relpath) as hdus:
+    with fits.open(os.path.join(obs_test_input, relpath)) as hdus:
         hdus[0].header["SEAMTEST"] = "from memory"
         buffer = io.BytesIO()
         hdus.writeto(buffer)

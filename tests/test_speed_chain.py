@@ -33,11 +33,6 @@ DATA_ID = {"visit": 1, "filter": "g"}
 CALEXP = "calexp/calexp_v1_fg.fits"
 
 
-@pytest.fixture
-def obs_test_input(shared_data_untouched) -> str:
-    return str(shared_data_untouched / "obs_test" / "data" / "input")
-
-
 def _image(value: float) -> CCDData:
     return CCDData(np.full((4, 5), value, dtype=np.float32), unit="adu")
 

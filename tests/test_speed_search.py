@@ -13,34 +13,13 @@ from __future__ import annotations
 import os
 import sqlite3
 
-import numpy as np
 import pytest
-from astropy.nddata import CCDData
+from test_speed_chain import DATA_ID, _chain, _image
 
 from butler import Butler, RepositoryArgs
 from butler.errors import NoResults
 from butler.test import MapperForTestWriting, TestObject
 from mappers.test import TestMapper
-
-DATA_ID = {"visit": 1, "filter": "g"}
-
-
-@pytest.fixture
-def obs_test_input(shared_data_untouched) -> str:
-    return str(shared_data_untouched / "obs_test" / "data" / "input")
-
-
-def _image(value: float) -> CCDData:
-    return CCDData(np.full((4, 5), value, dtype=np.float32), unit="adu")
-
-
-def _chain(obs_test_input: str, base, depth: int = 4) -> list[str]:
-    """A bottom repository holding a calexp of 1.0, then ``depth`` reruns above it; the roots, bottom first."""
-    roots = [str(base / f"rerun{i}") for i in range(depth + 1)]
-    Butler(inputs=obs_test_input, outputs=roots[0]).put(_image(1.0), "calexp", **DATA_ID)
-    for parent, child in zip(roots, roots[1:]):
-        Butler(inputs=parent, outputs=child)
-    return roots
 
 
 def _count_maps(butler: Butler) -> dict[str, int]:
