@@ -46,6 +46,15 @@ def _chain(obs_test_input: str, base, depth: int = 4) -> list[str]:
     return roots
 
 
+def _toy_chain(base, depth: int) -> list[str]:
+    """A toy repository holding ``foo`` visit 1 (``TestObject("low")``), then ``depth`` repositories above it."""
+    roots = [str(base / f"R{i}") for i in range(depth + 1)]
+    Butler(outputs=RepositoryArgs(root=roots[0], mapper=MapperForTestWriting)).put(TestObject("low"), "foo", visit=1)
+    for parent, child in zip(roots, roots[1:]):
+        Butler(inputs=parent, outputs=child)
+    return roots
+
+
 def _in_another_process(code: str) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), *sys.path]))
     subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, env=env, timeout=120)
@@ -132,10 +141,7 @@ def test_compressed_variants_are_probed_only_for_formats_that_read_them(obs_test
 
 def test_the_toy_mapper_answers_each_call_from_the_files_there_now(tmp_path):
     """`MapperForTestWriting` says a read location's file was there; a later call looks again."""
-    roots = [str(tmp_path / f"R{i}") for i in range(3)]
-    Butler(outputs=RepositoryArgs(root=roots[0], mapper=MapperForTestWriting)).put(TestObject("low"), "foo", visit=1)
-    for parent, child in zip(roots, roots[1:]):
-        Butler(inputs=parent, outputs=child)
+    roots = _toy_chain(tmp_path, depth=2)
     reader = Butler(inputs=roots[-1])
     assert reader.get("foo", visit=1) == TestObject("low") and reader.datasetExists("foo", visit=1)
     _in_another_process(f"""

@@ -14,11 +14,11 @@ import os
 import sqlite3
 
 import pytest
-from test_speed_chain import DATA_ID, _chain, _image
+from test_speed_chain import DATA_ID, _chain, _image, _toy_chain
 
-from butler import Butler, RepositoryArgs
+from butler import Butler
 from butler.errors import NoResults
-from butler.test import MapperForTestWriting, TestObject
+from butler.test import TestObject
 from mappers.test import TestMapper
 
 
@@ -116,10 +116,7 @@ def test_only_types_mapped_by_their_mapping_in_the_repository_storage_are_promis
 
 
 def test_a_chain_of_toy_repositories_keeps_the_same_promise(tmp_path):
-    roots = [str(tmp_path / f"R{i}") for i in range(5)]
-    Butler(outputs=RepositoryArgs(root=roots[0], mapper=MapperForTestWriting)).put(TestObject("low"), "foo", visit=1)
-    for parent, child in zip(roots, roots[1:]):
-        Butler(inputs=parent, outputs=child)
+    roots = _toy_chain(tmp_path, depth=4)
     reader = Butler(inputs=roots[-1])
     counts = _count_maps(reader)
     assert reader.get("foo", visit=1) == TestObject("low")
