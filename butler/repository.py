@@ -406,10 +406,11 @@ class Repository:
         return self._hooks(datasetType)[2]
 
     def probe(self, path: str, compressed: bool) -> bool:
-        """Whether the file of ``path`` (or a compressed variant) is in this repository now (a read)."""
+        """Whether the file of ``path`` (or a compressed variant) is in this repository now (a read
+        on the way to another repository: a miss is the likely answer)."""
         if not self._readable:
             self._check_mode(write=False)
-        return self.storage.probe(path, compressed)[1]
+        return self.storage.probe(path, compressed, likelyMissing=True)[1]
 
     def _hooks(self, datasetType: str) -> tuple[Any, bool, Any]:
         hooks = self._hook_cache.get(datasetType)

@@ -18,6 +18,7 @@ from test_speed_chain import DATA_ID, _chain, _image, _toy_chain
 
 from butler import Butler
 from butler.errors import NoResults
+from butler.storage import Storage
 from butler.test import TestObject
 from mappers.test import TestMapper
 
@@ -124,3 +125,18 @@ def test_a_chain_of_toy_repositories_keeps_the_same_promise(tmp_path):
     Butler(inputs=roots[1], outputs=roots[2]).put(TestObject("middle"), "foo", visit=1)
     assert reader.get("foo", visit=1) == TestObject("middle")
     assert not reader.datasetExists("foo", visit=2)
+
+
+@pytest.mark.parametrize("likelyMissing", [False, True])
+def test_a_probe_expecting_a_miss_gives_the_same_answers(tmp_path, likelyMissing):
+    storage = Storage.makeFromURI(str(tmp_path), create=False)
+    (tmp_path / "calexp").mkdir()
+    (tmp_path / "calexp" / "a.fits").write_bytes(b"")
+    (tmp_path / "calexp" / "b.fits.fz").write_bytes(b"")
+    (tmp_path / "top.fits.gz").write_bytes(b"")
+    answers = {path: storage.probe(path, True, likelyMissing=likelyMissing)
+               for path in ("calexp/a.fits[1]", "calexp/b.fits", "calexp/c.fits", "nodir/a.fits", "top.fits")}
+    assert answers == {"calexp/a.fits[1]": ("calexp/a.fits[1]", True), "calexp/b.fits": ("calexp/b.fits.fz", True),
+                       "calexp/c.fits": ("calexp/c.fits", False), "nodir/a.fits": ("nodir/a.fits", False),
+                       "top.fits": ("top.fits.gz", True)}
+    assert storage.probe("calexp/b.fits", False, likelyMissing=likelyMissing) == ("calexp/b.fits", False)

@@ -552,7 +552,7 @@ class StorageInterface(abc.ABC):
         suffix = f"[{hdu}]" if hdu is not None else ""
         return [(self.locationWithRoot(f) if absolute else f) + suffix for f in found]
 
-    def probe(self, path: str, compressed: bool = True) -> tuple[str, bool]:
+    def probe(self, path: str, compressed: bool = True, likelyMissing: bool = False) -> tuple[str, bool]:
         """Where the file of ``path`` is, and whether it exists, as one existence check sees it now.
 
         Parameters
@@ -563,6 +563,11 @@ class StorageInterface(abc.ABC):
             The format reads compressed files: when ``path`` is missing, its
             ``.gz`` and ``.fz`` variants are looked for, only if its directory
             exists (a rerun that never wrote the dataset type costs two checks).
+        likelyMissing : `bool`
+            The caller expects a miss (a rerun searched on the way to the one
+            holding the dataset): for a compressed-capable format the directory
+            is looked at first, so a directory that is not there costs one
+            check, and a file that is there two.
 
         Returns
         -------
@@ -572,14 +577,15 @@ class StorageInterface(abc.ABC):
         """
         filename, hdu = split_hdu(path) if path[-1:] == "]" else (path, None)
         relpath = self._check(filename)  # once, for the path and its variants
+        directory = posixpath.dirname(relpath) if compressed else ""
+        if likelyMissing and directory and not self._exists(directory):
+            return path, False
         if self._exists(relpath):
             return path, True
-        if compressed:
-            directory = posixpath.dirname(relpath)
-            if not directory or self._exists(directory):
-                for ext in COMPRESSED_SUFFIXES:
-                    if not relpath.endswith(ext) and self._exists(relpath + ext):
-                        return filename + ext + ("" if hdu is None else f"[{hdu}]"), True
+        if compressed and (likelyMissing or not directory or self._exists(directory)):
+            for ext in COMPRESSED_SUFFIXES:
+                if not relpath.endswith(ext) and self._exists(relpath + ext):
+                    return filename + ext + ("" if hdu is None else f"[{hdu}]"), True
         return path, False
 
     def findCompressed(self, path: str) -> str:
