@@ -1,0 +1,93 @@
+"""Issue #12, the put path: what the faster write must still guarantee.
+
+The containment check resolves a write's directory only (a link at the file's
+name is replaced by the rename, never followed); temporary names come from a
+per-process prefix and a counter, unique across threads and forks; the
+formatter's answer on a put's type is asked once per (format, type, policy
+type) where it depends on nothing else; a recorded put digests the bytes it
+writes and records them before the rename.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from butler.errors import UnsafePathError
+from butler.safeio import _TEMPORARY, atomic_write, contained_destination, write_bytes
+
+
+def test_a_link_at_the_file_name_is_replaced_and_its_target_never_written(tmp_path):
+    root, outside = tmp_path / "repo", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "victim.txt").write_bytes(b"keep")
+    (root / "a.bin").symlink_to(outside / "victim.txt")
+    (root / "sub").mkdir()
+    (root / "sub" / "b.bin").symlink_to(outside / "victim.txt")
+    write_bytes("a.bin", b"new", root=str(root))
+    with atomic_write("sub/b.bin", root=str(root)) as tmp:
+        with open(tmp, "wb") as stream:
+            stream.write(b"newer")
+    assert (outside / "victim.txt").read_bytes() == b"keep"
+    assert not (root / "a.bin").is_symlink() and (root / "a.bin").read_bytes() == b"new"
+    assert not (root / "sub" / "b.bin").is_symlink() and (root / "sub" / "b.bin").read_bytes() == b"newer"
+
+
+@pytest.mark.parametrize("path", ["..", ".", "sub/..", "sub/../..", ""])
+def test_a_path_naming_the_root_or_above_it_writes_nothing(tmp_path, path):
+    root = tmp_path / "repo"
+    (root / "sub").mkdir(parents=True)
+    with pytest.raises(UnsafePathError):
+        write_bytes(path, b"x", root=str(root))
+    assert sorted(os.listdir(tmp_path)) == ["repo"] and os.listdir(root) == ["sub"]
+
+
+def test_the_destination_directory_is_resolved_inside_the_root(tmp_path):
+    real = tmp_path / "real"
+    (real / "d").mkdir(parents=True)
+    (tmp_path / "alias").symlink_to(real)
+    assert contained_destination(str(tmp_path / "alias"), "d/x.bin") == str(real / "d" / "x.bin")
+    assert contained_destination(str(tmp_path / "alias"), "x.bin") == str(real / "x.bin")
+    (real / "out").symlink_to(tmp_path)
+    with pytest.raises(UnsafePathError):
+        contained_destination(str(real), "out/x.bin")
+
+
+def _temporary_names(directory, count):
+    """The temporaries ``count`` writes leave in ``directory`` when each is kept (a failing block)."""
+    names = []
+    for _ in range(count):
+        with pytest.raises(RuntimeError), atomic_write("f.bin", root=str(directory)) as tmp:
+            names.append(os.path.basename(tmp))
+            raise RuntimeError("abandon the write")
+    return names
+
+
+def test_temporary_names_are_unique_across_threads_and_a_fork(tmp_path):
+    names: list[str] = []
+    threads = [threading.Thread(target=lambda: names.extend(_temporary_names(tmp_path, 200))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child draws names too: its pid and its prefix differ from the parent's
+        try:
+            os.write(write, "\n".join(_temporary_names(tmp_path, 50)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as stream:
+        child = stream.read().decode().split("\n")
+    os.waitpid(pid, 0)
+    names += child + _temporary_names(tmp_path, 50)
+    assert len(names) == 4 * 200 + 50 + 50 == len(set(names))
+    assert all(_TEMPORARY.fullmatch(name) for name in names)  # the sweep of dead writers still knows them
+    parent_prefix = {name.rsplit(".", 2)[1][:8] for name in names if f".{os.getpid()}." in name}
+    child_prefix = {name.rsplit(".", 2)[1][:8] for name in child}
+    assert len(parent_prefix) == len(child_prefix) == 1 and parent_prefix != child_prefix
+    assert os.listdir(tmp_path) == []  # every abandoned temporary was removed
