@@ -423,9 +423,11 @@ def write_bytes(path: str, data: bytes, root: str | None = None) -> None:
     target, tmp, fd = _begin_write(path, root)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            written = os.write(fd, data)
+            if written < len(data):  # a short write (a signal, a full disk): the rest, or an error
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(fd, view):]
             if FSYNC:
                 os.fsync(fd)
         finally:
