@@ -79,8 +79,9 @@ PROVENANCE_FILENAME = "provenance.sqlite3"
 PENDING, DONE = "pending", "done"
 #: the name of a journal, at the root beside the database
 _JOURNAL_NAME = re.compile(re.escape(PROVENANCE_FILENAME) + r"-[0-9a-f]+\.sqlite3-journal")
-#: the encoder of journal lines (one for all: `json.dumps` with options makes a new one per call)
-_LINE_JSON = json.JSONEncoder(separators=(",", ":"))
+#: the encoder of journal lines (one for all: `json.dumps` with options makes a new one per call; a line
+#: holds lists of plain values, so there is no cycle to look for)
+_LINE_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 #: how long a writer waits for another writer's transaction, in milliseconds
 BUSY_TIMEOUT_MS = 120_000
 
@@ -89,6 +90,8 @@ RUN_COLUMNS = ("uuid", "start", "end", "user", "host", "command", "python", "pac
 QUANTUM_COLUMNS = ("uuid", "run", "label", "config", "start")
 DATASET_COLUMNS = ("uuid", "run", "quantum", "datasetType", "dataId", "path", "size", "sha256", "time", "inputs",
                    "state")
+#: the columns of a record a writer gives (``state`` is pending until the record is folded as done)
+_RECORDED_COLUMNS = DATASET_COLUMNS[:-1]
 INPUTSET_COLUMNS = ("uuid", "parent")
 EDGE_COLUMNS = ("inputset", "position", "input", "datasetType", "dataId", "repository", "path", "size", "mtime",
                 "sha256")
@@ -373,7 +376,7 @@ class ProvenanceStore:
         run, quantum : mapping, optional
             The ``run`` and ``quantum`` rows (kept when already there).
         """
-        entry: dict[str, Any] = {"d": [*map(dataset.get, DATASET_COLUMNS[:-1]), PENDING]}
+        entry: dict[str, Any] = {"d": [*map(dataset.get, _RECORDED_COLUMNS), PENDING]}
         if run is not None:
             entry["r"] = list(map(run.get, RUN_COLUMNS))
         if quantum is not None:
