@@ -244,6 +244,7 @@ class _Writing(observe_writes):
 
     def __exit__(self, excType: type | None, *rest: object) -> None:
         super().__exit__(excType, *rest)
+        self._callback = None  # the bound observer refers back to this block: no cycle left for the collector
         if excType is None and self.written:
             self.recorder._published(self.storage.root, self.written)
 

@@ -75,7 +75,7 @@ class observe_writes:  # noqa: N801 - used as a function: ``with observe_writes(
     __slots__ = ("_callback", "_token")
 
     def __init__(self, callback: Callable[[Any, str, int, str], None]):
-        self._callback = callback
+        self._callback: Callable[[Any, str, int, str], None] | None = callback
 
     def __enter__(self) -> None:
         self._token = _write_observer.set(self._callback)
