@@ -10,13 +10,17 @@ writes and records them before the rename.
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import os
 import threading
 
 import pytest
 
-from butler.errors import UnsafePathError
+from butler import Butler, RepositoryArgs
+from butler.errors import UnsafePathError, UnwritableObjectError
 from butler.safeio import _TEMPORARY, atomic_write, contained_destination, write_bytes
+from butler.test import MapperForTestWriting, TestObject
 
 
 def test_a_link_at_the_file_name_is_replaced_and_its_target_never_written(tmp_path):
@@ -91,3 +95,34 @@ def test_temporary_names_are_unique_across_threads_and_a_fork(tmp_path):
     child_prefix = {name.rsplit(".", 2)[1][:8] for name in child}
     assert len(parent_prefix) == len(child_prefix) == 1 and parent_prefix != child_prefix
     assert os.listdir(tmp_path) == []  # every abandoned temporary was removed
+
+
+def test_a_pickle_put_of_an_unpicklable_object_is_refused_and_writes_nothing(tmp_path):
+    """The pickle format's type question is not asked (it takes anything it can write): the write still refuses."""
+    butler = Butler(outputs=RepositoryArgs(root=str(tmp_path), mapper=MapperForTestWriting, mode="rw"),
+                    recordProvenance=False)
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(UnwritableObjectError, match="PickleStorage cannot write a builtins.function"):
+        butler.put(lambda: None, "foo", visit=1, ccd=2)
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.parametrize("record", [False, True])
+def test_a_put_leaves_nothing_for_the_cycle_collector(tmp_path, record):
+    """Every object a put makes is freed when the put returns (a cycle per put made the collector run often)."""
+    butler = Butler(outputs=RepositoryArgs(root=str(tmp_path), mapper=MapperForTestWriting, mode="rw"),
+                    recordProvenance=record)
+    butler.put(TestObject(0), "foo", visit=0, ccd=1)  # the store and the run are made by the first put
+    gc.collect()
+    gc.disable()
+    try:
+        for visit in range(1, 40):
+            butler.put(TestObject(visit), "foo", visit=visit, ccd=1)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+    assert butler.get("foo", visit=39, ccd=1) == TestObject(39)
+    if record:
+        record_ = butler.provenance("foo", visit=39, ccd=1)
+        data = (tmp_path / "filename_ccd1_visit39.txt").read_bytes()
+        assert record_.sha256 == hashlib.sha256(data).hexdigest() and record_.size == len(data)
