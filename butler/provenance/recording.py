@@ -242,10 +242,10 @@ class _Writing(observe_writes):
         if recorded is not None:
             self.written.append((recorded[0], relpath, recorded[1], sha256, size))
 
-    def __exit__(self, excType: type | None, *rest: object) -> None:
-        super().__exit__(excType, *rest)
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
         self._callback = None  # the bound observer refers back to this block: no cycle left for the collector
-        if excType is None and self.written:
+        if exc[0] is None and self.written:
             self.recorder._published(self.storage.root, self.written)
 
 
