@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import os
 import threading
 
@@ -19,6 +20,8 @@ import pytest
 
 from butler import Butler, RepositoryArgs
 from butler.errors import UnsafePathError, UnwritableObjectError
+from butler.provenance.recording import canonical_data_id
+from butler.registry.provenance import _journal_line
 from butler.safeio import _TEMPORARY, atomic_write, contained_destination, write_bytes
 from butler.test import MapperForTestWriting, TestObject
 
@@ -126,3 +129,25 @@ def test_a_put_leaves_nothing_for_the_cycle_collector(tmp_path, record):
         record_ = butler.provenance("foo", visit=39, ccd=1)
         data = (tmp_path / "filename_ccd1_visit39.txt").read_bytes()
         assert record_.sha256 == hashlib.sha256(data).hexdigest() and record_.size == len(data)
+
+
+@pytest.mark.parametrize("dataId", [
+    {"visit": 12, "ccd": 3}, {"filter": 'g"\\é\n', "visit": -1}, {}, {"b": 1, "a": 2, "A": 3},
+    {"visit": True, "x": 1.5, "y": None}, {"visit": 2**70}, {3: "three"},
+])
+def test_a_data_id_joined_by_hand_is_the_encoders_canonical_text(dataId):
+    expected = json.dumps({str(key): value for key, value in dataId.items()}, sort_keys=True)
+    assert canonical_data_id(dataId) == expected
+    assert json.loads(canonical_data_id(dataId)) == json.loads(expected)
+
+
+@pytest.mark.parametrize("entry", [
+    {"d": ["u-1", "r-1", None, "foo", '{"ccd": 1, "visit": 2}', "a/b\\c\u00e9.txt", 120, "ab" * 32, "t", None,
+           "pending"]},
+    {"d": ["u-2", "r-1", "q", "foo", "{}", "x.txt", 1.5, "s", "t", "set", "pending"]},  # a float: the encoder
+    {"d": ["u-3", "r-1", None, "foo", "{}", "x.txt", 1, "s", "t", "set", "pending"], "s": ["set", None], "e": []},
+])
+def test_a_journal_line_joined_by_hand_is_the_encoders_line(entry):
+    line = _journal_line(entry)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert line == (json.dumps(entry, separators=(",", ":")) + "\n").encode()
