@@ -133,8 +133,9 @@ def _no_link_below(real_root: str, candidate: str) -> bool:
 
     Then the textual path is the resolved path, and the full `os.path.realpath`
     walk (an ``lstat`` of every component from ``/``) is not needed. Every
-    component is looked at on every write: a directory moved out of the root
-    and replaced by a link keeps its inode, so no earlier answer can be trusted.
+    component is looked at on every call (a write asks about its directory
+    only: `contained_destination`): a directory moved out of the root and
+    replaced by a link keeps its inode, so no earlier answer can be trusted.
     """
     current = real_root
     for part in candidate[len(real_root):].split(os.sep):
