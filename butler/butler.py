@@ -32,6 +32,8 @@ from .errors import (
     describe_data_id,
     describe_location,
 )
+from .formatters import get_formatter
+from .formatters.base import Formatter, type_name
 from .graph import MissingParent, RepositoryGraph, RepositoryNode, _roots, build_graph
 from .location import ButlerComposite, ButlerLocation, split_hdu
 from .readProxy import ReadProxy
@@ -621,12 +623,14 @@ class Butler:
         if isinstance(location, ButlerComposite):
             self._disassemble(repo, obj, location, dataId, doBackup)
             return
-        locations = location if isinstance(location, list) else [location]
-        for loc in locations:
-            recording = (contextlib.nullcontext() if self._recorder is None else
-                         self._recorder.writing(loc.storage or repo.storage, loc, datasetType, dataId))
-            with recording:
-                repo.write(loc, obj, doBackup=doBackup)  # a backup is kept under one lock with the write
+        recorder = self._recorder
+        for loc in location if isinstance(location, list) else (location,):
+            # a backup is kept under one lock with the write
+            if recorder is None:
+                repo.write(loc, obj, doBackup=doBackup)
+                continue
+            with recorder.writing(loc.storage or repo.storage, loc, datasetType, dataId):
+                repo.write(loc, obj, doBackup=doBackup)
 
     def _disassemble(self, repo: Repository, obj: Any, composite: ButlerComposite, dataId: DataId,
                      doBackup: bool) -> None:
@@ -850,6 +854,10 @@ def _select(item: Any, parameters: Mapping[str, Any], datasetType: str, dataId: 
                                     f"repository: {root}")
 
 
+#: the base formatter's `refusal`: a format that keeps it takes any object it can write
+_REFUSES_NOTHING = Formatter.refusal
+
+
 def _check_put_types(obj: Any, location: Any, datasetType: str, root: str) -> Any:
     """What to write for ``obj``: itself, or its lossless conversion to what a location's format takes.
 
@@ -864,14 +872,13 @@ def _check_put_types(obj: Any, location: Any, datasetType: str, root: str) -> An
         A `TypeError` naming the dataset type, the data ID, the repository, the
         expected types, the type given and the lossy converters that were not used.
     """
-    from .formatters import get_formatter
-    from .formatters.base import type_name
-
     if location is None or isinstance(location, ButlerComposite):
         return obj
     write = obj
-    for loc in location if isinstance(location, list) else [location]:
+    for loc in location if isinstance(location, list) else (location,):
         formatter = get_formatter(loc.storageName)
+        if type(formatter).refusal is _REFUSES_NOTHING:  # not asked: the answer is None whatever the object
+            continue
         takes = formatter.refusal(write, loc.pythonType)
         if takes is None:
             continue

@@ -3,7 +3,8 @@
 Every file the butler writes goes through :func:`atomic_write`: the content is
 written to a temporary file beside the target and renamed over it only once it
 is complete, so a reader sees the old file or the new one, never a part.
-:func:`ensure_within` keeps writes inside a repository root.
+:func:`ensure_within` keeps writes inside a repository root
+(:func:`contained_destination` for the file a write publishes).
 
 The Gen2 names (`FileForWriteOnceCompareSame`, `SafeLockedFileForWrite`,
 `SafeLockedFileForRead`, `safeMakeDir`) are built on the same two pieces and
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import filecmp
+import itertools
 import logging
 import os
 import re
@@ -36,6 +38,7 @@ from .errors import FileContentMismatch, UnsafePathError
 
 __all__ = [
     "atomic_write",
+    "contained_destination",
     "ensure_within",
     "locked_directory",
     "remove_stale_temporaries",
@@ -130,8 +133,9 @@ def _no_link_below(real_root: str, candidate: str) -> bool:
 
     Then the textual path is the resolved path, and the full `os.path.realpath`
     walk (an ``lstat`` of every component from ``/``) is not needed. Every
-    component is looked at on every write: a directory moved out of the root
-    and replaced by a link keeps its inode, so no earlier answer can be trusted.
+    component is looked at on every call (a write asks about its directory
+    only: `contained_destination`): a directory moved out of the root and
+    replaced by a link keeps its inode, so no earlier answer can be trusted.
     """
     current = real_root
     for part in candidate[len(real_root):].split(os.sep):
@@ -146,21 +150,91 @@ def _no_link_below(real_root: str, candidate: str) -> bool:
     return True
 
 
+def contained_destination(root: str, path: str) -> str:
+    """The absolute destination of a file to be written at ``path``: its directory resolved inside ``root``.
+
+    Only the directory is resolved (`ensure_within`): the file itself is
+    published by a rename, which replaces a symbolic link at that name and
+    never follows it (as Gen2's writes did), so a link there cannot lead the
+    write out of the root and its target is never written. A file directly
+    in the root needs no system call here; each directory below the root
+    costs one ``lstat`` (see `_no_link_below`).
+
+    Parameters
+    ----------
+    root : `str`
+        The directory that must contain the file.
+    path : `str`
+        The file, absolute or relative to ``root``.
+
+    Returns
+    -------
+    destination : `str`
+        The resolved directory joined with the file's name.
+
+    Raises
+    ------
+    UnsafePathError
+        When the directory resolves outside ``root``, or ``path`` names no
+        file in it (the root itself, ``..``).
+    """
+    return _join(*_destination(root, path))
+
+
+def _destination(root: str, path: str) -> tuple[str, str]:
+    """`contained_destination` as its resolved directory and the file's name."""
+    directory, name = os.path.split(path)
+    if name in ("", ".", ".."):
+        resolved = ensure_within(root, path)
+        if resolved == _real_root(root):
+            raise UnsafePathError(f"path {path!r} names the repository root {root!r}, not a file in it")
+        return os.path.split(resolved)
+    return ensure_within(root, directory) if directory else _real_root(root), name
+
+
+class _TemporaryNames:
+    """The names of this process's temporary files: ``.<name>.<pid>.<prefix><count>.tmp``.
+
+    One random prefix per process (drawn again in a forked child, as is the
+    pid) and a counter (``next`` of an `itertools.count` is atomic, so
+    threads draw distinct numbers): unique across processes, threads and
+    forks, and across a reused pid, without a call to the random source per
+    file. The ``O_EXCL`` create still refuses a name that exists.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._pid = os.getpid()
+        self._prefix = secrets.token_hex(4)
+        self._count = itertools.count()
+
+    def __call__(self, name: str) -> str:
+        return f".{name}.{self._pid}.{self._prefix}{next(self._count):x}.tmp"
+
+
+_temporary_name = _TemporaryNames()
+os.register_at_fork(after_in_child=_temporary_name.reset)
+
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
 def _create_temporary(directory: str, name: str) -> tuple[str, int]:
     """Create a new empty file named after ``name`` in ``directory``; return its path and a descriptor open for writing.
 
     The kernel applies the umask to ``0o666``, so the file gets the mode a
     plain ``open(path, "w")`` would give it. Names are unique across
-    processes and threads. An `OSError` (read-only file system, no
-    permission, ...) names the file that was to be written, not the temporary.
-    The caller closes the descriptor.
+    processes and threads (`_TemporaryNames`). An `OSError` (read-only file
+    system, no permission, ...) names the file that was to be written, not
+    the temporary. The caller closes the descriptor.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     made_directory = False
     while True:
-        tmp = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+        tmp = _join(directory, _temporary_name(name))
         try:
-            return tmp, os.open(tmp, flags, 0o666)
+            return tmp, os.open(tmp, _CREATE_FLAGS, 0o666)
         except FileExistsError:
             continue
         except FileNotFoundError as exc:
@@ -211,8 +285,9 @@ def atomic_write(path: str, root: str | None = None) -> Iterator[str]:
     path : `str`
         The destination. Missing directories are created.
     root : `str`, optional
-        When given, ``path`` must resolve inside ``root`` (checked by
-        :func:`ensure_within` before anything is created); a relative ``path``
+        When given, ``path``'s directory must resolve inside ``root`` (checked
+        by :func:`contained_destination` before anything is created: a link at
+        the file's name is replaced, not followed); a relative ``path``
         is then taken relative to ``root``.
 
     Yields
@@ -246,8 +321,13 @@ def atomic_write(path: str, root: str | None = None) -> Iterator[str]:
 
 def _begin_write(path: str, root: str | None) -> tuple[str, str, int]:
     """The contained destination of ``path``, and a new temporary file beside it with its open descriptor."""
-    target = ensure_within(root, path) if root is not None else os.path.abspath(path)
-    return (target, *_create_temporary(*os.path.split(target)))
+    directory, name = _destination(root, path) if root is not None else os.path.split(os.path.abspath(path))
+    return (_join(directory, name), *_create_temporary(directory, name))
+
+
+def _join(directory: str, name: str) -> str:
+    """``os.path.join`` of a normalised absolute directory and a plain name (on every write: no checks)."""
+    return directory + name if directory[-1:] == os.sep else directory + os.sep + name
 
 
 def _publish(tmp: str, target: str) -> None:
@@ -344,9 +424,11 @@ def write_bytes(path: str, data: bytes, root: str | None = None) -> None:
     target, tmp, fd = _begin_write(path, root)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            written = os.write(fd, data)
+            if written < len(data):  # a short write (a signal, a full disk): the rest, or an error
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(fd, view):]
             if FSYNC:
                 os.fsync(fd)
         finally:

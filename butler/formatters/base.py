@@ -209,7 +209,7 @@ class Formatter:
             When the format cannot write ``obj``; the message names the type
             given and the types the format writes, and nothing is written.
         """
-        extra = dict(additionalData or {})
+        extra = dict(additionalData) if additionalData else {}
         if not self.wantsFile(obj):
             try:
                 data = self.to_bytes(obj, hdu=hdu, additionalData=extra)

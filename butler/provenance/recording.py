@@ -34,6 +34,7 @@ from typing import Any
 
 from ..errors import NoResults, UnwritableObjectError
 from ..location import split_hdu
+from ..registry.provenance import PLAIN_JSON, ProvenanceStore
 from ..storage.base import observe_writes
 
 __all__ = ["ProvenanceRecorder", "recording_enabled", "canonical_data_id", "new_uuid", "utc_now"]
@@ -113,14 +114,20 @@ def _plain(value: Any) -> Any:
 
 #: the types a data ID value is stored as they are
 _JSON_SCALARS = frozenset({int, str, float, bool, type(None)})
-#: one encoder for every data ID (`json.dumps` with options makes a new one per call)
-_SORTED_JSON = json.JSONEncoder(sort_keys=True)
+_quote = PLAIN_JSON[str]
+#: one encoder for every data ID (`json.dumps` with options makes a new one per call); a data ID is flat,
+#: so there is no cycle to look for
+_SORTED_JSON = json.JSONEncoder(sort_keys=True, check_circular=False)
 
 
 def canonical_data_id(dataId: Mapping[str, Any]) -> str:
     """A data ID as canonical JSON text (keys sorted), the form records store and compare."""
-    return _SORTED_JSON.encode({str(key): value if type(value) in _JSON_SCALARS else _plain(value)
-                                for key, value in dataId.items()})
+    try:  # text keys and text or integer values (the usual data ID, on every put): joined by hand
+        return "{" + ", ".join([f"{_quote(key)}: {PLAIN_JSON[type(value)](value)}"
+                                for key, value in sorted(dataId.items())]) + "}"
+    except (KeyError, TypeError):  # another value type, a key that is not text: the encoder's general form
+        return _SORTED_JSON.encode({str(key): value if type(value) in _JSON_SCALARS else _plain(value)
+                                    for key, value in dataId.items()})
 
 
 def _config_text(config: Mapping[str, Any] | None, label: str) -> str | None:
@@ -215,39 +222,42 @@ class _Output:
         self.quanta: set[str] = set()
 
 
-class _Writing:
+class _Writing(observe_writes):
     """The block of `ProvenanceRecorder.writing`: the storage's write observer records the location's files.
 
     (A class, not a generator: it wraps every put.)
     """
 
-    __slots__ = ("recorder", "storage", "location", "datasetType", "dataId", "written", "observing")
+    __slots__ = ("recorder", "storage", "location", "datasetType", "dataId", "written")
 
     def __init__(self, recorder: ProvenanceRecorder, storage: Any, location: Any, datasetType: str,
                  dataId: Mapping):
+        super().__init__(self.observe)
         self.recorder = recorder
         self.storage = storage
         self.location = location
         self.datasetType = datasetType
         self.dataId = dataId
         self.written: list[tuple[_Output, str, str, str, int]] = []
-        self.observing = observe_writes(self.observe)
 
     def observe(self, writer: Any, relpath: str, size: int, sha256: str) -> None:
-        if writer is not self.storage or relpath not in {split_hdu(path)[0] for path in self.location.locationList}:
+        if writer is not self.storage or not _names(self.location.locationList, relpath):
             return  # a backup copy, another repository
         recorded = self.recorder._record(self.storage, self.location, self.datasetType, self.dataId, relpath, size,
                                          sha256)
         if recorded is not None:
             self.written.append((recorded[0], relpath, recorded[1], sha256, size))
 
-    def __enter__(self) -> None:
-        self.observing.__enter__()
-
-    def __exit__(self, excType: type | None, *rest: object) -> None:
-        self.observing.__exit__(excType, *rest)
-        if excType is None:
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        self._callback = None  # the bound observer refers back to this block: no cycle left for the collector
+        if exc[0] is None and self.written:
             self.recorder._published(self.storage.root, self.written)
+
+
+def _names(locations: list[str], relpath: str) -> bool:
+    """Whether ``relpath`` is the file of one of a location's paths (an HDU selector set aside)."""
+    return relpath in locations or any(split_hdu(path)[0] == relpath for path in locations if path[-1:] == "]")
 
 
 class ProvenanceRecorder:
@@ -325,14 +335,15 @@ class ProvenanceRecorder:
     # -- writes --------------------------------------------------------------------------------
 
     def _output(self, storage: Any) -> _Output | None:
+        if self._forks != _forks:
+            self._leave_parent_stores()
         root = storage.root
-        self._leave_parent_stores()
-        if root not in self._outputs:
-            from ..registry.provenance import ProvenanceStore
-
+        try:
+            return self._outputs[root]
+        except KeyError:
             store = ProvenanceStore.for_writing(storage)
-            self._outputs[root] = _Output(store) if store is not None else None
-        return self._outputs[root]
+            output = self._outputs[root] = _Output(store) if store is not None else None
+            return output
 
     def _leave_parent_stores(self) -> None:
         """In a forked child, forget the stores opened before the fork: their connections and journals are
@@ -430,8 +441,6 @@ class ProvenanceRecorder:
         if output is not None:
             return output.store
         if storage.root not in self._readers:
-            from ..registry.provenance import ProvenanceStore
-
             self._readers[storage.root] = ProvenanceStore.for_reading(storage)
         return self._readers[storage.root]
 

@@ -63,7 +63,8 @@ import secrets
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ..errors import RegistryError
@@ -79,8 +80,13 @@ PROVENANCE_FILENAME = "provenance.sqlite3"
 PENDING, DONE = "pending", "done"
 #: the name of a journal, at the root beside the database
 _JOURNAL_NAME = re.compile(re.escape(PROVENANCE_FILENAME) + r"-[0-9a-f]+\.sqlite3-journal")
-#: the encoder of journal lines (one for all: `json.dumps` with options makes a new one per call)
-_LINE_JSON = json.JSONEncoder(separators=(",", ":"))
+#: the encoder of journal lines (one for all: `json.dumps` with options makes a new one per call; a line
+#: holds lists of plain values, so there is no cycle to look for)
+_LINE_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+#: the JSON text of a plain value, by its exact type, as `json` writes it (text is quoted by the function
+#: `json` itself quotes with): what a record holds on every put, written without the encoder's set-up
+PLAIN_JSON: dict[type, Callable[[Any], str]] = {str: encode_basestring_ascii, int: int.__repr__,
+                                                type(None): lambda _: "null"}
 #: how long a writer waits for another writer's transaction, in milliseconds
 BUSY_TIMEOUT_MS = 120_000
 
@@ -89,6 +95,8 @@ RUN_COLUMNS = ("uuid", "start", "end", "user", "host", "command", "python", "pac
 QUANTUM_COLUMNS = ("uuid", "run", "label", "config", "start")
 DATASET_COLUMNS = ("uuid", "run", "quantum", "datasetType", "dataId", "path", "size", "sha256", "time", "inputs",
                    "state")
+#: the columns of a record a writer gives (``state`` is pending until the record is folded as done)
+_RECORDED_COLUMNS = DATASET_COLUMNS[:-1]
 INPUTSET_COLUMNS = ("uuid", "parent")
 EDGE_COLUMNS = ("inputset", "position", "input", "datasetType", "dataId", "repository", "path", "size", "mtime",
                 "sha256")
@@ -123,6 +131,17 @@ _SELECT_EDGES = (
     "WITH RECURSIVE chain(uuid, depth) AS (SELECT ?, 0 UNION ALL SELECT s.parent, chain.depth + 1 "
     "FROM inputset AS s JOIN chain ON s.uuid = chain.uuid WHERE s.parent IS NOT NULL) "
     "SELECT edge.* FROM edge JOIN chain ON edge.inputset = chain.uuid ORDER BY chain.depth DESC, edge.position")
+
+
+def _journal_line(entry: Mapping[str, Any]) -> bytes:
+    """An entry as one journal line: a dataset row alone of plain values (a put's usual line) joined by hand,
+    anything else by the encoder; the same JSON either way."""
+    if len(entry) == 1:
+        try:
+            return ('{"d":[' + ",".join([PLAIN_JSON[type(value)](value) for value in entry["d"]]) + "]}\n").encode()
+        except KeyError:  # a value of another type
+            pass
+    return (_LINE_JSON.encode(entry) + "\n").encode()
 
 
 def _rows_as_dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
@@ -373,7 +392,7 @@ class ProvenanceStore:
         run, quantum : mapping, optional
             The ``run`` and ``quantum`` rows (kept when already there).
         """
-        entry: dict[str, Any] = {"d": [*map(dataset.get, DATASET_COLUMNS[:-1]), PENDING]}
+        entry: dict[str, Any] = {"d": [*map(dataset.get, _RECORDED_COLUMNS), PENDING]}
         if run is not None:
             entry["r"] = list(map(run.get, RUN_COLUMNS))
         if quantum is not None:
@@ -384,7 +403,7 @@ class ProvenanceStore:
         try:
             if self._journal is None:
                 raise RegistryError(f"cannot write provenance records: {self.location} is not open for writing")
-            self._append((_LINE_JSON.encode(entry) + "\n").encode())
+            self._append(_journal_line(entry))
         except (sqlite3.Error, OSError, ValueError) as exc:
             raise RegistryError(f"cannot record the provenance of {dataset.get('datasetType')} "
                                 f"{dataset.get('dataId')} ({dataset.get('path')}) in {self.location}: {exc}") from exc

@@ -75,13 +75,17 @@ class observe_writes:  # noqa: N801 - used as a function: ``with observe_writes(
     __slots__ = ("_callback", "_token")
 
     def __init__(self, callback: Callable[[Any, str, int, str], None]):
-        self._callback = callback
+        self._callback: Callable[[Any, str, int, str], None] | None = callback
 
     def __enter__(self) -> None:
         self._token = _write_observer.set(self._callback)
 
     def __exit__(self, *exc: object) -> None:
         _write_observer.reset(self._token)
+
+
+#: the lock of a write that keeps no backup (a ``nullcontext`` may be entered again and again)
+_NO_LOCK = contextlib.nullcontext()
 
 
 def _digest_file(path: str) -> tuple[int, str]:
@@ -388,7 +392,7 @@ class StorageInterface(abc.ABC):
         for location in butlerLocation.locationList:
             path, hdu = split_hdu(location)
             try:
-                with self.lock(path) if doBackup else contextlib.nullcontext():
+                with self.lock(path) if doBackup else _NO_LOCK:
                     if doBackup:
                         self._shiftVersions(self._check(path))
                     formatter.writeTo(self, path, obj, hdu=hdu, additionalData=butlerLocation.additionalData)

@@ -18,6 +18,7 @@ from typing import IO, Any
 from ..errors import DatasetNotFoundError, RepositoryError
 from ..safeio import (
     atomic_write,
+    contained_destination,
     ensure_within,
     locked_directory,
     makedirs,
@@ -129,8 +130,7 @@ class PosixStorage(StorageInterface):
 
         An existing symlink at the destination is replaced, not followed.
         """
-        directory, name = os.path.split(relpath)
-        return os.path.join(ensure_within(self.root, directory or "."), name)
+        return contained_destination(self.root, relpath)
 
     def _putFile(self, localPath: str, relpath: str, mode: str) -> None:
         if not os.path.isfile(localPath):
