@@ -18,13 +18,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
-import getpass
 import itertools
 import json
 import logging
 import os
-import shlex
-import socket
 import sys
 import threading
 import time
@@ -158,6 +155,8 @@ def _package_versions() -> str:
 
 
 def _user() -> str:
+    import getpass  # once per run: a Butler that never writes does not load it (nor socket, shlex)
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name and no password entry
@@ -416,6 +415,9 @@ class ProvenanceRecorder:
                 output.quanta.add(quantum["uuid"])
 
     def _run_row(self) -> dict[str, Any]:
+        import shlex
+        import socket
+
         return {**self._run, "user": _user(), "host": socket.gethostname(), "command": shlex.join(sys.argv),
                 "python": sys.version.split()[0], "packages": _package_versions()}
 
