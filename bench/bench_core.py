@@ -7,7 +7,10 @@ floor (plain pickle / YAML I/O of the same objects and files) and their ratio.
 Two operations have a second, syscall-matched floor: ``put/rename`` (a
 hand-written temporary file plus `os.replace` in the same directory: what an
 atomic write cannot avoid) and ``deep/stat`` (one `os.stat` of the file's name
-in each of the nine repositories above the one holding it, then the load).
+in each of the nine repositories above the one holding it, then the load);
+``deep/inline`` times, against that floor, the least a get must do written in
+one function (check the data ID, name the file, stat it from the top until
+found, open and load it), which no layering of the butler can go below.
 """
 
 from __future__ import annotations
@@ -23,18 +26,20 @@ import yaml
 from timing import best_in_slices, best_interleaved, best_of, stat_each
 
 from butler import Butler, RepositoryArgs
+from butler.dataId import check_data_id, check_path
 from butler.test import MapperForTestWriting, TestObject
 
-TARGETS = {"put": 2.0, "put/rename": 1.3, "get": 2.0, "construct": 2.0, "deep get": 2.5, "deep/stat": 1.3}
+TARGETS = {"put": 2.0, "put/rename": 1.3, "get": 2.0, "construct": 2.0, "deep get": 2.5, "deep/stat": 1.3,
+           "deep/inline": 1.3}
 
 
 
 
-def report(name: str, butler_s: float, floor_s: float, per: int = 1) -> None:
+def report(name: str, butler_s: float, floor_s: float, per: int = 1, who: str = "butler") -> None:
     ratio = butler_s / floor_s
     target = TARGETS.get(name)
     verdict = "" if target is None else (" ok" if ratio <= target else f" OVER target {target}x")
-    print(f"{name:<10} butler {butler_s / per * 1e6:9.1f} us  floor {floor_s / per * 1e6:9.1f} us  "
+    print(f"{name:<11} {who} {butler_s / per * 1e6:9.1f} us  floor {floor_s / per * 1e6:9.1f} us  "
           f"ratio {ratio:5.2f}x{verdict}")
 
 
@@ -131,9 +136,29 @@ def bench_chain(work: str, repeat: int, depth: int = 10) -> None:
             with open(target, "rb") as f:
                 pickle.load(f)
 
-    deep_s, load_floor, stat_floor = best_in_slices(repeat, slices, deep_get, floor_deep_get, floor_stat_deep_get)
+    searched = [os.path.join(root, "") for root in reversed(roots)]
+
+    def inline_deep_get(_: int) -> None:
+        # the least a get must do, in one function: check the data ID, name the file, stat it in each
+        # repository from the top until found, open and load it (no repository, mapper or storage layer)
+        for _ in range(per_slice):
+            dataId = check_data_id({"visit": 1}, {"visit": None}, ("visit",), "foo")
+            name = "filename" + "".join([f"_{key}{value}" for key, value in sorted(dataId.items())]) + ".txt"
+            check_path(name, "foo", dataId)
+            for prefix in searched:
+                try:
+                    os.stat(prefix + name)
+                except FileNotFoundError:
+                    continue
+                with open(prefix + name, "rb") as f:
+                    pickle.load(f)
+                break
+
+    deep_s, load_floor, stat_floor, inline_s = best_in_slices(repeat, slices, deep_get, floor_deep_get,
+                                                              floor_stat_deep_get, inline_deep_get)
     report("deep get", deep_s, load_floor, loops)
     report("deep/stat", deep_s, stat_floor, loops)
+    report("deep/inline", inline_s, stat_floor, loops, who="inline")
 
 
 def bench_import(repeat: int) -> None:
