@@ -158,15 +158,29 @@ def _role(hdu: Any) -> str | None:
     return None
 
 
+def _ends_file(hdu: Any) -> bool:
+    """Whether the file ends exactly where this HDU's (padded) data ends, so no HDU follows it.
+
+    From astropy's public `~astropy.io.fits.hdu.base._BaseHDU.fileinfo` (data start and span) and the
+    size astropy measured when it opened the file (0 when unknown, as for a stream it inflates
+    itself): False whenever that is not known, or the file is longer or shorter (astropy's own look
+    past a truncated file warns about it).
+    """
+    info = hdu.fileinfo()
+    size = getattr(info["file"], "size", 0) if info else 0
+    return bool(size) and info["datLoc"] + info["datSpan"] == size
+
+
 def _mef_layout(hdul: fits_types.HDUList) -> dict[str, int] | None:
     """Return {role: HDU index} for an IMAGE/MASK/VARIANCE file (IMAGE in HDU 1), else None."""
-    first = _hdu_or_none(hdul, 1)
-    if first is None or _role(first) != "IMAGE":
+    hdu = _hdu_or_none(hdul, 1)
+    if hdu is None or _role(hdu) != "IMAGE":
         return None
     layout = {"IMAGE": 1}
     for index in (2, 3):
-        hdu = _hdu_or_none(hdul, index)
-        if hdu is None:  # the file ends here: no read past its end for the next index
+        # no read past the end of the file for the next index: the sizes tell, else astropy's probe
+        hdu = None if _ends_file(hdu) else _hdu_or_none(hdul, index)
+        if hdu is None:
             break
         role = _role(hdu)
         if role in ("MASK", "VARIANCE"):
