@@ -25,6 +25,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from butler import Butler
 from butler.formatters import get_formatter
 from butler.formatters.fits import _update_with
+from mappers.astro import set_keyword
 from butler.storage import Storage
 
 DATA_ID = {"visit": 1, "filter": "g"}
@@ -237,3 +238,33 @@ def test_a_calexp_get_through_a_chain_is_the_written_image_with_its_filter(share
     expected["FILTER"] = "g"
     np.testing.assert_array_equal(ccd.data, written.data)
     assert _cards(ccd.meta) == _cards(expected) and str(ccd.unit) == "adu"
+
+
+# -- std_calexp: FILTER set as header["FILTER"] = value sets it ----------------------------------------
+
+
+@pytest.mark.parametrize("picks", [(), (0, 1), (0, 4, 6), (0, 7), (4, 0, 8), (15, 16)])
+@pytest.mark.parametrize("value", ["g", "HSC-I2", "x" * 70, 3, None])
+def test_set_keyword_equals_setitem(picks, value):
+    """A new FILTER goes where ``header[...] = value`` puts it (before trailing commentary, into a
+    trailing blank), an existing one is updated in place, a long or non-text value takes astropy's path."""
+    expected, header = _header(list(picks)), _header(list(picks))
+    expected["FILTER"] = value
+    set_keyword(header, "FILTER", value)
+    assert _cards(header) == _cards(expected)
+    expected["FILTER"] = "r"
+    set_keyword(header, "FILTER", "r")
+    assert _cards(header) == _cards(expected)
+
+
+def test_the_filter_of_a_calexp_is_remembered_per_camera_and_filter(obs_test_repo):
+    """The best filter is worked out once per (filters, stored label, data-ID filter), and is what
+    `best_filter` gives."""
+    from mappers.camera import FilterLabel, best_filter
+    from mappers.test import TestMapper
+
+    mapper = TestMapper(root=obs_test_repo)
+    for stored, idFilter in [(None, "g"), (FilterLabel(physical="r"), None), (FilterLabel(physical="zz"), "zz")]:
+        expected = best_filter(mapper.filterDefinitions, stored, idFilter)
+        assert mapper._getBestFilter(stored, idFilter) == expected
+        assert mapper._getBestFilter(stored, idFilter) is mapper._getBestFilter(stored, idFilter)
