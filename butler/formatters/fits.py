@@ -114,6 +114,16 @@ def _content_cards(header: fits_types.Header) -> list:
 
 
 def _has_pixels(hdu: Any) -> bool:
+    """Whether an HDU is an image with axes (``NAXIS > 0``).
+
+    A plain primary or image HDU's ``shape`` has its ``NAXIS`` axes, read when
+    astropy made the HDU: asking it parses no header value again (the first
+    look at a value parses its card, ~17 us).
+    """
+    from astropy.io import fits
+
+    if type(hdu) in (fits.PrimaryHDU, fits.ImageHDU):
+        return bool(hdu.is_image and hdu.shape)
     return bool(hdu.is_image and hdu.header.get("NAXIS", 0) > 0)
 
 
@@ -288,8 +298,7 @@ def _unit_named(text: str) -> Any:
 
 
 def _wcs(header: fits_types.Header, box: tuple[slice, slice] | None, path: str) -> Any:
-    if "CTYPE1" not in header:
-        return None
+    """The WCS of a header with ``CTYPE1`` (sliced to the box), or None when astropy cannot read it."""
     import warnings
 
     from astropy.wcs import WCS, FITSFixedWarning
@@ -329,10 +338,12 @@ def _read_ccd(hdul: fits_types.HDUList, path: str, hdu: int | None, additionalDa
         mask = _pixels(hdul[layout["MASK"]], box)
     if layout is not None and "VARIANCE" in layout:
         variance = VarianceUncertainty(_pixels(hdul[layout["VARIANCE"]], box))
-    # a WCS is read from the whole merged header, as it always was (its NAXIS cards count)
-    wcs_header = _merged_header(hdul, index) if merges and "CTYPE1" in meta else header
-    return CCDData(_pixels(image, box), meta=meta, mask=mask, uncertainty=variance,
-                   wcs=_wcs(wcs_header, box, path), unit=_unit(header, path))
+    wcs = None
+    if "CTYPE1" in meta:  # a content card: the meta tells for the whole header
+        # a WCS is read from the whole merged header, as it always was (its NAXIS cards count)
+        wcs = _wcs(_merged_header(hdul, index) if merges else header, box, path)
+    return CCDData(_pixels(image, box), meta=meta, mask=mask, uncertainty=variance, wcs=wcs,
+                   unit=_unit(header, path))
 
 
 def _ccd_to_hdulist(ccd: CCDData) -> fits_types.HDUList:
