@@ -240,8 +240,11 @@ def set_keyword(header: Header, keyword: str, value: Any) -> None:
     image = _card_image(keyword, value) if type(value) is str and keyword not in header else None
     if image is None:
         header[keyword] = value
-    else:
-        header.append(Card.fromstring(image))
+        return
+    # where `Header.append` puts a new key: before the trailing commentary and blank cards, so at the
+    # end (its cheaper case) when the last card is neither
+    at_end = not header or header.cards[-1].keyword not in _COMMENTARY
+    header.append(Card.fromstring(image), end=at_end)
 
 
 @functools.lru_cache(maxsize=256)
