@@ -180,6 +180,14 @@ def _generated(tmp_path) -> list:
     gzipped = tmp_path / "clash.fits.gz"
     gzipped.write_bytes(gzip.compress((tmp_path / "clash.fits").read_bytes()))
     paths.append(gzipped)
+    compressed = fits.HDUList([fits.PrimaryHDU(header=disjoint)])
+    for role, data in (("IMAGE", np.arange(600, dtype=np.float32).reshape(20, 30)),
+                       ("MASK", (np.arange(600).reshape(20, 30) % 3).astype(np.int16)),
+                       ("VARIANCE", np.full((20, 30), 2.0, dtype=np.float32))):
+        compressed.append(fits.CompImageHDU(data, name=role))
+        compressed[-1].header["EXTTYPE"] = role
+    compressed.writeto(tmp_path / "tiles.fits.fz")  # the planes' HDUs are tile-compressed tables in the file
+    paths.append(tmp_path / "tiles.fits.fz")
     padded = tmp_path / "trailing-bytes.fits"  # longer than its HDUs: the look for one more HDU still runs
     padded.write_bytes((tmp_path / "image-only.fits").read_bytes() + b"\0" * 2880)
     paths.append(padded)
