@@ -10,7 +10,7 @@ import functools
 import re
 from typing import TYPE_CHECKING, Any
 
-from butler.formatters.fits import open_for_every_pixel
+from butler.formatters.fits import COMMENTARY_KEYWORDS, open_for_every_pixel
 
 if TYPE_CHECKING:
     from astropy.io.fits import Header
@@ -155,10 +155,6 @@ def read_amplifier(path: str, hdu: int) -> CCDData:
     return to_ccddata(data, header)
 
 
-#: keywords that a header may hold more than once, and that `Header.update` does not keep in place
-_COMMENTARY = frozenset(("", "COMMENT", "HISTORY"))
-
-
 def _updates_as_copied(meta: Any) -> bool:
     """Whether updating an empty `~astropy.io.fits.Header` with ``meta`` gives a copy of it.
 
@@ -170,7 +166,7 @@ def _updates_as_copied(meta: Any) -> bool:
     if type(meta) is not Header:
         return False
     keywords = list(meta.keys())
-    return len(set(keywords)) == len(keywords) and _COMMENTARY.isdisjoint(keywords)
+    return len(set(keywords)) == len(keywords) and COMMENTARY_KEYWORDS.isdisjoint(keywords)
 
 
 def to_ccddata(item: Any, header: Header | None = None) -> CCDData:
@@ -243,7 +239,7 @@ def set_keyword(header: Header, keyword: str, value: Any) -> None:
         return
     # where `Header.append` puts a new key: before the trailing commentary and blank cards, so at the
     # end (its cheaper case) when the last card is neither
-    at_end = not header or header.cards[-1].keyword not in _COMMENTARY
+    at_end = not header or header.cards[-1].keyword not in COMMENTARY_KEYWORDS
     header.append(Card.fromstring(image), end=at_end)
 
 

@@ -395,7 +395,7 @@ def _header_filter(self: CameraMapper, header: Any, dataId: Any) -> FilterLabel 
 @functools.lru_cache(maxsize=1024)
 def _remembered_best_filter(definitions: tuple[FilterDefinition, ...], stored: FilterLabel | None,
                             idFilter: str | None) -> FilterLabel | None:
-    """`best_filter`, worked out once per camera's filters, stored label and data-ID filter (all immutable)."""
+    """`best_filter`, worked out once per camera's filters, stored label and data-ID filter."""
     return best_filter(definitions, stored, idFilter)
 
 
@@ -979,8 +979,9 @@ class CameraMapper(Mapper):
     def _getBestFilter(self, stored: FilterLabel | None, idFilter: str | None) -> FilterLabel | None:
         """Return the filter label best matching a stored label and a data-ID filter (see `best_filter`)."""
         definitions = self.filterDefinitions
-        if type(definitions) is tuple and (idFilter is None or type(idFilter) is str):
-            return _remembered_best_filter(definitions, stored, idFilter)
+        if type(definitions) is tuple:  # immutable: the answer can be remembered
+            with contextlib.suppress(TypeError):  # unless a definition or the filter is unhashable
+                return _remembered_best_filter(definitions, stored, idFilter)
         return best_filter(definitions, stored, idFilter)
 
     def _standardizeExposure(self, mapping: Mapping, item: Any, dataId: Any, filter: bool = True,

@@ -25,8 +25,8 @@ from astropy.utils.exceptions import AstropyUserWarning
 from butler import Butler
 from butler.formatters import get_formatter
 from butler.formatters.fits import _update_with
-from mappers.astro import set_keyword
 from butler.storage import Storage
+from mappers.astro import set_keyword
 
 DATA_ID = {"visit": 1, "filter": "g"}
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import gzip
 import io
+import itertools
 import logging
 import re
 import zlib
@@ -68,8 +69,9 @@ _NAXIS_N = re.compile(r"NAXIS\d+$")
 #: keywords astropy's `Header.strip` removes (with the NAXISn of NAXIS and the table columns of TFIELDS)
 _STRIPPED = frozenset({"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "GROUPS", "BSCALE",
                        "BZERO", "TFIELDS"})
-#: the keywords of commentary cards (blank ones included), which a header may hold more than once
-_COMMENTARY = frozenset({"", "COMMENT", "HISTORY"})
+#: the keywords of commentary cards (blank ones included), which a header may hold more than once and
+#: which `Header.update` and `Header.extend` do not keep in place
+COMMENTARY_KEYWORDS = frozenset({"", "COMMENT", "HISTORY"})
 _MEF_ROLES = ("IMAGE", "MASK", "VARIANCE")
 _BOX_KEYS = ("llcX", "llcY", "width", "height")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -163,19 +165,17 @@ def _appends_in_order(header: fits_types.Header, cards: list) -> bool:
 
     True when no card of either is commentary, blank or record-valued, and the
     keywords of ``cards`` are none stripped by `Header.strip`, none in
-    ``header`` and all different. Keywords are compared upper-cased: keywords
-    astropy indexes as one (`Card.normalize_keyword`) are also equal so, so a
-    clash is never missed.
+    ``header`` and all different. Keywords are compared upper-cased, which
+    misses no clash: keywords astropy indexes as one (`Card.normalize_keyword`)
+    are equal upper-cased too.
     """
-    seen = set()
-    for card in header.cards:
+    added = len(header)  # the position of the first of ``cards`` in the sequence below
+    seen: set[str] = set()
+    for position, card in enumerate(itertools.chain(header.cards, cards)):
         keyword = card.keyword.upper()
-        if keyword in _COMMENTARY or card.field_specifier is not None:
+        if keyword in COMMENTARY_KEYWORDS or card.field_specifier is not None:
             return False
-        seen.add(keyword)
-    for card in cards:
-        keyword = card.keyword.upper()
-        if keyword in _COMMENTARY or keyword in _STRIPPED or keyword in seen or card.field_specifier is not None:
+        if position >= added and (keyword in _STRIPPED or keyword in seen):
             return False
         seen.add(keyword)
     return True
@@ -215,10 +215,10 @@ def _role(hdu: Any) -> str | None:
 def _ends_file(hdu: Any) -> bool:
     """Whether the file ends exactly where this HDU's (padded) data ends, so no HDU follows it.
 
-    From astropy's public `~astropy.io.fits.hdu.base._BaseHDU.fileinfo` (data start and span) and the
-    size astropy measured when it opened the file (0 when unknown, as for a stream it inflates
-    itself): False whenever that is not known, or the file is longer or shorter (astropy's own look
-    past a truncated file warns about it).
+    From the HDU's ``fileinfo()`` (where its data starts, and their padded span; of a tile-compressed
+    image, its table's) and the size astropy measured when it opened the file (0 when unknown, as for
+    a gzip stream it inflates itself): False whenever that is not known, or the file is longer or
+    shorter (astropy's own look past a truncated file warns about it).
     """
     info = hdu.fileinfo()
     size = getattr(info["file"], "size", 0) if info else 0
