@@ -6,10 +6,11 @@ streams by their magic bytes, whatever the file name says).
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any
 
-from butler.formatters.fits import open_for_every_pixel
+from butler.formatters.fits import COMMENTARY_KEYWORDS, open_for_every_pixel
 
 if TYPE_CHECKING:
     from astropy.io.fits import Header
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from astropy.wcs import WCS
 
 __all__ = ["read_header", "read_image_header", "image_bbox", "header_wcs", "assemble_amplifiers",
-           "read_amplifier", "to_ccddata", "catalog_length", "catalog_schema"]
+           "read_amplifier", "to_ccddata", "set_keyword", "catalog_length", "catalog_schema"]
 
 _SECTION = re.compile(r"\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]")
 
@@ -154,10 +155,6 @@ def read_amplifier(path: str, hdu: int) -> CCDData:
     return to_ccddata(data, header)
 
 
-#: keywords that a header may hold more than once, and that `Header.update` does not keep in place
-_COMMENTARY = frozenset(("", "COMMENT", "HISTORY"))
-
-
 def _updates_as_copied(meta: Any) -> bool:
     """Whether updating an empty `~astropy.io.fits.Header` with ``meta`` gives a copy of it.
 
@@ -169,7 +166,7 @@ def _updates_as_copied(meta: Any) -> bool:
     if type(meta) is not Header:
         return False
     keywords = list(meta.keys())
-    return len(set(keywords)) == len(keywords) and _COMMENTARY.isdisjoint(keywords)
+    return len(set(keywords)) == len(keywords) and COMMENTARY_KEYWORDS.isdisjoint(keywords)
 
 
 def to_ccddata(item: Any, header: Header | None = None) -> CCDData:
@@ -210,3 +207,46 @@ def to_ccddata(item: Any, header: Header | None = None) -> CCDData:
     if wcs is None and "CTYPE1" in meta:
         wcs = header_wcs(meta)
     return CCDData(data, unit=unit, mask=mask, uncertainty=uncertainty, meta=meta, wcs=wcs)
+
+
+def set_keyword(header: Header, keyword: str, value: Any) -> None:
+    """Do ``header[keyword] = value``, faster for a new keyword with a short text value.
+
+    Parameters
+    ----------
+    header : `astropy.io.fits.Header`
+        The header to change.
+    keyword : `str`
+        A standard (upper-case, at most 8 characters) keyword.
+    value
+        Its value.
+
+    Notes
+    -----
+    Building a `~astropy.io.fits.Card` from a value costs tens of microseconds
+    (astropy checks and formats it); parsing one from its 80-column image, about
+    one. So a new keyword whose text value fits one card is appended as the card
+    parsed from the image astropy formats for it, made once per keyword and
+    value, where ``header[keyword] = value`` appends its card. Anything else
+    (the keyword is already there, a value of another type or a long one) is
+    left to ``header[keyword] = value``.
+    """
+    from astropy.io.fits import Card
+
+    image = _card_image(keyword, value) if type(value) is str and keyword not in header else None
+    if image is None:
+        header[keyword] = value
+        return
+    # where `Header.append` puts a new key: before the trailing commentary and blank cards, so at the
+    # end (its cheaper case) when the last card is neither
+    at_end = not header or header.cards[-1].keyword not in COMMENTARY_KEYWORDS
+    header.append(Card.fromstring(image), end=at_end)
+
+
+@functools.lru_cache(maxsize=256)
+def _card_image(keyword: str, value: str) -> str | None:
+    """The image of the card astropy makes of ``keyword = value``; None when it takes more than one card."""
+    from astropy.io.fits import Card
+
+    image = Card(keyword, value).image
+    return image if len(image) == Card.length else None

@@ -392,6 +392,13 @@ def _header_filter(self: CameraMapper, header: Any, dataId: Any) -> FilterLabel 
     return self._getBestFilter(label, (dataId or {}).get("filter"))
 
 
+@functools.lru_cache(maxsize=1024)
+def _remembered_best_filter(definitions: tuple[FilterDefinition, ...], stored: FilterLabel | None,
+                            idFilter: str | None) -> FilterLabel | None:
+    """`best_filter`, worked out once per camera's filters, stored label and data-ID filter."""
+    return best_filter(definitions, stored, idFilter)
+
+
 def _bypass_filter(self, datasetType, _t, _pythonType, location, dataId):
     with local_file(location) as (path, hdu):
         return _header_filter(self, astro.read_header(path, hdu), dataId)
@@ -981,7 +988,11 @@ class CameraMapper(Mapper):
 
     def _getBestFilter(self, stored: FilterLabel | None, idFilter: str | None) -> FilterLabel | None:
         """Return the filter label best matching a stored label and a data-ID filter (see `best_filter`)."""
-        return best_filter(self.filterDefinitions, stored, idFilter)
+        definitions = self.filterDefinitions
+        if type(definitions) is tuple:  # immutable: the answer can be remembered
+            with contextlib.suppress(TypeError):  # unless a definition or the filter is unhashable
+                return _remembered_best_filter(definitions, stored, idFilter)
+        return best_filter(definitions, stored, idFilter)
 
     def _standardizeExposure(self, mapping: Mapping, item: Any, dataId: Any, filter: bool = True,
                              trimmed: bool = True, setVisitInfo: bool = True,
@@ -996,5 +1007,5 @@ class CameraMapper(Mapper):
         if filter:
             label = _header_filter(self, ccd.meta, dataId)
             if label is not None:
-                ccd.meta["FILTER"] = label.physical or label.band
+                astro.set_keyword(ccd.meta, "FILTER", label.physical or label.band)
         return ccd
