@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, MutableMapping, ValuesView
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import DataIdValueError, UnsafeDataIdValueError, describe_data_id
@@ -47,11 +47,13 @@ def _as_tag_set(tag: Any) -> set:
     return {tag}
 
 
-class DataId(MutableMapping):
+class DataId(dict):
     """A data ID: a mutable mapping of data-ID keys to values, plus a set of tags.
 
     A tagged data ID restricts a read to the input repositories carrying one of
-    its tags (and their parents).
+    its tags (and their parents). It is a `dict` (every lookup of a map is the
+    dict's own); two data IDs are equal when their keys and values are, tags
+    aside, as in Gen2.
 
     Parameters
     ----------
@@ -64,64 +66,24 @@ class DataId(MutableMapping):
         More keys and values.
     """
 
-    __slots__ = ("_data", "tag")
+    __slots__ = ("tag",)
 
     def __init__(self, initialdata: Any = None, tag: Any = None, **kwargs: Any):
-        self._data: dict = {}
+        super().__init__()
         self.tag: set = set()
         if initialdata is not None:
-            self._data.update(initialdata)
+            self.update(initialdata)
             if isinstance(initialdata, DataId):
                 self.tag.update(initialdata.tag)
         if kwargs:
-            self._data.update(kwargs)
+            self.update(kwargs)
         if tag is not None:
             self.tag.update(_as_tag_set(tag))
 
-    def __getitem__(self, key: Any) -> Any:
-        return self._data[key]
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._data[key] = value
-
-    def __delitem__(self, key: Any) -> None:
-        del self._data[key]
-
-    def __iter__(self) -> Iterator:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    # the dict's own views and lookups: the data ID is read on every map
-    def keys(self) -> KeysView:
-        return self._data.keys()
-
-    def items(self) -> ItemsView:
-        return self._data.items()
-
-    def values(self) -> ValuesView:
-        return self._data.values()
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        return self._data.get(key, default)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, DataId):
-            return self._data == other._data
-        if isinstance(other, dict):
-            return self._data == other
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
     def __repr__(self) -> str:
         if self.tag:
-            return f"DataId({self._data!r}, tag={self.tag!r})"
-        return f"DataId({self._data!r})"
+            return f"DataId({dict(self)!r}, tag={self.tag!r})"
+        return f"DataId({dict(self)!r})"
 
     def copy(self) -> DataId:
         """Return a copy with the same data and tags."""
@@ -129,14 +91,11 @@ class DataId(MutableMapping):
 
     @property
     def data(self) -> dict:
-        """The underlying dict of keys and values (as ``UserDict.data`` had it)."""
-        return self._data
+        """The keys and values (as ``UserDict.data`` had them): the data ID itself, a dict."""
+        return self
 
-    def __getstate__(self) -> tuple[dict, set]:
-        return self._data, self.tag
-
-    def __setstate__(self, state: tuple[dict, set]) -> None:
-        self._data, self.tag = state
+    def __reduce__(self) -> tuple[type[DataId], tuple[dict, set]]:
+        return DataId, (dict(self), set(self.tag))
 
 
 def merge_data_id(dataId: Any = None, rest: Iterable | None = None) -> DataId:
