@@ -13,8 +13,8 @@ import logging
 import os
 import warnings
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -54,9 +54,13 @@ def _python_type(pythonType: str) -> Any:
     return pythonType if found is None else found
 
 
-@attrs.frozen
-class _Found:
-    """Where a read found its dataset: the repository, the location, and a bypass result."""
+#: what a search callback answers for a repository that does not hold the dataset
+_MISS = object()
+
+
+class _Found(NamedTuple):
+    """Where a read found its dataset: the repository, the location, and a bypass result
+    (a tuple: one is made by every get, existence question and URI)."""
 
     repository: Repository
     location: Any
@@ -286,12 +290,12 @@ class Butler:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _candidates(self, datasetType: str, dataId: DataId, write: bool) -> Iterator[tuple[Repository, Any]]:
-        """Yield ``(repository, location)`` for each repository whose mapper gives a location.
+    def _search(self, datasetType: str, dataId: DataId, write: bool, take: Callable[[Repository, Any], Any]) -> Any:
+        """The first answer of ``take(repository, location)`` that is not `_MISS`, over each repository
+        whose mapper gives a location, in search order (the outputs, for ``write``).
 
-        Repositories come in search order (the outputs, for ``write``). When
-        the search ends without the caller returning, raises `NoResults` naming
-        every repository searched.
+        A loop with a callback, not a generator: this runs on every get, existence question and URI.
+        When the search ends without an answer, raises `NoResults` naming every repository searched.
         """
         repositories = self._outputs if write else self._read_order(dataId.tag)
         missing = {} if write else self._graph.missing_parents(dataId.tag or ())
@@ -319,7 +323,9 @@ class Butler:
             if (promise is not None and location.__class__ is ButlerLocation and location.found is False
                     and location.storage is repo.storage):
                 missed[promise[0]] = location.locationList[0]
-            yield repo, location
+            answer = take(repo, location)
+            if answer is not _MISS:
+                return answer
         if len(repositories) in missing:
             self._raise_missing(missing[len(repositories)], datasetType, dataId, repositories)
         searched = [repo.root for repo in repositories if repo.cfg.mapper is not None]
@@ -347,11 +353,11 @@ class Butler:
 
     def _locate(self, datasetType: str, dataId: DataId, write: bool, read: bool = True) -> _Found:
         """Find the first repository holding the dataset, in search order (``read``: see `_check_location`)."""
-        for repo, location in self._candidates(datasetType, dataId, write):
+        def take(repo: Repository, location: Any) -> Any:
             found = self._check_location(repo, location, datasetType, dataId, read)
-            if found is not None:
-                return found
-        raise AssertionError("unreachable: _candidates raises when the search ends")
+            return _MISS if found is None else found
+
+        return self._search(datasetType, dataId, write, take)
 
     def _locate_and_read(self, datasetType: str, dataId: DataId, parameters: Mapping | None = None) -> Any:
         """Read the first dataset found in search order (only what ``parameters`` select).
@@ -359,23 +365,23 @@ class Butler:
         A plain location is read straight away, and a missing file moves the
         search on: one open instead of a stat and an open, on the hot path.
         """
-        for repo, location in self._candidates(datasetType, dataId, write=False):
+        def take(repo: Repository, location: Any) -> Any:
             if location.__class__ is ButlerLocation and repo.bypass(datasetType) is None:
                 if location.found is False:  # the mapper saw no file: no open, no exception
-                    continue
+                    return _MISS
                 try:
                     item = repo.read(location.with_parameters(parameters))
                 except DatasetNotFoundError:
-                    continue
+                    return _MISS
                 if self._recorder is not None:
                     self._recorder.read(location.storage or repo.storage, location, datasetType, dataId)
                 if repo.canStandardize(datasetType):
                     item = repo.mapper.standardize(datasetType, item, dataId)
                 return item
             found = self._check_location(repo, location, datasetType, dataId)
-            if found is not None:
-                return self._read(found, datasetType, dataId, parameters)
-        raise AssertionError("unreachable: _candidates raises when the search ends")
+            return _MISS if found is None else self._read(found, datasetType, dataId, parameters)
+
+        return self._search(datasetType, dataId, False, take)
 
     @staticmethod
     def _check_location(repo: Repository, location: Any, datasetType: str, dataId: DataId,
