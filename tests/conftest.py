@@ -17,6 +17,7 @@ path); whatever is read from it at import time (a parameter list) must be guarde
 from __future__ import annotations
 
 import atexit
+import gc
 import hashlib
 import logging
 import multiprocessing
@@ -142,6 +143,7 @@ def run_demo(tmp_path_factory) -> dict:
     directory = str(tmp_path_factory.mktemp("demo") / "run")
     result = run_cli("demo", directory)
     assert result.exit_code == 0, result.stderr
+    gc.collect()  # the command's Butlers are finalized (their provenance folded), as when its process ends
     return {"dir": directory, "out": result.stdout,
             **{name: os.path.join(directory, name) for name in ("input", "v1", "v2")}}
 

@@ -217,7 +217,7 @@ def test_read_every_shipped_mapper_file(tmp_path):
 # -- safety ------------------------------------------------------------------------------------
 
 def test_loader_is_safe():
-    from butler.cfg import _SafeCfgLoader
+    from butler.safeyaml import _SafeCfgLoader
 
     assert issubclass(_SafeCfgLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     assert not issubclass(_SafeCfgLoader, (yaml.FullLoader, yaml.UnsafeLoader, yaml.Loader))

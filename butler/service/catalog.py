@@ -315,17 +315,14 @@ class Catalog:
         where there is no repository, so a client's read stops there as a local
         one would. None when the repository has no cfg file.
         """
-        import yaml
-
-        from ..cfg import RepositoryCfg, _CfgDumper
+        from ..cfg import RepositoryCfg
+        from ..safeyaml import dump_cfg
 
         cfg = RepositoryCfg.read(served.root, storage=served.storage)
         if cfg is None:
             return None
         view = attrs.evolve(cfg, root=None, parents=[self._parentUrl(p, baseUrl) for p in cfg.parents])
-        text = yaml.dump(view._to_yaml_mapping(baseUrl, None), Dumper=_CfgDumper, default_flow_style=False,
-                         sort_keys=False)
-        return text.encode("utf-8")
+        return dump_cfg(view._to_yaml_mapping(baseUrl, None)).encode("utf-8")
 
     def _parentUrl(self, parent: Any, baseUrl: str) -> Any:
         from ..cfg import RepositoryCfg
