@@ -36,7 +36,6 @@ from typing import Any
 
 import attrs
 import click
-import yaml
 
 from .errors import ButlerError
 
@@ -60,13 +59,31 @@ EXIT_CODES = {
 }
 
 #: exceptions that mean "the input or the data is wrong", reported in one line: the package's
-#: errors, and the built-ins the library lets through from files (the file system, a YAML file
-#: that does not parse, a compressed file cut short)
-USER_ERRORS: tuple[type[BaseException], ...] = (ButlerError, OSError, EOFError, yaml.YAMLError, zlib.error)
+#: errors, and the built-ins the library lets through from files (the file system, a compressed
+#: file cut short); `user_errors` adds a YAML file that does not parse
+USER_ERRORS: tuple[type[BaseException], ...] = (ButlerError, OSError, EOFError, zlib.error)
 
 #: exceptions that a file decoder (astropy, gzip, numpy) raises for a corrupt file; raised while
 #: reading a dataset from outside this package, they are reported as a user error naming the file
 DECODE_ERRORS: tuple[type[BaseException], ...] = (*USER_ERRORS, ValueError, TypeError, IndexError, KeyError)
+
+
+def _yaml_errors() -> tuple[type[BaseException], ...]:
+    """PyYAML's error class once PyYAML is loaded (none can have been raised before): a command over
+    a repository that holds no YAML never imports it."""
+    yaml = sys.modules.get("yaml")
+    return (yaml.YAMLError,) if yaml is not None else ()
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """`USER_ERRORS` and, when PyYAML is loaded, its error (a YAML file that does not parse)."""
+    return USER_ERRORS + _yaml_errors()
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """`DECODE_ERRORS` and, when PyYAML is loaded, its error."""
+    return DECODE_ERRORS + _yaml_errors()
+
 
 #: traceback frames shown for a library bug
 BUG_FRAMES = 4
@@ -99,7 +116,7 @@ def _message(exc: BaseException) -> str:
     filename = getattr(exc, "filename", None)
     if isinstance(exc, OSError) and filename and str(filename) not in text:
         text = f"{filename}: {exc.strerror or text}"
-    if isinstance(exc, yaml.YAMLError):
+    if isinstance(exc, _yaml_errors()):
         text = f"malformed YAML: {text}"
     return text
 
@@ -122,7 +139,7 @@ def _user_errors(func: Callable) -> Callable:
             return func(*args, **kwargs)
         except _PASS_THROUGH:
             raise
-        except USER_ERRORS as exc:
+        except user_errors() as exc:
             _log.debug("%s failed", func.__name__, exc_info=True)
             raise UserError(_message(exc)) from None
         except Exception as exc:  # noqa: BLE001 - everything else is a bug, shown as one
@@ -216,7 +233,7 @@ def open_butler(roots: Sequence[str], tags: Sequence[str] | None = None, mapper:
     try:
         # a mapper typed by the user is trusted
         return Butler(inputs=inputs, trustedMappers=[mapper] if mapper is not None else None)
-    except yaml.YAMLError as exc:  # the parser names no file: "<byte string>"
+    except _yaml_errors() as exc:  # the parser names no file: "<byte string>"
         raise UserError(f"a repositoryCfg.yaml of {' or '.join(roots)} (or of a parent) is not valid YAML: "
                         f"{exc}") from None
     except UnicodeError as exc:  # a cfg or _mapper file that is no text; the decoder names no file
@@ -582,7 +599,7 @@ def _datasets_on_disk(repo: Any) -> dict[str, int]:
     for datasetType in sorted(mappings):
         try:
             template = mappings[datasetType].template
-        except USER_ERRORS:
+        except user_errors():
             continue
         if template:
             scanner = FsScanner(template)
@@ -596,7 +613,7 @@ def _or_problem(func: Callable[[], Any]) -> Any:
     """``func()``, or the one-line text of the user error it raises."""
     try:
         return func()
-    except USER_ERRORS as exc:
+    except user_errors() as exc:
         return "unavailable (" + " ".join(_message(exc).split()) + ")"
 
 
@@ -944,7 +961,7 @@ def decoding(what: str) -> Iterator[None]:
             yield
         for warning in caught:
             _log.warning("%s: %s", what, warning.message)
-    except DECODE_ERRORS as exc:
+    except decode_errors() as exc:
         if isinstance(exc, ButlerError) or _raised_by_own_code(exc):
             raise
         _log.debug("reading %s failed", what, exc_info=True)

@@ -20,6 +20,7 @@ CHECKOUT = str(Path(__file__).resolve().parent.parent)
 
 ASTROPY = ("astropy", "erfa")
 POSTGRES = ("butler.registry.postgres", "psycopg")
+YAML = ("yaml", "butler.safeyaml", "butler.formatters.yaml", "butler.formatters.config")
 
 
 def modules_loaded_by(code: str, packages: tuple[str, ...] = ASTROPY) -> str:
@@ -68,6 +69,24 @@ def test_query_of_a_camera_registry_loads_no_astropy(obs_test_registry: str) -> 
 
 def test_query_of_a_sqlite_registry_loads_no_postgresql_module(obs_test_registry: str) -> None:
     assert modules_loaded_by(run_command("query", obs_test_registry, "raw"), POSTGRES) == "[]"
+
+
+def test_query_of_a_legacy_repository_loads_no_yaml(obs_test_registry: str) -> None:
+    """A repository of a ``_mapper`` file and a registry holds no YAML: PyYAML is not imported."""
+    assert modules_loaded_by(run_command("query", obs_test_registry, "raw"), YAML) == "[]"
+
+
+def test_reading_a_cfg_or_asking_for_the_yaml_format_loads_yaml(tmp_path: Path) -> None:
+    """The check can fail: a repository cfg is read with PyYAML, and the YAML format is there by name."""
+    root = str(tmp_path)
+    code = (f"from butler.cfg import RepositoryCfg\n"
+            f"RepositoryCfg(root={root!r}, mapper='butler.test.MapperForTestWriting').write({root!r})\n"
+            f"assert RepositoryCfg.read({root!r}).mapper\n"
+            "from butler.formatters import get_formatter, known_storage_names\n"
+            "assert 'YamlStorage' in known_storage_names() and 'ConfigStorage' in known_storage_names()\n"
+            "assert get_formatter('YamlStorage').storageName == 'YamlStorage'\n")
+    loaded = modules_loaded_by(code, YAML)
+    assert "'yaml'" in loaded and "butler.safeyaml" in loaded and "butler.formatters.yaml" in loaded
 
 
 def test_asking_for_the_postgresql_registry_loads_its_module() -> None:

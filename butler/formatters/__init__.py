@@ -5,24 +5,24 @@ storage name asks for. Registering a name twice is an error unless forced, and
 an unknown name raises `UnknownStorageError` listing the known ones.
 
 Importing this package imports neither numpy nor astropy: each format imports
-its libraries when it first reads or writes. `ParquetStorage` is registered
+its libraries when it first reads or writes; the YAML formats (and PyYAML) are
+imported when their name is first asked for. `ParquetStorage` is registered
 only when pyarrow is installed.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Iterator
 
 from ..errors import UnknownStorageError
 from .base import Formatter
-from .config import ConfigStorage
 from .fits import FitsCatalogStorage, FitsStorage, python_kind
 from .numpy import NumpyStorage
 from .parquet import ParquetStorage
 from .pickle import PickleStorage
 from .text import TextStorage
-from .yaml import YamlStorage
 
 __all__ = ["Formatter", "FormatterTable", "get_formatter", "register_formatter", "known_storage_names", "python_kind"]
 
@@ -36,6 +36,8 @@ class FormatterTable:
 
     def __init__(self) -> None:
         self._formatters: dict[str, Formatter] = {}
+        #: ``{storageName: "module:Class"}``: formatters registered by name, imported on first use
+        self._deferred: dict[str, str] = {}
 
     def register(self, cls: type[Formatter], force: bool = False) -> None:
         """Add a formatter class under its ``storageName``.
@@ -53,10 +55,18 @@ class FormatterTable:
             When the name is taken and ``force`` is false.
         """
         name = cls.storageName
-        if name in self._formatters and not force:
+        if name in self and not force:
             raise ValueError(f"a formatter for {name!r} is registered already "
-                             f"({self._formatters[name]!r}); pass force=True to replace it")
+                             f"({self._formatters.get(name) or self._deferred[name]!r}); pass force=True to "
+                             "replace it")
+        self._deferred.pop(name, None)
         self._formatters[name] = cls()
+
+    def register_deferred(self, storageName: str, importString: str) -> None:
+        """Add a formatter by the import string of its class (``"module:Class"``), imported on first use."""
+        if storageName in self:
+            raise ValueError(f"a formatter for {storageName!r} is registered already")
+        self._deferred[storageName] = importString
 
     def get(self, storageName: str) -> Formatter:
         """Return the formatter of a storage name.
@@ -66,17 +76,21 @@ class FormatterTable:
         UnknownStorageError
             When no formatter has that name; the message lists the known ones.
         """
-        try:
-            return self._formatters[storageName]
-        except KeyError:
-            raise UnknownStorageError(f"no formatter for storage {storageName!r}; "
-                                      f"known: {', '.join(sorted(self._formatters))}") from None
+        formatter = self._formatters.get(storageName)
+        if formatter is not None:
+            return formatter
+        deferred = self._deferred.pop(storageName, None)
+        if deferred is None:
+            raise UnknownStorageError(f"no formatter for storage {storageName!r}; known: {', '.join(self)}")
+        module, _, name = deferred.partition(":")
+        formatter = self._formatters[storageName] = getattr(importlib.import_module(module), name)()
+        return formatter
 
     def __contains__(self, storageName: object) -> bool:
-        return storageName in self._formatters
+        return storageName in self._formatters or storageName in self._deferred
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._formatters))
+        return iter(sorted({*self._formatters, *self._deferred}))
 
 
 _table = FormatterTable()
@@ -97,8 +111,9 @@ def known_storage_names() -> list[str]:
     return list(_table)
 
 
-for _cls in (PickleStorage, YamlStorage, NumpyStorage, ConfigStorage, TextStorage, FitsStorage,
-             FitsCatalogStorage):
+for _cls in (PickleStorage, NumpyStorage, TextStorage, FitsStorage, FitsCatalogStorage):
     register_formatter(_cls)
+_table.register_deferred("YamlStorage", f"{__name__}.yaml:YamlStorage")
+_table.register_deferred("ConfigStorage", f"{__name__}.config:ConfigStorage")
 if importlib.util.find_spec("pyarrow") is not None:
     register_formatter(ParquetStorage)
