@@ -21,8 +21,6 @@ its traceback.
 from __future__ import annotations
 
 import contextlib
-import csv
-import difflib
 import functools
 import io
 import json
@@ -66,6 +64,13 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ButlerError, OSError, EOFError, 
 #: exceptions that a file decoder (astropy, gzip, numpy) raises for a corrupt file; raised while
 #: reading a dataset from outside this package, they are reported as a user error naming the file
 DECODE_ERRORS: tuple[type[BaseException], ...] = (*USER_ERRORS, ValueError, TypeError, IndexError, KeyError)
+
+
+def _close_matches(word: str, known: list[str], n: int) -> list[str]:
+    """The known names closest to a mistyped one (`difflib`, imported only when a name is wrong)."""
+    import difflib
+
+    return difflib.get_close_matches(word, known, n=n)
 
 
 def _yaml_errors() -> tuple[type[BaseException], ...]:
@@ -267,7 +272,7 @@ def dataset_keys(butler: Any, datasetType: str) -> dict:
         raise UserError("no mapper to read the repository with: it has no _mapper file or repositoryCfg.yaml "
                         "naming one; give --mapper NAME")
     if datasetType not in known:
-        near = difflib.get_close_matches(datasetType, sorted(known), n=5)
+        near = _close_matches(datasetType, sorted(known), n=5)
         hint = f"; did you mean {', '.join(near)}?" if near else f" ({len(known)} dataset types known)"
         raise UserError(f"unknown dataset type {datasetType!r}{hint}")
     try:
@@ -304,7 +309,7 @@ def check_data_id_keys(butler: Any, datasetType: str, dataId: Mapping[str, Any])
         return
     for key in dataId:
         if key not in known:
-            near = difflib.get_close_matches(key, sorted(known), n=3)
+            near = _close_matches(key, sorted(known), n=3)
             hint = f"did you mean {', '.join(near)}?" if near else \
                 f"{datasetType} takes {', '.join(sorted(dataset_keys(butler, datasetType))) or 'no keys'}"
             raise UserError(f"unknown data ID key {key!r} for {datasetType}: no mapper template or registry "
@@ -393,6 +398,8 @@ def render_rows(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -
         return json.dumps([dict(zip(names, row)) for row in rows], indent=2, default=str)
     if fmt == "csv":
         buffer = io.StringIO()
+        import csv  # the CSV output only
+
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(names)
         writer.writerows(rows)
@@ -875,7 +882,7 @@ def parse_keys(keys: str, known: set[str] | None) -> list[str]:
         raise UserError(f"--keys {keys!r}: {', '.join(repeated)} given twice")
     for name in names:
         if known is not None and name not in known:
-            near = difflib.get_close_matches(name, sorted(known), n=3)
+            near = _close_matches(name, sorted(known), n=3)
             hint = f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(sorted(known))}"
             raise UserError(f"--keys: unknown key {name!r}; {hint}")
     return names
