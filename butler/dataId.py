@@ -97,6 +97,13 @@ class DataId(dict):
     def __reduce__(self) -> tuple[type[DataId], tuple[dict, set]]:
         return DataId, (dict(self), set(self.tag))
 
+    def __setstate__(self, state: tuple[dict, set]) -> None:
+        """Read a data ID pickled by an earlier version (a mapping over an inner dict: ``(data, tags)``)."""
+        data, tags = state
+        self.clear()
+        self.update(data)
+        self.tag = set(tags)
+
 
 def merge_data_id(dataId: Any = None, rest: Iterable | None = None) -> DataId:
     """Return a new `DataId` from a dict or `DataId` plus extra keyword items.

@@ -201,3 +201,20 @@ def test_put_that_cannot_be_completed_names_the_missing_keys(obs_test, tmp_path)
     with pytest.raises(RuntimeError, match=r"No unique lookup for \['filter'\]"):
         obs_test.put(image(), "calexp", visit=99)
     assert calexp_files(tmp_path) == []
+
+
+def test_a_data_id_is_a_dict_that_keeps_its_tags_through_copies_and_pickles():
+    import copy
+    import pickle
+
+    from butler.dataId import DataId
+
+    dataId = DataId({"visit": 1}, tag="new", ccd=2)
+    assert isinstance(dataId, dict) and dict(dataId) == {"visit": 1, "ccd": 2} and dataId == {"visit": 1, "ccd": 2}
+    for other in (dataId.copy(), copy.copy(dataId), copy.deepcopy(dataId), pickle.loads(pickle.dumps(dataId))):
+        assert type(other) is DataId and other == dataId and other.tag == {"new"} and other is not dataId
+
+    # DataId({"visit": 3}, tag="old") as the earlier DataId (a mapping over an inner dict) pickled it
+    earlier = pickle.loads(b"\x80\x04\x959\x00\x00\x00\x00\x00\x00\x00\x8c\rbutler.dataId\x94\x8c\x06DataId"
+                           b"\x94\x93\x94)\x81\x94}\x94\x8c\x05visit\x94K\x03s\x8f\x94(\x8c\x03old\x94\x90\x86\x94b.")
+    assert type(earlier) is DataId and earlier == {"visit": 3} and earlier.tag == {"old"}
