@@ -3,11 +3,14 @@ the per-process policy work."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import sqlite3
 
 import pytest
 
 from butler import Butler, RepositoryArgs
+from butler.errors import RegistryError
 from butler.ingest import _create_schema
 from butler.registry import SqliteRegistry
 from mappers.lsst import LatissMapper, LsstCamMapper, Ts8Mapper
@@ -100,3 +103,54 @@ def test_readers_share_a_schema_until_the_file_changes(tmp_path):
     assert third.tables() == ["raw", "raw_visit"]
     assert third.lookup("visit", "raw", {}) == [(7,)]
     assert first.tables() == ["raw"]  # an open reader keeps the version it connected to
+
+
+# -- read connections shared by the registries of one file version --------------------------------
+
+def _tiny_registry(path, visits) -> str:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE raw (visit INT, filter TEXT)")
+        conn.executemany("INSERT INTO raw VALUES (?, 'g')", [(visit,) for visit in visits])
+    conn.close()
+    return str(path)
+
+
+def test_registries_of_one_file_share_a_read_connection_and_a_replaced_file_gets_its_own(tmp_path):
+    path = _tiny_registry(tmp_path / "registry.sqlite3", [1, 2])
+    first, second = SqliteRegistry(path), SqliteRegistry(path)
+    assert first.conn is second.conn  # one connection (and one schema read by SQLite) per file version
+    replacement = _tiny_registry(tmp_path / "new.sqlite3", [1, 2, 3])
+    os.replace(replacement, path)  # how a writer publishes a registry: a new file under the name
+    third = SqliteRegistry(path)
+    assert third.conn is not first.conn
+    assert third.lookup("visit", "raw", {}) == [(1,), (2,), (3,)]
+    second.close()  # closing one leaves the others working, and it fails from then on
+    assert first.lookup("visit", "raw", {"visit": 2}) == [(2,)]
+    with pytest.raises(RegistryError):
+        second.lookup("visit", "raw", {})
+    writable = SqliteRegistry(path, readOnly=False)
+    assert writable.conn is not third.conn  # a registry that may write never shares its reader
+    writable.close()
+    assert third.lookup("visit", "raw", {"visit": 3}) == [(3,)]
+
+
+def _connection_in_child(path: str, queue) -> None:
+    from butler.registry import sqlite as sqlite_module
+
+    queue.put((len(sqlite_module._READERS), sqlite_module.SqliteRegistry(path).lookup("visit", "raw", {})))
+
+
+def test_a_forked_child_never_uses_its_parents_read_connection(tmp_path):
+    import multiprocessing
+
+    from butler.registry import sqlite as sqlite_module
+
+    path = _tiny_registry(tmp_path / "registry.sqlite3", [7])
+    assert SqliteRegistry(path).lookup("visit", "raw", {}) == [(7,)] and sqlite_module._READERS
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_connection_in_child, args=(path, queue))
+    child.start()
+    inherited, rows = queue.get(timeout=60)
+    child.join(60)
+    assert inherited == 0 and rows == [(7,)] and child.exitcode == 0

@@ -167,6 +167,19 @@ def _file_version(location: str) -> tuple | None:
     return (location, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+#: read connections of read-only registry files, by file version (`_file_version`), shared by the
+#: registries of this process: a worker that unpickles a Butler per task connects (and SQLite reads the
+#: schema) once per file, not once per task. Bounded, oldest dropped first (a connection still used
+#: by a registry stays open with it); never carried into a forked child.
+_READERS: dict[tuple, sqlite3.Connection] = {}
+_READERS_MAX = 64
+os.register_at_fork(after_in_child=_READERS.clear)
+
+#: what a closed registry queries: every statement fails as on its own closed connection
+_CLOSED = sqlite3.connect(":memory:", check_same_thread=False)
+_CLOSED.close()
+
+
 def _shared_schema(key: tuple | None) -> _Schema:
     """The schema learnt by every reader of one version of a file in this process.
 
@@ -212,12 +225,18 @@ class SqliteRegistry(Registry):
         if readOnly and not os.path.isfile(self.location):
             raise RegistryError(f"registry file not found: {self.location}")
         version = _file_version(self.location) if readOnly else None
-        self.conn = self._connect_reader()
+        shared = _READERS.get(version) if version is not None else None
+        self.conn = shared if shared is not None else self._connect_reader()
         self._writer: sqlite3.Connection | None = None
         self._depth = 0
         # shared only when the file connected to is surely the version named (not replaced meanwhile)
         same = version is not None and version == _file_version(self.location)
         self._schema = _shared_schema(version) if same else _Schema()
+        self._sharesConnection = same
+        if same and shared is None and version is not None:
+            if len(_READERS) >= _READERS_MAX:
+                del _READERS[next(iter(_READERS))]
+            _READERS[version] = self.conn
 
     def __repr__(self) -> str:
         return f"SqliteRegistry({self.location!r})"
@@ -232,8 +251,12 @@ class SqliteRegistry(Registry):
             raise RegistryError(f"cannot open registry {self.location}: {exc}") from exc
 
     def close(self) -> None:
-        """Close the connection (further queries fail)."""
-        self.conn.close()
+        """Close the registry: further queries fail. A read connection shared with the other registries
+        of the same file in this process is left open for them."""
+        if self._sharesConnection:
+            self.conn = _CLOSED
+        else:
+            self.conn.close()
 
     def _execute(self, sql: str, values: Sequence[Any] = ()) -> sqlite3.Cursor:
         """Run one statement: in the open transaction if any, else on the read connection."""
