@@ -232,7 +232,7 @@ class SqliteRegistry(Registry):
         # shared only when the file connected to is surely the version named (not replaced meanwhile)
         same = version is not None and version == _file_version(self.location)
         self._schema = _shared_schema(version) if same else _Schema()
-        self._sharesConnection = same
+        self._shares_connection = same
         if same and shared is None and version is not None:
             if len(_READERS) >= _READERS_MAX:
                 del _READERS[next(iter(_READERS))]
@@ -253,7 +253,7 @@ class SqliteRegistry(Registry):
     def close(self) -> None:
         """Close the registry: further queries fail. A read connection shared with the other registries
         of the same file in this process is left open for them."""
-        if self._sharesConnection:
+        if self._shares_connection:
             self.conn = _CLOSED
         else:
             self.conn.close()
