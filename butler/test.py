@@ -57,7 +57,7 @@ class MapperForTestWriting(Mapper):
         self.repository = repository
         self.storage = repository.storage
 
-    def map_foo(self, dataId: Any, write: bool) -> ButlerLocation | None:
+    def map_foo(self, dataId: Any, write: bool) -> ButlerLocation:
         """Map ``foo``: a `TestObject` in a pickle file named after the data ID.
 
         Every value fills the file name, so each must be text or an integer that
@@ -75,5 +75,8 @@ class MapperForTestWriting(Mapper):
                               found=None if write else self.storage.exists(name))
 
     def sharedReadPath(self, datasetType: str) -> tuple[Hashable, bool] | None:
-        """Every instance maps ``foo`` to the same name in its own storage (a pickle: no compressed variant)."""
-        return ((type(self), datasetType), False) if datasetType == "foo" else None
+        """Every instance maps ``foo`` to the same name in its own storage (a pickle: no compressed
+        variant); a subclass mapping ``foo`` its own way promises nothing."""
+        if datasetType != "foo" or type(self).map_foo is not MapperForTestWriting.map_foo:
+            return None
+        return (type(self), datasetType), False

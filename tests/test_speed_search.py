@@ -16,10 +16,10 @@ import sqlite3
 import pytest
 from test_speed_chain import DATA_ID, _chain, _image, _toy_chain
 
-from butler import Butler
+from butler import Butler, RepositoryArgs
 from butler.errors import NoResults
 from butler.storage import Storage
-from butler.test import TestObject
+from butler.test import MapperForTestWriting, TestObject
 from mappers.test import TestMapper
 
 
@@ -140,3 +140,17 @@ def test_a_probe_expecting_a_miss_gives_the_same_answers(tmp_path, likelyMissing
                        "calexp/c.fits": ("calexp/c.fits", False), "nodir/a.fits": ("nodir/a.fits", False),
                        "top.fits": ("top.fits.gz", True)}
     assert storage.probe("calexp/b.fits", False, likelyMissing=likelyMissing) == ("calexp/b.fits", False)
+
+
+class NamesFooItsOwnWay(MapperForTestWriting):
+    """A toy subclass that maps ``foo`` itself: it promises nothing."""
+
+    def map_foo(self, dataId, write):
+        return super().map_foo(dataId, write)
+
+
+def test_a_toy_subclass_mapping_foo_its_own_way_makes_no_promise(tmp_path):
+    Butler(outputs=RepositoryArgs(root=str(tmp_path / "toy"), mapper=MapperForTestWriting))
+    assert MapperForTestWriting(root=str(tmp_path / "toy")).sharedReadPath("foo") is not None
+    assert NamesFooItsOwnWay(root=str(tmp_path / "toy")).sharedReadPath("foo") is None
+    assert MapperForTestWriting(root=str(tmp_path / "toy")).sharedReadPath("bar") is None
