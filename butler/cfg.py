@@ -385,6 +385,13 @@ class RepositoryCfg:
             "_policy": None if self.policy is None else self.policy.toDict(),
         })
 
+    def text(self, base: str, root: str | None = None) -> str:
+        """The cfg as the text of a ``repositoryCfg.yaml`` (``!RepositoryCfg_v1``), its local
+        locations made relative to ``base`` and ``_root`` given as ``root`` (None: null)."""
+        from .safeyaml import dump_cfg
+
+        return dump_cfg(self._to_yaml_mapping(base, root))
+
     def write(self, location: str | os.PathLike) -> str:
         """Write the cfg to ``<location>/repositoryCfg.yaml``, atomically.
 
@@ -405,9 +412,7 @@ class RepositoryCfg:
         else:
             base = directory
             in_root = self.root is None or self.root.rstrip("/") == directory
-        from .safeyaml import dump_cfg
-
-        text = dump_cfg(self._to_yaml_mapping(base, None if in_root else self.root))
+        text = self.text(base, None if in_root else self.root)
         _storage_at(directory, create=True).writeBytes(name, text.encode("utf-8"))
         self.dirty = False
         _log.debug("wrote %s", path)

@@ -3,7 +3,7 @@
 Imported when a YAML file is first read or written, so that a command over a
 repository that holds none (a legacy ``_mapper`` repository, policies from the
 user's cache) never loads PyYAML. Everything here is reached through
-`butler.cfg`: `load_yaml`, `check_yaml_bytes` and `RepositoryCfg.write`.
+`butler.cfg`: `load_yaml`, `check_yaml_bytes`, `RepositoryCfg.read` and `RepositoryCfg.text`.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import numbers
 import os
@@ -175,9 +176,13 @@ _READERS: dict[tuple, sqlite3.Connection] = {}
 _READERS_MAX = 64
 os.register_at_fork(after_in_child=_READERS.clear)
 
-#: what a closed registry queries: every statement fails as on its own closed connection
-_CLOSED = sqlite3.connect(":memory:", check_same_thread=False)
-_CLOSED.close()
+
+@functools.cache
+def _closed_connection() -> sqlite3.Connection:
+    """What a closed registry that shared its connection queries: every statement fails as on its own."""
+    connection = sqlite3.connect(":memory:", check_same_thread=False)
+    connection.close()
+    return connection
 
 
 def _shared_schema(key: tuple | None) -> _Schema:
@@ -254,7 +259,7 @@ class SqliteRegistry(Registry):
         """Close the registry: further queries fail. A read connection shared with the other registries
         of the same file in this process is left open for them."""
         if self._shares_connection:
-            self.conn = _CLOSED
+            self.conn = _closed_connection()
         else:
             self.conn.close()
 

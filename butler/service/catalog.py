@@ -316,13 +316,12 @@ class Catalog:
         one would. None when the repository has no cfg file.
         """
         from ..cfg import RepositoryCfg
-        from ..safeyaml import dump_cfg
 
         cfg = RepositoryCfg.read(served.root, storage=served.storage)
         if cfg is None:
             return None
         view = attrs.evolve(cfg, root=None, parents=[self._parentUrl(p, baseUrl) for p in cfg.parents])
-        return dump_cfg(view._to_yaml_mapping(baseUrl, None)).encode("utf-8")
+        return view.text(baseUrl).encode("utf-8")
 
     def _parentUrl(self, parent: Any, baseUrl: str) -> Any:
         from ..cfg import RepositoryCfg
