@@ -13,8 +13,8 @@ import logging
 import os
 import warnings
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import attrs
 
@@ -25,7 +25,6 @@ from .errors import (
     AliasError,
     DatasetNotFoundError,
     MapperError,
-    MissingParentError,
     NoResults,
     RepositoryError,
     UnwritableObjectError,
@@ -34,10 +33,11 @@ from .errors import (
 )
 from .formatters import get_formatter
 from .formatters.base import Formatter, type_name
-from .graph import MissingParent, RepositoryGraph, RepositoryNode, _roots, build_graph
+from .graph import RepositoryGraph, RepositoryNode, _roots, build_graph
 from .location import ButlerComposite, ButlerLocation, split_hdu
 from .readProxy import ReadProxy
 from .repository import Repository, describe_repository, mapper_class, open_repositories
+from .search import MISS, Found, Search
 from .storage import Storage
 from .storage.base import split_uri
 from .utils import as_list, resolve_mapper, resolve_type_name, sequencify
@@ -54,17 +54,7 @@ def _python_type(pythonType: str) -> Any:
     return pythonType if found is None else found
 
 
-#: what a search callback answers for a repository that does not hold the dataset
-_MISS = object()
-
-
-class _Found(NamedTuple):
-    """Where a read found its dataset: the repository, the location, and a bypass result
-    (a tuple: one is made by every get, existence question and URI)."""
-
-    repository: Repository
-    location: Any
-    bypass: Callable[[], Any] | None = None
+_UNTAGGED: frozenset = frozenset()
 
 
 @attrs.frozen
@@ -188,6 +178,7 @@ class Butler:
                 Storage.putRepositoryCfg(node.cfg, node.location)
         self.datasetTypeAliasDict: dict[str, str] = {}
         self._orders: dict[frozenset, list[Repository]] = {}
+        self._searches: dict[Any, Search] = {}
         self._repos = RepositoriesView(self._graph, self._repositories, self._outputs)
         self._recordProvenance = recordProvenance
         self._recorder = self._make_recorder(recordProvenance)
@@ -291,71 +282,27 @@ class Butler:
     # -- reading -------------------------------------------------------------------------
 
     def _search(self, datasetType: str, dataId: DataId, write: bool, take: Callable[[Repository, Any], Any]) -> Any:
-        """The first answer of ``take(repository, location)`` that is not `_MISS`, over each repository
-        whose mapper gives a location, in search order (the outputs, for ``write``).
+        """The first answer of ``take(repository, location)`` that is not `MISS`, over the repositories a read
+        with the data ID's tags searches (the outputs, for ``write``): see `butler.search.Search.run`."""
+        tags = dataId.tag
+        key = True if write else frozenset(tags) if tags else _UNTAGGED
+        search = self._searches.get(key)
+        if search is None:
+            search = self._searches[key] = self._make_search(write, key)
+        return search.run(datasetType, dataId, take)
 
-        A loop with a callback, not a generator: this runs on every get, existence question and URI.
-        When the search ends without an answer, raises `NoResults` naming every repository searched.
-        """
-        repositories = self._outputs if write else self._read_order(dataId.tag)
-        missing = {} if write else self._graph.missing_parents(dataId.tag or ())
-        failures: list[str] = []
-        # the path a mapper's promise (`Mapper.sharedReadPath`) says every repository keeping it maps the
-        # dataset to, by its key, once one such repository was found without the file: the others are only probed
-        missed: dict[Hashable, str] = {}
-        for position, repo in enumerate(repositories):
-            if missing and position in missing:
-                self._raise_missing(missing[position], datasetType, dataId, repositories[:position])
-            if repo.cfg.mapper is None:
-                continue
-            promise = None if write else repo.sharedReadPath(datasetType)
-            if promise is not None:
-                path = missed.get(promise[0])
-                if path is not None and not repo.probe(path, promise[1]):
-                    continue
-            try:
-                location = repo.map(datasetType, dataId, write)
-            except NoResults as exc:
-                failures.append(str(exc))
-                continue
-            if location is None:
-                continue
-            if (promise is not None and location.__class__ is ButlerLocation and location.found is False
-                    and location.storage is repo.storage):
-                missed[promise[0]] = location.locationList[0]
-            answer = take(repo, location)
-            if answer is not _MISS:
-                return answer
-        if len(repositories) in missing:
-            self._raise_missing(missing[len(repositories)], datasetType, dataId, repositories)
-        searched = [repo.root for repo in repositories if repo.cfg.mapper is not None]
-        reason = "no dataset found" if not failures else f"no dataset found ({failures[0]})"
-        if not searched:
-            reason = "no repository to search" + (" carries those tags" if dataId.tag else "")
-        if not write:
-            reason += self._write_only_note()
-        raise NoResults(reason, datasetType, dataId, searched)
+    def _make_search(self, write: bool, tags: Any) -> Search:
+        if write:
+            return Search(self._outputs, {}, write=True)
+        unread = [repo.root for repo in self._outputs if "r" not in repo.mode]
+        return Search(self._read_order(tags), self._graph.missing_parents(tags), write=False,
+                      unread=unread, tagged=bool(tags))
 
-    def _write_only_note(self) -> str:
-        """Why a read did not search some outputs: their mode is 'w' (Gen2's default), so they are never read."""
-        skipped = [repo.root for repo in self._outputs if "r" not in repo.mode]
-        if not skipped:
-            return ""
-        return (f"; not searched: output{'s' if len(skipped) > 1 else ''} {', '.join(skipped)} (mode 'w': not "
-                f"read; give mode='rw' to read it back)")
-
-    @staticmethod
-    def _raise_missing(parent: MissingParent, datasetType: str, dataId: DataId,
-                       searched: list[Repository]) -> None:
-        """A read reached a recorded parent that does not exist: searching past it could answer wrongly."""
-        raise MissingParentError(parent.root, parent.recordedBy, datasetType, dataId,
-                                 [repo.root for repo in searched])
-
-    def _locate(self, datasetType: str, dataId: DataId, write: bool, read: bool = True) -> _Found:
+    def _locate(self, datasetType: str, dataId: DataId, write: bool, read: bool = True) -> Found:
         """Find the first repository holding the dataset, in search order (``read``: see `_check_location`)."""
         def take(repo: Repository, location: Any) -> Any:
             found = self._check_location(repo, location, datasetType, dataId, read)
-            return _MISS if found is None else found
+            return MISS if found is None else found
 
         return self._search(datasetType, dataId, write, take)
 
@@ -368,24 +315,24 @@ class Butler:
         def take(repo: Repository, location: Any) -> Any:
             if location.__class__ is ButlerLocation and repo.bypass(datasetType) is None:
                 if location.found is False:  # the mapper saw no file: no open, no exception
-                    return _MISS
+                    return MISS
                 try:
                     item = repo.read(location.with_parameters(parameters))
                 except DatasetNotFoundError:
-                    return _MISS
+                    return MISS
                 if self._recorder is not None:
                     self._recorder.read(location.storage or repo.storage, location, datasetType, dataId)
                 if repo.canStandardize(datasetType):
                     item = repo.mapper.standardize(datasetType, item, dataId)
                 return item
             found = self._check_location(repo, location, datasetType, dataId)
-            return _MISS if found is None else self._read(found, datasetType, dataId, parameters)
+            return MISS if found is None else self._read(found, datasetType, dataId, parameters)
 
         return self._search(datasetType, dataId, False, take)
 
     @staticmethod
     def _check_location(repo: Repository, location: Any, datasetType: str, dataId: DataId,
-                        read: bool = True) -> _Found | None:
+                        read: bool = True) -> Found | None:
         """The dataset found at a location, or None when it is not there.
 
         For a read (``read``), the mapper's bypass, if any, is run here: its
@@ -400,15 +347,15 @@ class Butler:
         bypass = repo.bypass(datasetType)
         if location.__class__ is ButlerLocation and location.found is not None:  # the common case, told at once
             if location.found and (bypass is None or not read):
-                return _Found(repo, location)
+                return Found(repo, location)
             if not location.found and bypass is None:
                 return None
         if isinstance(location, ButlerComposite):
-            return _Found(repo, location)
+            return Found(repo, location)
         locations = location if isinstance(location, list) else [location]
         if bypass is None or not read:
             if all(repo.exists(loc) if loc.found is None else loc.found for loc in locations):
-                return _Found(repo, location)
+                return Found(repo, location)
             if bypass is None:
                 return None
         first = locations[0]
@@ -420,9 +367,9 @@ class Butler:
         except (NoResults, OSError) as exc:
             _log.debug("bypass_%s failed in %s: %s", datasetType, repo.root, exc)
             return None
-        return _Found(repo, location, lambda: value)
+        return Found(repo, location, lambda: value)
 
-    def _read(self, found: _Found, datasetType: str, dataId: DataId, parameters: Mapping | None = None) -> Any:
+    def _read(self, found: Found, datasetType: str, dataId: DataId, parameters: Mapping | None = None) -> Any:
         """Read what was found: ``parameters`` go to the formatter, or select from a bypass's or assembly's object."""
         repo = found.repository
         if found.bypass is not None or isinstance(found.location, ButlerComposite):

@@ -80,7 +80,10 @@ class Mapper:
             ``datasetType`` for reading to one plain location with the same
             path relative to their own repository's storage, which is there
             when ``storage.probe(path, compressed)`` finds it, and serve it no
-            other way (no bypass). The base promises nothing (None).
+            other way (no bypass). Their locations differ only in the
+            repository, mapper and storage (and the path a probe found): the
+            search takes one mapped in another repository for theirs. The base
+            promises nothing (None).
         """
         return None
 

@@ -405,12 +405,18 @@ class Repository:
         None when the mapper makes none or has a bypass for it."""
         return self._hooks(datasetType)[2]
 
-    def probe(self, path: str, compressed: bool) -> bool:
-        """Whether the file of ``path`` (or a compressed variant) is in this repository now (a read
-        on the way to another repository: a miss is the likely answer)."""
+    def relocate(self, location: ButlerLocation, compressed: bool) -> ButlerLocation | None:
+        """The location another repository's mapper gave under the same `sharedReadPath` promise, as
+        this repository holds it: its file (or a compressed variant, with ``compressed``) found in this
+        repository's storage now, else None (a read on the way to another repository: a miss is the
+        likely answer, one existence check)."""
         if not self._readable:
             self._check_mode(write=False)
-        return self.storage.probe(path, compressed, likelyMissing=True)[1]
+        path, found = self.storage.probe(location.locationList[0], compressed, likelyMissing=True)
+        if not found:
+            return None
+        return attrs.evolve(location, locationList=[path], mapper=self.mapper, storage=self.storage,
+                            repository=self, found=True)
 
     def _hooks(self, datasetType: str) -> tuple[Any, bool, Any]:
         hooks = self._hook_cache.get(datasetType)

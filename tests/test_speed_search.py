@@ -3,20 +3,24 @@
 Repositories whose mappers make the same `Mapper.sharedReadPath` promise (one
 camera class, one composed policy, one registry) map a data ID to the same
 relative path, so the search maps it in the first one and asks each other one
-only whether the file is there; a rerun with a registry of its own, a type
+only whether the file is there; the one holding it answers with the first
+location, moved to its own repository, mapper and storage. A rerun with a registry of its own, a type
 the class maps itself, calibrations and types with a bypass are mapped by
 each repository's own mapper, as before. Nothing is remembered between calls.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import sqlite3
 
+import attrs
 import pytest
 from test_speed_chain import DATA_ID, _chain, _image, _toy_chain
 
 from butler import Butler, RepositoryArgs
+from butler.dataId import merge_data_id
 from butler.errors import NoResults
 from butler.storage import Storage
 from butler.test import MapperForTestWriting, TestObject
@@ -38,18 +42,41 @@ def _count_maps(butler: Butler) -> dict[str, int]:
     return counts
 
 
-def test_a_chain_maps_in_the_first_rerun_and_the_one_holding_the_file_and_probes_the_others(
-        obs_test_input, tmp_path):
+def test_a_chain_maps_in_the_first_rerun_only_and_probes_the_others(obs_test_input, tmp_path):
     roots = _chain(obs_test_input, tmp_path)
     reader = Butler(inputs=roots[-1])
     counts = _count_maps(reader)
     assert reader.get("calexp", **DATA_ID).data[0, 0] == 1.0
-    assert {root: n for root, n in counts.items() if n} == {roots[-1]: 1, roots[0]: 1}
+    assert {root: n for root, n in counts.items() if n} == {roots[-1]: 1}
     for root in counts:
         counts[root] = 0
     assert reader.datasetExists("calexp", **DATA_ID)
     assert reader.getUri("calexp", **DATA_ID) == os.path.join(roots[0], "calexp/calexp_v1_fg.fits")
-    assert counts[roots[2]] == 0 and counts[roots[0]] == 2
+    assert {root: n for root, n in counts.items() if n} == {roots[-1]: 2}
+
+
+def test_the_location_found_below_is_the_holding_repository_s_own(obs_test_input, tmp_path):
+    roots = _chain(obs_test_input, tmp_path)
+    reader = Butler(inputs=roots[-1])
+    bottom = next(repo for repo in reader.repositories() if repo.root == roots[0])
+    found = reader._locate("calexp", merge_data_id(DATA_ID, {}), write=False)
+    location = found.location
+    assert found.repository is bottom and location.repository is bottom
+    assert location.mapper is bottom.mapper and location.storage is bottom.storage
+    assert location.found is True and location.locationList == ["calexp/calexp_v1_fg.fits"]
+    mapped = bottom.map("calexp", DATA_ID)  # what the bottom's own mapper says, field by field
+    assert attrs.asdict(location, recurse=False) == attrs.asdict(mapped, recurse=False)
+
+
+def test_a_compressed_file_below_is_found_under_its_own_name(obs_test_input, tmp_path):
+    roots = _chain(obs_test_input, tmp_path, depth=3)
+    bottom_file = os.path.join(roots[0], "calexp/calexp_v1_fg.fits")
+    with open(bottom_file, "rb") as plain, gzip.open(bottom_file + ".gz", "wb") as packed:
+        packed.write(plain.read())
+    os.remove(bottom_file)
+    reader = Butler(inputs=roots[-1])
+    assert reader.getUri("calexp", **DATA_ID) == bottom_file + ".gz"
+    assert reader.get("calexp", **DATA_ID).data[0, 0] == 1.0
 
 
 def test_every_rerun_is_probed_afresh_on_each_call(obs_test_input, tmp_path):
@@ -121,7 +148,7 @@ def test_a_chain_of_toy_repositories_keeps_the_same_promise(tmp_path):
     reader = Butler(inputs=roots[-1])
     counts = _count_maps(reader)
     assert reader.get("foo", visit=1) == TestObject("low")
-    assert {root: n for root, n in counts.items() if n} == {roots[-1]: 1, roots[0]: 1}
+    assert {root: n for root, n in counts.items() if n} == {roots[-1]: 1}
     Butler(inputs=roots[1], outputs=roots[2]).put(TestObject("middle"), "foo", visit=1)
     assert reader.get("foo", visit=1) == TestObject("middle")
     assert not reader.datasetExists("foo", visit=2)
