@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -400,21 +400,16 @@ class Repository:
         """Whether the mapper post-processes what is read of ``datasetType`` (asked once per type)."""
         return self._hooks(datasetType)[1]
 
-    def sharedReadPath(self, datasetType: str) -> tuple[Hashable, bool] | None:
-        """The mapper's `butler.mapper.Mapper.sharedReadPath` promise for ``datasetType`` (asked once per type);
-        None when the mapper makes none or has a bypass for it."""
+    def sharedReadPath(self, datasetType: str) -> tuple[Hashable, Callable[[str], str | None]] | None:
+        """The mapper's `butler.mapper.Mapper.sharedReadPath` promise for ``datasetType`` as this repository
+        keeps it: the key, and how to look for a path another repository of the key mapped (asked once per
+        type: `butler.storage.base.StorageInterface.prober`); None when the mapper makes none, has a bypass
+        for it, or the repository is not read."""
         return self._hooks(datasetType)[2]
 
-    def relocate(self, location: ButlerLocation, compressed: bool) -> ButlerLocation | None:
-        """The location another repository's mapper gave under the same `sharedReadPath` promise, as
-        this repository holds it: its file (or a compressed variant, with ``compressed``) found in this
-        repository's storage now, else None (a read on the way to another repository: a miss is the
-        likely answer, one existence check)."""
-        if not self._readable:
-            self._check_mode(write=False)
-        path, found = self.storage.probe(location.locationList[0], compressed, likelyMissing=True)
-        if not found:
-            return None
+    def relocate(self, location: ButlerLocation, path: str) -> ButlerLocation:
+        """The location another repository's mapper gave under the same `sharedReadPath` promise, as this
+        repository holds it (its file found at ``path``)."""
         return attrs.evolve(location, locationList=[path], mapper=self.mapper, storage=self.storage,
                             repository=self, found=True)
 
@@ -423,10 +418,10 @@ class Repository:
         if hooks is None:
             mapper = self.mapper
             bypass = getattr(mapper, "bypass_" + datasetType, None)
-            promise = getattr(mapper, "sharedReadPath", None)
-            hooks = self._hook_cache[datasetType] = (
-                bypass, bool(mapper.canStandardize(datasetType)),
-                promise(datasetType) if promise is not None and bypass is None else None)
+            promises = getattr(mapper, "sharedReadPath", None)
+            promise = promises(datasetType) if promises is not None and bypass is None and self._readable else None
+            shared = None if promise is None else (promise[0], self.storage.prober(promise[1]))
+            hooks = self._hook_cache[datasetType] = (bypass, bool(mapper.canStandardize(datasetType)), shared)
         return hooks
 
     def exists(self, location: ButlerLocation) -> bool:
@@ -436,7 +431,8 @@ class Repository:
 
     def read(self, location: ButlerLocation) -> Any:
         """Read the object at a location."""
-        self._check_mode(write=False)
+        if not self._readable:
+            self._check_mode(write=False)
         storage = location.storage or self.storage
         return storage.read(location)
 

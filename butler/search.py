@@ -6,7 +6,7 @@ never what any repository holds (nothing about the files is remembered between
 calls). For a dataset type whose mappers promise to map alike
 (`butler.mapper.Mapper.sharedReadPath`), a call maps in the first repository of a
 promise and asks each other one of it only whether the file is there
-(`Repository.relocate`): a chain of reruns over one camera repository maps once
+(`Repository.sharedReadPath`): a chain of reruns over one camera repository maps once
 and checks each rerun with one existence test.
 """
 
@@ -40,15 +40,17 @@ class Found(NamedTuple):
 
 
 class _Step:
-    """One repository of a search: the missing parent reached just before it, and its mappers' promises
-    (`Repository.sharedReadPath`), asked when the search first reaches it (the mapper is built then)."""
+    """One repository of a search (None: one without a mapper, kept for the missing parent reached just
+    before it), that parent, and the mapper's promises (`Repository.sharedReadPath`), asked when the search
+    first reaches it (the mapper is built then)."""
 
-    __slots__ = ("repository", "gap", "promises")
+    __slots__ = ("position", "repository", "gap", "promises")
 
-    def __init__(self, repository: Repository, gap: MissingParent | None):
+    def __init__(self, position: int, repository: Repository | None, gap: MissingParent | None):
+        self.position = position
         self.repository = repository
         self.gap = gap
-        self.promises: dict[str, tuple[Hashable, bool] | None] = {}
+        self.promises: dict[str, tuple[Hashable, Callable[[str], str | None]] | None] = {}
 
 
 class Search:
@@ -74,7 +76,8 @@ class Search:
     def __init__(self, repositories: Sequence[Repository], missing: dict[int, MissingParent], write: bool,
                  unread: Sequence[str] = (), tagged: bool = False):
         self.repositories = list(repositories)
-        self._steps = [_Step(repo, missing.get(position)) for position, repo in enumerate(self.repositories)
+        self._steps = [_Step(position, repo if repo.cfg.mapper is not None else None, missing.get(position))
+                       for position, repo in enumerate(self.repositories)
                        if repo.cfg.mapper is not None or position in missing]
         self._end_gap = missing.get(len(self.repositories))
         self._write = write
@@ -97,9 +100,9 @@ class Search:
         missed: dict[Hashable, ButlerLocation] = {}
         for step in self._steps:
             if step.gap is not None:
-                self._raise_missing(step.gap, datasetType, dataId, step.repository)
+                self._raise_missing(step.gap, datasetType, dataId, step)
             repo = step.repository
-            if repo.cfg.mapper is None:
+            if repo is None:
                 continue
             promise = None
             if not write:
@@ -109,10 +112,10 @@ class Search:
                 if promise is not None and missed:
                     seen = missed.get(promise[0])
                     if seen is not None:
-                        location = repo.relocate(seen, promise[1])
-                        if location is None:
+                        path = promise[1](seen.locationList[0])
+                        if path is None:
                             continue
-                        answer = take(repo, location)
+                        answer = take(repo, repo.relocate(seen, path))
                         if answer is not MISS:
                             return answer
                         continue
@@ -133,15 +136,12 @@ class Search:
             self._raise_missing(self._end_gap, datasetType, dataId, None)
         raise self._no_results(datasetType, dataId, failures)
 
-    def _searched(self, upTo: Repository | None) -> list[str]:
-        """The roots of the repositories before ``upTo`` (all of them for None)."""
-        end = len(self.repositories) if upTo is None else self.repositories.index(upTo)
-        return [repo.root for repo in self.repositories[:end]]
-
-    def _raise_missing(self, parent: MissingParent, datasetType: str, dataId: DataId,
-                       before: Repository | None) -> None:
-        """A read reached a recorded parent that does not exist: searching past it could answer wrongly."""
-        raise MissingParentError(parent.root, parent.recordedBy, datasetType, dataId, self._searched(before))
+    def _raise_missing(self, parent: MissingParent, datasetType: str, dataId: DataId, before: _Step | None) -> None:
+        """A read reached a recorded parent that does not exist (before the repository of step ``before``,
+        or after the last one): searching past it could answer wrongly."""
+        end = len(self.repositories) if before is None else before.position
+        raise MissingParentError(parent.root, parent.recordedBy, datasetType, dataId,
+                                 [repo.root for repo in self.repositories[:end]])
 
     def _no_results(self, datasetType: str, dataId: DataId, failures: list[str]) -> NoResults:
         searched = [repo.root for repo in self.repositories if repo.cfg.mapper is not None]

@@ -250,6 +250,7 @@ def test_read_reaching_a_missing_parent_raises_and_never_answers_from_past_it(tm
     message = str(err.value)
     assert str(tmp_path / "mid") in message and f"recorded by repository {tmp_path / 'top'}" in message
     assert "'k': 1" in message and "foo" in message
+    assert err.value.searched == [str(tmp_path / "top")]  # the repositories before the gap, no more
     with pytest.raises(MissingParentError):
         b.datasetExists("foo", k=1)
     with pytest.raises(MissingParentError):

@@ -21,7 +21,7 @@ from test_speed_chain import DATA_ID, _chain, _image, _toy_chain
 
 from butler import Butler, RepositoryArgs
 from butler.dataId import merge_data_id
-from butler.errors import NoResults
+from butler.errors import NoResults, UnsafePathError
 from butler.storage import Storage
 from butler.test import MapperForTestWriting, TestObject
 from mappers.test import TestMapper
@@ -167,6 +167,24 @@ def test_a_probe_expecting_a_miss_gives_the_same_answers(tmp_path, likelyMissing
                        "calexp/c.fits": ("calexp/c.fits", False), "nodir/a.fits": ("nodir/a.fits", False),
                        "top.fits": ("top.fits.gz", True)}
     assert storage.probe("calexp/b.fits", False, likelyMissing=likelyMissing) == ("calexp/b.fits", False)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_prober_answers_as_the_probe_and_looks_afresh(tmp_path, compressed):
+    storage = Storage.makeFromURI(str(tmp_path), create=False)
+    (tmp_path / "calexp").mkdir()
+    (tmp_path / "calexp" / "a.fits").write_bytes(b"")
+    (tmp_path / "calexp" / "b.fits.fz").write_bytes(b"")
+    probe = storage.prober(compressed)
+    paths = ("calexp/a.fits[1]", "calexp/b.fits", "calexp/c.fits", "nodir/a.fits")
+    for path in paths:
+        location, found = storage.probe(path, compressed, likelyMissing=True)
+        assert probe(path) == (location if found else None)
+    assert probe("calexp/c.fits") is None
+    (tmp_path / "calexp" / "c.fits").write_bytes(b"")  # written after the prober was made
+    assert probe("calexp/c.fits") == "calexp/c.fits"
+    with pytest.raises(UnsafePathError):
+        probe("../outside.fits")
 
 
 class NamesFooItsOwnWay(MapperForTestWriting):

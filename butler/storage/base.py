@@ -592,6 +592,21 @@ class StorageInterface(abc.ABC):
                     return filename + ext + ("" if hdu is None else f"[{hdu}]"), True
         return path, False
 
+    def prober(self, compressed: bool) -> Callable[[str], str | None]:
+        """A function answering `probe` with ``likelyMissing`` for path after path (a search on its way
+        through many repositories): the location found (``path`` or, with ``compressed``, a variant), or
+        None. It looks afresh on every call; only the choice of checks is made once."""
+        if compressed:
+            probe = self.probe
+
+            def found_variant(path: str) -> str | None:
+                location, exists = probe(path, True, likelyMissing=True)
+                return location if exists else None
+
+            return found_variant
+        check, exists = self._check, self._exists
+        return lambda path: path if exists(check(path)) else None
+
     def findCompressed(self, path: str) -> str:
         """Return ``path`` when its file exists, else its first existing ``.gz``/``.fz`` variant, else ``path``.
 
