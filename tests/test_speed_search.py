@@ -154,13 +154,17 @@ def test_a_chain_of_toy_repositories_keeps_the_same_promise(tmp_path):
     assert not reader.datasetExists("foo", visit=2)
 
 
+def _probed_storage(root) -> Storage:
+    """A storage holding ``calexp/a.fits``, ``calexp/b.fits.fz`` and ``top.fits.gz``."""
+    (root / "calexp").mkdir()
+    for name in ("calexp/a.fits", "calexp/b.fits.fz", "top.fits.gz"):
+        (root / name).write_bytes(b"")
+    return Storage.makeFromURI(str(root), create=False)
+
+
 @pytest.mark.parametrize("likelyMissing", [False, True])
 def test_a_probe_expecting_a_miss_gives_the_same_answers(tmp_path, likelyMissing):
-    storage = Storage.makeFromURI(str(tmp_path), create=False)
-    (tmp_path / "calexp").mkdir()
-    (tmp_path / "calexp" / "a.fits").write_bytes(b"")
-    (tmp_path / "calexp" / "b.fits.fz").write_bytes(b"")
-    (tmp_path / "top.fits.gz").write_bytes(b"")
+    storage = _probed_storage(tmp_path)
     answers = {path: storage.probe(path, True, likelyMissing=likelyMissing)
                for path in ("calexp/a.fits[1]", "calexp/b.fits", "calexp/c.fits", "nodir/a.fits", "top.fits")}
     assert answers == {"calexp/a.fits[1]": ("calexp/a.fits[1]", True), "calexp/b.fits": ("calexp/b.fits.fz", True),
@@ -171,12 +175,9 @@ def test_a_probe_expecting_a_miss_gives_the_same_answers(tmp_path, likelyMissing
 
 @pytest.mark.parametrize("compressed", [False, True])
 def test_a_prober_answers_as_the_probe_and_looks_afresh(tmp_path, compressed):
-    storage = Storage.makeFromURI(str(tmp_path), create=False)
-    (tmp_path / "calexp").mkdir()
-    (tmp_path / "calexp" / "a.fits").write_bytes(b"")
-    (tmp_path / "calexp" / "b.fits.fz").write_bytes(b"")
+    storage = _probed_storage(tmp_path)
     probe = storage.prober(compressed)
-    paths = ("calexp/a.fits[1]", "calexp/b.fits", "calexp/c.fits", "nodir/a.fits")
+    paths = ("calexp/a.fits[1]", "calexp/b.fits", "calexp/c.fits", "nodir/a.fits", "top.fits")
     for path in paths:
         location, found = storage.probe(path, compressed, likelyMissing=True)
         assert probe(path) == (location if found else None)
