@@ -424,6 +424,8 @@ class Butler:
         """
         datasetType = self._resolve(datasetType)
         dataId = merge_data_id(dataId, rest)
+        if immediate and as_type is None:  # the common call, without the partial below
+            return self._locate_and_read(datasetType, dataId, parameters)
         if immediate:
             read = functools.partial(self._locate_and_read, datasetType, dataId, parameters)
         else:
