@@ -125,6 +125,8 @@ class Butler:
         Record what this Butler reads and, with every file a put writes, a
         provenance record in the output (see `quantum`, `provenance`). Default:
         on, unless the environment sets ``BUTLER_PROVENANCE=0``. Kept across pickling.
+        A Butler without outputs records nothing: nothing it reads can become
+        an input of a record.
     **mapperArgs
         Old form: keyword arguments for the mapper (e.g. ``calibRoot``).
 
@@ -605,7 +607,9 @@ class Butler:
     # -- provenance ------------------------------------------------------------------------
 
     def _make_recorder(self, recordProvenance: bool | None) -> Any:
-        """The recorder of this Butler's reads and writes, or None when recording is off."""
+        """The recorder of this Butler's reads and writes, or None when recording is off or there is no output."""
+        if not self._outputs:  # a read-only Butler: no read of it is ever an input of a record
+            return None
         from .provenance.recording import ProvenanceRecorder, recording_enabled
 
         if not recording_enabled(recordProvenance):

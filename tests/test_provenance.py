@@ -116,8 +116,18 @@ def test_summary_lineage_names_every_raw_bias_and_flat_by_path_and_digest(pipeli
 def test_mark_input_unused_drops_the_read(pipeline):
     src = pipeline["reader"].provenance("src", visit=2)
     assert [item.datasetType for item in src.inputs] == ["postISRCCD"]  # raw_md was read, then marked unused
+    writer = Butler(inputs=str(pipeline["rerun2"]), outputs=str(pipeline["rerun2"].parent / "marking"))
     with pytest.raises(NoResults, match="read no such dataset"):
-        pipeline["reader"].markInputUnused("raw", visit=1)
+        writer.markInputUnused("raw", visit=1)
+
+
+def test_a_butler_without_outputs_records_nothing(pipeline):
+    # nothing it reads can become an input of a record: no recorder, no stat per get, no journal
+    reader = pipeline["reader"]
+    assert reader._recorder is None
+    assert reader.get("src", visit=2) is not None
+    reader.markInputUnused("raw", visit=1)  # as with recording off: nothing to drop, nothing said
+    assert Butler(inputs=str(pipeline["rerun2"]), outputs=str(pipeline["rerun2"].parent / "out"))._recorder is not None
 
 
 def test_depth_limits_how_far_inputs_are_followed(pipeline):
