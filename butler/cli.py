@@ -281,10 +281,11 @@ def dataset_keys(butler: Any, datasetType: str) -> dict:
         return {}
 
 
-def _known_keys(butler: Any, datasetType: str) -> set[str] | None:
+def _known_keys(butler: Any, datasetType: str, datasetKeys: Mapping[str, Any]) -> set[str] | None:
     """Every key a data ID of ``datasetType`` may use: the mapper's keys and its registries' columns.
 
-    None when no mapper can say (a mapper without ``getKeys(None)``), so nothing is refused.
+    ``datasetKeys`` are the dataset type's own keys (`dataset_keys`). None when no
+    mapper can say (a mapper without ``getKeys(None)``), so nothing is refused.
     """
     try:
         allKeys = butler.getKeys(None)
@@ -292,26 +293,31 @@ def _known_keys(butler: Any, datasetType: str) -> set[str] | None:
         allKeys = None
     if not isinstance(allKeys, Mapping):
         return None
-    known = set(allKeys) | set(dataset_keys(butler, datasetType))
+    known = set(allKeys) | set(datasetKeys)
     for repo in butler.repositories():
         if repo.cfg.mapper is not None:
             known.update(repo.mapper.knownDataIdKeys() or ())  # templates, registry columns, time keys
     return known
 
 
-def check_data_id_keys(butler: Any, datasetType: str, dataId: Mapping[str, Any]) -> None:
+def check_data_id_keys(butler: Any, datasetType: str, dataId: Mapping[str, Any],
+                       datasetKeys: Mapping[str, Any]) -> None:
     """Refuse a data-ID key that neither the mapper nor any of its registries knows (a typo).
 
     The library ignores such a key, as Gen2 did, so ``vist=1`` would match everything.
+    ``datasetKeys`` are the dataset type's keys (`dataset_keys`). An empty data ID has
+    no key to refuse: nothing more is asked of the mappers.
     """
-    known = _known_keys(butler, datasetType)
+    if not dataId:
+        return
+    known = _known_keys(butler, datasetType, datasetKeys)
     if known is None:
         return
     for key in dataId:
         if key not in known:
             near = _close_matches(key, sorted(known), n=3)
             hint = f"did you mean {', '.join(near)}?" if near else \
-                f"{datasetType} takes {', '.join(sorted(dataset_keys(butler, datasetType))) or 'no keys'}"
+                f"{datasetType} takes {', '.join(sorted(datasetKeys)) or 'no keys'}"
             raise UserError(f"unknown data ID key {key!r} for {datasetType}: no mapper template or registry "
                             f"column has it; {hint}")
 
@@ -333,7 +339,7 @@ def read_data_id(butler: Any, datasetType: str, items: Sequence[str]) -> tuple[d
     """
     keyTypes = dataset_keys(butler, datasetType)
     dataId = parse_data_id(items, keyTypes)
-    check_data_id_keys(butler, datasetType, dataId)
+    check_data_id_keys(butler, datasetType, dataId, keyTypes)
     return dataId, keyTypes
 
 
@@ -933,7 +939,7 @@ def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, e
     dataId, datasetKeys = read_data_id(butler, dataset, data_id)
     calibration = _calibration_mapping(butler, dataset)
     if keys is not None:
-        names = parse_keys(keys, _known_keys(butler, dataset))
+        names = parse_keys(keys, _known_keys(butler, dataset, datasetKeys))
         rows = [v if isinstance(v, tuple) else (v,) for v in butler.queryMetadata(dataset, names, dataId)]
     elif calibration is not None:
         names, rows = calibration_rows(calibration, dataId)
