@@ -32,7 +32,6 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import attrs
 import click
 
 from .errors import ButlerError
@@ -1227,6 +1226,8 @@ def verify(ctx: click.Context, root: str, datasets: tuple[str, ...], fmt: str) -
       butler verify DEMO/v2
       butler verify DEMO/v2 src postISRCCD
     """
+    import attrs  # here: ``butler --help`` and the other commands load attrs only if the library does
+
     from .provenance import verify_repository
     from .storage import Storage
 
