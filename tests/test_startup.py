@@ -30,6 +30,8 @@ ATTRS = ("attr", "attrs")
 #: the formats a query over a camera registry reads none of (FITS is the camera's: its mapper imports it)
 UNUSED_FORMATS = ("pickle", "_pickle", "butler.formatters.pickle", "butler.formatters.numpy",
                   "butler.formatters.text", "butler.formatters.parquet")
+#: the provenance store and lineage: a Butler that has recorded nothing reads and writes no record
+PROVENANCE_STORE = ("butler.registry.provenance", "butler.provenance.lineage")
 #: digests and random tokens: OpenSSL's ``_hashlib`` (``secrets`` loads it through ``hmac``)
 DIGESTS = ("hashlib", "_hashlib", "hmac", "secrets")
 
@@ -126,6 +128,18 @@ def test_query_of_a_camera_registry_loads_no_format_it_does_not_read(obs_test_re
 def test_query_of_a_camera_registry_loads_no_digest_library(obs_test_registry: str) -> None:
     """The kept policies and entry points are found without a digest, and nothing is written."""
     assert modules_loaded_by(run_command("query", obs_test_registry, "raw"), DIGESTS) == "[]"
+
+
+def test_query_of_a_camera_registry_loads_no_provenance_store(obs_test_registry: str) -> None:
+    assert modules_loaded_by(run_command("query", obs_test_registry, "raw"), PROVENANCE_STORE) == "[]"
+
+
+def test_a_recorded_put_loads_the_provenance_store(tmp_path: Path) -> None:
+    """The check can fail: a put of a Butler that records provenance writes its record through the store."""
+    code = (f"from butler import Butler\nbutler = Butler(outputs={{'root': {str(tmp_path)!r}, "
+            "'mapper': 'butler.test.MapperForTestWriting'}, recordProvenance=True)\n"
+            "butler.put({'a': 1}, 'foo', {'visit': 1})\n")
+    assert "butler.registry.provenance" in modules_loaded_by(code, PROVENANCE_STORE)
 
 
 def test_asking_for_a_format_or_a_digest_loads_its_module(tmp_path: Path) -> None:
