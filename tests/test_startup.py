@@ -30,6 +30,8 @@ ATTRS = ("attr", "attrs")
 #: the formats a query over a camera registry reads none of (FITS is the camera's: its mapper imports it)
 UNUSED_FORMATS = ("pickle", "_pickle", "butler.formatters.pickle", "butler.formatters.numpy",
                   "butler.formatters.text", "butler.formatters.parquet")
+#: what only an error message (close matches) or a gzipped file needs
+RARE = ("difflib", "gzip")
 #: the provenance store and lineage: a Butler that has recorded nothing reads and writes no record
 PROVENANCE_STORE = ("butler.registry.provenance", "butler.provenance.lineage")
 #: digests and random tokens: OpenSSL's ``_hashlib`` (``secrets`` loads it through ``hmac``)
@@ -128,6 +130,20 @@ def test_query_of_a_camera_registry_loads_no_format_it_does_not_read(obs_test_re
 def test_query_of_a_camera_registry_loads_no_digest_library(obs_test_registry: str) -> None:
     """The kept policies and entry points are found without a digest, and nothing is written."""
     assert modules_loaded_by(run_command("query", obs_test_registry, "raw"), DIGESTS) == "[]"
+
+
+def test_query_of_a_camera_registry_loads_nothing_only_a_mistake_or_a_gzipped_file_needs(
+        obs_test_registry: str) -> None:
+    assert modules_loaded_by(run_command("query", obs_test_registry, "raw"), RARE) == "[]"
+
+
+def test_a_mistyped_data_id_key_loads_difflib(obs_test_registry: str) -> None:
+    """The check can fail: a mapper asked for a data ID with an unknown key suggests close ones."""
+    code = ("from butler import Butler\nfrom butler.errors import UnknownDataIdKeyError\n"
+            f"butler = Butler(inputs={obs_test_registry!r})\n"
+            "try:\n    butler.subset('raw', dataId={'vist': 1})\nexcept UnknownDataIdKeyError as exc:\n"
+            "    assert 'visit' in str(exc), exc\nelse:\n    raise AssertionError('vist taken')\n")
+    assert "difflib" in modules_loaded_by(code, RARE)
 
 
 def test_query_of_a_camera_registry_loads_no_provenance_store(obs_test_registry: str) -> None:
