@@ -264,16 +264,26 @@ def check_mapper(name: str) -> str:
     return target
 
 
+def _mapped(butler: Any, datasetType: str) -> bool:
+    """Whether an input's mapper maps ``datasetType``: it has the ``map_<datasetType>`` method
+    `Mapper.map` calls (one look-up each; `Butler.getDatasetTypes` lists every mapper's methods,
+    some 500 of a camera's, and is asked only to word a refusal)."""
+    name = "map_" + datasetType
+    return any(repo.cfg.mapper is not None and callable(getattr(repo.mapper, name, None))
+               for repo in butler.repositories())
+
+
 def dataset_keys(butler: Any, datasetType: str) -> dict:
     """Return ``{key: type}`` of a dataset type; a `UserError` when no input knows the type."""
-    known = butler.getDatasetTypes()
-    if not known:
-        raise UserError("no mapper to read the repository with: it has no _mapper file or repositoryCfg.yaml "
-                        "naming one; give --mapper NAME")
-    if datasetType not in known:
-        near = _close_matches(datasetType, sorted(known), n=5)
-        hint = f"; did you mean {', '.join(near)}?" if near else f" ({len(known)} dataset types known)"
-        raise UserError(f"unknown dataset type {datasetType!r}{hint}")
+    if not _mapped(butler, datasetType):
+        known = butler.getDatasetTypes()
+        if not known:
+            raise UserError("no mapper to read the repository with: it has no _mapper file or "
+                            "repositoryCfg.yaml naming one; give --mapper NAME")
+        if datasetType not in known:
+            near = _close_matches(datasetType, sorted(known), n=5)
+            hint = f"; did you mean {', '.join(near)}?" if near else f" ({len(known)} dataset types known)"
+            raise UserError(f"unknown dataset type {datasetType!r}{hint}")
     try:
         return dict(butler.getKeys(datasetType) or {})
     except KeyError:  # a type with no mapping of its own, such as a CameraMapper's ``flat_filename``
