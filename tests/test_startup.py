@@ -1,5 +1,6 @@
 """Command start-up (issue 12): the command and the mappers import astropy only to touch a FITS,
-time or table value.
+time or table value, and a command imports what it uses: no format it does not read, no digest
+library, no provenance store before a record, no attrs for ``--help``.
 
 Each check runs in a fresh interpreter (this process has astropy loaded already)
 and reads its ``sys.modules``; how long start-up takes is `bench/bench_cli.py`'s business.
