@@ -776,6 +776,12 @@ def render_difference(a: Any, b: Any, png: str, labels: Sequence[str], title: st
 
 _DATA_ID = click.argument("data_id", nargs=-1, metavar="[KEY=VALUE]...")
 
+#: the path types of the options, one object each (a click type holds no state; making one
+#: asks gettext for its name, which searches the locale directories every time)
+_FILE = click.Path(dir_okay=False)
+_DIRECTORY = click.Path(file_okay=False)
+_EXISTING_FILE = click.Path(exists=True, dir_okay=False, resolve_path=True)
+
 #: a query longer than this shows a progress bar while ``--exists`` checks each data ID
 PROGRESS_AFTER = 20
 
@@ -788,7 +794,7 @@ def _format_option(*choices: str) -> Callable:
 
 def _reading_options(func: Callable) -> Callable:
     """Add ``--mapper`` and ``--registry``, the arguments of `open_butler`, to a command."""
-    func = click.option("--registry", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+    func = click.option("--registry", type=_EXISTING_FILE,
                         help="Registry to read the repository with, in place of its registry.sqlite3 "
                              "(a path relative to the current directory).")(func)
     return click.option("--mapper", metavar="NAME",
@@ -851,7 +857,7 @@ def mappers() -> None:
 
 
 @command()
-@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.argument("directory", required=False, type=_DIRECTORY)
 @click.option("--keep", is_flag=True, help="Keep the temporary directory (when no DIRECTORY is given).")
 def demo(directory: str | None, keep: bool) -> None:
     """Make a demo camera repository, process it twice (v1, v2) and compare the versions.
@@ -1027,12 +1033,12 @@ def write_dataset(obj: Any, out: str) -> None:
 @click.argument("dataset")
 @_DATA_ID
 @click.option("--uri", is_flag=True, help="Print only the path of the dataset.")
-@click.option("--out", type=click.Path(dir_okay=False),
+@click.option("--out", type=_FILE,
               help="Write the dataset (exactly what get reads: one HDU of an HDU dataset) to OUT, a .fits "
                    "file (or .yaml, .npy, ... by the dataset's kind).")
 @click.option("--force", is_flag=True, help="Overwrite OUT or PNG when it exists.")
 @click.option("--header", "showHeader", is_flag=True, help="Print the dataset's header.")
-@click.option("--png", type=click.Path(dir_okay=False), help="Render the image to PNG (ZScale, colour bar; "
+@click.option("--png", type=_FILE, help="Render the image to PNG (ZScale, colour bar; "
               "needs the plot extra: pip install 'butler[plot]').")
 @_format_option("text", "json")
 @_reading_options
@@ -1099,7 +1105,7 @@ def version_labels(rootA: str, rootB: str) -> tuple[str, str]:
               help="Header keywords not to compare (comma-separated; glob patterns such as DATE*).")
 @click.option("--pixels-only", is_flag=True,
               help="Compare only pixel (and table) values, not headers or metadata.")
-@click.option("--png", type=click.Path(dir_okay=False),
+@click.option("--png", type=_FILE,
               help="Render A, B and A-B side by side for the one data ID compared (needs the plot extra).")
 @click.option("--force", is_flag=True, help="Overwrite PNG when it exists.")
 @click.option("--why", is_flag=True,
@@ -1166,7 +1172,7 @@ DOT_INSTALL_HINT = ("the dot program of Graphviz is not installed: install it (a
 @_DATA_ID
 @click.option("--depth", type=click.IntRange(min=0), default=None,
               help="Levels of inputs to follow (default: all, through every repository that recorded them).")
-@click.option("--png", type=click.Path(dir_okay=False),
+@click.option("--png", type=_FILE,
               help="Draw the lineage to PNG (needs the dot program of Graphviz).")
 @click.option("--force", is_flag=True, help="Overwrite PNG when it exists.")
 @_format_option("text", "json", "prov-json", "dot")
@@ -1336,7 +1342,7 @@ def registry_copy(source: str, destination: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: a free port, printed).")
-@click.option("--token-file", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--token-file", type=_FILE, metavar="FILE",
               help="Require a bearer token: one of the tokens in FILE, one per line.")
 def serve(roots: tuple[str, ...], host: str, port: int, token_file: str | None) -> None:
     """Serve the repositories at ROOT (and their parents) read-only over HTTP.
@@ -1412,7 +1418,7 @@ def _map_executor(scheduler: str | None) -> Iterator[Any]:
 @click.argument("root")
 @click.argument("dataset")
 @_DATA_ID
-@click.option("--output", type=click.Path(file_okay=False),
+@click.option("--output", type=_DIRECTORY,
               help="Repository to write to (made if new, with ROOT as its parent). Default: ROOT itself, opened "
                    "read-write.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
