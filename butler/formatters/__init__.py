@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,7 +49,6 @@ class FormatterTable:
         self._formatters: dict[str, Formatter] = {}
         #: ``{storageName: "module:Class"}``: formatters registered by name, imported on first use
         self._deferred: dict[str, str] = {}
-        self._loading = threading.Lock()
 
     def register(self, cls: type[Formatter], force: bool = False) -> None:
         """Add a formatter class under its ``storageName``.
@@ -92,15 +90,18 @@ class FormatterTable:
         formatter = self._formatters.get(storageName)
         if formatter is not None:
             return formatter
-        with self._loading:  # threads asking for one deferred name at once make one formatter
-            formatter = self._formatters.get(storageName)
+        deferred = self._deferred.get(storageName)
+        if deferred is None:
+            formatter = self._formatters.get(storageName)  # made by another thread since the first look
             if formatter is None:
-                deferred = self._deferred.get(storageName)
-                if deferred is None:
-                    raise UnknownStorageError(f"no formatter for storage {storageName!r}; known: {', '.join(self)}")
-                module, _, name = deferred.partition(":")
-                formatter = self._formatters[storageName] = getattr(importlib.import_module(module), name)()
-                del self._deferred[storageName]
+                raise UnknownStorageError(f"no formatter for storage {storageName!r}; known: {', '.join(self)}")
+            return formatter
+        module, _, name = deferred.partition(":")
+        made = getattr(importlib.import_module(module), name)()
+        # threads asking at once agree on the first formatter stored; the name leaves the deferred
+        # ones only once it is stored, so no thread finds it in neither
+        formatter = self._formatters.setdefault(storageName, made)
+        self._deferred.pop(storageName, None)
         return formatter
 
     def __contains__(self, storageName: object) -> bool:
