@@ -6,9 +6,10 @@
 * ``butler query ROOT raw`` listing the 10 data IDs of a generated obs_test
   registry: target <= 150 ms over ``python -c pass``.
 
-Each figure is the best of ``--repeat`` fresh processes, after one warm-up run;
-the best CPU time (user + system) of the same runs is printed too, since on a
-shared machine the wall time also counts waiting for a core.
+Each figure is the best of ``--repeat`` fresh processes, after one warm-up run,
+in rounds that run the floor and each command once in turn (so all see the
+same load); the best CPU time (user + system) of the same runs is printed too,
+since on a shared machine the wall time also counts waiting for a core.
 The processes write their bytecode under a temporary ``PYTHONPYCACHEPREFIX``
 (as an installed package has it), so what is measured is importing and
 running, not compiling. Everything is generated in a temporary directory.
@@ -47,23 +48,28 @@ def make_obs_test_registry(root: str) -> None:
     conn.close()
 
 
-def best_process(command: list[str], env: dict[str, str], cwd: str, repeat: int) -> tuple[float, float, str]:
-    """The best wall time and the best CPU time (user + system) of ``repeat`` fresh runs of ``command``
-    (after one warm-up), and its output.
+def best_processes(commands: list[list[str]], env: dict[str, str], cwd: str,
+                   repeat: int) -> list[tuple[float, float, str]]:
+    """The best wall time and the best CPU time (user + system) of each command over ``repeat`` rounds
+    that run each once in turn (after one warm-up run of each), and its output.
 
-    On a machine shared with other work the wall time also counts the waits
-    for a core; the CPU time is what the process itself spent.
+    The commands and their floor run in the same rounds, so they see the same load
+    of a shared machine; the CPU time is what a process itself spent, the wall
+    time also counts its waits for a core.
     """
-    output = subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True, text=True).stdout
-    times, cpu = [], []
+    outputs = [subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True, text=True).stdout
+               for command in commands]
+    times = [float("inf")] * len(commands)
+    cpu = [float("inf")] * len(commands)
     for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        subprocess.run(command, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-    return min(times), min(cpu), output
+        for index, command in enumerate(commands):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            subprocess.run(command, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+            times[index] = min(times[index], time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[index] = min(cpu[index], after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return list(zip(times, cpu, outputs, strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         # the user's cache of parsed policies and entry points (butler.utils.CACHE_ENV), as a first command fills it
         env["BUTLER_CACHE_DIR"] = os.path.join(work, "cache")
         butler = [sys.executable, "-m", "butler"]
-        floor, floor_cpu, _ = best_process([sys.executable, "-c", "pass"], env, work, args.repeat)
+        commands = {"python -c pass": [sys.executable, "-c", "pass"], "butler --help": [*butler, "--help"],
+                    "butler query": [*butler, "query", root, "raw"]}
+        (floor, floor_cpu, _), *figures = best_processes(list(commands.values()), env, work, args.repeat)
         print(f"{'python -c pass':<14} {floor * 1e3:7.1f} ms  (cpu {floor_cpu * 1e3:6.1f} ms)", flush=True)
-        for name, command in (("butler --help", [*butler, "--help"]),
-                              ("butler query", [*butler, "query", root, "raw"])):
-            measured, cpu, output = best_process(command, env, work, args.repeat)
+        for name, (measured, cpu, output) in zip(list(commands)[1:], figures, strict=True):
             if name == "butler query":
                 assert f"({VISITS} rows)" in output, output
             overhead = (measured - floor) * 1e3

@@ -32,7 +32,6 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import attrs
 import click
 
 from .errors import ButlerError
@@ -265,26 +264,37 @@ def check_mapper(name: str) -> str:
     return target
 
 
+def _mapped(butler: Any, datasetType: str) -> bool:
+    """Whether an input's mapper maps ``datasetType``: it has the ``map_<datasetType>`` method
+    `Mapper.map` calls (one look-up each; `Butler.getDatasetTypes` lists every mapper's methods,
+    some 500 of a camera's, and is asked only to word a refusal)."""
+    name = "map_" + datasetType
+    return any(repo.cfg.mapper is not None and callable(getattr(repo.mapper, name, None))
+               for repo in butler.repositories())
+
+
 def dataset_keys(butler: Any, datasetType: str) -> dict:
     """Return ``{key: type}`` of a dataset type; a `UserError` when no input knows the type."""
-    known = butler.getDatasetTypes()
-    if not known:
-        raise UserError("no mapper to read the repository with: it has no _mapper file or repositoryCfg.yaml "
-                        "naming one; give --mapper NAME")
-    if datasetType not in known:
-        near = _close_matches(datasetType, sorted(known), n=5)
-        hint = f"; did you mean {', '.join(near)}?" if near else f" ({len(known)} dataset types known)"
-        raise UserError(f"unknown dataset type {datasetType!r}{hint}")
+    if not _mapped(butler, datasetType):
+        known = butler.getDatasetTypes()
+        if not known:
+            raise UserError("no mapper to read the repository with: it has no _mapper file or "
+                            "repositoryCfg.yaml naming one; give --mapper NAME")
+        if datasetType not in known:
+            near = _close_matches(datasetType, sorted(known), n=5)
+            hint = f"; did you mean {', '.join(near)}?" if near else f" ({len(known)} dataset types known)"
+            raise UserError(f"unknown dataset type {datasetType!r}{hint}")
     try:
         return dict(butler.getKeys(datasetType) or {})
     except KeyError:  # a type with no mapping of its own, such as a CameraMapper's ``flat_filename``
         return {}
 
 
-def _known_keys(butler: Any, datasetType: str) -> set[str] | None:
+def _known_keys(butler: Any, datasetType: str, datasetKeys: Mapping[str, Any]) -> set[str] | None:
     """Every key a data ID of ``datasetType`` may use: the mapper's keys and its registries' columns.
 
-    None when no mapper can say (a mapper without ``getKeys(None)``), so nothing is refused.
+    ``datasetKeys`` are the dataset type's own keys (`dataset_keys`). None when no
+    mapper can say (a mapper without ``getKeys(None)``), so nothing is refused.
     """
     try:
         allKeys = butler.getKeys(None)
@@ -292,26 +302,31 @@ def _known_keys(butler: Any, datasetType: str) -> set[str] | None:
         allKeys = None
     if not isinstance(allKeys, Mapping):
         return None
-    known = set(allKeys) | set(dataset_keys(butler, datasetType))
+    known = set(allKeys) | set(datasetKeys)
     for repo in butler.repositories():
         if repo.cfg.mapper is not None:
             known.update(repo.mapper.knownDataIdKeys() or ())  # templates, registry columns, time keys
     return known
 
 
-def check_data_id_keys(butler: Any, datasetType: str, dataId: Mapping[str, Any]) -> None:
+def check_data_id_keys(butler: Any, datasetType: str, dataId: Mapping[str, Any],
+                       datasetKeys: Mapping[str, Any]) -> None:
     """Refuse a data-ID key that neither the mapper nor any of its registries knows (a typo).
 
     The library ignores such a key, as Gen2 did, so ``vist=1`` would match everything.
+    ``datasetKeys`` are the dataset type's keys (`dataset_keys`). An empty data ID has
+    no key to refuse: nothing more is asked of the mappers.
     """
-    known = _known_keys(butler, datasetType)
+    if not dataId:
+        return
+    known = _known_keys(butler, datasetType, datasetKeys)
     if known is None:
         return
     for key in dataId:
         if key not in known:
             near = _close_matches(key, sorted(known), n=3)
             hint = f"did you mean {', '.join(near)}?" if near else \
-                f"{datasetType} takes {', '.join(sorted(dataset_keys(butler, datasetType))) or 'no keys'}"
+                f"{datasetType} takes {', '.join(sorted(datasetKeys)) or 'no keys'}"
             raise UserError(f"unknown data ID key {key!r} for {datasetType}: no mapper template or registry "
                             f"column has it; {hint}")
 
@@ -333,7 +348,7 @@ def read_data_id(butler: Any, datasetType: str, items: Sequence[str]) -> tuple[d
     """
     keyTypes = dataset_keys(butler, datasetType)
     dataId = parse_data_id(items, keyTypes)
-    check_data_id_keys(butler, datasetType, dataId)
+    check_data_id_keys(butler, datasetType, dataId, keyTypes)
     return dataId, keyTypes
 
 
@@ -761,6 +776,12 @@ def render_difference(a: Any, b: Any, png: str, labels: Sequence[str], title: st
 
 _DATA_ID = click.argument("data_id", nargs=-1, metavar="[KEY=VALUE]...")
 
+#: the path types of the options, one object each (a click type holds no state; making one
+#: asks gettext for its name, which searches the locale directories every time)
+_FILE = click.Path(dir_okay=False)
+_DIRECTORY = click.Path(file_okay=False)
+_EXISTING_FILE = click.Path(exists=True, dir_okay=False, resolve_path=True)
+
 #: a query longer than this shows a progress bar while ``--exists`` checks each data ID
 PROGRESS_AFTER = 20
 
@@ -773,7 +794,7 @@ def _format_option(*choices: str) -> Callable:
 
 def _reading_options(func: Callable) -> Callable:
     """Add ``--mapper`` and ``--registry``, the arguments of `open_butler`, to a command."""
-    func = click.option("--registry", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+    func = click.option("--registry", type=_EXISTING_FILE,
                         help="Registry to read the repository with, in place of its registry.sqlite3 "
                              "(a path relative to the current directory).")(func)
     return click.option("--mapper", metavar="NAME",
@@ -836,7 +857,7 @@ def mappers() -> None:
 
 
 @command()
-@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.argument("directory", required=False, type=_DIRECTORY)
 @click.option("--keep", is_flag=True, help="Keep the temporary directory (when no DIRECTORY is given).")
 def demo(directory: str | None, keep: bool) -> None:
     """Make a demo camera repository, process it twice (v1, v2) and compare the versions.
@@ -933,7 +954,7 @@ def query(root: str, dataset: str, data_id: tuple[str, ...], keys: str | None, e
     dataId, datasetKeys = read_data_id(butler, dataset, data_id)
     calibration = _calibration_mapping(butler, dataset)
     if keys is not None:
-        names = parse_keys(keys, _known_keys(butler, dataset))
+        names = parse_keys(keys, _known_keys(butler, dataset, datasetKeys))
         rows = [v if isinstance(v, tuple) else (v,) for v in butler.queryMetadata(dataset, names, dataId)]
     elif calibration is not None:
         names, rows = calibration_rows(calibration, dataId)
@@ -1012,12 +1033,12 @@ def write_dataset(obj: Any, out: str) -> None:
 @click.argument("dataset")
 @_DATA_ID
 @click.option("--uri", is_flag=True, help="Print only the path of the dataset.")
-@click.option("--out", type=click.Path(dir_okay=False),
+@click.option("--out", type=_FILE,
               help="Write the dataset (exactly what get reads: one HDU of an HDU dataset) to OUT, a .fits "
                    "file (or .yaml, .npy, ... by the dataset's kind).")
 @click.option("--force", is_flag=True, help="Overwrite OUT or PNG when it exists.")
 @click.option("--header", "showHeader", is_flag=True, help="Print the dataset's header.")
-@click.option("--png", type=click.Path(dir_okay=False), help="Render the image to PNG (ZScale, colour bar; "
+@click.option("--png", type=_FILE, help="Render the image to PNG (ZScale, colour bar; "
               "needs the plot extra: pip install 'butler[plot]').")
 @_format_option("text", "json")
 @_reading_options
@@ -1084,7 +1105,7 @@ def version_labels(rootA: str, rootB: str) -> tuple[str, str]:
               help="Header keywords not to compare (comma-separated; glob patterns such as DATE*).")
 @click.option("--pixels-only", is_flag=True,
               help="Compare only pixel (and table) values, not headers or metadata.")
-@click.option("--png", type=click.Path(dir_okay=False),
+@click.option("--png", type=_FILE,
               help="Render A, B and A-B side by side for the one data ID compared (needs the plot extra).")
 @click.option("--force", is_flag=True, help="Overwrite PNG when it exists.")
 @click.option("--why", is_flag=True,
@@ -1151,7 +1172,7 @@ DOT_INSTALL_HINT = ("the dot program of Graphviz is not installed: install it (a
 @_DATA_ID
 @click.option("--depth", type=click.IntRange(min=0), default=None,
               help="Levels of inputs to follow (default: all, through every repository that recorded them).")
-@click.option("--png", type=click.Path(dir_okay=False),
+@click.option("--png", type=_FILE,
               help="Draw the lineage to PNG (needs the dot program of Graphviz).")
 @click.option("--force", is_flag=True, help="Overwrite PNG when it exists.")
 @_format_option("text", "json", "prov-json", "dot")
@@ -1221,6 +1242,8 @@ def verify(ctx: click.Context, root: str, datasets: tuple[str, ...], fmt: str) -
       butler verify DEMO/v2
       butler verify DEMO/v2 src postISRCCD
     """
+    import attrs  # here: ``butler --help`` and the other commands load attrs only if the library does
+
     from .provenance import verify_repository
     from .storage import Storage
 
@@ -1319,7 +1342,7 @@ def registry_copy(source: str, destination: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: a free port, printed).")
-@click.option("--token-file", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--token-file", type=_FILE, metavar="FILE",
               help="Require a bearer token: one of the tokens in FILE, one per line.")
 def serve(roots: tuple[str, ...], host: str, port: int, token_file: str | None) -> None:
     """Serve the repositories at ROOT (and their parents) read-only over HTTP.
@@ -1395,7 +1418,7 @@ def _map_executor(scheduler: str | None) -> Iterator[Any]:
 @click.argument("root")
 @click.argument("dataset")
 @_DATA_ID
-@click.option("--output", type=click.Path(file_okay=False),
+@click.option("--output", type=_DIRECTORY,
               help="Repository to write to (made if new, with ROOT as its parent). Default: ROOT itself, opened "
                    "read-write.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,

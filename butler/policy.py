@@ -15,12 +15,12 @@ from collections.abc import Iterator, KeysView, Mapping
 from typing import Any
 
 from .errors import PolicyError
-from .utils import keep, kept_name, read_kept
+from .utils import keep, read_kept
 
 __all__ = ["Policy"]
 
 #: version of what a kept parse holds (a marshalled plain tree); bump when that changes
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 #: product names whose policy files live in this project's own tree (``<root>/policy``)
 _OWN_PRODUCTS = ("butler", "daf_persistence")
@@ -72,8 +72,8 @@ def _read_yaml_file(path: str, mtime_ns: int, size: int) -> dict:
     """Parse a policy file once per (path, modification time, size) in a process.
 
     Between processes, the parsed tree of a plain file is kept in the user's
-    cache directory (`butler.utils.cache_dir`) under the hash of the file's bytes, which are
-    read every time: a changed file is never answered from the cache. Parsing
+    cache directory (`butler.utils.cache_dir`) with the file's bytes, which are read
+    every time and compared: a changed file is never answered from the cache. Parsing
     YAML costs tens of milliseconds a camera, loading the kept tree well under one.
     """
     import io
@@ -84,8 +84,7 @@ def _read_yaml_file(path: str, mtime_ns: int, size: int) -> dict:
     storage, name = Storage.forFile(path)
     with storage.openRead(name) as stream:
         content = read_bounded(stream, path)
-    keptName = kept_name(content, _CACHE_FORMAT)
-    tree = read_kept("policy", keptName)
+    tree = read_kept("policy", content, _CACHE_FORMAT)
     if type(tree) is dict:
         return tree
     data = load_yaml(io.BytesIO(content), path)
@@ -96,7 +95,7 @@ def _read_yaml_file(path: str, mtime_ns: int, size: int) -> dict:
     if not isinstance(data, Mapping):
         raise PolicyError(f"policy file {path!r} does not hold a mapping (got {type(data).__name__})")
     tree = _copy_tree(data)
-    keep("policy", keptName, tree)
+    keep("policy", content, _CACHE_FORMAT, tree)
     return tree
 
 

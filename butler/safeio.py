@@ -27,7 +27,6 @@ import itertools
 import logging
 import os
 import re
-import secrets
 import shutil
 import stat
 from collections.abc import Iterator
@@ -207,7 +206,7 @@ class _TemporaryNames:
 
     def reset(self) -> None:
         self._pid = os.getpid()
-        self._prefix = secrets.token_hex(4)
+        self._prefix = os.urandom(4).hex()  # as the secrets module draws tokens, without loading OpenSSL
         self._count = itertools.count()
 
     def __call__(self, name: str) -> str:

@@ -8,7 +8,6 @@ trusts, and returns only `butler.mapper.Mapper` subclasses.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -17,12 +16,13 @@ import marshal
 import os
 import re
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 __all__ = ["sequencify", "iterify", "as_list", "doImport", "resolve_mapper", "trusted_prefixes",
            "mapper_names", "resolve_short_mapper_name", "LEGACY_PREFIXES", "PACKAGE_PREFIXES",
-           "TRUSTED_MAPPERS_ENV", "CACHE_ENV", "text_table", "cache_dir", "read_kept", "keep", "kept_name"]
+           "TRUSTED_MAPPERS_ENV", "CACHE_ENV", "text_table", "cache_dir", "read_kept", "keep"]
 
 _log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ LEGACY_PREFIXES = {
 
 ENTRY_POINT_GROUP = "butler.mappers"
 #: version of the kept entry-point table (a marshalled list of (name, value)); bump when that changes
-_ENTRY_POINTS_FORMAT = 1
+_ENTRY_POINTS_FORMAT = 2
 
 #: environment variable naming the directory of kept results (parsed policies, entry points); empty: none
 CACHE_ENV = "BUTLER_CACHE_DIR"
@@ -123,8 +123,9 @@ def cache_dir(kind: str) -> str | None:
     """The directory of one kind of kept result: ``$BUTLER_CACHE_DIR/<kind>`` (an empty variable: no
     cache), else ``butler/<kind>`` in the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``).
 
-    Nothing kept there is trusted to be current by itself: each kept file is
-    named by a fingerprint of everything its content was worked out from.
+    Nothing kept there is trusted to be current by itself: each kept file holds
+    the fingerprint of everything its content was worked out from, and a read
+    compares it with the caller's.
     """
     configured = os.environ.get(CACHE_ENV)
     if configured is not None:
@@ -133,41 +134,54 @@ def cache_dir(kind: str) -> str | None:
     return os.path.join(base, "butler", kind)
 
 
-def read_kept(kind: str, name: str) -> Any:
-    """The plain data kept under ``name`` (`keep`), or None when there is none or it is unreadable."""
+def read_kept(kind: str, fingerprint: bytes, format: int) -> Any:
+    """The plain data kept (`keep`) for a result worked out from ``fingerprint`` in ``format``, or None when
+    there is none, the file is unreadable, or the file of that name holds another fingerprint."""
     from .errors import ButlerError
     from .storage import Storage
 
     directory = cache_dir(kind)
     if directory is None:
         return None
+    name = _kept_name(fingerprint, format)
     try:
         storage, _ = Storage.forFile(os.path.join(directory, name))
-        return marshal.loads(storage.readBytes(name))
+        kept = marshal.loads(storage.readBytes(name))
     except (OSError, ValueError, EOFError, TypeError, ButlerError) as exc:
         _log.debug("nothing kept as %s in %s: %s", name, directory, exc)
         return None
+    if type(kept) is tuple and len(kept) == 2 and kept[0] == fingerprint:
+        return kept[1]
+    _log.debug("%s in %s was worked out from something else", name, directory)
+    return None
 
 
-def keep(kind: str, name: str, data: Any) -> None:
-    """Keep plain data (what `marshal` holds) under ``name``, atomically; data marshal cannot hold, or
-    a cache directory that cannot be written, only means the work is done again next time."""
+def keep(kind: str, fingerprint: bytes, format: int, data: Any) -> None:
+    """Keep plain data (what `marshal` holds) worked out from ``fingerprint``, atomically, with the
+    fingerprint; data marshal cannot hold, or a cache directory that cannot be written, only means the
+    work is done again next time."""
     from .errors import ButlerError
     from .safeio import write_bytes
 
     directory = cache_dir(kind)
     if directory is None:
         return
+    name = _kept_name(fingerprint, format)
     try:
-        write_bytes(os.path.join(directory, name), marshal.dumps(data), root=directory)
+        write_bytes(os.path.join(directory, name), marshal.dumps((fingerprint, data)), root=directory)
     except (OSError, ValueError, ButlerError) as exc:
         _log.debug("%s not kept in %s: %s", name, directory, exc)
 
 
-def kept_name(fingerprint: bytes, format: int) -> str:
-    """The file name of a result worked out from ``fingerprint``, for one format and Python version."""
-    digest = hashlib.sha256(fingerprint).hexdigest()
-    return f"{digest}-v{format}-py{sys.version_info[0]}{sys.version_info[1]}.marshal"
+def _kept_name(fingerprint: bytes, format: int) -> str:
+    """The file name of a result worked out from ``fingerprint``, for one format and Python version.
+
+    The CRC-32 and length of the fingerprint only index the file (the file holds
+    the fingerprint, which `read_kept` compares), so no digest is computed: a
+    command starts without loading ``hashlib`` and OpenSSL.
+    """
+    return (f"{zlib.crc32(fingerprint):08x}-{len(fingerprint):x}-v{format}"
+            f"-py{sys.version_info[0]}{sys.version_info[1]}.marshal")
 
 
 # -- entry points ----------------------------------------------------------------------------------
@@ -232,15 +246,14 @@ def _entry_point_classes() -> dict[str, Any]:
     point files, so installing, removing or editing one makes a new scan.
     """
     fingerprint = _installed_fingerprint()
-    name = kept_name(fingerprint, _ENTRY_POINTS_FORMAT) if fingerprint is not None else None
-    kept = read_kept("entry-points", name) if name is not None else None
+    kept = read_kept("entry-points", fingerprint, _ENTRY_POINTS_FORMAT) if fingerprint is not None else None
     if isinstance(kept, list) and all(isinstance(item, tuple) and len(item) == 2 for item in kept):
         return {entry: _EntryPoint(entry, value) for entry, value in kept}
     from importlib.metadata import entry_points
 
     found = {ep.name: _EntryPoint(ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    if name is not None:
-        keep("entry-points", name, [(entry.name, entry.value) for entry in found.values()])
+    if fingerprint is not None:
+        keep("entry-points", fingerprint, _ENTRY_POINTS_FORMAT, [(entry.name, entry.value) for entry in found.values()])
     return found
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections.abc
 import contextlib
-import difflib
 import functools
 import logging
 import os
@@ -841,6 +840,8 @@ class CameraMapper(Mapper):
         known = self._knownKeys if self._knownKeys is not None else self.knownDataIdKeys()
         if not dataId or known.issuperset(dataId):
             return
+        import difflib  # only to word this error: a mapper that refuses nothing never loads it
+
         unknown = sorted(str(key) for key in dataId if key not in known)
         hints = []
         for key in unknown:

@@ -4,10 +4,12 @@
 storage name asks for. Registering a name twice is an error unless forced, and
 an unknown name raises `UnknownStorageError` listing the known ones.
 
-Importing this package imports neither numpy nor astropy: each format imports
-its libraries when it first reads or writes; the YAML formats (and PyYAML) are
-imported when their name is first asked for. `ParquetStorage` is registered
-only when pyarrow is installed.
+Importing this package imports neither numpy nor astropy, nor any format's
+module: the table holds each built-in formatter by the import string of its
+class, and its module is imported when its name is first asked for (a command
+that reads no pickle never imports `pickle`; the YAML formats import PyYAML);
+each format imports its libraries when it first reads or writes.
+`ParquetStorage` is registered only when pyarrow is installed.
 """
 
 from __future__ import annotations
@@ -15,16 +17,25 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Iterator
+from typing import Any
 
 from ..errors import UnknownStorageError
 from .base import Formatter
-from .fits import FitsCatalogStorage, FitsStorage, python_kind
-from .numpy import NumpyStorage
-from .parquet import ParquetStorage
-from .pickle import PickleStorage
-from .text import TextStorage
 
 __all__ = ["Formatter", "FormatterTable", "get_formatter", "register_formatter", "known_storage_names", "python_kind"]
+
+#: the package's formatters: storage name -> ``"submodule:Class"``, imported on first use
+BUILT_IN = {
+    "PickleStorage": "pickle:PickleStorage",
+    "NumpyStorage": "numpy:NumpyStorage",
+    "TextStorage": "text:TextStorage",
+    "FitsStorage": "fits:FitsStorage",
+    "FitsCatalogStorage": "fits:FitsCatalogStorage",
+    "YamlStorage": "yaml:YamlStorage",
+    "ConfigStorage": "config:ConfigStorage",
+}
+#: the formatter registered only when its library is installed: storage name -> (``"submodule:Class"``, library)
+OPTIONAL = {"ParquetStorage": ("parquet:ParquetStorage", "pyarrow")}
 
 
 class FormatterTable:
@@ -79,11 +90,18 @@ class FormatterTable:
         formatter = self._formatters.get(storageName)
         if formatter is not None:
             return formatter
-        deferred = self._deferred.pop(storageName, None)
+        deferred = self._deferred.get(storageName)
         if deferred is None:
-            raise UnknownStorageError(f"no formatter for storage {storageName!r}; known: {', '.join(self)}")
+            formatter = self._formatters.get(storageName)  # made by another thread since the first look
+            if formatter is None:
+                raise UnknownStorageError(f"no formatter for storage {storageName!r}; known: {', '.join(self)}")
+            return formatter
         module, _, name = deferred.partition(":")
-        formatter = self._formatters[storageName] = getattr(importlib.import_module(module), name)()
+        made = getattr(importlib.import_module(module), name)()
+        # threads asking at once agree on the first formatter stored; the name leaves the deferred
+        # ones only once it is stored, so no thread finds it in neither
+        formatter = self._formatters.setdefault(storageName, made)
+        self._deferred.pop(storageName, None)
         return formatter
 
     def __contains__(self, storageName: object) -> bool:
@@ -111,9 +129,17 @@ def known_storage_names() -> list[str]:
     return list(_table)
 
 
-for _cls in (PickleStorage, NumpyStorage, TextStorage, FitsStorage, FitsCatalogStorage):
-    register_formatter(_cls)
-_table.register_deferred("YamlStorage", f"{__name__}.yaml:YamlStorage")
-_table.register_deferred("ConfigStorage", f"{__name__}.config:ConfigStorage")
-if importlib.util.find_spec("pyarrow") is not None:
-    register_formatter(ParquetStorage)
+def __getattr__(name: str) -> Any:
+    """`python_kind`, from the FITS format's module (imported on first use, as the formats are)."""
+    if name == "python_kind":
+        from .fits import python_kind
+
+        return python_kind
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+for _name, _where in BUILT_IN.items():
+    _table.register_deferred(_name, f"{__name__}.{_where}")
+for _name, (_where, _library) in OPTIONAL.items():
+    if importlib.util.find_spec(_library) is not None:
+        _table.register_deferred(_name, f"{__name__}.{_where}")

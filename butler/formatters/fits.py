@@ -36,7 +36,6 @@ other columns.
 from __future__ import annotations
 
 import functools
-import gzip
 import io
 import itertools
 import logging
@@ -467,6 +466,8 @@ def _fits_source(stream: IO[bytes]) -> IO[bytes]:
             return stream
     data = stream.read()
     if data[:2] == _GZIP_MAGIC:
+        import gzip  # only for a gzipped file: a command reading none never loads it
+
         data = gzip.decompress(data)
     return io.BytesIO(data)
 

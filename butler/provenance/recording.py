@@ -31,7 +31,6 @@ from typing import Any
 
 from ..errors import NoResults, UnwritableObjectError
 from ..location import split_hdu
-from ..registry.provenance import PLAIN_JSON, ProvenanceStore
 from ..storage.base import observe_writes
 
 __all__ = ["ProvenanceRecorder", "recording_enabled", "canonical_data_id", "new_uuid", "utc_now"]
@@ -111,7 +110,6 @@ def _plain(value: Any) -> Any:
 
 #: the types a data ID value is stored as they are
 _JSON_SCALARS = frozenset({int, str, float, bool, type(None)})
-_quote = PLAIN_JSON[str]
 #: one encoder for every data ID (`json.dumps` with options makes a new one per call); a data ID is flat,
 #: so there is no cycle to look for
 _SORTED_JSON = json.JSONEncoder(sort_keys=True, check_circular=False)
@@ -119,8 +117,12 @@ _SORTED_JSON = json.JSONEncoder(sort_keys=True, check_circular=False)
 
 def canonical_data_id(dataId: Mapping[str, Any]) -> str:
     """A data ID as canonical JSON text (keys sorted), the form records store and compare."""
+    # the store's module (and what it imports) is loaded when a Butler first records, not when it is made
+    from ..registry.provenance import PLAIN_JSON
+
+    quote = PLAIN_JSON[str]
     try:  # text keys and text or integer values (the usual data ID, on every put): joined by hand
-        return "{" + ", ".join([f"{_quote(key)}: {PLAIN_JSON[type(value)](value)}"
+        return "{" + ", ".join([f"{quote(key)}: {PLAIN_JSON[type(value)](value)}"
                                 for key, value in sorted(dataId.items())]) + "}"
     except (KeyError, TypeError):  # another value type, a key that is not text: the encoder's general form
         return _SORTED_JSON.encode({str(key): value if type(value) in _JSON_SCALARS else _plain(value)
@@ -340,6 +342,8 @@ class ProvenanceRecorder:
         try:
             return self._outputs[root]
         except KeyError:
+            from ..registry.provenance import ProvenanceStore
+
             store = ProvenanceStore.for_writing(storage)
             output = self._outputs[root] = _Output(store) if store is not None else None
             return output
@@ -443,6 +447,8 @@ class ProvenanceRecorder:
         if output is not None:
             return output.store
         if storage.root not in self._readers:
+            from ..registry.provenance import ProvenanceStore
+
             self._readers[storage.root] = ProvenanceStore.for_reading(storage)
         return self._readers[storage.root]
 

@@ -59,7 +59,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import sqlite3
 import time
 import urllib.parse
@@ -305,6 +304,8 @@ class ProvenanceStore:
     def _open_journal(self) -> None:
         """Create this writer's journal (locked before it has its name, so it is never taken for a dead
         writer's), and register it in the transaction that folds the journals of dead writers."""
+        import secrets  # here: a Butler that never writes provenance does not load it (nor OpenSSL)
+
         name = f"{PROVENANCE_FILENAME}-{secrets.token_hex(8)}.sqlite3-journal"
         with atomic_write(name, root=self._root) as tmp:
             fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))

@@ -22,7 +22,6 @@ import abc
 import contextlib
 import contextvars
 import fnmatch
-import hashlib
 import importlib
 import io
 import logging
@@ -90,6 +89,8 @@ _NO_LOCK = contextlib.nullcontext()
 
 def _digest_file(path: str) -> tuple[int, str]:
     """Size and SHA-256 of a local file."""
+    import hashlib  # here, as in each function that digests: a command that only reads never loads OpenSSL
+
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as stream:
@@ -220,6 +221,8 @@ class StorageInterface(abc.ABC):
 
     def checksum(self, path: str) -> str:
         """The SHA-256 (hex) of the file at ``path``, read as a stream; `DatasetNotFoundError` when missing."""
+        import hashlib
+
         digest = hashlib.sha256()
         with self.openRead(path) as stream:
             while block := stream.read(1 << 20):
@@ -278,6 +281,8 @@ class StorageInterface(abc.ABC):
         """Tell the write observer, if any, the size and digest of bytes about to be written (`observe_writes`)."""
         observer = _write_observer.get()
         if observer is not None:
+            import hashlib
+
             observer(self, relpath, len(data), hashlib.sha256(data).hexdigest())
 
     def writeBytes(self, path: str, data: bytes) -> None:
