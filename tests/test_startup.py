@@ -35,6 +35,8 @@ UNUSED_FORMATS = ("pickle", "_pickle", "butler.formatters.pickle", "butler.forma
 RARE = ("difflib", "gzip")
 #: the provenance store and lineage: a Butler that has recorded nothing reads and writes no record
 PROVENANCE_STORE = ("butler.registry.provenance", "butler.provenance.lineage")
+#: the recorder: a Butler without outputs records nothing, so a read-only command never loads it
+RECORDING = ("butler.provenance.recording",)
 #: digests and random tokens: OpenSSL's ``_hashlib`` (``secrets`` loads it through ``hmac``)
 DIGESTS = ("hashlib", "_hashlib", "hmac", "secrets")
 
@@ -151,12 +153,17 @@ def test_query_of_a_camera_registry_loads_no_provenance_store(obs_test_registry:
     assert modules_loaded_by(run_command("query", obs_test_registry, "raw"), PROVENANCE_STORE) == "[]"
 
 
+def test_query_of_a_camera_registry_loads_no_recorder(obs_test_registry: str) -> None:
+    assert modules_loaded_by(run_command("query", obs_test_registry, "raw"), RECORDING) == "[]"
+
+
 def test_a_recorded_put_loads_the_provenance_store(tmp_path: Path) -> None:
     """The check can fail: a put of a Butler that records provenance writes its record through the store."""
     code = (f"from butler import Butler\nbutler = Butler(outputs={{'root': {str(tmp_path)!r}, "
             "'mapper': 'butler.test.MapperForTestWriting'}, recordProvenance=True)\n"
             "butler.put({'a': 1}, 'foo', {'visit': 1})\n")
-    assert "butler.registry.provenance" in modules_loaded_by(code, PROVENANCE_STORE)
+    loaded = modules_loaded_by(code, PROVENANCE_STORE + RECORDING)
+    assert "butler.registry.provenance" in loaded and "butler.provenance.recording" in loaded
 
 
 def test_asking_for_a_format_or_a_digest_loads_its_module(tmp_path: Path) -> None:
