@@ -752,24 +752,25 @@ class CameraMapper(Mapper):
         """As `Mapper.map`; the data-ID values are checked and converted first (`checkDataId`).
 
         A dataset type with a mapping of its own (and no ``map_<datasetType>``
-        method of the class) is checked once, handed to `validate`, and mapped
-        by its `Mapping` directly, which checks again only what `validate`
-        changed. Other types are checked here when the camera's `validate`
-        would see the values first.
+        method of the class) is mapped by its `Mapping` directly, which checks
+        the values once; where the camera has a `validate` of its own, they are
+        checked here, handed to it, and checked again only where it changed
+        them. Other types are checked here when the camera's `validate` would
+        see the values first.
         """
         mapping = self._mappedDirectly.get(datasetType)
         if mapping is None:
             mapping = self.mappings.get(datasetType)
-            if mapping is not None and not _class_defines(type(self), "map_" + datasetType):
-                self._mappedDirectly[datasetType] = mapping
-        direct = self._mappedDirectly.get(datasetType)
-        if direct is not None and direct is mapping:
-            checked = direct.checkDataId(self, dataId)
-            validated = checked if type(self).validate is Mapper.validate else self.validate(checked)
-            return direct.map(self, validated, write, checked=validated is checked)
-        if mapping is None or type(self).validate is not Mapper.validate:
-            dataId = self.checkDataId(datasetType, dataId)
-        return super().map(datasetType, dataId, write)
+            if mapping is None or _class_defines(type(self), "map_" + datasetType):
+                if mapping is None or type(self).validate is not Mapper.validate:
+                    dataId = self.checkDataId(datasetType, dataId)
+                return super().map(datasetType, dataId, write)
+            self._mappedDirectly[datasetType] = mapping
+        if type(self).validate is Mapper.validate:
+            return mapping.map(self, dataId, write)
+        checked = mapping.checkDataId(self, dataId)
+        validated = self.validate(checked)
+        return mapping.map(self, validated, write, checked=validated is checked)
 
     def sharedReadPath(self, datasetType: str) -> tuple[Hashable, bool] | None:
         """As `Mapper.sharedReadPath`: for a dataset type mapped by its `Mapping` in the repository's own
@@ -854,6 +855,13 @@ class CameraMapper(Mapper):
     def canStandardize(self, datasetType: str) -> bool:
         """Return whether this mapper maps ``datasetType`` and has ``std_<datasetType>``."""
         return datasetType in self.mappings and hasattr(self, "std_" + datasetType)
+
+    @classmethod
+    def checksDataIdKeysByName(cls) -> bool:
+        """Whether `checkDataIdKeys` answers from the names of the keys alone (the class overrides
+        neither it nor `knownDataIdKeys`): `Mapping.map` then asks it once per set of keys."""
+        return (cls.checkDataIdKeys is CameraMapper.checkDataIdKeys
+                and cls.knownDataIdKeys is CameraMapper.knownDataIdKeys)
 
     @classmethod
     def fillsTemplateDirectly(cls) -> bool:

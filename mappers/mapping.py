@@ -11,6 +11,7 @@ or any registry is queried, and finds compressed variants of a file on read
 from __future__ import annotations
 
 import logging
+import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -66,6 +67,21 @@ class _MapPlan:
     query: Callable[[Sequence[Any]], list[tuple]] | None
     #: the mapper fills templates as `CameraMapper` does (``template % dataId``): no call needed
     fillsDirectly: bool
+    #: ``whereValues(dataId)`` -> the values of ``where``, in order (a tuple: what ``query`` binds)
+    whereValues: Callable[[dict], tuple] = attrs.field(default=None, eq=False)
+    #: the mapper's key check must be asked on every map (it is its own, or a key is unknown): only the
+    #: standard check (`CameraMapper.checksDataIdKeysByName`) passing for these keys is asked once
+    checksKeys: bool = True
+
+
+def _getter(keys: tuple[str, ...]) -> Callable[[dict], tuple]:
+    """``get(dataId)`` -> the values of ``keys`` in a tuple (`operator.itemgetter`, which gives one key's bare)."""
+    if len(keys) > 1:
+        return operator.itemgetter(*keys)
+    if keys:
+        (key,) = keys
+        return lambda dataId: (dataId[key],)
+    return lambda dataId: ()
 
 
 def registry_name(registry: Any) -> str:
@@ -159,15 +175,23 @@ class Mapping:
             (it is not checked a second time).
         """
         template = self._template or self.template
-        # the values given are checked before the registry is asked about them,
-        # the values the registry supplies (once) before they fill the template
-        actualId = dict(dataId if checked else self.checkDataId(mapper, dataId or {}))
-        plan = self._plans.get((type(mapper), *actualId))
+        # the values given are checked before the registry is asked about them, the values the
+        # registry supplies (once) before they fill the template; a plan is worked out on the first
+        # map of a shape of data ID, after the values were checked as on every map without one
+        plan = self._plans.get((type(mapper), *(dataId or ())))
+        if checked:
+            actualId = dict(dataId)
+        elif plan is None or plan.checksKeys:
+            actualId = dict(self.checkDataId(mapper, dataId or {}))
+        else:  # the mapper's key check passed for these keys: the values alone are checked
+            actualId = dict(check_data_id(dataId, self._kinds or self.keyKinds(mapper), self.keyDict,
+                                          self.datasetType, mapper.root))
         if plan is None:
             plan = self._plan(mapper, actualId)
         missing = plan.missing
         if missing:
-            rows = plan.query([actualId[key] for key in plan.where]) if plan.query is not None else None
+            query = plan.query
+            rows = query(plan.whereValues(actualId)) if query is not None else None
             if rows is None or len(rows) != 1:  # no plan, or no unique row: as before, with its errors
                 rows = [self._complete(list(missing), actualId)]
             supplied = dict(zip(missing, rows[0]))
@@ -185,19 +209,18 @@ class Mapping:
         if path[:1] == "/":
             raise MapperError(f"Mapped path should not be absolute: {path!r} (dataset type "
                               f"{self.datasetType!r})")
-        additionalData = actualId
         found: bool | None = None
         if write:
             addFunc = getattr(mapper, "add_" + self.datasetType, None)
-            if addFunc is not None:
-                additionalData = {**addFunc(self.datasetType, actualId), **actualId}
+            additionalData = dict(actualId) if addFunc is None else {**addFunc(self.datasetType, actualId),
+                                                                      **actualId}
         else:
             compressed = self._compressed
             path, found = self.rootStorage.probe(path, self.readsCompressed() if compressed is None else compressed)
-        return ButlerLocation(self.python, self.persistable, self.storage, path, actualId, mapper,
-                              self.storageFor(write), usedDataId={key: actualId[key] for key in self.keyDict},
-                              datasetType=self.datasetType, additionalData=additionalData,
-                              repository=getattr(mapper, "repository", None), found=found)
+            additionalData = dict(actualId)
+        return ButlerLocation._mapped(self.python, self.persistable, self.storage, path, actualId, mapper,
+                                      self.storageFor(write), {key: actualId[key] for key in self.keyDict},
+                                      self.datasetType, additionalData, getattr(mapper, "repository", None), found)
 
     def _plan(self, mapper: Any, actualId: dict) -> _MapPlan:
         """Work out (once per mapper class and data-ID key order) how `map` completes such a data ID.
@@ -223,7 +246,11 @@ class Mapping:
                 _log.debug("%s: no lookup plan for keys %s (%s)", self.datasetType, list(actualId), exc)
         mapperType = type(mapper)
         direct = getattr(mapperType, "fillsTemplateDirectly", None)
-        plan = _MapPlan(missing, where, query, fillsDirectly=direct is not None and direct())
+        byName = getattr(mapperType, "checksDataIdKeysByName", None)
+        plan = _MapPlan(missing, where, query, fillsDirectly=direct is not None and direct(),
+                        whereValues=_getter(where),
+                        checksKeys=not (byName is not None and byName()
+                                        and mapper.knownDataIdKeys().issuperset(actualId)))
         if lasting and len(self._plans) < _MAX_PLANS:
             key = (mapperType, *actualId)
             self._plans[key] = plan

@@ -314,11 +314,22 @@ class SqliteRegistry(Registry):
     def lookup_plan(self, lookupProperties: Sequence[str], reference: Sequence[str], keys: Sequence[str],
                     **kwargs: Any) -> Callable[[Sequence[Any]], list[tuple]]:
         """A `lookup` of one shape as a callable (see `Registry.lookup_plan`): the names are
-        checked and the ``SELECT`` built here, once; each call only binds and runs it."""
+        checked and the ``SELECT`` built here, once; each call only binds and runs it.
+
+        Outside a transaction, with debug logging off, the statement runs straight on
+        the read connection; a value sqlite3 cannot bind as it is, or any failure, is
+        run again through `_execute`, which converts, logs and names what failed.
+        """
         sql = self._select(tuple(lookupProperties), tuple(reference), tuple((key, PLACEHOLDER) for key in keys), None)
         execute = self._execute
+        logs = _log.isEnabledFor
 
         def run(values: Sequence[Any]) -> list[tuple]:
+            if self._writer is None and not logs(logging.DEBUG):
+                try:
+                    return self.conn.execute(sql, values).fetchall()
+                except sqlite3.Error:
+                    pass
             return execute(sql, values).fetchall()
 
         return run
