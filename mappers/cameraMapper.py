@@ -293,6 +293,9 @@ def local_file(location: ButlerLocation) -> Iterator[tuple[str, int | None]]:
                                  f"{describe_data_id(location.dataId)}): {type(exc).__name__}: {exc}") from exc
 
 
+#: at most this many compiled maps per mapper (`CameraMapper.map`: one per dataset type and data-ID keys)
+_MAX_LOCATORS = 256
+
 #: (class, name) -> whether the class or a base defines the name itself (see `_class_defines`)
 _CLASS_DEFINES: dict[tuple[type, str], bool] = {}
 
@@ -536,6 +539,8 @@ class CameraMapper(Mapper):
         self._recipeOfType: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
         #: dataset type -> its `Mapping`, for the types `map` hands straight to their mapping
         self._mappedDirectly: dict[str, Mapping] = {}
+        #: (dataset type, *data-ID keys) -> the compiled map of that shape (`Mapping.locator`): shapes only
+        self._locators: dict[tuple, Callable[[Any, Any, bool, bool], ButlerLocation]] = {}
         self._initMappings(provided)
 
     @functools.cached_property
@@ -756,8 +761,14 @@ class CameraMapper(Mapper):
         the values once; where the camera has a `validate` of its own, they are
         checked here, handed to it, and checked again only where it changed
         them. Other types are checked here when the camera's `validate` would
-        see the values first.
+        see the values first. Without a `validate` of the camera's own, a
+        shape of data ID (dataset type and keys) the mapping has planned is
+        mapped by its compiled plan straight away (`Mapping.locator`).
         """
+        shape = (datasetType, *(dataId or ()))
+        locate = self._locators.get(shape)
+        if locate is not None:
+            return locate(self, dataId, write, False)
         mapping = self._mappedDirectly.get(datasetType)
         if mapping is None:
             mapping = self.mappings.get(datasetType)
@@ -767,7 +778,11 @@ class CameraMapper(Mapper):
                 return super().map(datasetType, dataId, write)
             self._mappedDirectly[datasetType] = mapping
         if type(self).validate is Mapper.validate:
-            return mapping.map(self, dataId, write)
+            location = mapping.map(self, dataId, write)
+            locate = mapping.locator(self, dataId)
+            if locate is not None and len(self._locators) < _MAX_LOCATORS:
+                self._locators[shape] = locate
+            return location
         checked = mapping.checkDataId(self, dataId)
         validated = self.validate(checked)
         return mapping.map(self, validated, write, checked=validated is checked)
