@@ -238,12 +238,14 @@ class Mapping:
         datasetType, template, keyDict = self.datasetType, self.template, self.keyDict
         kinds = self.keyKinds(mapper)
         whereValues = _getter(where)
-        complete, checkDataId, readsCompressed = self._complete, self.checkDataId, self.readsCompressed
+        complete, checkDataId = self._complete, self.checkDataId
+        compressed: bool | None = None  # `readsCompressed`, asked on the first read
         python, persistable, storageName = self.python, self.persistable, self.storage
         readStorage, writeStorage = self.storageFor(False), self.storageFor(True)
         probe = self.rootStorage.probe
 
         def locate(mapper: Any, dataId: Any, write: bool, checked: bool) -> ButlerLocation:
+            nonlocal compressed
             root = mapper.root
             # the values given are checked before the registry is asked about them,
             # the values the registry supplies (once) before they fill the template
@@ -276,7 +278,9 @@ class Mapping:
                                                                           **actualId}
                 storage, found = writeStorage, None
             else:
-                path, found = probe(path, readsCompressed())
+                if compressed is None:
+                    compressed = self.readsCompressed()
+                path, found = probe(path, compressed)
                 additionalData, storage = dict(actualId), readStorage
             return ButlerLocation._mapped(python, persistable, storageName, path, actualId, mapper, storage,
                                           {key: actualId[key] for key in keyDict}, datasetType, additionalData,

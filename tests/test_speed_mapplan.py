@@ -161,8 +161,10 @@ def test_a_unique_answer_repeated_in_the_registry_falls_back_to_the_full_lookup(
     _insert(lsstcam, same, _visit(same, 1))
     registry = SqliteRegistry(lsstcam / "registry.sqlite3")
     run = registry.lookup_unique_plan(["dayObs", "raftName", "detectorName"], ["raw"], ["expId", "detector"])
-    assert run([LATER["expId"], LATER["detector"]]) == [("2021-01-02", "R02", "S02")] * 2
+    assert run([LATER["expId"], LATER["detector"]]) == [("2021-01-02", "R02", "S02")] * 2  # through the index
     assert registry.lookup(["dayObs", "raftName", "detectorName"], ["raw"], LATER) == [("2021-01-02", "R02", "S02")]
+    scanning = registry.lookup_unique_plan(["dayObs", "raftName"], ["raw"], ["detector"])  # no index: DISTINCT
+    assert scanning([LATER["detector"]]) == [("2021-01-02", "R02")]
     registry.close()
     mapper = LsstCamMapper(root=str(lsstcam))
     for _ in range(2):  # the first map plans, the second runs the plan

@@ -324,10 +324,20 @@ class SqliteRegistry(Registry):
 
     def lookup_unique_plan(self, lookupProperties: Sequence[str], reference: Sequence[str], keys: Sequence[str],
                            **kwargs: Any) -> Callable[[Sequence[Any]], list[tuple]]:
-        """As `lookup_plan`, for an answer used only when it is one row (see `Registry.lookup_unique_plan`):
-        at most two rows, not made distinct (SQLite then needs no temporary B-tree)."""
-        return self._runner(self._select(tuple(lookupProperties), tuple(reference),
-                                         tuple((key, PLACEHOLDER) for key in keys), None, limit=2))
+        """As `lookup_plan`, for an answer used only when it is one row (see `Registry.lookup_unique_plan`).
+
+        Where SQLite finds the rows through an index, at most two rows, not made
+        distinct: no temporary B-tree. Where it would scan a table, the
+        ``DISTINCT`` statement of `lookup_plan` (for which it may scan an index
+        instead). Decided once, from ``EXPLAIN QUERY PLAN``.
+        """
+        fields, tables = tuple(lookupProperties), tuple(reference)
+        where = tuple((key, PLACEHOLDER) for key in keys)
+        sql = self._select(fields, tables, where, None, limit=2)
+        steps = self._query("EXPLAIN QUERY PLAN " + sql, [None] * len(where))
+        if any(step[-1].startswith("SCAN") for step in steps):
+            sql = self._select(fields, tables, where, None)
+        return self._runner(sql)
 
     def _runner(self, sql: str) -> Callable[[Sequence[Any]], list[tuple]]:
         """``run(values)``: the rows of a built ``SELECT`` for these values.
