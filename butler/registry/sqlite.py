@@ -347,10 +347,10 @@ class SqliteRegistry(Registry):
         run again through `_execute`, which converts, logs and names what failed.
         """
         execute = self._execute
-        logs = _log.isEnabledFor
+        logs, debug = _log.isEnabledFor, logging.DEBUG
 
         def run(values: Sequence[Any]) -> list[tuple]:
-            if self._writer is None and not logs(logging.DEBUG):
+            if self._writer is None and not logs(debug):
                 try:
                     return self.conn.execute(sql, values).fetchall()
                 except sqlite3.Error:
