@@ -217,13 +217,14 @@ class Mapping:
         byName = getattr(mapperType, "checksDataIdKeysByName", None)
         checksKeys = not (byName is not None and byName() and mapper.knownDataIdKeys().issuperset(actualId))
         plan = _MapPlan(missing, where, query, fillsDirectly, checksKeys,
-                        self._locator(mapper, missing, where, query, fillsDirectly, checksKeys))
+                        self._locator(mapper, tuple(actualId), missing, where, query, fillsDirectly,
+                                      checksKeys))
         if lasting and len(self._plans) < _MAX_PLANS:
             key = (mapperType, *actualId)
             self._plans[key] = plan
         return plan
 
-    def _locator(self, mapper: Any, missing: tuple[str, ...], where: tuple[str, ...],
+    def _locator(self, mapper: Any, given: tuple[str, ...], missing: tuple[str, ...], where: tuple[str, ...],
                  query: Callable[[Sequence[Any]], list[tuple]] | None, fillsDirectly: bool,
                  checksKeys: bool) -> Callable[[Any, Any, bool, bool], ButlerLocation]:
         """`map` of one shape of data ID as one function (see `_plan`).
@@ -243,6 +244,9 @@ class Mapping:
         python, persistable, storageName = self.python, self.persistable, self.storage
         readStorage, writeStorage = self.storageFor(False), self.storageFor(True)
         probe = self.rootStorage.probe
+        # where the keys given are template keys, the completed data ID holds the template's keys alone:
+        # the used data ID is a copy of the template's keys (in their order) updated with its values
+        usedKeys = dict.fromkeys(keyDict) if keyDict.keys() >= set(given) else None
 
         def locate(mapper: Any, dataId: Any, write: bool, checked: bool) -> ButlerLocation:
             nonlocal compressed
@@ -282,9 +286,14 @@ class Mapping:
                     compressed = self.readsCompressed()
                 path, found = probe(path, compressed)
                 additionalData, storage = dict(actualId), readStorage
+            if usedKeys is not None:
+                usedDataId = usedKeys.copy()
+                usedDataId.update(actualId)
+            else:
+                usedDataId = {key: actualId[key] for key in keyDict}
             return ButlerLocation._mapped(python, persistable, storageName, path, actualId, mapper, storage,
-                                          {key: actualId[key] for key in keyDict}, datasetType, additionalData,
-                                          getattr(mapper, "repository", None), found)
+                                          usedDataId, datasetType, additionalData, getattr(mapper, "repository", None),
+                                          found)
 
         return locate
 
