@@ -177,7 +177,7 @@ class Mapping:
         """
         plan = self._plans.get((type(mapper), *(dataId or ())))
         if plan is None:  # the first map of this shape: checked as without a plan, then planned
-            self._template or self.template  # noqa: B018 - an undefined template raises first
+            self.template  # noqa: B018 - a dataset type without a template raises TemplateError first
             dataId = dataId if checked else self.checkDataId(mapper, dataId or {})
             plan = self._plan(mapper, dataId)
             checked = True
