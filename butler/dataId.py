@@ -280,8 +280,8 @@ def check_data_id(dataId: Any, kinds: Mapping[str, type | None], pathKeys: Itera
     """
     if not dataId:
         return dataId
-    pathKeys = pathKeys if isinstance(pathKeys, (set, frozenset, dict)) else frozenset(pathKeys)
-    converted: dict = {}
+    pathKeys = pathKeys if isinstance(pathKeys, (dict, set, frozenset)) else frozenset(pathKeys)
+    converted: dict | None = None
     for key, value in dataId.items():
         kind = kinds.get(key, _UNKNOWN)
         inPath = key in pathKeys
@@ -304,8 +304,10 @@ def check_data_id(dataId: Any, kinds: Mapping[str, type | None], pathKeys: Itera
         except _Refused as refused:
             raise _refusal(refused, key, value, datasetType, dataId, repository) from None
         if new is not value:
+            if converted is None:
+                converted = {}
             converted[key] = new
-    if not converted:
+    if converted is None:
         return dataId
     result = dataId.copy() if isinstance(dataId, DataId) else dict(dataId)
     result.update(converted)

@@ -134,6 +134,32 @@ class ButlerLocation:
         """Record the repository this location was found in."""
         self.repository = repository
 
+    @classmethod
+    def _mapped(cls, pythonType: Any, cppType: Any, storageName: str, path: str, dataId: dict, mapper: Any,
+                storage: Any, usedDataId: dict, datasetType: str, additionalData: dict, repository: Any,
+                found: bool | None) -> ButlerLocation:
+        """The location of one path, made by a mapping from values already in their stored form.
+
+        Private, for `mappers.mapping.Mapping.map`, which calls it on every map: the
+        converters of the public constructor are skipped, so ``additionalData`` must
+        be a dict of the location's own (not shared with ``dataId``).
+        """
+        self = object.__new__(cls)
+        self.pythonType = pythonType
+        self.cppType = cppType
+        self.storageName = storageName
+        self.locationList = [path]
+        self.dataId = dataId
+        self.mapper = mapper
+        self.storage = storage
+        self.usedDataId = usedDataId
+        self.datasetType = datasetType
+        self.additionalData = additionalData
+        self.repository = repository
+        self.parameters = {}
+        self.found = found
+        return self
+
     def with_parameters(self, parameters: Any) -> ButlerLocation:
         """A copy of this location whose reads select ``parameters`` (this one when there are none)."""
         return attrs.evolve(self, parameters=dict(parameters)) if parameters else self

@@ -292,6 +292,9 @@ def local_file(location: ButlerLocation) -> Iterator[tuple[str, int | None]]:
                                  f"{describe_data_id(location.dataId)}): {type(exc).__name__}: {exc}") from exc
 
 
+#: at most this many compiled maps per mapper (`CameraMapper.map`: one per dataset type and data-ID keys)
+_MAX_LOCATORS = 256
+
 #: (class, name) -> whether the class or a base defines the name itself (see `_class_defines`)
 _CLASS_DEFINES: dict[tuple[type, str], bool] = {}
 
@@ -535,6 +538,8 @@ class CameraMapper(Mapper):
         self._recipeOfType: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
         #: dataset type -> its `Mapping`, for the types `map` hands straight to their mapping
         self._mappedDirectly: dict[str, Mapping] = {}
+        #: (dataset type, *data-ID keys) -> the compiled map of that shape (`Mapping.locator`): shapes only
+        self._locators: dict[tuple, Callable[[Any, Any, bool, bool], ButlerLocation]] = {}
         self._initMappings(provided)
 
     @functools.cached_property
@@ -751,24 +756,35 @@ class CameraMapper(Mapper):
         """As `Mapper.map`; the data-ID values are checked and converted first (`checkDataId`).
 
         A dataset type with a mapping of its own (and no ``map_<datasetType>``
-        method of the class) is checked once, handed to `validate`, and mapped
-        by its `Mapping` directly, which checks again only what `validate`
-        changed. Other types are checked here when the camera's `validate`
-        would see the values first.
+        method of the class) is mapped by its `Mapping` directly, which checks
+        the values once; where the camera has a `validate` of its own, they are
+        checked here, handed to it, and checked again only where it changed
+        them. Other types are checked here when the camera's `validate` would
+        see the values first. Without a `validate` of the camera's own, a
+        shape of data ID (dataset type and keys) the mapping has planned is
+        mapped by its compiled plan straight away (`Mapping.locator`).
         """
+        shape = (datasetType, *(dataId or ()))
+        locate = self._locators.get(shape)
+        if locate is not None:
+            return locate(self, dataId, write, False)
         mapping = self._mappedDirectly.get(datasetType)
         if mapping is None:
             mapping = self.mappings.get(datasetType)
-            if mapping is not None and not _class_defines(type(self), "map_" + datasetType):
-                self._mappedDirectly[datasetType] = mapping
-        direct = self._mappedDirectly.get(datasetType)
-        if direct is not None and direct is mapping:
-            checked = direct.checkDataId(self, dataId)
-            validated = checked if type(self).validate is Mapper.validate else self.validate(checked)
-            return direct.map(self, validated, write, checked=validated is checked)
-        if mapping is None or type(self).validate is not Mapper.validate:
-            dataId = self.checkDataId(datasetType, dataId)
-        return super().map(datasetType, dataId, write)
+            if mapping is None or _class_defines(type(self), "map_" + datasetType):
+                if mapping is None or type(self).validate is not Mapper.validate:
+                    dataId = self.checkDataId(datasetType, dataId)
+                return super().map(datasetType, dataId, write)
+            self._mappedDirectly[datasetType] = mapping
+        if type(self).validate is Mapper.validate:
+            location = mapping.map(self, dataId, write)
+            locate = mapping.locator(self, dataId)
+            if locate is not None and len(self._locators) < _MAX_LOCATORS:
+                self._locators[shape] = locate
+            return location
+        checked = mapping.checkDataId(self, dataId)
+        validated = self.validate(checked)
+        return mapping.map(self, validated, write, checked=validated is checked)
 
     def sharedReadPath(self, datasetType: str) -> tuple[Hashable, bool] | None:
         """As `Mapper.sharedReadPath`: for a dataset type mapped by its `Mapping` in the repository's own
@@ -855,6 +871,13 @@ class CameraMapper(Mapper):
     def canStandardize(self, datasetType: str) -> bool:
         """Return whether this mapper maps ``datasetType`` and has ``std_<datasetType>``."""
         return datasetType in self.mappings and hasattr(self, "std_" + datasetType)
+
+    @classmethod
+    def checksDataIdKeysByName(cls) -> bool:
+        """Whether `checkDataIdKeys` answers from the names of the keys alone (the class overrides
+        neither it nor `knownDataIdKeys`): `Mapping.map` then asks it once per set of keys."""
+        return (cls.checkDataIdKeys is CameraMapper.checkDataIdKeys
+                and cls.knownDataIdKeys is CameraMapper.knownDataIdKeys)
 
     @classmethod
     def fillsTemplateDirectly(cls) -> bool:

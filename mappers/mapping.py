@@ -11,6 +11,7 @@ or any registry is queried, and finds compressed variants of a file on read
 from __future__ import annotations
 
 import logging
+import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -56,16 +57,32 @@ _MAX_PLANS = 64
 
 @attrs.frozen(slots=True)
 class _MapPlan:
-    """How `Mapping.map` completes and fills one shape of data ID (see `Mapping._plan`)."""
+    """How `Mapping.map` maps one shape of data ID (see `Mapping._plan`): shapes only, never values."""
 
     #: the template keys the data ID lacks, in the template's order
     missing: tuple[str, ...]
     #: the data-ID keys the registry statement compares, in order of its values
     where: tuple[str, ...]
-    #: ``query(values)`` -> rows of ``missing`` (`Registry.lookup_plan`), or None: `Mapping._complete` decides
+    #: ``query(values)`` -> rows of ``missing``, one when it is the answer (`Registry.lookup_unique_plan`),
+    #: or None: `Mapping._complete` decides
     query: Callable[[Sequence[Any]], list[tuple]] | None
     #: the mapper fills templates as `CameraMapper` does (``template % dataId``): no call needed
     fillsDirectly: bool
+    #: the mapper's key check is asked on every map (it is its own, or a key is unknown); the standard
+    #: check (`CameraMapper.checksDataIdKeysByName`) passing for these keys is not asked again
+    checksKeys: bool
+    #: ``locate(mapper, dataId, write, checked)``: `Mapping.map` of this shape, compiled (`Mapping._locator`)
+    locate: Callable[[Any, Any, bool, bool], ButlerLocation] = attrs.field(eq=False, repr=False)
+
+
+def _getter(keys: tuple[str, ...]) -> Callable[[dict], tuple]:
+    """``get(dataId)`` -> the values of ``keys`` in a tuple (`operator.itemgetter`, which gives one key's bare)."""
+    if len(keys) > 1:
+        return operator.itemgetter(*keys)
+    if keys:
+        (key,) = keys
+        return lambda dataId: (dataId[key],)
+    return lambda dataId: ()
 
 
 def registry_name(registry: Any) -> str:
@@ -158,48 +175,21 @@ class Mapping:
             The caller has already passed ``dataId`` through `checkDataId`
             (it is not checked a second time).
         """
-        template = self._template or self.template
-        # the values given are checked before the registry is asked about them,
-        # the values the registry supplies (once) before they fill the template
-        actualId = dict(dataId if checked else self.checkDataId(mapper, dataId or {}))
-        plan = self._plans.get((type(mapper), *actualId))
-        if plan is None:
-            plan = self._plan(mapper, actualId)
-        missing = plan.missing
-        if missing:
-            rows = plan.query([actualId[key] for key in plan.where]) if plan.query is not None else None
-            if rows is None or len(rows) != 1:  # no plan, or no unique row: as before, with its errors
-                rows = [self._complete(list(missing), actualId)]
-            supplied = dict(zip(missing, rows[0]))
-            # every key supplied fills the path: the dict itself is the set of path keys
-            actualId.update(check_data_id(supplied, self._kinds or self.keyKinds(mapper), supplied,
-                                          self.datasetType, mapper.root))
-        if plan.fillsDirectly:
-            try:
-                path = template % actualId
-            except Exception:  # noqa: BLE001 - the mapper's own fill raises the error that says why
-                path = mapper._mapActualToPath(template, actualId)
-        else:
-            path = mapper._mapActualToPath(template, actualId)
-        check_path(path, self.datasetType, actualId, mapper.root)
-        if path[:1] == "/":
-            raise MapperError(f"Mapped path should not be absolute: {path!r} (dataset type "
-                              f"{self.datasetType!r})")
-        additionalData = actualId
-        found: bool | None = None
-        if write:
-            addFunc = getattr(mapper, "add_" + self.datasetType, None)
-            if addFunc is not None:
-                additionalData = {**addFunc(self.datasetType, actualId), **actualId}
-        else:
-            compressed = self._compressed
-            path, found = self.rootStorage.probe(path, self.readsCompressed() if compressed is None else compressed)
-        return ButlerLocation(self.python, self.persistable, self.storage, path, actualId, mapper,
-                              self.storageFor(write), usedDataId={key: actualId[key] for key in self.keyDict},
-                              datasetType=self.datasetType, additionalData=additionalData,
-                              repository=getattr(mapper, "repository", None), found=found)
+        plan = self._plans.get((type(mapper), *(dataId or ())))
+        if plan is None:  # the first map of this shape: checked as without a plan, then planned
+            self.template  # noqa: B018 - a dataset type without a template raises TemplateError first
+            dataId = dataId if checked else self.checkDataId(mapper, dataId or {})
+            plan = self._plan(mapper, dataId)
+            checked = True
+        return plan.locate(mapper, dataId, write, checked)
 
-    def _plan(self, mapper: Any, actualId: dict) -> _MapPlan:
+    def locator(self, mapper: Any, dataId: Any) -> Callable[[Any, Any, bool, bool], ButlerLocation] | None:
+        """The compiled `map` of the data ID's shape (its keys, in order) for this mapper's class, once
+        `map` has planned it (None before): ``locate(mapper, dataId, write, checked)``, as `map`."""
+        plan = self._plans.get((type(mapper), *(dataId or ())))
+        return None if plan is None else plan.locate
+
+    def _plan(self, mapper: Any, actualId: Any) -> _MapPlan:
         """Work out (once per mapper class and data-ID key order) how `map` completes such a data ID.
 
         The plan holds shapes only: the keys missing, the registry statement
@@ -217,17 +207,95 @@ class Mapping:
                 and not (_VISIT_PROPERTIES.issuperset(missing) and "visit" in actualId and "raw" in self.tables)):
             where = self._whereKeys(actualId)
             try:
-                query = self.registry.lookup_plan(missing, self.tables, where, template=self._template)
+                query = self.registry.lookup_unique_plan(missing, self.tables, where, template=self._template)
             except RegistryError as exc:  # `_complete` decides, and raises what it raised before
                 lasting = isinstance(exc, RegistrySchemaError)
                 _log.debug("%s: no lookup plan for keys %s (%s)", self.datasetType, list(actualId), exc)
         mapperType = type(mapper)
         direct = getattr(mapperType, "fillsTemplateDirectly", None)
-        plan = _MapPlan(missing, where, query, fillsDirectly=direct is not None and direct())
+        fillsDirectly = direct is not None and direct()
+        byName = getattr(mapperType, "checksDataIdKeysByName", None)
+        checksKeys = not (byName is not None and byName() and mapper.knownDataIdKeys().issuperset(actualId))
+        plan = _MapPlan(missing, where, query, fillsDirectly, checksKeys,
+                        self._locator(mapper, tuple(actualId), missing, where, query, fillsDirectly,
+                                      checksKeys))
         if lasting and len(self._plans) < _MAX_PLANS:
             key = (mapperType, *actualId)
             self._plans[key] = plan
         return plan
+
+    def _locator(self, mapper: Any, given: tuple[str, ...], missing: tuple[str, ...], where: tuple[str, ...],
+                 query: Callable[[Sequence[Any]], list[tuple]] | None, fillsDirectly: bool,
+                 checksKeys: bool) -> Callable[[Any, Any, bool, bool], ButlerLocation]:
+        """`map` of one shape of data ID as one function (see `_plan`).
+
+        It holds this mapping's settings and the plan's shapes, never values: it
+        checks the values given (the key check only where ``checksKeys``),
+        runs ``query`` (or `_complete`, with its errors, where there is no
+        query or no unique row), checks the values supplied, fills the
+        template, checks the path, probes the file once (reads), and makes the
+        location from values already in their stored form.
+        """
+        datasetType, template, keyDict = self.datasetType, self.template, self.keyDict
+        kinds = self.keyKinds(mapper)
+        whereValues = _getter(where)
+        complete, checkDataId = self._complete, self.checkDataId
+        compressed: bool | None = None  # `readsCompressed`, asked on the first read
+        python, persistable, storageName = self.python, self.persistable, self.storage
+        readStorage, writeStorage = self.storageFor(False), self.storageFor(True)
+        probe = self.rootStorage.probe
+        # where the keys given are template keys, the completed data ID holds the template's keys alone:
+        # the used data ID is a copy of the template's keys (in their order) updated with its values
+        usedKeys = dict.fromkeys(keyDict) if keyDict.keys() >= set(given) else None
+
+        def locate(mapper: Any, dataId: Any, write: bool, checked: bool) -> ButlerLocation:
+            nonlocal compressed
+            root = mapper.root
+            # the values given are checked before the registry is asked about them,
+            # the values the registry supplies (once) before they fill the template
+            if checked:
+                actualId = dict(dataId)
+            elif checksKeys:
+                actualId = dict(checkDataId(mapper, dataId or {}))
+            else:
+                actualId = dict(check_data_id(dataId, kinds, keyDict, datasetType, root))
+            if missing:
+                rows = query(whereValues(actualId)) if query is not None else None
+                if rows is None or len(rows) != 1:  # no statement, or no unique row: with its errors
+                    rows = [complete(list(missing), actualId)]
+                supplied = dict(zip(missing, rows[0]))
+                # every key supplied fills the path: the dict itself is the set of path keys
+                actualId.update(check_data_id(supplied, kinds, supplied, datasetType, root))
+            if fillsDirectly:
+                try:
+                    path = template % actualId
+                except Exception:  # noqa: BLE001 - the mapper's own fill raises the error that says why
+                    path = mapper._mapActualToPath(template, actualId)
+            else:
+                path = mapper._mapActualToPath(template, actualId)
+            check_path(path, datasetType, actualId, root)
+            if path[:1] == "/":
+                raise MapperError(f"Mapped path should not be absolute: {path!r} (dataset type {datasetType!r})")
+            if write:
+                addFunc = getattr(mapper, "add_" + datasetType, None)
+                additionalData = dict(actualId) if addFunc is None else {**addFunc(datasetType, actualId),
+                                                                          **actualId}
+                storage, found = writeStorage, None
+            else:
+                if compressed is None:
+                    compressed = self.readsCompressed()
+                path, found = probe(path, compressed)
+                additionalData, storage = dict(actualId), readStorage
+            if usedKeys is not None:
+                usedDataId = usedKeys.copy()
+                usedDataId.update(actualId)
+            else:
+                usedDataId = {key: actualId[key] for key in keyDict}
+            return ButlerLocation._mapped(python, persistable, storageName, path, actualId, mapper, storage,
+                                          usedDataId, datasetType, additionalData, getattr(mapper, "repository", None),
+                                          found)
+
+        return locate
 
     def readsCompressed(self) -> bool:
         """Whether this dataset type's format reads ``.gz``/``.fz`` files (a storage name no

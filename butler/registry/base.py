@@ -221,6 +221,23 @@ class Registry(abc.ABC):
 
         return run
 
+    def lookup_unique_plan(self, lookupProperties: Sequence[str], reference: Sequence[str], keys: Sequence[str],
+                           **kwargs: Any) -> Callable[[Sequence[Any]], list[tuple]]:
+        """As `lookup_plan`, for a caller that uses the answer only when it is one row.
+
+        ``run(values)`` may return rows not made distinct, and not all of them:
+        one row returned is the one row `lookup` answers; any other number says
+        nothing of `lookup`'s answer (the caller asks `lookup` itself). SQL
+        registries ask for at most two rows without ``DISTINCT``; this default
+        is `lookup_plan`.
+
+        Raises
+        ------
+        butler.errors.RegistrySchemaError
+            When a table, key or property is unknown (SQL registries say so here).
+        """
+        return self.lookup_plan(lookupProperties, reference, keys, **kwargs)
+
     @abc.abstractmethod
     def executeQuery(self, returnFields: Any, joinClause: Any, whereFields: Iterable | None,
                      range: Sequence[str] | None, values: Sequence[Any]) -> list[tuple]:

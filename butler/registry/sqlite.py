@@ -77,7 +77,7 @@ def _term(term: str) -> str:
 
 
 def build_select(returnFields: Iterable[str], tables: Iterable[str], whereColumns: Iterable[tuple[str, str]],
-                 range: Sequence[str] | None = None) -> str:
+                 range: Sequence[str] | None = None, limit: int | None = None) -> str:
     """Build ``SELECT DISTINCT ... FROM t1 NATURAL JOIN t2 WHERE ...``; every name is quoted.
 
     Parameters
@@ -90,8 +90,10 @@ def build_select(returnFields: Iterable[str], tables: Iterable[str], whereColumn
         Equality conditions; a term is ``'?'`` (a bound value) or a column name.
     range : ``(value, start, end)``, optional
         ``(value BETWEEN start AND end)``; each term ``'?'`` or a column name.
+    limit : `int`, optional
+        At most this many rows, not made distinct (``SELECT ... LIMIT n``).
     """
-    sql = (f"SELECT DISTINCT {', '.join(map(quote_identifier, returnFields))} "
+    sql = (f"SELECT {'DISTINCT ' if limit is None else ''}{', '.join(map(quote_identifier, returnFields))} "
            f"FROM {' NATURAL JOIN '.join(map(quote_identifier, tables))}")
     clauses = [f"{quote_identifier(column)} = {_term(term)}" for column, term in whereColumns]
     if range is not None:
@@ -99,6 +101,8 @@ def build_select(returnFields: Iterable[str], tables: Iterable[str], whereColumn
         clauses.append(f"({_term(value)} BETWEEN {_term(start)} AND {_term(end)})")
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
     return sql
 
 
@@ -314,11 +318,43 @@ class SqliteRegistry(Registry):
     def lookup_plan(self, lookupProperties: Sequence[str], reference: Sequence[str], keys: Sequence[str],
                     **kwargs: Any) -> Callable[[Sequence[Any]], list[tuple]]:
         """A `lookup` of one shape as a callable (see `Registry.lookup_plan`): the names are
-        checked and the ``SELECT`` built here, once; each call only binds and runs it."""
-        sql = self._select(tuple(lookupProperties), tuple(reference), tuple((key, PLACEHOLDER) for key in keys), None)
+        checked and the ``SELECT`` built here, once; each call only binds and runs it (`_runner`)."""
+        return self._runner(self._select(tuple(lookupProperties), tuple(reference),
+                                         tuple((key, PLACEHOLDER) for key in keys), None))
+
+    def lookup_unique_plan(self, lookupProperties: Sequence[str], reference: Sequence[str], keys: Sequence[str],
+                           **kwargs: Any) -> Callable[[Sequence[Any]], list[tuple]]:
+        """As `lookup_plan`, for an answer used only when it is one row (see `Registry.lookup_unique_plan`).
+
+        Where SQLite finds the rows through an index, at most two rows, not made
+        distinct: no temporary B-tree. Where it would scan a table, the
+        ``DISTINCT`` statement of `lookup_plan` (for which it may scan an index
+        instead). Decided once, from ``EXPLAIN QUERY PLAN``.
+        """
+        fields, tables = tuple(lookupProperties), tuple(reference)
+        where = tuple((key, PLACEHOLDER) for key in keys)
+        sql = self._select(fields, tables, where, None, limit=2)
+        steps = self._query("EXPLAIN QUERY PLAN " + sql, [None] * len(where))
+        if any(step[-1].startswith("SCAN") for step in steps):
+            sql = self._select(fields, tables, where, None)
+        return self._runner(sql)
+
+    def _runner(self, sql: str) -> Callable[[Sequence[Any]], list[tuple]]:
+        """``run(values)``: the rows of a built ``SELECT`` for these values.
+
+        Outside a transaction, with debug logging off, the statement runs straight on
+        the read connection; a value sqlite3 cannot bind as it is, or any failure, is
+        run again through `_execute`, which converts, logs and names what failed.
+        """
         execute = self._execute
+        logs, debug = _log.isEnabledFor, logging.DEBUG
 
         def run(values: Sequence[Any]) -> list[tuple]:
+            if self._writer is None and not logs(debug):
+                try:
+                    return self.conn.execute(sql, values).fetchall()
+                except sqlite3.Error:
+                    pass
             return execute(sql, values).fetchall()
 
         return run
@@ -370,16 +406,16 @@ class SqliteRegistry(Registry):
         return self._query(sql, list(values))
 
     def _select(self, fields: tuple[str, ...], tables: tuple[str, ...], where: tuple[tuple[str, str], ...],
-                range: tuple[str, str, str] | None) -> str:
+                range: tuple[str, str, str] | None, limit: int | None = None) -> str:
         """Return the ``SELECT`` of one query shape, its names checked and its SQL built on first use.
 
         The cache is bounded by the schema: a shape is made of checked names only.
         """
-        shape = ("select", fields, tables, where, range)
+        shape = ("select", fields, tables, where, range, limit)
         sql = self._schema.statements.get(shape)
         if sql is None:
             self._check_names(tables, [*fields, *(t for pair in where for t in pair), *(range or ())])
-            sql = self._schema.statements[shape] = build_select(fields, tables, where, range)
+            sql = self._schema.statements[shape] = build_select(fields, tables, where, range, limit)
         return sql
 
     def tables(self) -> list[str]:
