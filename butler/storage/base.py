@@ -586,16 +586,24 @@ class StorageInterface(abc.ABC):
         """
         filename, hdu = split_hdu(path) if path[-1:] == "]" else (path, None)
         relpath = self._check(filename)  # once, for the path and its variants
-        directory = posixpath.dirname(relpath) if compressed else ""
-        if likelyMissing and directory and not self._exists(directory):
-            return path, False
+        directoryExists = None  # looked at only where it decides: before a likely miss, after a miss
+        if likelyMissing and compressed:
+            directoryExists = self._directoryExists(relpath)
+            if not directoryExists:
+                return path, False
         if self._exists(relpath):
             return path, True
-        if compressed and (likelyMissing or not directory or self._exists(directory)):
-            for ext in COMPRESSED_SUFFIXES:
-                if not relpath.endswith(ext) and self._exists(relpath + ext):
-                    return filename + ext + ("" if hdu is None else f"[{hdu}]"), True
+        if not compressed or not (directoryExists or self._directoryExists(relpath)):
+            return path, False
+        for ext in COMPRESSED_SUFFIXES:
+            if not relpath.endswith(ext) and self._exists(relpath + ext):
+                return filename + ext + ("" if hdu is None else f"[{hdu}]"), True
         return path, False
+
+    def _directoryExists(self, relpath: str) -> bool:
+        """Whether the directory of a checked relative path exists (the root always does)."""
+        directory = posixpath.dirname(relpath)
+        return not directory or self._exists(directory)
 
     def prober(self, compressed: bool) -> Callable[[str], str | None]:
         """A function answering `probe` with ``likelyMissing`` for path after path (a search on its way
