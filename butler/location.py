@@ -140,7 +140,8 @@ class ButlerLocation:
                 found: bool | None) -> ButlerLocation:
         """The location of one path, made by a mapping from values already in their stored form.
 
-        Private, for `mappers.mapping.Mapping.map`, which calls it on every map: the
+        Private, for `mappers.mapping.Mapping.map`, which calls it on every map, and
+        `butler.repository.Repository.relocate`: the
         converters of the public constructor are skipped, so ``additionalData`` must
         be a dict of the location's own (not shared with ``dataId``).
         """

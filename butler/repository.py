@@ -410,8 +410,9 @@ class Repository:
     def relocate(self, location: ButlerLocation, path: str) -> ButlerLocation:
         """The location another repository's mapper gave under the same `sharedReadPath` promise, as this
         repository holds it (its file found at ``path``)."""
-        return attrs.evolve(location, locationList=[path], mapper=self.mapper, storage=self.storage,
-                            repository=self, found=True)
+        return ButlerLocation._mapped(location.pythonType, location.cppType, location.storageName, path,
+                                      location.dataId, self.mapper, self.storage, location.usedDataId,
+                                      location.datasetType, dict(location.additionalData), self, True)
 
     def _hooks(self, datasetType: str) -> tuple[Any, bool, Any]:
         hooks = self._hook_cache.get(datasetType)
