@@ -136,7 +136,7 @@ class ButlerLocation:
 
     @classmethod
     def _mapped(cls, pythonType: Any, cppType: Any, storageName: str, path: str, dataId: dict, mapper: Any,
-                storage: Any, usedDataId: dict, datasetType: str, additionalData: dict, repository: Any,
+                storage: Any, usedDataId: dict, datasetType: str | None, additionalData: dict, repository: Any,
                 found: bool | None) -> ButlerLocation:
         """The location of one path, made by a mapping from values already in their stored form.
 
