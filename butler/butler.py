@@ -54,7 +54,9 @@ def _python_type(pythonType: str) -> Any:
     return pythonType if found is None else found
 
 
+#: the keys of a Butler's searches: a read's tag set (none: `_UNTAGGED`), or `_WRITING` for the outputs
 _UNTAGGED: frozenset = frozenset()
+_WRITING = "outputs"
 
 
 @attrs.frozen
@@ -287,7 +289,7 @@ class Butler:
         """The first answer of ``take(repository, location)`` that is not `MISS`, over the repositories a read
         with the data ID's tags searches (the outputs, for ``write``): see `butler.search.Search.run`."""
         tags = dataId.tag
-        key = True if write else frozenset(tags) if tags else _UNTAGGED
+        key = _WRITING if write else frozenset(tags) if tags else _UNTAGGED
         search = self._searches.get(key)
         if search is None:
             search = self._searches[key] = self._make_search(write, key)
