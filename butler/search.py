@@ -129,6 +129,7 @@ class Search:
             if (promise is not None and location.__class__ is ButlerLocation and location.found is False
                     and location.storage is repo.storage):
                 missed[promise[0]] = location
+                continue  # a promise means no bypass: a location seen missing is a miss for every caller
             answer = take(repo, location)
             if answer is not MISS:
                 return answer
