@@ -400,7 +400,7 @@ class Repository:
         """Whether the mapper post-processes what is read of ``datasetType`` (asked once per type)."""
         return self._hooks(datasetType)[1]
 
-    def sharedReadPath(self, datasetType: str) -> tuple[Hashable, Callable[[str], str | None]] | None:
+    def sharedReadProbe(self, datasetType: str) -> tuple[Hashable, Callable[[str], str | None]] | None:
         """The mapper's `butler.mapper.Mapper.sharedReadPath` promise for ``datasetType`` as this repository
         keeps it: the key, and how to look for a path another repository of the key mapped (asked once per
         type: `butler.storage.base.StorageInterface.prober`); None when the mapper makes none, has a bypass
@@ -408,7 +408,7 @@ class Repository:
         return self._hooks(datasetType)[2]
 
     def relocate(self, location: ButlerLocation, path: str) -> ButlerLocation:
-        """The location another repository's mapper gave under the same `sharedReadPath` promise, as this
+        """The location another repository's mapper gave under the same `sharedReadProbe` key, as this
         repository holds it (its file found at ``path``)."""
         return ButlerLocation._mapped(location.pythonType, location.cppType, location.storageName, path,
                                       location.dataId, self.mapper, self.storage, location.usedDataId,

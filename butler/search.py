@@ -6,7 +6,7 @@ never what any repository holds (nothing about the files is remembered between
 calls). For a dataset type whose mappers promise to map alike
 (`butler.mapper.Mapper.sharedReadPath`), a call maps in the first repository of a
 promise and asks each other one of it only whether the file is there
-(`Repository.sharedReadPath`): a chain of reruns over one camera repository maps once
+(`Repository.sharedReadProbe`): a chain of reruns over one camera repository maps once
 and checks each rerun with one existence test.
 """
 
@@ -41,7 +41,7 @@ class Found(NamedTuple):
 
 class _Step:
     """One repository of a search (None: one without a mapper, kept for the missing parent reached just
-    before it), that parent, and the mapper's promises (`Repository.sharedReadPath`), asked when the search
+    before it), that parent, and the mapper's promises (`Repository.sharedReadProbe`), asked when the search
     first reaches it (the mapper is built then)."""
 
     __slots__ = ("position", "repository", "gap", "promises")
@@ -108,7 +108,7 @@ class Search:
             if not write:
                 promise = step.promises.get(datasetType, _UNASKED)
                 if promise is _UNASKED:
-                    promise = step.promises[datasetType] = repo.sharedReadPath(datasetType)
+                    promise = step.promises[datasetType] = repo.sharedReadProbe(datasetType)
                 if promise is not None and missed:
                     seen = missed.get(promise[0])
                     if seen is not None:

@@ -334,8 +334,7 @@ class SqliteRegistry(Registry):
         fields, tables = tuple(lookupProperties), tuple(reference)
         where = tuple((key, PLACEHOLDER) for key in keys)
         sql = self._select(fields, tables, where, None, limit=2)
-        steps = self._query("EXPLAIN QUERY PLAN " + sql, [None] * len(where))
-        if any(step[-1].startswith("SCAN") for step in steps):
+        if any(step.startswith("SCAN") for step in self._explain(sql, [None] * len(where))):
             sql = self._select(fields, tables, where, None)
         return self._runner(sql)
 
@@ -365,7 +364,10 @@ class SqliteRegistry(Registry):
         Each string is one step of the plan (``SEARCH raw USING INDEX ...``,
         ``SCAN raw``...): a way to check that a lookup is answered from an index.
         """
-        sql, values = self._lookup_sql(lookupProperties, reference, dataId)
+        return self._explain(*self._lookup_sql(lookupProperties, reference, dataId))
+
+    def _explain(self, sql: str, values: Sequence[Any]) -> list[str]:
+        """The steps of SQLite's ``EXPLAIN QUERY PLAN`` of a built ``SELECT``."""
         return [row[-1] for row in self._query("EXPLAIN QUERY PLAN " + sql, values)]
 
     def _lookup_sql(self, lookupProperties: Any, reference: Any, dataId: Mapping | None) -> tuple[str, list]:

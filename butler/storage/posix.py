@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any
 
 from ..errors import DatasetNotFoundError, RepositoryError
@@ -89,22 +89,6 @@ class PosixStorage(StorageInterface):
         except (OSError, ValueError):
             return False
         return True
-
-    def prober(self, compressed: bool) -> Callable[[str], str | None]:
-        """As `StorageInterface.prober`; a plain path costs one `os.stat` and its check, no other call."""
-        if compressed:
-            return super().prober(True)
-        prefix, check = self._prefix, self._check
-
-        def found(path: str) -> str | None:
-            full = prefix + check(path)  # a path outside the root raises, as for any other look
-            try:
-                os.stat(full)
-            except (OSError, ValueError):
-                return None
-            return path
-
-        return found
 
     def _openRead(self, relpath: str) -> IO[bytes]:
         path = self._full(relpath)
